@@ -1,0 +1,182 @@
+"""Benchmark `drip start` on a generated cohort, beside a row-by-row ORM insert of the same plan.
+
+    python bench/start.py                      # 10,000 participants, 3 runs each
+    python bench/start.py --participants 2000 --runs 5
+    python bench/start.py --smoke              # tiny, to check the benchmark still works
+
+Each run is a fresh process on a fresh SQLite file, so the figures include
+start-up, validation, planning and the insert, and peak memory is the whole
+process's. Prints a markdown table of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = "2027-01-04T12:00Z"
+ZONES = [
+    "America/New_York", "America/Chicago", "America/Los_Angeles", "America/Sao_Paulo", "Europe/London",
+    "Europe/Berlin", "Europe/Paris", "Asia/Tokyo", "Asia/Kolkata", "Asia/Singapore", "Australia/Sydney",
+]  # fmt: skip
+OBJECTIVES = ["sales", "marketing", "customer service", "recruiting", "investor relations"]
+COHORT_TOML = """\
+name = "Benchmark cohort"
+program = "crawl-walk-run"
+start = 2027-01-11
+timezone = "America/New_York"
+send_time = "09:00"
+skip_weekends = true
+sender = "Comms <comms@example.com>"
+
+[goals.short]
+deadline = 2027-02-01
+"""
+
+
+def make_cohort(folder: Path, participants: int, seed: int = 7) -> Path:
+    """Write a cohort folder with a realistic, varied roster."""
+    rng = random.Random(seed)
+    cohort = folder / "cohorts" / "bench"
+    cohort.mkdir(parents=True)
+    (folder / "emails").symlink_to(ROOT / "emails", target_is_directory=True)
+    (cohort / "cohort.toml").write_text(COHORT_TOML)
+    lines = ["email,name,timezone,delegate_email,objective,short_deadline"]
+    for n in range(participants):
+        delegate = f"assistant{n}@example.com" if rng.random() < 0.1 else ""
+        own = (
+            (dt.date(2027, 2, 1) + dt.timedelta(days=rng.randint(1, 10))).isoformat()
+            if rng.random() < 0.05
+            else ""
+        )
+        lines.append(
+            f"exec{n}@example.com,Executive {n},{rng.choice(ZONES)},{delegate},{rng.choice(OBJECTIVES)},{own}"
+        )
+    (cohort / "roster.csv").write_text("\n".join(lines) + "\n")
+    return cohort
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Run a command; return (seconds, peak resident MB of that process)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, _, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if process.returncode not in (None, 0) or usage is None:
+        raise SystemExit(f"{command} failed: {process.stderr.read() if process.stderr else ''}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def orm_row_by_row(cohort_dir: str, database: str) -> None:
+    """The naive way: every row its own ORM object and INSERT, in one transaction."""
+    from sqlalchemy.orm import Session
+
+    from drip import enrol
+    from drip.cohort import load_cohort
+    from drip.models import Cohort, Delivery, Goal, Participant
+    from drip.plan import goal_dates
+    from drip.store import Store
+    from drip.values import parse_instant
+
+    now = parse_instant(NOW)
+    cohort = load_cohort(Path(cohort_dir), [ROOT / "emails"])
+    store = Store(f"sqlite:///{database}")
+    with Session(store.engine) as session, session.begin():
+        row = Cohort(**enrol.cohort_values(cohort), status="active", created_at=now, updated_at=now)
+        session.add(row)
+        session.flush()
+        for person, plan in enrol.plan_cohort(cohort, now):
+            participant = Participant(
+                cohort_id=row.id, email_key=person.key, status="active", created_at=now, updated_at=now,
+                **enrol._participant_values(cohort, person),
+            )  # fmt: skip
+            session.add(participant)
+            session.flush()
+            for key, dates in goal_dates(cohort.program, enrol.timing_of(cohort, person)).items():
+                session.add(
+                    Goal(participant_id=participant.id, goal=key, deadline=dates.deadline,
+                         deadline_at=dates.deadline_ends_at, status="open")
+                )  # fmt: skip
+                session.flush()
+            for planned in plan:
+                session.add(Delivery(**enrol._delivery_row(row.id, participant.id, planned, now)))
+                session.flush()
+    store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--participants", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="50 participants, one run")
+    parser.add_argument("--orm-worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.orm_worker:
+        orm_row_by_row(*args.orm_worker)
+        return
+    if args.smoke:
+        args.participants, args.runs = 50, 1
+
+    drip = str(Path(sys.executable).with_name("drip"))
+    results: dict[str, list[tuple[float, float]]] = {"drip start": [], "ORM, row by row": []}
+    with tempfile.TemporaryDirectory(prefix="drip-bench-") as tmp:
+        work = Path(tmp)
+        cohort = make_cohort(work, args.participants)
+        for run in range(args.runs):
+            database = work / f"start-{run}.db"
+            results["drip start"].append(
+                timed(
+                    [drip, "--database-url", f"sqlite:///{database}", "start", str(cohort), "--now", NOW],
+                    work,
+                )
+            )
+            database = work / f"orm-{run}.db"
+            results["ORM, row by row"].append(
+                timed([sys.executable, __file__, "--orm-worker", str(cohort), str(database)], work)
+            )
+        rows = sqlite3.connect(work / "start-0.db").execute("SELECT count(*) FROM deliveries").fetchone()[0]
+
+    fast = statistics.median(t for t, _ in results["drip start"])
+    print(
+        f"`drip start`, {args.participants:,} participants, {rows:,} deliveries, SQLite; "
+        f"median of {args.runs}\n"
+    )
+    print("| method | seconds (median) | peak memory MB (median) | deliveries/s | vs drip start |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, runs in results.items():
+        seconds = statistics.median(t for t, _ in runs)
+        memory = statistics.median(m for _, m in runs)
+        print(f"| {name} | {seconds:.2f} | {memory:.0f} | {rows / seconds:,.0f} | {seconds / fast:.1f}x |")
+    print(f"\n{machine()}")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
+if __name__ == "__main__":
+    main()

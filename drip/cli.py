@@ -1,0 +1,262 @@
+"""The ``drip`` command: parse options, call one service function, print the result."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drip import __version__, enrol, manage, report
+from drip.cohort import Cohort, default_emails_dirs, load_cohort
+from drip.config import SETTING_NAMES, Settings, load_settings, redact_url
+from drip.errors import DripError
+from drip.store import Store
+from drip.values import InvalidValue, parse_email, parse_instant
+
+
+class Instant(click.ParamType):
+    """An ISO 8601 date and time; without an offset it is read as UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            return parse_instant(str(value))
+        except InvalidValue as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class EmailAddress(click.ParamType):
+    name = "EMAIL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return parse_email(str(value))
+        except InvalidValue as exc:
+            self.fail(str(exc), param, ctx)
+
+
+#: rosters at least this long get a progress bar on a terminal
+PROGRESS_FROM = 1000
+NOW_HELP = "Act as if it were this moment (ISO 8601, e.g. 2027-01-11T09:00Z); default: the clock."
+
+
+@dataclass
+class App:
+    """What every command needs: settings, and the store opened on first use."""
+
+    settings: Settings
+    _store: Store | None = field(default=None, repr=False)
+
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.database_url)
+        return self._store
+
+    def existing_store(self) -> Store | None:
+        """Open the store only if the database exists; for commands that only read."""
+        if self._store is None and not database_exists(self.settings.database_url):
+            return None
+        return self.store()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def load_cohort(self, folder: Path) -> Cohort:
+        emails_dirs = default_emails_dirs(folder, Path(self.settings.emails_dir))
+        return load_cohort(folder, emails_dirs)
+
+
+def database_exists(url: str) -> bool:
+    """Say whether a SQLite file exists; other databases are servers and always 'exist'."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).expanduser().exists()
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+class DripGroup(click.Group):
+    """Turn drip's own errors into clean one-paragraph messages, never tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DripError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def _setting_options(command: Any) -> Any:
+    for name in reversed(SETTING_NAMES):
+        if name == "secret_key":
+            continue  # never on a command line, where other users can read it
+        command = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            metavar="VALUE",
+            help=f"Overrides DRIP_{name.upper()}.",
+        )(command)
+    return command
+
+
+@click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drip")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Settings file (default: drip.toml in the working directory).",
+)
+@_setting_options
+@click.option("-v", "--verbose", count=True, help="Say more (-vv for debugging).")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, verbose: int, **options: str | None) -> None:
+    """drip: email drip campaigns for goal-based training programs."""
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings(options, config_file=config_file)
+    except DripError as exc:
+        raise click.ClickException(str(exc)) from exc
+    app = App(settings)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+@main.command()
+@click.argument("cohort_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@click.option("--dry-run", is_flag=True, help="Validate and show what would happen; write nothing.")
+@pass_app
+def start(app: App, cohort_dir: Path, now: dt.datetime | None, dry_run: bool) -> None:
+    """Validate COHORT_DIR, enrol its participants and plan their emails.
+
+    Run it again after editing the roster or cohort.toml: new participants are
+    enrolled and changed deadlines re-planned; nothing is sent twice.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    cohort = app.load_cohort(cohort_dir)
+    for warning in cohort.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    total = len(cohort.participants)
+    with contextlib.ExitStack() as stack:
+        progress = None
+        if total >= PROGRESS_FROM:
+            bar = stack.enter_context(click.progressbar(length=total, label="Enrolling", file=sys.stderr))
+            progress = bar.update
+        if dry_run:
+            result = _dry_run(app, cohort, now, progress)
+        else:
+            with app.store().transaction() as conn:
+                result = enrol.sync_cohort(conn, cohort, now, progress)
+    click.echo(report.format_sync(cohort, result, dry_run=dry_run))
+
+
+def _dry_run(app: App, cohort: Cohort, now: dt.datetime, progress: Any) -> enrol.SyncReport:
+    """Run the real sync in a transaction that is rolled back."""
+    if database_exists(app.settings.database_url):
+        store = app.store()
+        if store.needs_migration():
+            raise DripError(
+                f"the database {redact_url(app.settings.database_url)} needs upgrading first; "
+                "run `drip db upgrade` (a dry run changes nothing, not even the schema)"
+            )
+    else:
+        store = Store("sqlite://")  # a throwaway in-memory database
+    try:
+        with store.trial() as conn:
+            return enrol.sync_cohort(conn, cohort, now, progress)
+    finally:
+        if store is not app._store:
+            store.close()
+
+
+@main.command()
+@click.argument("cohort_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--participant", "email", type=EmailAddress(), help="Only this participant.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@pass_app
+def plan(app: App, cohort_dir: Path, email: str | None, fmt: str, now: dt.datetime | None) -> None:
+    """Show who gets which email when, without writing anything."""
+    now = now or dt.datetime.now(dt.UTC)
+    cohort = app.load_cohort(cohort_dir)
+    plans = list(enrol.plan_cohort(cohort, now))
+    if email is not None:
+        plans = [(p, steps) for p, steps in plans if p.key == email.casefold()]
+        if not plans:
+            raise click.BadParameter(f"{email} is not in {cohort.roster_file}", param_hint="--participant")
+    click.echo(report.format_plan(plans, fmt), nl=fmt != "csv")
+
+
+@main.command()
+@click.argument("cohort", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@pass_app
+def status(app: App, cohort: str | None, fmt: str, now: dt.datetime | None) -> None:
+    """Show progress of COHORT (its id, usually the folder name), or of every cohort."""
+    now = now or dt.datetime.now(dt.UTC)
+    store = app.existing_store()
+    figures = report.cohort_status(store, cohort, now) if store else []
+    if cohort is not None and not figures:
+        raise click.ClickException(
+            f"no cohort {cohort!r} in {redact_url(app.settings.database_url)}; start it with `drip start`"
+        )
+    if fmt == "json":
+        payload: Any = figures[0] if cohort is not None else figures
+        click.echo(json.dumps(payload, indent=2))
+    elif not figures:
+        click.echo("No cohorts yet. Launch one with: drip start cohorts/NAME")
+    else:
+        click.echo(report.format_status(figures))
+
+
+@main.group()
+def participant() -> None:
+    """Manage one participant of a running cohort."""
+
+
+@participant.command("remove")
+@click.argument("cohort")
+@click.argument("email", type=EmailAddress())
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@pass_app
+def participant_remove(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
+    """Stop all email to EMAIL in COHORT and leave them out of the figures."""
+    now = now or dt.datetime.now(dt.UTC)
+    with app.store().transaction() as conn:
+        cancelled = manage.remove_participant(conn, cohort, email, now)
+    click.echo(f"Removed {email} from {cohort}; {cancelled} pending email(s) cancelled.")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: App) -> None:
+    """Create or upgrade the database schema (drip also does this on first use)."""
+    revision = app.store().revision()
+    click.echo(f"{redact_url(app.settings.database_url)} is at schema revision {revision}.")

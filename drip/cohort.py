@@ -1,0 +1,287 @@
+"""Load and validate a cohort folder: ``cohort.toml`` and its roster.
+
+Nothing here writes or sends. Every problem in both files is collected in one
+pass and raised together as a :class:`CohortError`, so a comms person fixes
+their spreadsheet once, not once per error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from drip.errors import CohortError, Problem
+from drip.program import Program, find_program, load_program
+from drip.roster import Participant, read_roster
+from drip.values import (
+    InvalidValue,
+    check_header_safe,
+    parse_clock,
+    parse_date,
+    parse_date_or_offset,
+    parse_email,
+    parse_mailbox,
+    parse_timezone,
+)
+
+COHORT_FILE = "cohort.toml"
+DEFAULT_ROSTER = "roster.csv"
+DEFAULT_SEND_TIME = dt.time(9, 0)
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+KNOWN_FIELDS = {
+    "name", "slug", "program", "start", "end", "timezone", "send_time", "skip_weekends",
+    "sender", "reply_to", "owners", "goals", "roster", "skip_steps",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Cohort:
+    slug: str
+    name: str
+    path: Path
+    program: Program
+    start: dt.date
+    end: dt.date | None
+    timezone: str
+    send_time: dt.time
+    skip_weekends: bool
+    sender: tuple[str, str]
+    reply_to: tuple[str, str] | None
+    owners: tuple[str, ...]
+    deadlines: Mapping[str, dt.date]
+    participants: tuple[Participant, ...]
+    roster_file: Path
+    #: things worth saying that do not stop the launch
+    warnings: tuple[str, ...] = ()
+
+
+def load_cohort(path: Path, emails_dirs: list[Path]) -> Cohort:
+    """Load the cohort in folder ``path``; look for its program in ``emails_dirs``."""
+    return _CohortLoader(path, emails_dirs).load()
+
+
+def default_emails_dirs(cohort_path: Path, configured: Path) -> list[Path]:
+    """Where to look for programs: the configured folder, then the cohort's project."""
+    project_emails = cohort_path.resolve().parent.parent / "emails"
+    dirs = [configured.resolve()]
+    if project_emails not in dirs:
+        dirs.append(project_emails)
+    return dirs
+
+
+class _CohortLoader:
+    def __init__(self, path: Path, emails_dirs: list[Path]) -> None:
+        self.path = path
+        self.file = path / COHORT_FILE
+        self.label = str(self.file)
+        self.emails_dirs = emails_dirs
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def problem(self, key: str | None, message: str) -> None:
+        self.problems.append(Problem(self.label, message, key=key))
+
+    def value(
+        self, data: Mapping[str, Any], key: str, parse: Any, default: Any = None, required: bool = False
+    ) -> Any:
+        """Parse ``data[key]``, recording a problem instead of raising."""
+        if key not in data:
+            if required:
+                self.problem(key, f"the field {key!r} is missing")
+            return default
+        try:
+            return parse(data[key])
+        except InvalidValue as exc:
+            self.problem(key, str(exc))
+            return default
+
+    def load(self) -> Cohort:
+        if not self.path.is_dir():
+            raise CohortError([Problem(str(self.path), "no such cohort folder")])
+        try:
+            data = tomllib.loads(self.file.read_text(encoding="utf-8-sig"))
+        except FileNotFoundError:
+            raise CohortError(
+                [Problem(self.label, f"file not found; a cohort folder needs {COHORT_FILE}")]
+            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise CohortError([Problem(self.label, f"not valid TOML: {exc}")]) from None
+
+        for key in data:
+            if key not in KNOWN_FIELDS:
+                close = difflib.get_close_matches(key, sorted(KNOWN_FIELDS), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(KNOWN_FIELDS))}"
+                self.problem(key, f"unknown field {key!r}; {hint}")
+
+        name = self.value(data, "name", _text, "", required=True)
+        slug = self.value(data, "slug", _slug, None) or self.path.resolve().name
+        if "slug" not in data and not SLUG_PATTERN.match(slug):
+            self.problem(
+                None,
+                f'the folder name {slug!r} cannot be the cohort\'s id; set slug = "..." (a-z, 0-9, - and _)',
+            )
+        program = self.program(data)
+        if program is not None and "skip_steps" in data:
+            program = self.without_steps(program, data["skip_steps"])
+        start = self.value(data, "start", parse_date, None, required=True)
+        end = self.value(data, "end", parse_date, None)
+        timezone = self.value(data, "timezone", lambda v: parse_timezone(_text(v)), "UTC", required=True)
+        send_time = self.value(data, "send_time", parse_clock, DEFAULT_SEND_TIME)
+        skip_weekends = self.value(data, "skip_weekends", _boolean, True)
+        sender = self.value(data, "sender", lambda v: parse_mailbox(_text(v)), None, required=True)
+        reply_to = self.value(data, "reply_to", lambda v: parse_mailbox(_text(v)), None)
+        owners = self.value(data, "owners", _owners, ())
+        if "name" in data:
+            self.value(data, "name", lambda v: check_header_safe(_text(v)))
+        deadlines = self.deadlines(data.get("goals", {}), program, start)
+        if end is not None and start is not None and end < start:
+            self.problem("end", f"end {end} is before start {start}; move it after the start")
+
+        roster_name = self.value(data, "roster", _text, DEFAULT_ROSTER) or DEFAULT_ROSTER
+        roster = read_roster(
+            self.path / roster_name,
+            goal_keys=program.goal_keys if program else None,
+            default_timezone=timezone,
+            start=start,
+            deadlines=deadlines,
+        )
+        self.problems.extend(roster.problems)
+        self.warnings.extend(roster.warnings)
+        if self.problems:
+            raise CohortError(self.problems)
+        assert program is not None and start is not None and sender is not None
+        return Cohort(
+            slug=slug,
+            name=name,
+            path=self.path,
+            program=program,
+            start=start,
+            end=end,
+            timezone=timezone,
+            send_time=send_time,
+            skip_weekends=skip_weekends,
+            sender=sender,
+            reply_to=reply_to,
+            owners=owners,
+            deadlines=deadlines,
+            participants=roster.participants,
+            roster_file=self.path / roster_name,
+            warnings=tuple(self.warnings),
+        )
+
+    def program(self, data: Mapping[str, Any]) -> Program | None:
+        name = self.value(data, "program", _text, None, required=True)
+        if not name:
+            return None
+        try:
+            folder = (self.path / name) if "/" in name else find_program(name, self.emails_dirs)
+            return load_program(folder)
+        except InvalidValue as exc:
+            self.problem("program", str(exc))
+        except CohortError as exc:
+            self.problems.extend(exc.problems)
+        return None
+
+    def without_steps(self, program: Program, raw: object) -> Program:
+        """Return ``program`` without the steps this cohort leaves out."""
+        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+            self.problem("skip_steps", 'write the steps to leave out as a list: skip_steps = ["policy"]')
+            return program
+        known = [step.key for step in program.steps]
+        for key in raw:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.problem(
+                    "skip_steps", f"unknown step {key!r}; {hint}steps of {program.key}: {', '.join(known)}"
+                )
+        return replace(program, steps=tuple(step for step in program.steps if step.key not in raw))
+
+    def deadlines(self, raw: object, program: Program | None, start: dt.date | None) -> dict[str, dt.date]:
+        """Return the cohort's deadline for each goal: its own, else the program's default."""
+        if not isinstance(raw, dict):
+            self.problem("goals", "write per-goal settings as tables: [goals.short] deadline = 2027-03-15")
+            raw = {}
+        if program is None or start is None:
+            return {}
+        deadlines: dict[str, dt.date] = {}
+        for key, table in raw.items():
+            if key not in program.goal_keys:
+                close = difflib.get_close_matches(key, list(program.goal_keys), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.problem(
+                    f"goals.{key}",
+                    f"unknown goal {key!r}; {hint}goals of {program.key}: {', '.join(program.goal_keys)}",
+                )
+            elif not isinstance(table, dict) or set(table) - {"deadline"}:
+                self.problem(
+                    f"goals.{key}", f'write [goals.{key}] with one field: deadline = 2027-03-15 or "+3w"'
+                )
+            elif "deadline" in table:
+                try:
+                    deadlines[key] = parse_date_or_offset(table["deadline"], start)
+                except InvalidValue as exc:
+                    self.problem(f"goals.{key}.deadline", str(exc))
+        for goal in program.goals:
+            deadlines.setdefault(goal.key, start + dt.timedelta(days=goal.deadline_days))
+        for message in deadline_order_problems(deadlines, program.goal_keys, start):
+            self.problem("goals", message)
+        return deadlines
+
+
+def deadline_order_problems(
+    deadlines: Mapping[str, dt.date], order: tuple[str, ...], start: dt.date
+) -> list[str]:
+    """Say which deadlines fall before the start or before an earlier goal's."""
+    messages = []
+    previous: tuple[str, dt.date] | None = None
+    for key in order:
+        if key not in deadlines:
+            continue
+        deadline = deadlines[key]
+        if deadline < start:
+            messages.append(
+                f"the {key} deadline {deadline} is before the start {start}; move it after the start"
+            )
+        elif previous is not None and deadline < previous[1]:
+            messages.append(
+                f"the {key} deadline {deadline} is before the {previous[0]} deadline {previous[1]}; "
+                f"goals are due in order ({' <= '.join(order)})"
+            )
+        previous = (key, deadline)
+    return messages
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidValue(f"{value!r} must be text in quotes")
+    return value.strip()
+
+
+def _slug(value: object) -> str:
+    text = _text(value)
+    if not SLUG_PATTERN.match(text):
+        raise InvalidValue(f"{text!r} is not a usable id; use lower-case letters, digits, - and _")
+    return text
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidValue(f"{value!r} must be true or false (without quotes)")
+    return value
+
+
+def _owners(value: object) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise InvalidValue('write owners as a list: owners = ["ana@example.com", "li@example.com"]')
+    return tuple(parse_email(_text(item)) for item in items)
+
+
+__all__ = ["Cohort", "Participant", "load_cohort"]

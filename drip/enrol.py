@@ -1,0 +1,330 @@
+"""Enrol a cohort: plan every participant and store the plan, or bring a stored one in sync.
+
+Re-running on an edited roster or cohort.toml:
+
+- new rows are enrolled;
+- changed names, delegates and extra columns are updated;
+- a participant whose timing changed (deadline, zone, or the cohort's start,
+  send time, weekends, or the program's steps) is re-planned: deliveries
+  still ``scheduled`` or ``skipped`` move, ``waiting`` ones stay, and nothing
+  that has left (or may have) is touched; goals already done keep their steps;
+- rows that disappeared are reported and left as they are until
+  ``drip participant remove``.
+
+Everything happens in one transaction: on any error nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from drip import store
+from drip.cohort import Cohort
+from drip.plan import PlannedStep, Timing, goal_dates, plan_participant
+from drip.roster import Participant
+from drip.states import REPLANNABLE, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+
+logger = logging.getLogger(__name__)
+
+#: participants planned and inserted per batch: bounds memory on large rosters
+ENROL_BATCH = 1_000
+#: participants whose deliveries are never re-planned
+_FROZEN = frozenset({ParticipantStatus.UNSUBSCRIBED, ParticipantStatus.BOUNCED, ParticipantStatus.REMOVED})
+
+
+@dataclass
+class SyncReport:
+    """What ``drip start`` did (or, in a dry run, would do)."""
+
+    slug: str
+    created: bool
+    enrolled: int = 0
+    updated: int = 0
+    replanned: int = 0
+    unchanged: int = 0
+    #: (email, name) of stored participants no longer in the roster
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    #: planned deliveries written by this run, by status
+    planned: Counter[str] = field(default_factory=Counter)
+    #: (instant, that participant's zone) of the first and last scheduled email
+    first_send: tuple[dt.datetime, str] | None = None
+    last_send: tuple[dt.datetime, str] | None = None
+
+
+def timing_of(cohort: Cohort, participant: Participant) -> Timing:
+    return Timing(
+        start=cohort.start,
+        timezone=participant.timezone,
+        send_time=cohort.send_time,
+        skip_weekends=cohort.skip_weekends,
+        deadlines=participant.deadlines,
+        end=cohort.end,
+    )
+
+
+def plan_cohort(cohort: Cohort, now: dt.datetime) -> Iterable[tuple[Participant, list[PlannedStep]]]:
+    """Yield each participant's plan as if enrolled at ``now``; writes nothing."""
+    for participant in cohort.participants:
+        yield participant, plan_participant(cohort.program, timing_of(cohort, participant), now)
+
+
+def cohort_values(cohort: Cohort) -> dict[str, Any]:
+    """Return the cohort row as stored: the validated settings, for later commands."""
+    settings = {
+        "timezone": cohort.timezone,
+        "send_time": cohort.send_time.strftime("%H:%M"),
+        "skip_weekends": cohort.skip_weekends,
+        "sender": list(cohort.sender),
+        "reply_to": list(cohort.reply_to) if cohort.reply_to else None,
+        "owners": list(cohort.owners),
+        "deadlines": {key: day.isoformat() for key, day in cohort.deadlines.items()},
+        "end": cohort.end.isoformat() if cohort.end else None,
+        "roster": str(cohort.roster_file),
+    }
+    return {
+        "slug": cohort.slug,
+        "name": cohort.name,
+        "program": cohort.program.key,
+        "program_path": str(cohort.program.path.resolve()),
+        "folder": str(cohort.path.resolve()),
+        "settings": settings,
+        "start_date": cohort.start,
+    }
+
+
+def sync_cohort(
+    conn: Connection,
+    cohort: Cohort,
+    now: dt.datetime,
+    progress: Callable[[int], None] | None = None,
+) -> SyncReport:
+    """Store ``cohort`` and its plan on ``conn``, or bring the stored copy in sync."""
+    existing_cohort = store.find_cohort(conn, cohort.slug)
+    if existing_cohort is not None and existing_cohort.program != cohort.program.key:
+        from drip.errors import StoreError
+
+        raise StoreError(
+            f"cohort {cohort.slug!r} was started with program {existing_cohort.program!r}, not "
+            f'{cohort.program.key!r}; a different program needs a new cohort (set slug = "...")'
+        )
+    cohort_id, created = store.upsert_cohort(conn, cohort_values(cohort), now)
+    report = SyncReport(cohort.slug, created)
+    stored = store.participants_by_key(conn, cohort_id)
+    fresh = [p for p in cohort.participants if p.key not in stored]
+    known = [p for p in cohort.participants if p.key in stored]
+    roster_keys = {p.key for p in cohort.participants}
+    report.missing = [
+        (row.email, row.name)
+        for key, row in stored.items()
+        if key not in roster_keys and row.status is not ParticipantStatus.REMOVED
+    ]
+    for start in range(0, len(fresh), ENROL_BATCH):
+        batch = fresh[start : start + ENROL_BATCH]
+        _enrol(conn, cohort, cohort_id, batch, now, report)
+        if progress:
+            progress(len(batch))
+    _resync(conn, cohort, cohort_id, known, stored, now, report)
+    if progress and known:
+        progress(len(known))
+
+    kind = EventKind.COHORT_STARTED if created else EventKind.COHORT_SYNCED
+    summary = {
+        "enrolled": report.enrolled,
+        "updated": report.updated,
+        "replanned": report.replanned,
+        "missing": len(report.missing),
+    }
+    store.record_event(conn, cohort_id, kind, now, data=summary)
+    report.first_send, report.last_send = store.scheduled_span(conn, cohort_id)
+    return report
+
+
+def _delivery_row(
+    cohort_id: int, participant_id: int, planned: PlannedStep, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "cohort_id": cohort_id,
+        "participant_id": participant_id,
+        "step": planned.step.key,
+        "goal": planned.step.goal,
+        "due_at": planned.due_at,
+        "status": planned.status.value,
+        "attempts": 0,
+        "last_error": planned.reason,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _participant_values(cohort: Cohort, participant: Participant) -> dict[str, Any]:
+    return {
+        "email": participant.email,
+        "name": participant.name,
+        "timezone": participant.timezone,
+        "delegate_email": participant.delegate_email,
+        "fields": dict(participant.fields),
+        "plan_signature": timing_of(cohort, participant).signature(cohort.program),
+        "roster_row": participant.row,
+    }
+
+
+def _enrol(
+    conn: Connection,
+    cohort: Cohort,
+    cohort_id: int,
+    batch: Sequence[Participant],
+    now: dt.datetime,
+    report: SyncReport,
+) -> None:
+    rows = [
+        {
+            **_participant_values(cohort, p),
+            "cohort_id": cohort_id,
+            "email_key": p.key,
+            "status": ParticipantStatus.ACTIVE.value,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for p in batch
+    ]
+    ids = store.insert_participants(conn, rows)
+    goal_rows, delivery_rows, event_rows = [], [], []
+    for participant_id, participant in zip(ids, batch, strict=True):
+        timing = timing_of(cohort, participant)
+        for key, dates in goal_dates(cohort.program, timing).items():
+            goal_rows.append(
+                {
+                    "participant_id": participant_id,
+                    "goal": key,
+                    "deadline": dates.deadline,
+                    "deadline_at": dates.deadline_ends_at,
+                    "status": GoalStatus.OPEN.value,
+                }
+            )
+        for planned in plan_participant(cohort.program, timing, now):
+            delivery_rows.append(_delivery_row(cohort_id, participant_id, planned, now))
+            report.planned[planned.status.value] += 1
+        event_rows.append(
+            {
+                "cohort_id": cohort_id,
+                "participant_id": participant_id,
+                "kind": EventKind.ENROLLED.value,
+                "at": now,
+            }
+        )
+    store.insert_goals(conn, goal_rows)
+    store.insert_deliveries(conn, delivery_rows)
+    store.record_events(conn, event_rows)
+    report.enrolled += len(batch)
+
+
+def _resync(
+    conn: Connection,
+    cohort: Cohort,
+    cohort_id: int,
+    known: Sequence[Participant],
+    stored: dict[str, store.ParticipantRow],
+    now: dt.datetime,
+    report: SyncReport,
+) -> None:
+    updates, deadline_updates, delivery_updates, new_deliveries, events = [], [], [], [], []
+    retimed: list[tuple[store.ParticipantRow, Timing]] = []
+    for participant in known:
+        row = stored[participant.key]
+        values = _participant_values(cohort, participant)
+        current = {name: getattr(row, name) for name in values}
+        current["fields"] = dict(row.fields)
+        if values == current:
+            report.unchanged += 1
+            continue
+        updates.append({"pid": row.id, **values, "updated_at": now})
+        changed = sorted(
+            name for name in values if values[name] != current[name] and name != "plan_signature"
+        )
+        if values["plan_signature"] != row.plan_signature and row.status not in _FROZEN:
+            retimed.append((row, timing_of(cohort, participant)))
+        elif changed:
+            report.updated += 1
+        if changed:
+            events.append(_event(cohort_id, row.id, EventKind.UPDATED, now, {"changed": changed}))
+
+    ids = [row.id for row, _ in retimed]
+    deliveries = store.deliveries_of(conn, ids)
+    goal_status = store.goal_statuses(conn, ids)
+    for row, timing in retimed:
+        for key, dates in goal_dates(cohort.program, timing).items():
+            deadline_updates.append(
+                {
+                    "pid": row.id,
+                    "goal_key": key,
+                    "deadline": dates.deadline,
+                    "deadline_at": dates.deadline_ends_at,
+                }
+            )
+        current = deliveries.get(row.id, {})
+        settled = {g for g, status in goal_status.get(row.id, {}).items() if status is not GoalStatus.OPEN}
+        plan = plan_participant(cohort.program, timing, now, store.dispatched_instants(current))
+        moved = 0
+        for planned in plan:
+            existing = current.get(planned.step.key)
+            if existing is None:
+                new_deliveries.append(_delivery_row(cohort_id, row.id, planned, now))
+                report.planned[planned.status.value] += 1
+                moved += 1
+            elif existing.status in REPLANNABLE and planned.step.goal not in settled:
+                if (existing.due_at, existing.status, existing.last_error) != (
+                    planned.due_at,
+                    planned.status,
+                    planned.reason,
+                ):
+                    delivery_updates.append(
+                        {
+                            "did": existing.id,
+                            "due_at": planned.due_at,
+                            "status": planned.status.value,
+                            "last_error": planned.reason,
+                            "updated_at": now,
+                        }
+                    )
+                    report.planned[planned.status.value] += 1
+                    moved += 1
+        steps = {step.key for step in cohort.program.steps}
+        for step, existing in current.items():
+            if step not in steps and existing.status in (*REPLANNABLE, DeliveryStatus.WAITING):
+                delivery_updates.append(
+                    {
+                        "did": existing.id,
+                        "due_at": existing.due_at,
+                        "status": DeliveryStatus.CANCELLED.value,
+                        "last_error": "the step was removed from the program",
+                        "updated_at": now,
+                    }
+                )
+                moved += 1
+        report.replanned += 1
+        events.append(_event(cohort_id, row.id, EventKind.REPLANNED, now, {"moved": moved}))
+
+    store.update_participants(conn, updates)
+    store.update_goal_deadlines(conn, deadline_updates)
+    store.update_deliveries(conn, delivery_updates)
+    store.insert_deliveries(conn, new_deliveries)
+    store.record_events(conn, events)
+
+
+def _event(
+    cohort_id: int, participant_id: int, kind: EventKind, at: dt.datetime, data: dict[str, Any]
+) -> dict:
+    return {
+        "cohort_id": cohort_id,
+        "participant_id": participant_id,
+        "kind": kind.value,
+        "at": at,
+        "data": data,
+    }

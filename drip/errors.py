@@ -1,0 +1,65 @@
+"""The one error family: every message is written for the person who must act on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class DripError(Exception):
+    """Base of every error drip raises on purpose."""
+
+
+class ConfigError(DripError):
+    """A setting is missing or has a bad value."""
+
+
+class TemplateError(DripError):
+    """A program's template cannot be loaded or rendered."""
+
+
+class StoreError(DripError):
+    """The database refused an operation or holds something unexpected."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input file, located precisely enough to fix it."""
+
+    file: str
+    message: str
+    row: int | None = None
+    column: str | None = None
+    line: int | None = None
+    key: str | None = None
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        if self.key is not None:
+            where.append(self.key)
+        return f"{', '.join(where)}: {self.message}"
+
+
+class CohortError(DripError):
+    """A cohort or program folder has problems; carries every one found."""
+
+    #: how many problems the message lists before summarising the rest
+    SHOWN = 50
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: Sequence[Problem] = tuple(problems)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} found; nothing was written:"
+        lines = [head, *(f"  - {p}" for p in self.problems[: self.SHOWN])]
+        if count > self.SHOWN:
+            lines.append(f"  ... and {count - self.SHOWN} more")
+        return "\n".join(lines)

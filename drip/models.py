@@ -1,0 +1,202 @@
+"""Tables, as SQLAlchemy declarative models.
+
+Every instant is stored as UTC and comes back aware, on every backend. Bulk
+writes go through the tables (``Delivery.__table__``) with executemany; the
+classes serve reads and single-row changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """An instant: refuses naive datetimes, stores UTC, returns aware UTC.
+
+    SQLite has no time zone type and silently drops offsets, so there the value
+    is stored as naive UTC text and made aware again on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: dt.datetime | None) -> str | None:
+            return None if value is None else _sqlite_text(value)
+
+        return process
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+@lru_cache(maxsize=1 << 14)
+def _sqlite_text(value: dt.datetime) -> str:
+    """Return the text SQLAlchemy's SQLite DATETIME writes and reads, for an instant.
+
+    Cached: a bulk insert binds hundreds of thousands of instants, most of them
+    the same few (``now``, and send times shared by everyone in one zone).
+    """
+    return as_utc(value).isoformat(" ", "microseconds")[:26]
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """Return ``value`` in UTC; refuse anything but an aware datetime."""
+    if getattr(value, "tzinfo", None) is dt.UTC:
+        return value
+    if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"refusing to store {value!r}: instants must be aware datetimes")
+    return value.astimezone(dt.UTC)
+
+
+# BIGINT on PostgreSQL (a busy install passes 2**31 events); plain INTEGER on
+# SQLite, where only "INTEGER PRIMARY KEY" is the fast rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    # Stable constraint names, so migrations can refer to them on every backend.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Cohort(Base):
+    __tablename__ = "cohorts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    program: Mapped[str] = mapped_column(String(64))
+    program_path: Mapped[str] = mapped_column(Text)
+    folder: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    #: the validated cohort.toml settings, for templates and reports
+    settings: Mapped[dict[str, Any]]
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("cohort_id", "email_key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    cohort_id: Mapped[int] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    #: the address case-folded: a participant's identity within the cohort
+    email_key: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(String(64))
+    delegate_email: Mapped[str | None] = mapped_column(String(320))
+    #: every other roster column, available to templates
+    fields: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    #: digest of the inputs that placed this participant's plan (plan.Timing.signature)
+    plan_signature: Mapped[str] = mapped_column(String(32))
+    roster_row: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Goal(Base):
+    __tablename__ = "goals"
+    __table_args__ = (UniqueConstraint("participant_id", "goal"), Index(None, "status", "deadline_at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(Id, ForeignKey("participants.id", ondelete="CASCADE"))
+    goal: Mapped[str] = mapped_column(String(32))
+    deadline: Mapped[dt.date] = mapped_column(Date)
+    #: when the deadline day ends in the participant's zone: overdue from then on
+    deadline_at: Mapped[dt.datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    completed_at: Mapped[dt.datetime | None]
+    #: how it was completed or waived: link, reply, admin
+    via: Mapped[str | None] = mapped_column(String(16))
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "step"),
+        Index(None, "status", "due_at"),
+        Index(None, "cohort_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    cohort_id: Mapped[int] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="CASCADE"))
+    participant_id: Mapped[int] = mapped_column(Id, ForeignKey("participants.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(64))
+    goal: Mapped[str | None] = mapped_column(String(32))
+    #: None while waiting for a goal's completion
+    due_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    message_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None]
+    #: why it was skipped or cancelled, or the server's reply when it failed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Event(Base):
+    """An append-only record of something that happened; never updated or deleted."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "cohort_id", "kind", "at"), Index(None, "participant_id"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    cohort_id: Mapped[int] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="CASCADE"))
+    participant_id: Mapped[int | None] = mapped_column(Id, ForeignKey("participants.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int | None] = mapped_column(Id, ForeignKey("deliveries.id", ondelete="SET NULL"))
+    goal: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime]
+    data: Mapped[dict[str, Any]]
+
+
+metadata = Base.metadata

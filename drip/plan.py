@@ -1,0 +1,292 @@
+"""Place each participant's steps in time. Pure: no I/O, ``now`` is a parameter.
+
+Rules, in the order they apply:
+
+1. A step's *day* is its anchor's local date plus its offset. Goals open at
+   the start unless the program says otherwise; deadlines are the
+   participant's own, else the cohort's, else the program's default.
+2. With ``skip_weekends``, a Saturday or Sunday moves to a weekday: to the
+   Friday before for mail about a deadline that has not passed yet
+   (``GOAL.deadline`` with an offset of zero or less), so it arrives before the
+   deadline; to the Monday after for everything else.
+3. The *moment* is ``send_time`` on that day in the participant's zone. A time
+   that does not exist (a daylight-saving gap) becomes the first instant after
+   the gap; a time that happens twice takes the first.
+4. A step whose moment has passed at enrolment (``now``) is skipped with a
+   reason, unless the program marks it ``late = "send"`` and its goal's
+   deadline has not passed: then it goes at the next send window. A step
+   before the cohort's start is skipped.
+5. One email per participant per local day: steps are taken in order of day
+   (ties by their order in program.toml) and each one that would share a day
+   with an earlier one, or with mail already sent, moves to the next free send
+   day. Moving later, never earlier, keeps the sequence in order (a reminder
+   never arrives before its kickoff). Mail about a deadline (``GOAL.deadline``
+   with an offset of zero or less) that would move past that deadline is
+   skipped instead, with the reason: "three days left" after the deadline
+   would be wrong, and the overdue nudge follows anyway.
+6. Steps anchored on ``GOAL.completed`` are not placed: they wait.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from drip.program import Anchor, AnchorKind, LatePolicy, Program, Step
+from drip.states import DeliveryStatus
+
+UTC = dt.UTC
+_ONE_DAY = dt.timedelta(days=1)
+_SATURDAY = 5
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Everything that places one participant's steps in time."""
+
+    start: dt.date
+    timezone: str
+    send_time: dt.time
+    skip_weekends: bool
+    deadlines: Mapping[str, dt.date]
+    #: the cohort's own end date; otherwise the program's ``ends`` anchor decides
+    end: dt.date | None = None
+
+    def signature(self, program: Program) -> str:
+        """Return a digest that changes whenever re-planning could move a step."""
+        parts = [
+            self.start.isoformat(),
+            self.timezone,
+            self.send_time.isoformat(),
+            self.skip_weekends,
+            sorted((key, day.isoformat()) for key, day in self.deadlines.items()),
+            self.end.isoformat() if self.end else None,
+            program.timing_signature,
+        ]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """Where one step of one participant's plan landed, and why."""
+
+    step: Step
+    status: DeliveryStatus
+    #: aware UTC; None while waiting for a goal's completion or when skipped before the start
+    due_at: dt.datetime | None
+    #: the local day the program asked for, before weekends, lateness and spacing
+    nominal_day: dt.date | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GoalDates:
+    opens: dt.date
+    deadline: dt.date
+    #: the instant the deadline day ends in the participant's zone
+    deadline_ends_at: dt.datetime
+
+
+def local_instant(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:
+    """Return the UTC instant of wall-clock ``at`` on ``day`` in ``zone``.
+
+    A wall time inside a daylight-saving gap becomes the first instant after
+    the gap; an ambiguous wall time takes its first occurrence.
+    """
+    return _local_instant(day, at, zone)
+
+
+@lru_cache(maxsize=1 << 16)
+def _local_instant(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:
+    wall = dt.datetime.combine(day, at)
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if first.astimezone(zone).replace(tzinfo=None) == wall:
+        return first
+    # In a gap, fold=0 reads the wall time with the offset before the change
+    # and fold=1 with the one after; the change itself lies between the two.
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    low, high = min(low, first), max(low, first)
+    while high - low > dt.timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
+
+
+def local_day(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
+    """Return the calendar day ``instant`` falls on in ``zone``."""
+    return instant.astimezone(zone).date()
+
+
+def is_send_day(day: dt.date, skip_weekends: bool) -> bool:
+    return not skip_weekends or day.weekday() < _SATURDAY
+
+
+def off_weekend(day: dt.date, *, earlier: bool) -> dt.date:
+    """Move a Saturday or Sunday to the Friday before or the Monday after."""
+    weekday = day.weekday()
+    if weekday < _SATURDAY:
+        return day
+    if earlier:
+        return day - dt.timedelta(days=weekday - 4)
+    return day + dt.timedelta(days=7 - weekday)
+
+
+def goal_dates(program: Program, timing: Timing) -> dict[str, GoalDates]:
+    """Return when each goal opens and is due for one participant."""
+    zone = ZoneInfo(timing.timezone)
+    opens: dict[str, dt.date] = {}
+
+    def opening(key: str) -> dt.date:
+        if key not in opens:
+            anchor = program.goal(key).opens
+            if anchor.kind is AnchorKind.START:
+                base = timing.start
+            elif anchor.kind is AnchorKind.OPENS:
+                base = opening(anchor.goal)  # type: ignore[arg-type]
+            else:
+                base = timing.deadlines[anchor.goal]  # type: ignore[index]
+            opens[key] = base + dt.timedelta(days=anchor.offset_days)
+        return opens[key]
+
+    midnight = dt.time(0)
+    return {
+        goal.key: GoalDates(
+            opening(goal.key),
+            timing.deadlines[goal.key],
+            local_instant(timing.deadlines[goal.key] + _ONE_DAY, midnight, zone),
+        )
+        for goal in program.goals
+    }
+
+
+def anchor_day(
+    anchor: Anchor, timing: Timing, goals: Mapping[str, GoalDates], end: dt.date | None
+) -> dt.date:
+    """Return the local day of a fixed anchor (not ``GOAL.completed``)."""
+    if anchor.kind is AnchorKind.START:
+        base = timing.start
+    elif anchor.kind is AnchorKind.END:
+        assert end is not None
+        base = end
+    elif anchor.kind is AnchorKind.OPENS:
+        base = goals[anchor.goal].opens  # type: ignore[index]
+    elif anchor.kind is AnchorKind.DEADLINE:
+        base = goals[anchor.goal].deadline  # type: ignore[index]
+    else:
+        raise ValueError(f"{anchor} has no fixed day")
+    return base + dt.timedelta(days=anchor.offset_days)
+
+
+def program_end(program: Program, timing: Timing, goals: Mapping[str, GoalDates] | None = None) -> dt.date:
+    """Return the participant's last day in the program."""
+    if timing.end is not None:
+        return timing.end
+    return anchor_day(program.ends, timing, goals or goal_dates(program, timing), None)
+
+
+def next_window(now: dt.datetime, timing: Timing, zone: ZoneInfo) -> dt.date:
+    """Return the first send day whose send time is at or after ``now``."""
+    day = local_day(now, zone)
+    while not is_send_day(day, timing.skip_weekends) or local_instant(day, timing.send_time, zone) < now:
+        day += _ONE_DAY
+    return day
+
+
+def plan_participant(
+    program: Program,
+    timing: Timing,
+    now: dt.datetime,
+    dispatched: Mapping[str, dt.datetime] | None = None,
+) -> list[PlannedStep]:
+    """Plan every step of ``program`` for one participant, enrolled at ``now``.
+
+    ``dispatched`` maps steps already sent (or on their way) to their instant:
+    they are left out of the plan but keep their day taken.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    dispatched = dispatched or {}
+    zone = ZoneInfo(timing.timezone)
+    goals = goal_dates(program, timing)
+    end = program_end(program, timing, goals)
+    result: dict[str, PlannedStep] = {}
+    wanted: list[_Wanted] = []
+
+    for step in program.steps:
+        if step.key in dispatched:
+            continue
+        if step.waits_for_completion:
+            result[step.key] = PlannedStep(step, DeliveryStatus.WAITING, None, None)
+            continue
+        nominal = anchor_day(step.at, timing, goals, end)
+        if nominal < timing.start:
+            reason = f"falls on {nominal}, before the cohort starts on {timing.start}"
+            result[step.key] = PlannedStep(step, DeliveryStatus.SKIPPED, None, nominal, reason)
+            continue
+        about_deadline = step.at.kind is AnchorKind.DEADLINE and step.at.offset_days <= 0
+        day = nominal
+        if timing.skip_weekends:
+            day = max(off_weekend(nominal, earlier=about_deadline), timing.start)
+        moment = local_instant(day, timing.send_time, zone)
+        if moment < now:
+            goal_open = step.goal is None or goals[step.goal].deadline_ends_at > now
+            if step.late is LatePolicy.SEND and goal_open:
+                day = next_window(now, timing, zone)
+            else:
+                local = moment.astimezone(zone)
+                reason = f"its moment, {local:%Y-%m-%d %H:%M} {timing.timezone}, had passed at enrolment"
+                result[step.key] = PlannedStep(step, DeliveryStatus.SKIPPED, moment, nominal, reason)
+                continue
+        latest = goals[step.at.goal].deadline if about_deadline and step.at.goal else None
+        wanted.append(_Wanted(day, step.order, step, nominal, latest))
+
+    taken = {local_day(instant, zone) for instant in dispatched.values()}
+    for item, placed in space_out(wanted, taken, timing.skip_weekends):
+        if placed is None:
+            reason = f"every send day up to its deadline, {item.latest}, already had an email"
+            result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SKIPPED, None, item.nominal, reason)
+        else:
+            due = local_instant(placed, timing.send_time, zone)
+            result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SCHEDULED, due, item.nominal)
+    return [result[step.key] for step in program.steps if step.key in result]
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """A step asking for a day, before spacing."""
+
+    day: dt.date
+    order: int
+    step: Step
+    nominal: dt.date
+    #: the last day it still makes sense on, for mail about a deadline
+    latest: dt.date | None
+
+
+def space_out(
+    wanted: Iterable[_Wanted], taken: set[dt.date], skip_weekends: bool
+) -> list[tuple[_Wanted, dt.date | None]]:
+    """Give each step its own day: later steps move to the next free send day.
+
+    A step that would have to move past its ``latest`` day gets None.
+    """
+    placed: list[tuple[_Wanted, dt.date | None]] = []
+    last: dt.date | None = None
+    for item in sorted(wanted, key=lambda item: (item.day, item.order)):
+        day = item.day if last is None or item.day > last else last + _ONE_DAY
+        while day in taken or not is_send_day(day, skip_weekends):
+            day += _ONE_DAY
+        if item.latest is not None and day > item.latest:
+            placed.append((item, None))
+            continue
+        placed.append((item, day))
+        last = day
+    return placed

@@ -1,0 +1,375 @@
+"""Load a program: its goals, its steps and where each step sits in time.
+
+A program lives in ``emails/NAME/program.toml`` beside its templates. Each step
+is placed by an *anchor expression*::
+
+    start | end | GOAL.opens | GOAL.deadline | GOAL.completed   [+N(d|w) | -N(d|w)]
+
+e.g. ``"short.deadline-3d"``: three days before the participant's short-term
+deadline. A goal opens at ``start`` unless it says otherwise (``opens =
+"short.deadline"``). Steps anchored on ``GOAL.completed`` wait until the goal
+is done; all others are planned at enrolment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from drip.errors import CohortError, Problem
+from drip.values import InvalidValue, check_header_safe, parse_offset
+
+PROGRAM_FILE = "program.toml"
+KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+GOAL_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+class AnchorKind(StrEnum):
+    START = "start"
+    END = "end"
+    OPENS = "opens"
+    DEADLINE = "deadline"
+    COMPLETED = "completed"
+
+
+class LatePolicy(StrEnum):
+    """What to do with a step whose moment passed before the participant was enrolled."""
+
+    SKIP = "skip"
+    SEND = "send"
+
+
+_ANCHOR = re.compile(
+    r"^\s*(?:(start|end)|([a-z][a-z0-9_]*)\.(opens|deadline|completed))"
+    r"\s*(?:([+-]\s*\d+\s*[dwDW]))?\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A moment in a participant's timeline, plus or minus whole days."""
+
+    kind: AnchorKind
+    goal: str | None = None
+    offset_days: int = 0
+
+    def __str__(self) -> str:
+        base = f"{self.goal}.{self.kind}" if self.goal else str(self.kind)
+        return base if not self.offset_days else f"{base}{self.offset_days:+d}d"
+
+
+def parse_anchor(text: str) -> Anchor:
+    """Return the anchor written as ``"short.deadline-3d"``."""
+    match = _ANCHOR.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidValue(
+            f"{text!r} is not an anchor; write start, end, GOAL.opens, GOAL.deadline or "
+            'GOAL.completed, optionally with an offset, e.g. "short.deadline-3d"'
+        )
+    plain, goal, goal_kind, offset = match.groups()
+    days = parse_offset(offset.replace(" ", "")) if offset else 0
+    if plain:
+        return Anchor(AnchorKind(plain), None, days)
+    return Anchor(AnchorKind(goal_kind), goal, days)
+
+
+@dataclass(frozen=True)
+class Goal:
+    key: str
+    title: str
+    description: str
+    #: default deadline, in days after the cohort's start
+    deadline_days: int
+    opens: Anchor
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    goal: str | None
+    at: Anchor
+    template: str
+    late: LatePolicy
+    #: position in program.toml; breaks ties between steps on the same day
+    order: int
+
+    @property
+    def waits_for_completion(self) -> bool:
+        return self.at.kind is AnchorKind.COMPLETED
+
+
+@dataclass(frozen=True)
+class Program:
+    key: str
+    path: Path
+    name: str
+    description: str
+    goals: tuple[Goal, ...]
+    steps: tuple[Step, ...]
+    ends: Anchor
+
+    def goal(self, key: str) -> Goal:
+        return next(goal for goal in self.goals if goal.key == key)
+
+    @property
+    def goal_keys(self) -> tuple[str, ...]:
+        return tuple(goal.key for goal in self.goals)
+
+    @cached_property
+    def timing_signature(self) -> str:
+        """Return a digest of everything in the program that moves a step in time."""
+        timing = [
+            [[g.key, g.deadline_days, str(g.opens)] for g in self.goals],
+            [[s.key, s.goal, str(s.at), s.late, s.order] for s in self.steps],
+            str(self.ends),
+        ]
+        return hashlib.sha256(json.dumps(timing).encode()).hexdigest()[:16]
+
+
+def available_programs(emails_dir: Path) -> list[str]:
+    """List the program names found in ``emails_dir``."""
+    if not emails_dir.is_dir():
+        return []
+    return sorted(p.parent.name for p in emails_dir.glob(f"*/{PROGRAM_FILE}"))
+
+
+def find_program(name: str, search: list[Path]) -> Path:
+    """Return the folder of program ``name``, looking in each folder of ``search``."""
+    for folder in search:
+        if (folder / name / PROGRAM_FILE).is_file():
+            return folder / name
+    known = sorted({p for folder in search for p in available_programs(folder)})
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    places = ", ".join(str(f) for f in search)
+    listing = f"programs there: {', '.join(known)}" if known else "no programs there"
+    raise InvalidValue(f"unknown program {name!r}; {hint}looked in {places} ({listing})")
+
+
+def load_program(path: Path) -> Program:
+    """Load and validate the program in folder ``path``; report every problem at once."""
+    return _ProgramLoader(path).load()
+
+
+class _ProgramLoader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = path / PROGRAM_FILE
+        self.label = str(self.file)
+        self.problems: list[Problem] = []
+        self.text = ""
+
+    def problem(self, message: str, key: str | None = None, line: int | None = None) -> None:
+        self.problems.append(Problem(self.label, message, key=key, line=line))
+
+    def table_lines(self, name: str) -> Iterator[int]:
+        """Yield the line of each ``[[name]]`` header, to point at array entries."""
+        for number, line in enumerate(self.text.splitlines(), start=1):
+            if re.match(rf"^\s*\[\[\s*{name}\s*\]\]", line):
+                yield number
+
+    def load(self) -> Program:
+        try:
+            self.text = self.file.read_text(encoding="utf-8-sig")
+            data = tomllib.loads(self.text)
+        except FileNotFoundError:
+            raise CohortError([Problem(self.label, "file not found")]) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise CohortError([Problem(self.label, f"not valid TOML: {exc}")]) from None
+
+        self.check_keys(data, {"name", "description", "goals", "steps", "ends"}, "")
+        name = self.string(data, "name", "", required=True)
+        goals = self.goals(data.get("goals"))
+        goal_keys = [g.key for g in goals]
+        steps = self.steps(data.get("steps"), goal_keys)
+        ends = Anchor(AnchorKind.DEADLINE, goal_keys[-1]) if goal_keys else Anchor(AnchorKind.START)
+        if "ends" in data:
+            ends = self.anchor(data["ends"], "ends", goal_keys, None, allowed=_FIXED_KINDS) or ends
+        if self.problems:
+            raise CohortError(self.problems)
+        return Program(
+            key=self.path.name,
+            path=self.path,
+            name=name,
+            description=self.string(data, "description", ""),
+            goals=tuple(goals),
+            steps=tuple(steps),
+            ends=ends,
+        )
+
+    def check_keys(self, table: dict[str, Any], known: set[str], where: str, line: int | None = None) -> None:
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+                self.problem(f"unknown field {key!r}; {hint}", f"{where}{key}", line)
+
+    def string(
+        self, table: dict[str, Any], key: str, where: str, *, required: bool = False, line: int | None = None
+    ) -> str:
+        value = table.get(key)
+        if value is None:
+            if required:
+                self.problem(f"the field {key!r} is missing", f"{where}{key}", line)
+            return ""
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.problem(f"{key!r} must be a non-empty string in quotes", f"{where}{key}", line)
+            return ""
+        return value.strip()
+
+    def anchor(
+        self,
+        value: object,
+        where: str,
+        goal_keys: list[str],
+        line: int | None,
+        allowed: frozenset[AnchorKind] = frozenset(AnchorKind),
+    ) -> Anchor | None:
+        try:
+            anchor = parse_anchor(value)  # type: ignore[arg-type]
+        except InvalidValue as exc:
+            self.problem(str(exc), where, line)
+            return None
+        if anchor.kind not in allowed:
+            kinds = ", ".join(sorted(allowed))
+            self.problem(f"{value!r}: {anchor.kind} cannot be used here (use {kinds})", where, line)
+            return None
+        if anchor.goal is not None and anchor.goal not in goal_keys:
+            self.problem(
+                f"{value!r} names unknown goal {anchor.goal!r}; {_choices(anchor.goal, goal_keys)}",
+                where,
+                line,
+            )
+            return None
+        return anchor
+
+    def entries(
+        self, raw: object, kind: str, fields: set[str], pattern: re.Pattern[str]
+    ) -> Iterator[tuple[dict[str, Any], str, int | None, str]]:
+        """Yield (table, location, line, key) for each ``[[goals]]`` or ``[[steps]]`` entry.
+
+        Checks what every entry shares: that it is a table, its field names,
+        and its key's spelling and uniqueness.
+        """
+        array = f"{kind}s"
+        if not isinstance(raw, list) or not raw:
+            self.problem(f"a program needs at least one [[{array}]] table", array)
+            return
+        lines = list(self.table_lines(array))
+        keys = [item.get("key") for item in raw if isinstance(item, dict)]
+        allowed = (
+            "lower-case letters, digits, - and _"
+            if "-" in pattern.pattern
+            else "lower-case letters, digits and _"
+        )
+        for index, item in enumerate(raw):
+            line = lines[index] if index < len(lines) else None
+            where = f"{array}[{index}]."
+            if not isinstance(item, dict):
+                self.problem(f"each {kind} must be a [[{array}]] table", f"{array}[{index}]", line)
+                continue
+            self.check_keys(item, fields, where, line)
+            key = self.string(item, "key", where, required=True, line=line)
+            if key and not pattern.match(key):
+                self.problem(f"{kind} key {key!r} must be {allowed}", f"{where}key", line)
+            if key and keys.count(key) > 1 and keys.index(key) != index:
+                self.problem(f"{kind} key {key!r} is used twice", f"{where}key", line)
+            yield item, where, line, key
+
+    def goals(self, raw: object) -> list[Goal]:
+        goals: list[Goal] = []
+        pending_opens: list[tuple[str, object, str, int | None]] = []
+        fields = {"key", "title", "description", "deadline", "opens"}
+        for item, where, line, key in self.entries(raw, "goal", fields, GOAL_KEY_PATTERN):
+            title = self.string(item, "title", where, required=True, line=line)
+            try:
+                check_header_safe(title)
+            except InvalidValue as exc:
+                self.problem(str(exc), f"{where}title", line)
+            deadline_days = 0
+            raw_deadline = item.get("deadline")
+            try:
+                if not isinstance(raw_deadline, str):
+                    raise InvalidValue('write the default deadline as an offset from the start, e.g. "+3w"')
+                deadline_days = parse_offset(raw_deadline)
+                if deadline_days <= 0:
+                    raise InvalidValue(f'{raw_deadline!r} must be after the start, e.g. "+3w"')
+            except InvalidValue as exc:
+                self.problem(str(exc), f"{where}deadline", line)
+            pending_opens.append((key, item.get("opens", "start"), f"{where}opens", line))
+            goals.append(
+                Goal(
+                    key,
+                    title,
+                    self.string(item, "description", where),
+                    deadline_days,
+                    Anchor(AnchorKind.START),
+                )
+            )
+
+        valid_keys = [g.key for g in goals]
+        opens: dict[str, Anchor] = {}
+        for key, value, where, line in pending_opens:
+            others = [k for k in valid_keys if k != key]
+            anchor = self.anchor(
+                value,
+                where,
+                others,
+                line,
+                allowed=frozenset({AnchorKind.START, AnchorKind.OPENS, AnchorKind.DEADLINE}),
+            )
+            if anchor is not None:
+                opens[key] = anchor
+        if self._has_cycle(opens):
+            self.problem("the goals' 'opens' fields refer to each other in a circle", "goals")
+        return [
+            Goal(g.key, g.title, g.description, g.deadline_days, opens.get(g.key, g.opens)) for g in goals
+        ]
+
+    @staticmethod
+    def _has_cycle(opens: dict[str, Anchor]) -> bool:
+        for start in opens:
+            seen, current = set(), start
+            while current in opens and opens[current].goal is not None:
+                if current in seen:
+                    return True
+                seen.add(current)
+                current = opens[current].goal  # type: ignore[assignment]
+        return False
+
+    def steps(self, raw: object, goal_keys: list[str]) -> list[Step]:
+        steps: list[Step] = []
+        fields = {"key", "goal", "at", "template", "late"}
+        for index, (item, where, line, key) in enumerate(self.entries(raw, "step", fields, KEY_PATTERN)):
+            anchor = self.anchor(item.get("at"), f"{where}at", goal_keys, line)
+            goal = item.get("goal", anchor.goal if anchor else None)
+            if goal is not None and goal not in goal_keys:
+                self.problem(f"unknown goal {goal!r}; {_choices(str(goal), goal_keys)}", f"{where}goal", line)
+            late_value = item.get("late", LatePolicy.SKIP.value)
+            if late_value not in set(LatePolicy):
+                self.problem(f'late must be "skip" or "send", not {late_value!r}', f"{where}late", line)
+                late_value = LatePolicy.SKIP.value
+            template = self.string(item, "template", where) or key
+            if template and not (self.path / f"{template}.html").is_file():
+                self.problem(f"template {template}.html not found in {self.path}", f"{where}template", line)
+            if key and anchor:
+                steps.append(Step(key, goal, anchor, template, LatePolicy(late_value), index))
+        return steps
+
+
+_FIXED_KINDS = frozenset({AnchorKind.START, AnchorKind.OPENS, AnchorKind.DEADLINE})
+
+
+def _choices(value: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(value, known, n=1)
+    listing = ", ".join(known)
+    return f"did you mean {close[0]!r}? (goals: {listing})" if close else f"goals: {listing}"

@@ -1,0 +1,320 @@
+"""Read a roster CSV the way spreadsheets actually export it.
+
+Accepts UTF-8 with or without a byte-order mark, UTF-16 (Excel's "Unicode
+text"), Windows-1252 as a last resort (with a warning), CRLF line ends,
+quoted fields, ``,`` ``;`` or tab separators, blank rows, and stray spaces.
+Rows are numbered as the spreadsheet shows them: the header is row 1.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from drip.errors import Problem
+from drip.values import (
+    InvalidValue,
+    check_header_safe,
+    clean_cell,
+    parse_date_or_offset,
+    parse_email,
+    parse_timezone,
+)
+
+#: columns with a meaning of their own; any other column is kept for templates
+KNOWN_COLUMNS = ("email", "name", "timezone", "delegate_email")
+REQUIRED_COLUMNS = ("email", "name")
+DEADLINE_SUFFIX = "_deadline"
+T = TypeVar("T")
+_ALIASES = {
+    "e_mail": "email",
+    "email_address": "email",
+    "e_mail_address": "email",
+    "full_name": "name",
+    "time_zone": "timezone",
+    "delegate_e_mail": "delegate_email",
+}
+
+
+@dataclass(frozen=True)
+class Participant:
+    """One roster row, validated."""
+
+    row: int
+    email: str
+    name: str
+    timezone: str
+    delegate_email: str | None
+    #: each goal's deadline for this person: their own, else the cohort's
+    deadlines: Mapping[str, dt.date]
+    #: goals whose deadline the roster sets for this person
+    own_deadlines: frozenset[str] = frozenset()
+    #: every other roster column, by its normalised header
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identify a participant within a cohort: the address, case folded."""
+        return email_key(self.email)
+
+    @property
+    def first_name(self) -> str:
+        parts = self.name.split()
+        return parts[0] if parts else self.name
+
+
+def email_key(address: str) -> str:
+    """Return the form of an address used to tell participants apart."""
+    return address.casefold()
+
+
+@dataclass
+class Roster:
+    participants: tuple[Participant, ...]
+    problems: list[Problem]
+    warnings: list[str]
+
+
+def normalise_header(text: str) -> str:
+    """Return ``"Short Deadline"`` as ``"short_deadline"``; known aliases become their column."""
+    name = re.sub(r"[\s\-./]+", "_", clean_cell(text).casefold()).strip("_")
+    return _ALIASES.get(name, name)
+
+
+def decode(raw: bytes) -> tuple[str, str | None]:
+    """Return the text of a CSV file and a warning when its encoding had to be guessed."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16"), None
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        warning = (
+            f"not UTF-8 (byte {exc.start + 1}); read as Windows-1252. If names look wrong, "
+            'save the sheet as "CSV UTF-8"'
+        )
+        return raw.decode("cp1252", errors="replace"), warning
+
+
+def sniff_delimiter(text: str) -> str:
+    """Pick the separator that splits the header line into the most columns."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    unquoted = re.sub(r'"[^"]*"', "", header)
+    counts = {sep: unquoted.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
+def read_roster(
+    path: Path,
+    *,
+    goal_keys: tuple[str, ...] | None,
+    default_timezone: str,
+    start: dt.date | None,
+    deadlines: Mapping[str, dt.date],
+) -> Roster:
+    """Read and validate every row of the roster at ``path``."""
+    return _RosterReader(path, goal_keys, default_timezone, start, deadlines).read()
+
+
+class _RosterReader:
+    def __init__(
+        self,
+        path: Path,
+        goal_keys: tuple[str, ...] | None,
+        default_timezone: str,
+        start: dt.date | None,
+        deadlines: Mapping[str, dt.date],
+    ) -> None:
+        self.path = path
+        self.label = str(path)
+        self.goal_keys = goal_keys
+        self.default_timezone = default_timezone
+        self.start = start
+        self.deadlines = deadlines
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+        self.header_width = 0
+
+    def problem(self, row: int | None, column: str | None, message: str) -> None:
+        self.problems.append(Problem(self.label, message, row=row, column=column))
+
+    def read(self) -> Roster:
+        try:
+            text, warning = decode(self.path.read_bytes())
+        except FileNotFoundError:
+            self.problem(None, None, "file not found; put the participants in a CSV with columns email,name")
+            return Roster((), self.problems, self.warnings)
+        if warning:
+            self.warnings.append(f"{self.label}: {warning}")
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text)))
+        rows = [
+            (number, cells) for number, cells in enumerate(records, start=1) if any(c.strip() for c in cells)
+        ]
+        if not rows:
+            self.problem(
+                None, None, "the roster is empty; add a header row (email,name) and one row per participant"
+            )
+            return Roster((), self.problems, self.warnings)
+        header_row, header_cells = rows[0]
+        columns = self.columns(header_row, header_cells)
+        if columns is None:
+            return Roster((), self.problems, self.warnings)
+        participants: list[Participant] = []
+        seen: dict[str, int] = {}
+        for number, cells in rows[1:]:
+            participant = self.participant(number, cells, columns)
+            if participant is None:
+                continue
+            if participant.key in seen:
+                self.problem(
+                    number,
+                    "email",
+                    f"{participant.email} is already on row {seen[participant.key]} (addresses are "
+                    "compared ignoring case); keep one of the two rows",
+                )
+                continue
+            seen[participant.key] = number
+            participants.append(participant)
+        if not participants and not self.problems:
+            self.problem(
+                None, None, "the roster has a header but no participants; add one row per participant"
+            )
+        return Roster(tuple(participants), self.problems, self.warnings)
+
+    def columns(self, row: int, cells: list[str]) -> list[str] | None:
+        """Return the normalised header, or None when rows cannot be read against it."""
+        names = [normalise_header(cell) for cell in cells]
+        self.header_width = len(names)
+        while names and not names[-1]:
+            names.pop()
+        for index, name in enumerate(names):
+            if not name:
+                self.problem(row, f"#{index + 1}", "this column has no header; name it or delete it")
+            elif names.index(name) != index:
+                self.problem(
+                    row, cells[index].strip(), f"two columns are both called {name!r}; rename or delete one"
+                )
+            elif name.endswith(DEADLINE_SUFFIX) and self.goal_keys is not None:
+                goal = name[: -len(DEADLINE_SUFFIX)]
+                if goal not in self.goal_keys:
+                    known = ", ".join(f"{key}{DEADLINE_SUFFIX}" for key in self.goal_keys)
+                    self.problem(
+                        row, cells[index].strip(), f"unknown goal {goal!r}; deadline columns are {known}"
+                    )
+        missing = [name for name in REQUIRED_COLUMNS if name not in names]
+        if missing:
+            found = ", ".join(cell.strip() for cell in cells if cell.strip()) or "nothing"
+            for name in missing:
+                self.problem(
+                    row,
+                    name,
+                    f"no {name!r} column (the header row has: {found}); "
+                    f"add it or rename a column to {name!r}",
+                )
+        if "email" in missing or any(p.row == row for p in self.problems):
+            return None
+        return names
+
+    def participant(self, row: int, cells: list[str], columns: list[str]) -> Participant | None:
+        count = len(self.problems)
+        unnamed = [i for i in range(len(columns), min(len(cells), self.header_width)) if cells[i].strip()]
+        if unnamed:
+            self.problem(
+                row, f"#{unnamed[0] + 1}", "this column has no header; name it in row 1 or delete it"
+            )
+            return None
+        extra = [cell for cell in cells[len(columns) :] if cell.strip()]
+        if extra:
+            self.problem(
+                row,
+                None,
+                f"{len(columns) + len(extra)} values for {len(columns)} columns; a value holding the "
+                "separator must be in double quotes",
+            )
+            return None
+        values = {name: clean_cell(cells[i]) if i < len(cells) else "" for i, name in enumerate(columns)}
+
+        email = self.field(
+            row, "email", values.get("email", ""), parse_email, required="every participant needs an address"
+        )
+        name = self.field(
+            row,
+            "name",
+            values.get("name", ""),
+            check_header_safe,
+            required="write the name the emails should greet",
+        )
+        timezone = (
+            self.field(row, "timezone", values.get("timezone", ""), parse_timezone) or self.default_timezone
+        )
+        delegate = self.field(row, "delegate_email", values.get("delegate_email", ""), parse_email)
+        if delegate and email and delegate.casefold() == email.casefold():
+            self.problem(
+                row,
+                "delegate_email",
+                f"{delegate} is the participant's own address; leave it empty or name the assistant",
+            )
+        deadlines = dict(self.deadlines)
+        own: set[str] = set()
+        for column, value in values.items():
+            if column.endswith(DEADLINE_SUFFIX) and value and self.start is not None:
+                goal = column[: -len(DEADLINE_SUFFIX)]
+                if self.goal_keys is None or goal in self.goal_keys:
+                    parsed = self.field(row, column, value, partial(parse_date_or_offset, start=self.start))
+                    if parsed is not None:
+                        deadlines[goal] = parsed
+                        own.add(goal)
+        if own and self.goal_keys and self.start is not None:
+            self.order_problems(row, deadlines, own)
+        fields = {}
+        for column, value in values.items():
+            if column not in KNOWN_COLUMNS and not column.endswith(DEADLINE_SUFFIX):
+                if "\x00" in value:
+                    self.problem(row, column, "contains a NUL character; remove it")
+                fields[column] = value
+        if len(self.problems) > count:
+            return None
+        assert email is not None and name is not None
+        return Participant(row, email, name, timezone, delegate or None, deadlines, frozenset(own), fields)
+
+    def field(
+        self, row: int, column: str, value: str, parse: Callable[[str], T], required: str | None = None
+    ) -> T | None:
+        """Parse one cell, recording a problem instead of raising."""
+        if not value:
+            if required:
+                self.problem(row, column, f"{column} is empty; {required}")
+            return None
+        try:
+            return parse(value)
+        except InvalidValue as exc:
+            self.problem(row, column, str(exc))
+            return None
+
+    def order_problems(self, row: int, deadlines: dict[str, dt.date], own: set[str]) -> None:
+        assert self.goal_keys is not None and self.start is not None
+        previous: tuple[str, dt.date] | None = None
+        for goal in self.goal_keys:
+            deadline = deadlines[goal]
+            column = f"{goal}{DEADLINE_SUFFIX}"
+            if deadline < self.start and goal in own:
+                self.problem(
+                    row, column, f"{deadline} is before the cohort starts ({self.start}); pick a later date"
+                )
+            elif previous is not None and deadline < previous[1] and (goal in own or previous[0] in own):
+                blame = column if goal in own else f"{previous[0]}{DEADLINE_SUFFIX}"
+                self.problem(
+                    row,
+                    blame,
+                    f"the {goal} deadline {deadline} is before the {previous[0]} deadline {previous[1]}; "
+                    f"goals are due in order ({' <= '.join(self.goal_keys)})",
+                )
+            previous = (goal, deadline)

@@ -1,0 +1,65 @@
+"""The states a participant, a goal and a delivery can be in, and the event kinds.
+
+Deliveries move forward only::
+
+    waiting ──(goal completed)──> scheduled ──claim──> claimed ──> sending ──> sent
+       │                             │                    │           └─────> failed
+       └──────────> cancelled <──────┴────────────────────┘
+                                     └──(moment passed unsent)──> skipped
+
+``waiting``: anchored on a goal's completion, not yet due. ``skipped`` and
+``cancelled`` carry a reason. Re-planning may move ``scheduled`` and
+``skipped`` deliveries in time; nothing touches ``sent`` or ``failed``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ParticipantStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    REMOVED = "removed"
+
+
+class GoalStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    WAIVED = "waived"
+
+
+class DeliveryStatus(StrEnum):
+    WAITING = "waiting"
+    SCHEDULED = "scheduled"
+    CLAIMED = "claimed"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+#: deliveries whose time may still be changed by re-planning
+REPLANNABLE = frozenset({DeliveryStatus.SCHEDULED, DeliveryStatus.SKIPPED})
+#: deliveries that reached, or may have reached, the participant's mailbox
+DISPATCHED = frozenset({DeliveryStatus.CLAIMED, DeliveryStatus.SENDING, DeliveryStatus.SENT})
+
+
+class EventKind(StrEnum):
+    COHORT_STARTED = "cohort_started"
+    COHORT_SYNCED = "cohort_synced"
+    ENROLLED = "enrolled"
+    UPDATED = "updated"
+    REPLANNED = "replanned"
+    REMOVED = "removed"
+    SENT = "sent"
+    FAILED = "failed"
+    CLICKED = "clicked"
+    COMPLETED = "completed"
+    REPLIED = "replied"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    SNOOZED = "snoozed"

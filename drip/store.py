@@ -1,0 +1,489 @@
+"""The database: engines, migrations, transactions, and every query drip runs.
+
+On SQLite, write transactions start with ``BEGIN IMMEDIATE``: a deferred
+transaction that reads and then writes fails with "database is locked" when a
+second writer got in between, whatever the busy timeout. Reads start
+deferred. The journal is WAL so readers never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, cast
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import StaticPool
+
+from drip.errors import StoreError
+from drip.models import Cohort, Delivery, Event, Goal, Participant
+from drip.states import DISPATCHED, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+
+logger = logging.getLogger(__name__)
+
+# The tables behind the models, for bulk statements (typed as tables for mypy).
+cohort_table = cast(Table, Cohort.__table__)
+participant_table = cast(Table, Participant.__table__)
+goal_table = cast(Table, Goal.__table__)
+delivery_table = cast(Table, Delivery.__table__)
+event_table = cast(Table, Event.__table__)
+
+#: how long a SQLite connection waits for another writer before giving up
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: rows per executemany call; bounds memory and the size of one statement
+BATCH_ROWS = 5_000
+# An arbitrary, fixed key: every drip process migrating a PostgreSQL database
+# takes this advisory lock first, so two cannot upgrade at once.
+_MIGRATION_LOCK = 0x6472_6970_0001
+
+
+class Store:
+    """A database holding any number of cohorts."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = _create_engine(url)
+        if migrate:
+            try:
+                self.migrate()
+            except BaseException:
+                self.engine.dispose()
+                raise
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Run a write transaction: committed on success, rolled back on any error."""
+        with _translate_errors(self.url), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def trial(self) -> Iterator[Connection]:
+        """Run a write transaction that is always rolled back (``--dry-run``)."""
+        with _translate_errors(self.url), self.engine.connect() as conn:
+            conn.begin()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """Run a read-only transaction, which never blocks a writer on SQLite."""
+        with _translate_errors(self.url), self.engine.connect() as conn:
+            conn = conn.execution_options(drip_read_only=True)
+            with conn.begin():
+                yield conn
+
+    # --- migrations -------------------------------------------------------
+
+    def migrate(self) -> str | None:
+        """Bring the schema to the newest revision; return the revision it is at."""
+        config = _alembic_config()
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with self.transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            current = self._revision(conn, config)
+            if current != head:
+                logger.info("upgrading database schema from %s to %s", current or "empty", head)
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        return head
+
+    def revision(self) -> str | None:
+        """Return the schema revision the database is at (None when empty)."""
+        with self.reading() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def needs_migration(self) -> bool:
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        return self.revision() != head
+
+    @staticmethod
+    def _revision(conn: Connection, config: Config) -> str | None:
+        current = MigrationContext.configure(conn).get_current_revision()
+        script = ScriptDirectory.from_config(config)
+        if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+            raise StoreError(
+                f"the database schema is at revision {current}, newer than this drip knows; "
+                "upgrade drip before using this database"
+            )
+        return current
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(files("drip") / "migrations"))
+    return config
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+    else:
+        # One connection shared by everything, or each would see its own empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event, below, issue BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get("drip_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+@contextmanager
+def _translate_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        from drip.config import redact_url
+
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StoreError(f"database {redact_url(url)}: {reason}") from exc
+
+
+# --- rows ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParticipantRow:
+    id: int
+    email: str
+    email_key: str
+    name: str
+    timezone: str
+    delegate_email: str | None
+    fields: Mapping[str, Any]
+    status: ParticipantStatus
+    plan_signature: str
+    roster_row: int | None
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: int
+    participant_id: int
+    step: str
+    goal: str | None
+    due_at: dt.datetime | None
+    status: DeliveryStatus
+    last_error: str | None
+    sent_at: dt.datetime | None
+
+
+def chunked(rows: Sequence[Any], size: int = BATCH_ROWS) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+# --- cohorts ------------------------------------------------------------------
+
+
+def find_cohort(conn: Connection, slug: str) -> Any:
+    return conn.execute(select(cohort_table).where(cohort_table.c.slug == slug)).one_or_none()
+
+
+def upsert_cohort(conn: Connection, values: Mapping[str, Any], now: dt.datetime) -> tuple[int, bool]:
+    """Insert or update the cohort with ``values["slug"]``; return (id, created)."""
+    table = cohort_table
+    existing = conn.execute(select(table.c.id).where(table.c.slug == values["slug"])).scalar_one_or_none()
+    if existing is None:
+        row = {**values, "status": "active", "created_at": now, "updated_at": now}
+        new_id = conn.execute(insert(table).returning(table.c.id), row).scalar_one()
+        return new_id, True
+    conn.execute(update(table).where(table.c.id == existing).values(**values, updated_at=now))
+    return existing, False
+
+
+def cohort_rows(conn: Connection, slug: str | None = None) -> list[Any]:
+    """Return one cohort's row, or every cohort's, oldest first."""
+    query = select(cohort_table).order_by(cohort_table.c.created_at, cohort_table.c.slug)
+    if slug is not None:
+        query = query.where(cohort_table.c.slug == slug)
+    return list(conn.execute(query))
+
+
+def cohort_slugs(conn: Connection) -> list[str]:
+    query = select(cohort_table.c.slug).order_by(cohort_table.c.created_at, cohort_table.c.slug)
+    return list(conn.execute(query).scalars())
+
+
+# --- participants -------------------------------------------------------------
+
+
+def participants_by_key(conn: Connection, cohort_id: int) -> dict[str, ParticipantRow]:
+    table = participant_table
+    columns = [table.c[name] for name in ParticipantRow.__dataclass_fields__]
+    rows = conn.execute(select(*columns).where(table.c.cohort_id == cohort_id))
+    return {
+        row.email_key: ParticipantRow(**{**row._mapping, "status": ParticipantStatus(row.status)})
+        for row in rows
+    }
+
+
+def find_participant(conn: Connection, cohort_id: int, key: str) -> ParticipantRow | None:
+    """Return the participant whose case-folded address is ``key``."""
+    table = participant_table
+    columns = [table.c[name] for name in ParticipantRow.__dataclass_fields__]
+    row = conn.execute(
+        select(*columns).where(table.c.cohort_id == cohort_id, table.c.email_key == key)
+    ).one_or_none()
+    return (
+        None if row is None else ParticipantRow(**{**row._mapping, "status": ParticipantStatus(row.status)})
+    )
+
+
+def insert_participants(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert participants in bulk; return their ids in the order given."""
+    table = participant_table
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(conn.execute(statement, list(rows)).scalars())
+
+
+def update_participants(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Update participants in bulk; each row holds ``pid`` and the columns to set."""
+    if not rows:
+        return
+    table = participant_table
+    columns = [key for key in rows[0] if key != "pid"]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("pid"))
+        .values({name: bindparam(name) for name in columns})
+    )
+    conn.execute(statement, list(rows))
+
+
+def set_participant_status(
+    conn: Connection, participant_id: int, status: ParticipantStatus, now: dt.datetime
+) -> None:
+    conn.execute(
+        update(participant_table)
+        .where(participant_table.c.id == participant_id)
+        .values(status=status.value, updated_at=now)
+    )
+
+
+# --- goals --------------------------------------------------------------------
+
+
+def insert_goals(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    for batch in chunked(rows):
+        conn.execute(insert(goal_table), list(batch))
+
+
+def update_goal_deadlines(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Set new deadlines; each row holds ``pid``, ``goal_key``, ``deadline``, ``deadline_at``."""
+    if not rows:
+        return
+    table = goal_table
+    statement = (
+        update(table)
+        .where(table.c.participant_id == bindparam("pid"), table.c.goal == bindparam("goal_key"))
+        .values(deadline=bindparam("deadline"), deadline_at=bindparam("deadline_at"))
+    )
+    conn.execute(statement, list(rows))
+
+
+def goal_statuses(conn: Connection, participant_ids: Iterable[int]) -> dict[int, dict[str, GoalStatus]]:
+    table = goal_table
+    result: dict[int, dict[str, GoalStatus]] = defaultdict(dict)
+    for batch in chunked(list(participant_ids)):
+        query = select(table.c.participant_id, table.c.goal, table.c.status).where(
+            table.c.participant_id.in_(batch)
+        )
+        for row in conn.execute(query):
+            result[row.participant_id][row.goal] = GoalStatus(row.status)
+    return result
+
+
+# --- deliveries ---------------------------------------------------------------
+
+
+def insert_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    for batch in chunked(rows):
+        conn.execute(insert(delivery_table), list(batch))
+
+
+def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int, dict[str, DeliveryRow]]:
+    """Return each participant's deliveries by step."""
+    table = delivery_table
+    columns = [table.c[name] for name in DeliveryRow.__dataclass_fields__]
+    result: dict[int, dict[str, DeliveryRow]] = defaultdict(dict)
+    for batch in chunked(list(participant_ids)):
+        for row in conn.execute(select(*columns).where(table.c.participant_id.in_(batch))):
+            delivery = DeliveryRow(**{**row._mapping, "status": DeliveryStatus(row.status)})
+            result[row.participant_id][row.step] = delivery
+    return result
+
+
+def dispatched_instants(by_step: Mapping[str, DeliveryRow]) -> dict[str, dt.datetime]:
+    """Return when each delivery that left, or may have left, went (or was due)."""
+    instants = {step: row.sent_at or row.due_at for step, row in by_step.items() if row.status in DISPATCHED}
+    return {step: instant for step, instant in instants.items() if instant is not None}
+
+
+def update_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Move deliveries in time; each row holds ``did``, ``due_at``, ``status``, ``last_error``."""
+    if not rows:
+        return
+    table = delivery_table
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("did"))
+        .values(
+            due_at=bindparam("due_at"),
+            status=bindparam("status"),
+            last_error=bindparam("last_error"),
+            updated_at=bindparam("updated_at"),
+        )
+    )
+    for batch in chunked(rows):
+        conn.execute(statement, list(batch))
+
+
+def cancel_pending(conn: Connection, participant_id: int, reason: str, now: dt.datetime) -> int:
+    """Cancel every delivery of a participant that has not left yet; return how many."""
+    table = delivery_table
+    pending = [DeliveryStatus.WAITING, DeliveryStatus.SCHEDULED]
+    result = conn.execute(
+        update(table)
+        .where(table.c.participant_id == participant_id, table.c.status.in_(pending))
+        .values(status=DeliveryStatus.CANCELLED.value, last_error=reason, updated_at=now)
+    )
+    return result.rowcount
+
+
+# --- events -------------------------------------------------------------------
+
+
+def record_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append events; each row holds cohort_id, kind, at, and optionally the rest."""
+    full = [{"participant_id": None, "delivery_id": None, "goal": None, "data": {}, **row} for row in rows]
+    for batch in chunked(full):
+        conn.execute(insert(event_table), list(batch))
+
+
+def record_event(conn: Connection, cohort_id: int, kind: EventKind, at: dt.datetime, **values: Any) -> None:
+    record_events(conn, [{"cohort_id": cohort_id, "kind": kind.value, "at": at, **values}])
+
+
+# --- figures ------------------------------------------------------------------
+
+
+def scheduled_span(conn: Connection, cohort_id: int) -> tuple[tuple[dt.datetime, str] | None, ...]:
+    """Return (instant, participant's zone) of the cohort's first and last scheduled delivery."""
+    delivery, people = delivery_table, participant_table
+    query = (
+        select(delivery.c.due_at, people.c.timezone)
+        .join(people, people.c.id == delivery.c.participant_id)
+        .where(delivery.c.cohort_id == cohort_id, delivery.c.status == DeliveryStatus.SCHEDULED.value)
+        .limit(1)
+    )
+    first = conn.execute(query.order_by(delivery.c.due_at.asc(), delivery.c.id)).one_or_none()
+    last = conn.execute(query.order_by(delivery.c.due_at.desc(), delivery.c.id)).one_or_none()
+    return (tuple(first) if first else None, tuple(last) if last else None)
+
+
+def cohort_figures(conn: Connection, cohort_id: int, now: dt.datetime) -> dict[str, Any]:
+    """Count participants by status, goals by status (and overdue), deliveries by status.
+
+    Removed participants are left out of every figure.
+    """
+    people, delivery = participant_table, delivery_table
+    counted = people.c.status != ParticipantStatus.REMOVED.value
+    by_status: dict[str, int] = dict(
+        conn.execute(
+            select(people.c.status, func.count())
+            .where(people.c.cohort_id == cohort_id)
+            .group_by(people.c.status)
+        ).all()
+    )
+    goal_rows = conn.execute(
+        select(
+            goal_table.c.goal,
+            goal_table.c.status,
+            func.count(),
+            func.sum((goal_table.c.deadline_at <= now).cast(Integer)),
+        )
+        .join(people, people.c.id == goal_table.c.participant_id)
+        .where(people.c.cohort_id == cohort_id, counted)
+        .group_by(goal_table.c.goal, goal_table.c.status)
+    ).all()
+    delivery_rows = conn.execute(
+        select(delivery.c.status, func.count())
+        .join(people, people.c.id == delivery.c.participant_id)
+        .where(delivery.c.cohort_id == cohort_id, counted)
+        .group_by(delivery.c.status)
+    ).all()
+    by_goal: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(["open", "done", "waived", "overdue"], 0)
+    )
+    for goal, status, count, past_deadline in goal_rows:
+        by_goal[goal][status] = count
+        if status == GoalStatus.OPEN.value:
+            by_goal[goal]["overdue"] = int(past_deadline or 0)
+    by_delivery = dict.fromkeys((s.value for s in DeliveryStatus), 0)
+    by_delivery.update({status: count for status, count in delivery_rows})
+    return {
+        "participants": sum(
+            n for status, n in by_status.items() if status != ParticipantStatus.REMOVED.value
+        ),
+        "participant_status": {s.value: by_status.get(s.value, 0) for s in ParticipantStatus},
+        "goals": dict(by_goal),
+        "deliveries": by_delivery,
+    }

@@ -1,0 +1,299 @@
+"""Parse and check single values typed by people: dates, offsets, zones, addresses.
+
+Every function raises :class:`InvalidValue` whose message says what is wrong and
+how to write it instead; callers add the file, row and column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import unicodedata
+import zoneinfo
+from functools import cache
+
+from email_validator import EmailNotValidError, validate_email
+
+from drip.errors import DripError
+
+
+class InvalidValue(DripError, ValueError):
+    """A single value cannot be used; the message carries the fix."""
+
+
+# --- offsets -----------------------------------------------------------------
+
+_OFFSET = re.compile(r"^\s*([+-]?)\s*(\d{1,4})\s*([dw])\s*$", re.IGNORECASE)
+
+
+def parse_offset(text: str) -> int:
+    """Return the number of days in an offset such as ``+2w``, ``-3d`` or ``10d``."""
+    match = _OFFSET.match(text)
+    if match is None:
+        raise InvalidValue(
+            f'{text!r} is not an offset; write a number of days or weeks such as "+3d", "-2d" or "+2w"'
+        )
+    sign, amount, unit = match.groups()
+    days = int(amount) * (7 if unit.lower() == "w" else 1)
+    return -days if sign == "-" else days
+
+
+# --- dates and times -------------------------------------------------------
+
+_ISO_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T]00:00(?::00(?:\.0+)?)?)?$")
+_DAY_FIRST_DOTS = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
+_SLASHED = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+
+
+def _make_date(text: str, year: int, month: int, day: int) -> dt.date:
+    try:
+        return dt.date(year, month, day)
+    except ValueError as exc:
+        raise InvalidValue(f"{text!r} is not a real date ({exc}); write it as YYYY-MM-DD") from None
+
+
+def parse_date(value: object) -> dt.date:
+    """Return the calendar date in ``value`` as written in TOML or exported by a spreadsheet.
+
+    Accepts TOML dates, ``2027-03-15`` (also with ``/`` or ``.``, and with a
+    zero time as Excel writes it), ``15.03.2027`` and slashed dates when the
+    order of day and month is unambiguous.
+    """
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time(0) or value.tzinfo is not None:
+            raise InvalidValue(f"{value.isoformat()!r} has a time; a deadline is a date, YYYY-MM-DD")
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value).strip()
+    if match := _ISO_DATE.match(text):
+        year, month, day = map(int, match.groups())
+        return _make_date(text, year, month, day)
+    if match := _DAY_FIRST_DOTS.match(text):
+        day, month, year = map(int, match.groups())
+        return _make_date(text, year, month, day)
+    if match := _SLASHED.match(text):
+        first, second, year = map(int, match.groups())
+        if first > 12 >= second:
+            return _make_date(text, year, second, first)
+        if second > 12 >= first:
+            return _make_date(text, year, first, second)
+        if first == second:
+            return _make_date(text, year, first, second)
+        as_us = f"{year:04d}-{first:02d}-{second:02d}"
+        as_eu = f"{year:04d}-{second:02d}-{first:02d}"
+        raise InvalidValue(
+            f"{text!r} could be month/day or day/month; write it as YYYY-MM-DD: {as_us} or {as_eu}"
+        )
+    raise InvalidValue(f"{text!r} is not a date; write it as YYYY-MM-DD, e.g. 2027-03-15")
+
+
+def parse_date_or_offset(value: object, start: dt.date) -> dt.date:
+    """Return a date written either as a date or as an offset (``"+2w"``) from ``start``."""
+    if isinstance(value, str) and value.strip()[:1] in "+-":
+        return start + dt.timedelta(days=parse_offset(value))
+    return parse_date(value)
+
+
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+def parse_clock(value: object) -> dt.time:
+    """Return the local time of day in ``"09:00"`` (24-hour clock)."""
+    if isinstance(value, dt.time):
+        return value.replace(second=0, microsecond=0)
+    text = str(value).strip()
+    match = _CLOCK.match(text)
+    if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+        raise InvalidValue(f'{text!r} is not a time of day; write it as HH:MM, e.g. "09:00"')
+    return dt.time(int(match[1]), int(match[2]))
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """Return an aware UTC instant from ISO 8601; a time without an offset is read as UTC."""
+    raw = text.strip()
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise InvalidValue(
+            f"{text!r} is not a date and time; write ISO 8601, e.g. 2027-01-11T09:00Z "
+            "or 2027-01-11T09:00-05:00"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+# --- time zones --------------------------------------------------------------
+
+# Abbreviations and colloquial names people write in rosters. tzdata knows some
+# of them (EST, MST, GMT) as fixed offsets without daylight saving, which is
+# never what an executive in New York or London means.
+_ZONE_HINTS = {
+    "America/New_York": "est edt et eastern us-eastern",
+    "America/Chicago": "cst cdt ct central",
+    "America/Denver": "mst mdt mt mountain",
+    "America/Los_Angeles": "pst pdt pt pacific",
+    "America/Anchorage": "akst akdt alaska",
+    "Pacific/Honolulu": "hst hawaii",
+    "Europe/London": "gmt bst uk",
+    "Europe/Paris": "cet cest met",
+    "Europe/Athens": "eet eest",
+    "Europe/Lisbon": "wet west",
+    "Europe/Moscow": "msk",
+    "Asia/Kolkata": "ist",
+    "Asia/Tokyo": "jst",
+    "Asia/Seoul": "kst",
+    "Asia/Shanghai": "china",
+    "Asia/Hong_Kong": "hkt",
+    "Asia/Singapore": "sgt",
+    "Asia/Dubai": "gst",
+    "Australia/Sydney": "aest aedt",
+    "Australia/Perth": "awst",
+    "Pacific/Auckland": "nzst nzdt",
+    "America/Sao_Paulo": "brt",
+    "Africa/Johannesburg": "sast",
+}
+_ABBREVIATIONS = {word: zone for zone, words in _ZONE_HINTS.items() for word in words.split()}
+
+# Windows names, as Outlook and Active Directory exports write them.
+_WINDOWS_ZONES = {
+    "eastern standard time": "America/New_York",
+    "central standard time": "America/Chicago",
+    "mountain standard time": "America/Denver",
+    "pacific standard time": "America/Los_Angeles",
+    "gmt standard time": "Europe/London",
+    "w. europe standard time": "Europe/Berlin",
+    "romance standard time": "Europe/Paris",
+    "central europe standard time": "Europe/Budapest",
+    "tokyo standard time": "Asia/Tokyo",
+    "india standard time": "Asia/Kolkata",
+    "china standard time": "Asia/Shanghai",
+    "singapore standard time": "Asia/Singapore",
+    "aus eastern standard time": "Australia/Sydney",
+}
+
+_ALWAYS_UTC = {"utc", "etc/utc", "z", "zulu", "universal"}
+_UNUSABLE = {"factory", "localtime"}
+
+
+@cache
+def _zones() -> dict[str, str]:
+    """Map each usable zone name, folded to lower case, to its spelling."""
+    return {
+        name.lower(): name
+        for name in zoneinfo.available_timezones()
+        if name.lower() not in _UNUSABLE and name.lower() not in _ABBREVIATIONS
+    }
+
+
+@cache
+def _cities() -> dict[str, str]:
+    """Map each city ("new york") to its zone ("America/New_York")."""
+    cities: dict[str, str] = {}
+    for name in sorted(_zones().values()):
+        if "/" in name and not name.startswith(("Etc/", "SystemV/", "US/")):
+            cities.setdefault(name.rsplit("/", 1)[1].replace("_", " ").lower(), name)
+    return cities
+
+
+@cache
+def parse_timezone(text: str) -> str:
+    """Return the IANA name of the zone in ``text``, or fail naming the likely zone."""
+    raw = text.strip()
+    folded = raw.lower()
+    if folded in _ALWAYS_UTC:
+        return "UTC"
+    if folded in _ABBREVIATIONS:
+        zone = _ABBREVIATIONS[folded]
+        raise InvalidValue(
+            f"{raw!r} is an abbreviation, not an IANA time zone, and would ignore daylight "
+            f'saving; use the city\'s zone, e.g. "{zone}"'
+        )
+    if folded in _WINDOWS_ZONES:
+        zone = _WINDOWS_ZONES[folded]
+        raise InvalidValue(f'{raw!r} is a Windows zone name; use the IANA name "{zone}"')
+    if folded in _zones():
+        return _zones()[folded]
+    if re.match(r"^(utc|gmt)?\s*[+-]\s*\d", folded):
+        raise InvalidValue(
+            f"{raw!r} is a fixed offset, which ignores daylight saving; use the city's "
+            'IANA zone, e.g. "Europe/Berlin" or "America/New_York"'
+        )
+    city = folded.rsplit("/", 1)[-1].replace("_", " ").strip()
+    if city in _cities():
+        zone = _cities()[city]
+        raise InvalidValue(f'{raw!r} is not an IANA time zone; did you mean "{zone}"?')
+    keys = list(_zones()) + list(_cities())
+    close = difflib.get_close_matches(folded.replace(" ", "_"), keys, n=1, cutoff=0.75)
+    close = close or difflib.get_close_matches(city, list(_cities()), n=1, cutoff=0.75)
+    if close:
+        zone = _zones().get(close[0]) or _cities()[close[0]]
+        raise InvalidValue(f'{raw!r} is not an IANA time zone; did you mean "{zone}"?')
+    raise InvalidValue(
+        f'{raw!r} is not an IANA time zone; write Area/City, e.g. "America/New_York", '
+        '"Europe/London" or "Asia/Tokyo"'
+    )
+
+
+# --- addresses and header values ------------------------------------------
+
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]|=\?")
+
+
+def check_header_safe(text: str) -> str:
+    """Return ``text`` if it may go into an email header, else fail naming the character.
+
+    CR, LF and NUL could inject headers, and "=?" could smuggle an encoded-word
+    holding them past Python's own folding (CVE-2024-6923); other control
+    characters have no place in a name or subject either.
+    """
+    match = _HEADER_UNSAFE.search(text)
+    if match is None:
+        return text
+    found = match.group()
+    what = {
+        "\r": "a carriage return (CR)",
+        "\n": "a line break (LF)",
+        "\x00": "a NUL character",
+        "=?": 'the sequence "=?"',
+    }.get(found, f"the control character U+{ord(found[0]):04X}")
+    raise InvalidValue(
+        f"{text!r} contains {what}, which is not allowed in a value that goes into an email header; remove it"
+    )
+
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def clean_cell(text: str) -> str:
+    """Return ``text`` without the surrounding and invisible spaces that copy-paste leaves."""
+    return unicodedata.normalize("NFC", text.translate(_INVISIBLE)).strip()
+
+
+def parse_email(text: str) -> str:
+    """Return the normalised address in ``text``, or fail saying why it is not one."""
+    raw = clean_cell(text)
+    if "<" in raw and raw.endswith(">"):
+        raise InvalidValue(
+            f"{raw!r} holds a name and an address; put only the address here "
+            "(the name goes in the name column)"
+        )
+    check_header_safe(raw)
+    try:
+        return validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidValue(f"{raw!r} is not a valid email address: {exc}") from None
+
+
+def parse_mailbox(text: str) -> tuple[str, str]:
+    """Return (display name, address) from ``"Name <address>"`` or a bare address."""
+    raw = clean_cell(text)
+    check_header_safe(raw)
+    match = re.match(r'^\s*(?:"?([^"<]*?)"?\s*)?<([^<>]+)>\s*$', raw)
+    if match:
+        name, address = (match[1] or "").strip(), match[2]
+    else:
+        name, address = "", raw
+    return name, parse_email(address)

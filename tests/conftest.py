@@ -1,0 +1,134 @@
+"""Shared fixtures: clean environment, a fixed now, a database on each backend, cohort folders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from drip.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+EMAILS = ROOT / "emails"
+PROGRAM = EMAILS / "crawl-walk-run"
+POSTGRES_ENV = "DRIP_TEST_POSTGRES_URL"
+
+COHORT_TOML = """\
+name = "Test cohort"
+program = "crawl-walk-run"
+start = 2027-01-11
+timezone = "America/New_York"
+send_time = "09:00"
+skip_weekends = true
+sender = "Comms <comms@example.com>"
+owners = ["owner@example.com"]
+"""
+
+ROSTER = """\
+email,name,timezone,objective
+ana@example.com,Ana Ruiz,America/New_York,sales
+ben@example.com,Ben Ito,Asia/Tokyo,marketing
+cleo@example.com,Cleo Hart,Europe/London,customer service
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's own DRIP_* settings out of every test."""
+    for name in list(os.environ):
+        if name.startswith("DRIP_") and not name.startswith("DRIP_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    """A week before the test cohort starts."""
+    return dt.datetime(2027, 1, 4, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+CohortFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_cohort(tmp_path: Path) -> CohortFactory:
+    """Write a cohort folder; ``toml`` replaces or extends cohort.toml, ``roster`` the CSV."""
+
+    def make(
+        roster: str | bytes = ROSTER,
+        toml: str = COHORT_TOML,
+        extra_toml: str = "",
+        name: str = "test-cohort",
+    ) -> Path:
+        folder = tmp_path / "cohorts" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (tmp_path / "emails").exists():
+            # A project of its own: cohorts/ beside emails/, as drip expects.
+            (tmp_path / "emails").symlink_to(EMAILS, target_is_directory=True)
+        (folder / "cohort.toml").write_text(toml + extra_toml, encoding="utf-8")
+        data = roster.encode("utf-8") if isinstance(roster, str) else roster
+        (folder / "roster.csv").write_bytes(data)
+        return folder
+
+    return make
+
+
+# --- databases ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """Create a throwaway database on the server named by DRIP_TEST_POSTGRES_URL."""
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        if os.environ.get("DRIP_TEST_REQUIRE_POSTGRES"):
+            pytest.fail(f"{POSTGRES_ENV} is not set but DRIP_TEST_REQUIRE_POSTGRES is")
+        pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL tests need a server")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"drip_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test on a SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'drip.db'}"
+        return
+    url = request.getfixturevalue("postgres_server_url")
+    yield url
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        tables = conn.execute(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+        ).scalars()
+        names = ", ".join(f'"{name}"' for name in tables)
+        if names:
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    with Store(database_url) as opened:
+        yield opened

@@ -1,0 +1,178 @@
+"""The drip command as comms staff and operators use it."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT, ROSTER, CohortFactory
+
+from drip.cli import main
+
+NOW = ["--now", "2027-01-04T12:00Z"]
+
+
+def run(runner: CliRunner, *args: str, db: str | None = None, expect: int = 0) -> str:
+    options = ["--database-url", db] if db else []
+    result = runner.invoke(main, [*options, *args], catch_exceptions=False)
+    assert result.exit_code == expect, result.output
+    return result.output
+
+
+def test_start_then_status(runner: CliRunner, make_cohort: CohortFactory, database_url: str) -> None:
+    folder = make_cohort()
+    out = run(runner, "start", str(folder), *NOW, db=database_url)
+    assert "Started cohort 'test-cohort'" in out
+    assert "3 enrolled" in out
+    assert "54 planned: 45 scheduled, 9 waiting for a goal to be done" in out
+    assert "first send    2027-01-11 00:00 UTC  (Mon 2027-01-11 09:00 JST, Asia/Tokyo)" in out
+    assert "short due     Mon 2027-02-01" in out
+
+    payload = json.loads(run(runner, "status", "test-cohort", "--format", "json", *NOW, db=database_url))
+    assert {"cohort", "participants", "goals", "deliveries"} <= set(payload)
+    assert payload["cohort"] == "test-cohort" and payload["participants"] == 3
+    assert list(payload["goals"]) == ["short", "mid", "long"]
+    assert payload["goals"]["short"] == {"open": 3, "done": 0, "waived": 0, "overdue": 0}
+    for key in ("scheduled", "sent", "failed", "skipped", "cancelled"):
+        assert isinstance(payload["deliveries"][key], int)
+    assert payload["deliveries"]["scheduled"] == 45
+
+    listing = json.loads(run(runner, "status", "--format", "json", *NOW, db=database_url))
+    assert [item["cohort"] for item in listing] == ["test-cohort"]
+    table = run(runner, "status", *NOW, db=database_url)
+    assert "test-cohort: Test cohort (crawl-walk-run)" in table and "0/3 done" in table
+
+
+def test_dry_run_writes_nothing(runner: CliRunner, make_cohort: CohortFactory, tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    out = run(runner, "start", str(make_cohort()), "--dry-run", *NOW, db=f"sqlite:///{db}")
+    assert "Would start cohort" in out and "Dry run: nothing was written." in out
+    assert not db.exists()
+
+
+def test_dry_run_on_an_existing_database_changes_nothing(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    folder = make_cohort()
+    run(runner, "start", str(folder), *NOW, db=database_url)
+    before = run(runner, "status", "--format", "json", *NOW, db=database_url)
+    make_cohort(ROSTER + "dee@example.com,Dee Park,Europe/Paris,sales\n")
+    out = run(runner, "start", str(folder), "--dry-run", *NOW, db=database_url)
+    assert "Would update" in out and "1 enrolled" in out
+    assert run(runner, "status", "--format", "json", *NOW, db=database_url) == before
+
+
+def test_bad_roster_is_reported_and_nothing_is_written(
+    runner: CliRunner, make_cohort: CohortFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "drip.db"
+    folder = make_cohort("email,name,timezone\nana@example,Ana,EST\nben@example.com,,UTC\n")
+    result = runner.invoke(main, ["--database-url", f"sqlite:///{db}", "start", str(folder), *NOW])
+    assert result.exit_code == 1
+    assert "3 problems found; nothing was written" in result.output
+    assert "roster.csv, row 2, column 'timezone'" in result.output
+    assert "Traceback" not in result.output
+    assert not db.exists()
+
+
+def test_plan_formats(runner: CliRunner, make_cohort: CohortFactory) -> None:
+    folder = str(make_cohort())
+    table = run(runner, "plan", folder, *NOW)
+    assert "Ben Ito <ben@example.com>  Asia/Tokyo" in table
+    assert "welcome" in table and "Mon 2027-01-11 09:00 JST" in table
+
+    rows = list(csv.DictReader(io.StringIO(run(runner, "plan", folder, "--format", "csv", *NOW))))
+    assert len(rows) == 54
+    welcome = next(r for r in rows if r["email"] == "ana@example.com" and r["step"] == "welcome")
+    assert welcome["local_time"] == "2027-01-11T09:00:00-05:00" and welcome["utc"] == "2027-01-11T14:00:00Z"
+
+    data = json.loads(
+        run(runner, "plan", folder, "--participant", "CLEO@example.com", "--format", "json", *NOW)
+    )
+    assert {r["email"] for r in data} == {"cleo@example.com"} and len(data) == 18
+    waiting = [r for r in data if r["status"] == "waiting"]
+    assert [r["note"] for r in waiting] == [
+        "sent when short is done",
+        "sent when mid is done",
+        "sent when long is done",
+    ]
+
+
+def test_plan_unknown_participant(runner: CliRunner, make_cohort: CohortFactory) -> None:
+    result = runner.invoke(main, ["plan", str(make_cohort()), "--participant", "zed@example.com"])
+    assert result.exit_code == 2 and "zed@example.com is not in" in result.output
+
+
+def test_plan_writes_nothing(
+    runner: CliRunner, make_cohort: CohortFactory, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run(runner, "plan", str(make_cohort()), *NOW)
+    assert not (tmp_path / "drip.db").exists()
+
+
+def test_status_of_unknown_cohort_and_empty_database(
+    runner: CliRunner, database_url: str, tmp_path: Path
+) -> None:
+    result = runner.invoke(main, ["--database-url", database_url, "status", "nope"])
+    assert result.exit_code == 1 and "no cohort 'nope'" in result.output
+    fresh = tmp_path / "none.db"
+    assert "No cohorts yet" in run(runner, "status", db=f"sqlite:///{fresh}")
+    assert not fresh.exists()
+
+
+def test_participant_remove(runner: CliRunner, make_cohort: CohortFactory, database_url: str) -> None:
+    run(runner, "start", str(make_cohort()), *NOW, db=database_url)
+    out = run(runner, "participant", "remove", "test-cohort", "ben@example.com", *NOW, db=database_url)
+    assert "Removed ben@example.com from test-cohort; 18 pending email(s) cancelled." in out
+    payload = json.loads(run(runner, "status", "test-cohort", "--format", "json", *NOW, db=database_url))
+    assert payload["participants"] == 2
+
+
+def test_bad_now_and_bad_setting(runner: CliRunner, make_cohort: CohortFactory, monkeypatch) -> None:
+    result = runner.invoke(main, ["plan", str(make_cohort()), "--now", "yesterday"])
+    assert result.exit_code == 2 and "Invalid value for '--now'" in result.output
+    monkeypatch.setenv("DRIP_DATABASE_URL", "mysql://x/y")
+    result = runner.invoke(main, ["status"])
+    assert result.exit_code == 1
+    assert "setting database_url (from environment variable DRIP_DATABASE_URL)" in result.output
+
+
+def test_config_file_option(runner: CliRunner, make_cohort: CohortFactory, tmp_path: Path) -> None:
+    config = tmp_path / "ops.toml"
+    db = tmp_path / "from-config.db"
+    config.write_text(f'database_url = "sqlite:///{db}"\n')
+    run(runner, "--config", str(config), "start", str(make_cohort()), *NOW)
+    assert db.exists()
+
+
+def test_db_upgrade(runner: CliRunner, tmp_path: Path) -> None:
+    out = run(runner, "db", "upgrade", db=f"sqlite:///{tmp_path / 'x.db'}")
+    assert "is at schema revision 0001" in out
+
+
+def test_installed_entry_point(make_cohort: CohortFactory, tmp_path: Path) -> None:
+    """The console script that pip installed, in a fresh process, on the example cohort."""
+    drip = Path(sys.executable).with_name("drip")
+    assert drip.exists(), "drip is not installed in this environment; run pip install -e ."
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+    result = subprocess.run(
+        [str(drip), "start", str(ROOT / "cohorts" / "example"), *NOW],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Started cohort 'example'" in result.stdout and "12 enrolled" in result.stdout
+    assert (tmp_path / "drip.db").exists()
+    version = subprocess.run([str(drip), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("drip, version ")
+
+
+@pytest.mark.parametrize("command", ["start", "plan"])
+def test_missing_cohort_folder(runner: CliRunner, command: str, tmp_path: Path) -> None:
+    result = runner.invoke(main, [command, str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -1,0 +1,280 @@
+"""Enrolling and re-syncing cohorts, on SQLite and PostgreSQL."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
+from sqlalchemy import select, update
+
+from drip import enrol, manage
+from drip.cohort import load_cohort
+from drip.errors import DripError, StoreError
+from drip.states import DeliveryStatus, GoalStatus, ParticipantStatus
+from drip.store import (
+    Store,
+    cohort_figures,
+    cohort_table,
+    delivery_table,
+    event_table,
+    goal_table,
+    participant_table,
+)
+
+UTC = dt.UTC
+
+
+def sync(db: Store, folder: Path, now: dt.datetime) -> enrol.SyncReport:
+    with db.transaction() as conn:
+        return enrol.sync_cohort(conn, load_cohort(folder, [EMAILS]), now)
+
+
+def deliveries(db: Store, email: str) -> dict[str, dict]:
+    query = (
+        select(delivery_table)
+        .join(participant_table, participant_table.c.id == delivery_table.c.participant_id)
+        .where(participant_table.c.email == email)
+    )
+    with db.reading() as conn:
+        return {row.step: dict(row._mapping) for row in conn.execute(query)}
+
+
+def count(db: Store, table) -> int:
+    with db.reading() as conn:
+        return len(conn.execute(select(table.c.id)).all())
+
+
+def test_start_stores_participants_goals_and_the_plan(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    report = sync(store, make_cohort(), now)
+    assert report.created and report.enrolled == 3
+    assert report.planned == {"scheduled": 45, "waiting": 9}
+    assert (count(store, participant_table), count(store, goal_table), count(store, delivery_table)) == (
+        3,
+        9,
+        54,
+    )
+    ana = deliveries(store, "ana@example.com")
+    assert ana["welcome"]["due_at"] == dt.datetime(2027, 1, 11, 14, 0, tzinfo=UTC)  # 09:00 in New York
+    assert ana["short-done"]["status"] == "waiting" and ana["short-done"]["due_at"] is None
+    ben = deliveries(store, "ben@example.com")
+    assert ben["welcome"]["due_at"] == dt.datetime(2027, 1, 11, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
+    first, _last = report.first_send, report.last_send
+    assert first == (dt.datetime(2027, 1, 11, 0, 0, tzinfo=UTC), "Asia/Tokyo")
+    with store.reading() as conn:
+        kinds = sorted(conn.execute(select(event_table.c.kind)).scalars())
+    assert kinds == ["cohort_started", "enrolled", "enrolled", "enrolled"]
+
+
+def test_running_start_again_duplicates_nothing(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    before = deliveries(store, "ana@example.com")
+    report = sync(store, folder, now + dt.timedelta(days=3))
+    assert not report.created
+    assert (report.enrolled, report.replanned, report.updated, report.unchanged) == (0, 0, 0, 3)
+    assert count(store, delivery_table) == 54
+    assert deliveries(store, "ana@example.com") == before
+
+
+def test_new_rows_are_enrolled(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    make_cohort(ROSTER + "dee@example.com,Dee Park,Europe/Paris,sales\n")
+    report = sync(store, folder, now)
+    assert (report.enrolled, report.unchanged) == (1, 3)
+    assert len(deliveries(store, "dee@example.com")) == 18
+
+
+def test_changed_deadline_replans_only_unsent_mail(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort("email,name,short_deadline\nana@example.com,Ana,\nben@example.com,Ben,\n")
+    sync(store, folder, now)
+    sent_at = dt.datetime(2027, 1, 11, 14, 0, 5, tzinfo=UTC)
+    with store.transaction() as conn:
+        ana_welcome = deliveries(store, "ana@example.com")["welcome"]["id"]
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.id == ana_welcome)
+            .values(status="sent", sent_at=sent_at)
+        )
+    ben_before = deliveries(store, "ben@example.com")
+    later = now + dt.timedelta(days=10)  # 2027-01-14, after the welcome went out
+    make_cohort("email,name,short_deadline\nana@example.com,Ana,2027-02-08\nben@example.com,Ben,\n")
+    report = sync(store, folder, later)
+    assert (report.replanned, report.unchanged) == (1, 1)
+    ana = deliveries(store, "ana@example.com")
+    assert ana["welcome"]["status"] == "sent" and ana["welcome"]["sent_at"] == sent_at
+    assert ana["short-due"]["due_at"] == dt.datetime(2027, 2, 8, 14, 0, tzinfo=UTC)
+    assert ana["short-reminder"]["due_at"] == dt.datetime(2027, 2, 5, 14, 0, tzinfo=UTC)
+    assert ana["short-due"]["updated_at"] == later
+    assert deliveries(store, "ben@example.com") == ben_before
+    with store.reading() as conn:
+        deadline = conn.execute(
+            select(goal_table.c.deadline, goal_table.c.deadline_at)
+            .join(participant_table)
+            .where(participant_table.c.email == "ana@example.com", goal_table.c.goal == "short")
+        ).one()
+    assert deadline == (dt.date(2027, 2, 8), dt.datetime(2027, 2, 9, 5, 0, tzinfo=UTC))
+    assert count(store, delivery_table) == 36
+
+
+def test_a_done_goal_keeps_its_steps_when_replanned(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort("email,name,short_deadline\nana@example.com,Ana,\n")
+    sync(store, folder, now)
+    with store.transaction() as conn:
+        conn.execute(
+            update(goal_table).where(goal_table.c.goal == "short").values(status=GoalStatus.DONE.value)
+        )
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.goal == "short", delivery_table.c.status == "scheduled")
+            .values(status="cancelled", last_error="goal done")
+        )
+    make_cohort("email,name,short_deadline\nana@example.com,Ana,2027-02-08\n")
+    sync(store, folder, now)
+    ana = deliveries(store, "ana@example.com")
+    assert (
+        ana["short-reminder"]["status"] == "cancelled" and ana["short-reminder"]["last_error"] == "goal done"
+    )
+    assert ana["short-done"]["status"] == "waiting"
+
+
+def test_detail_changes_update_without_replanning(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    before = deliveries(store, "ana@example.com")
+    make_cohort(ROSTER.replace("Ana Ruiz", "Ana Ruiz-Vega").replace(",sales", ",sales and marketing"))
+    report = sync(store, folder, now)
+    assert (report.updated, report.replanned) == (1, 0)
+    assert deliveries(store, "ana@example.com") == before
+    with store.reading() as conn:
+        row = conn.execute(
+            select(participant_table).where(participant_table.c.email == "ana@example.com")
+        ).one()
+    assert row.name == "Ana Ruiz-Vega" and row.fields == {"objective": "sales and marketing"}
+
+
+def test_timezone_change_replans(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    make_cohort(
+        ROSTER.replace("ana@example.com,Ana Ruiz,America/New_York", "ana@example.com,Ana Ruiz,Europe/Madrid")
+    )
+    assert sync(store, folder, now).replanned == 1
+    assert deliveries(store, "ana@example.com")["welcome"]["due_at"] == dt.datetime(
+        2027, 1, 11, 8, 0, tzinfo=UTC
+    )
+
+
+def test_cohort_settings_change_replans_everyone(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    make_cohort(toml=COHORT_TOML.replace('"09:00"', '"08:30"'))
+    assert sync(store, folder, now).replanned == 3
+    assert deliveries(store, "cleo@example.com")["welcome"]["due_at"] == dt.datetime(
+        2027, 1, 11, 8, 30, tzinfo=UTC
+    )
+
+
+def test_removed_step_is_cancelled(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    make_cohort(extra_toml='skip_steps = ["policy"]\n')
+    sync(store, folder, now)
+    policy = deliveries(store, "ana@example.com")["policy"]
+    assert policy["status"] == "cancelled" and "removed from the program" in policy["last_error"]
+
+
+def test_missing_rows_are_reported_and_stay_until_removed(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    make_cohort("email,name,timezone,objective\nana@example.com,Ana Ruiz,America/New_York,sales\n")
+    report = sync(store, folder, now)
+    assert sorted(report.missing) == [("ben@example.com", "Ben Ito"), ("cleo@example.com", "Cleo Hart")]
+    assert all(d["status"] != "cancelled" for d in deliveries(store, "ben@example.com").values())
+
+    with store.transaction() as conn:
+        cancelled = manage.remove_participant(conn, "test-cohort", "BEN@example.com", now)
+    assert cancelled == 18
+    with store.transaction() as conn:
+        assert manage.remove_participant(conn, "test-cohort", "ben@example.com", now) == 0
+    assert {d["status"] for d in deliveries(store, "ben@example.com").values()} == {"cancelled"}
+    report = sync(store, folder, now)
+    assert report.missing == [("cleo@example.com", "Cleo Hart")]
+    with store.reading() as conn:
+        figures = cohort_figures(conn, 1, now)
+    assert figures["participants"] == 2
+    assert figures["participant_status"]["removed"] == 1
+    assert figures["goals"]["short"]["open"] == 2
+
+
+def test_remove_unknown_participant_or_cohort(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    sync(store, make_cohort(), now)
+    with pytest.raises(DripError, match="not a participant"), store.transaction() as conn:
+        manage.remove_participant(conn, "test-cohort", "zed@example.com", now)
+    with pytest.raises(DripError, match="known cohorts: test-cohort"), store.transaction() as conn:
+        manage.remove_participant(conn, "nope", "ana@example.com", now)
+
+
+def test_late_start_records_why_mail_was_skipped(store: Store, make_cohort: CohortFactory) -> None:
+    late = dt.datetime(2027, 3, 3, 20, 0, tzinfo=UTC)
+    report = sync(store, make_cohort(), late)
+    assert report.planned["skipped"] > 0
+    ana = deliveries(store, "ana@example.com")
+    assert ana["short-reminder"]["status"] == "skipped"
+    assert "had passed at enrolment" in ana["short-reminder"]["last_error"]
+    scheduled = [d["due_at"] for d in ana.values() if d["status"] == "scheduled"]
+    assert min(scheduled) > late
+
+
+def test_status_figures_count_overdue(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> None:
+    sync(store, make_cohort(), now)
+    with store.transaction() as conn:
+        conn.execute(
+            update(goal_table)
+            .where(goal_table.c.participant_id == 1, goal_table.c.goal == "short")
+            .values(status="done", via="admin")
+        )
+    after_deadline = dt.datetime(2027, 2, 2, 12, 0, tzinfo=UTC)
+    with store.reading() as conn:
+        figures = cohort_figures(conn, 1, after_deadline)
+    assert figures["goals"]["short"] == {"open": 2, "done": 1, "waived": 0, "overdue": 2}
+    assert figures["goals"]["mid"] == {"open": 3, "done": 0, "waived": 0, "overdue": 0}
+    assert figures["deliveries"]["scheduled"] == 45 and figures["deliveries"]["waiting"] == 9
+
+
+def test_switching_program_is_refused(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    with store.transaction() as conn:
+        conn.execute(update(cohort_table).values(program="other"))
+    with pytest.raises(StoreError, match="started with program 'other'"):
+        sync(store, folder, now)
+
+
+def test_participant_status_values_are_the_documented_ones() -> None:
+    assert [s.value for s in ParticipantStatus] == ["active", "paused", "unsubscribed", "bounced", "removed"]
+    assert {s.value for s in DeliveryStatus} >= {
+        "scheduled",
+        "claimed",
+        "sending",
+        "sent",
+        "failed",
+        "skipped",
+        "cancelled",
+    }

@@ -1,0 +1,278 @@
+"""Planning: time zones, daylight saving, weekends, late starts, one email a day."""
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import PROGRAM
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drip.plan import PlannedStep, Timing, local_instant, plan_participant
+from drip.program import Anchor, AnchorKind, Goal, LatePolicy, Program, Step, load_program, parse_anchor
+from drip.states import DeliveryStatus
+
+UTC = dt.UTC
+CWR = load_program(PROGRAM)
+
+
+def program(*steps: tuple[str, str] | tuple[str, str, str], deadline_days: int = 21) -> Program:
+    """A one-goal program whose steps are (key, anchor[, late])."""
+    goal = Goal("g", "Goal", "", deadline_days, Anchor(AnchorKind.START))
+    made = tuple(
+        Step(
+            s[0],
+            "g" if "g." in s[1] else None,
+            parse_anchor(s[1]),
+            s[0],
+            LatePolicy(s[2] if len(s) > 2 else "skip"),
+            i,
+        )
+        for i, s in enumerate(steps)
+    )
+    return Program("test", Path("."), "Test", "", (goal,), made, Anchor(AnchorKind.DEADLINE, "g"))
+
+
+def timing(
+    start: dt.date,
+    zone: str = "America/New_York",
+    at: str = "09:00",
+    weekends: bool = True,
+    **deadlines: dt.date,
+) -> Timing:
+    hour, minute = map(int, at.split(":"))
+    return Timing(
+        start, zone, dt.time(hour, minute), weekends, deadlines or {"g": start + dt.timedelta(days=21)}
+    )
+
+
+def by_key(plan: list[PlannedStep]) -> dict[str, PlannedStep]:
+    return {p.step.key: p for p in plan}
+
+
+def local(instant: dt.datetime | None, zone: str) -> dt.datetime:
+    assert instant is not None
+    return instant.astimezone(ZoneInfo(zone))
+
+
+EARLY = dt.datetime(2020, 1, 1, tzinfo=UTC)
+
+
+# --- daylight saving ----------------------------------------------------------
+
+
+def test_new_york_spring_gap_moves_to_the_first_instant_after_it() -> None:
+    # 2027-03-14: clocks jump from 02:00 EST to 03:00 EDT; 02:30 does not exist.
+    plan = plan_participant(
+        program(("s", "start")), timing(dt.date(2027, 3, 14), at="02:30", weekends=False), EARLY
+    )
+    due = plan[0].due_at
+    assert due == dt.datetime(2027, 3, 14, 7, 0, tzinfo=UTC)
+    assert local(due, "America/New_York").strftime("%H:%M %Z") == "03:00 EDT"
+
+
+def test_new_york_autumn_repeat_takes_the_first_occurrence() -> None:
+    # 2027-11-07: 01:30 happens twice, first in EDT (UTC-4), then in EST.
+    plan = plan_participant(
+        program(("s", "start")), timing(dt.date(2027, 11, 7), at="01:30", weekends=False), EARLY
+    )
+    assert plan[0].due_at == dt.datetime(2027, 11, 7, 5, 30, tzinfo=UTC)
+
+
+def test_send_time_keeps_local_clock_across_the_change() -> None:
+    plan = plan_participant(
+        program(("before", "start"), ("after", "start+7d")),
+        timing(dt.date(2027, 3, 8), weekends=False),
+        EARLY,
+    )
+    before, after = (p.due_at for p in plan)
+    assert before == dt.datetime(2027, 3, 8, 14, 0, tzinfo=UTC)  # 09:00 EST
+    assert after == dt.datetime(2027, 3, 15, 13, 0, tzinfo=UTC)  # 09:00 EDT
+
+
+def test_santiago_skipped_midnight() -> None:
+    # 2027-09-05 in Chile: midnight does not exist, the day starts at 01:00 (-03).
+    zone = "America/Santiago"
+    start = dt.date(2027, 9, 5)
+    plan = plan_participant(
+        program(("s", "start"), ("n", "start+1d")), timing(start, zone, "00:00", weekends=False), EARLY
+    )
+    first, second = (local(p.due_at, zone) for p in plan)
+    assert (first.date(), first.strftime("%H:%M")) == (start, "01:00")
+    assert (second.date(), second.strftime("%H:%M")) == (dt.date(2027, 9, 6), "00:00")
+
+
+def test_deadline_ends_at_the_end_of_the_local_day_even_when_midnight_is_missing() -> None:
+    from drip.plan import goal_dates
+
+    dates = goal_dates(
+        program(("s", "start")), timing(dt.date(2027, 8, 1), "America/Santiago", g=dt.date(2027, 9, 4))
+    )
+    # The deadline day 4 September ends when 5 September begins: at 01:00 -03, 04:00 UTC.
+    assert dates["g"].deadline_ends_at == dt.datetime(2027, 9, 5, 4, 0, tzinfo=UTC)
+
+
+def test_local_instant_is_cached_but_correct_per_zone() -> None:
+    day, at = dt.date(2027, 6, 1), dt.time(9)
+    assert local_instant(day, at, ZoneInfo("Asia/Tokyo")) == dt.datetime(2027, 6, 1, 0, 0, tzinfo=UTC)
+    assert local_instant(day, at, ZoneInfo("Europe/London")) == dt.datetime(2027, 6, 1, 8, 0, tzinfo=UTC)
+
+
+# --- weekends -----------------------------------------------------------------
+
+
+def test_weekends_move_deadline_mail_earlier_and_everything_else_later() -> None:
+    saturday = dt.date(2027, 1, 30)
+    steps = program(
+        ("kick", "start+5d"), ("remind", "g.deadline-3d"), ("due", "g.deadline"), ("late", "g.deadline+1d")
+    )
+    plan = by_key(plan_participant(steps, timing(dt.date(2027, 1, 4), g=saturday), EARLY))
+    days = {key: local(p.due_at, "America/New_York").date() for key, p in plan.items()}
+    assert days["kick"] == dt.date(2027, 1, 11)  # Saturday 9th -> Monday
+    assert days["remind"] == dt.date(2027, 1, 27)  # a Wednesday: unchanged
+    assert days["due"] == dt.date(2027, 1, 29)  # Saturday deadline: the Friday before
+    assert days["late"] == dt.date(2027, 2, 1)  # Sunday after the deadline: Monday
+    assert all(day.weekday() < 5 for day in days.values())
+
+
+def test_weekends_kept_when_not_skipped() -> None:
+    plan = plan_participant(program(("s", "start+5d")), timing(dt.date(2027, 1, 4), weekends=False), EARLY)
+    assert local(plan[0].due_at, "America/New_York").date() == dt.date(2027, 1, 9)
+
+
+# --- one email a day ----------------------------------------------------------
+
+
+def test_two_steps_on_one_day_are_spread_over_send_days() -> None:
+    friday = dt.date(2027, 1, 8)
+    steps = program(("a", "start"), ("b", "start"), ("c", "start+1d"))
+    plan = by_key(plan_participant(steps, timing(friday), EARLY))
+    days = [local(plan[key].due_at, "America/New_York").date() for key in "abc"]
+    assert days == [friday, dt.date(2027, 1, 11), dt.date(2027, 1, 12)]
+    assert plan["b"].nominal_day == friday
+
+
+def test_days_already_used_by_sent_mail_are_not_reused() -> None:
+    monday = dt.date(2027, 1, 11)
+    sent = {"a": dt.datetime(2027, 1, 11, 14, 0, tzinfo=UTC)}
+    plan = by_key(plan_participant(program(("a", "start"), ("b", "start")), timing(monday), EARLY, sent))
+    assert "a" not in plan
+    assert local(plan["b"].due_at, "America/New_York").date() == dt.date(2027, 1, 12)
+
+
+# --- late enrolment -----------------------------------------------------------
+
+
+def test_late_start_sends_welcome_and_kickoff_next_without_breaking_deadline_mail() -> None:
+    start = dt.date(2027, 1, 11)
+    deadlines = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 4, 5)}
+    now = dt.datetime(2027, 1, 28, 18, 0, tzinfo=UTC)  # Thursday, after 09:00 in New York
+    plan = by_key(plan_participant(CWR, timing(start, **deadlines), now))
+    days = {key: local(p.due_at, "America/New_York").date() for key, p in plan.items() if p.due_at}
+    # welcome, kickoff and policy module were due: they go on the next send days, one a day.
+    assert days["welcome"] == dt.date(2027, 1, 29)
+    assert days["short-kickoff"] == dt.date(2027, 2, 1)
+    assert days["policy"] == dt.date(2027, 2, 2)
+    # "three days left" and "due today" cannot arrive after the deadline: skipped, with the reason.
+    for key in ("short-reminder", "short-due"):
+        assert plan[key].status is DeliveryStatus.SKIPPED
+        assert "up to its deadline, 2027-02-01, already had an email" in (plan[key].reason or "")
+    assert days["mid-kickoff"] == dt.date(2027, 2, 3)
+    assert days["short-overdue"] == dt.date(2027, 2, 4)
+    assert all(p.due_at >= now for p in plan.values() if p.status is DeliveryStatus.SCHEDULED)
+
+
+def test_late_start_never_bursts_stale_reminders() -> None:
+    start = dt.date(2027, 1, 11)
+    deadlines = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 4, 5)}
+    now = dt.datetime(2027, 3, 3, 20, 0, tzinfo=UTC)  # after the short and mid deadlines
+    plan = by_key(plan_participant(CWR, timing(start, **deadlines), now))
+    for key in (
+        "short-kickoff",
+        "short-reminder",
+        "short-due",
+        "short-overdue",
+        "mid-kickoff",
+        "mid-reminder",
+        "mid-due",
+    ):
+        assert plan[key].status is DeliveryStatus.SKIPPED, key
+        assert "had passed at enrolment" in (plan[key].reason or "")
+    assert plan["welcome"].status is DeliveryStatus.SCHEDULED
+    assert plan["long-kickoff"].status is DeliveryStatus.SCHEDULED  # its goal is still open
+    scheduled = sorted(p.due_at for p in plan.values() if p.status is DeliveryStatus.SCHEDULED)
+    local_days = [local(d, "America/New_York").date() for d in scheduled]
+    assert len(local_days) == len(set(local_days))  # no burst: one a day at most
+    assert min(scheduled) >= now
+
+
+def test_steps_before_the_start_are_skipped() -> None:
+    start = dt.date(2027, 1, 11)
+    plan = by_key(
+        plan_participant(
+            program(("r", "g.deadline-5d")), timing(start, g=start + dt.timedelta(days=2)), EARLY
+        )
+    )
+    assert plan["r"].status is DeliveryStatus.SKIPPED and "before the cohort starts" in (
+        plan["r"].reason or ""
+    )
+
+
+def test_completion_steps_wait() -> None:
+    plan = by_key(plan_participant(program(("done", "g.completed")), timing(dt.date(2027, 1, 11)), EARLY))
+    assert plan["done"].status is DeliveryStatus.WAITING and plan["done"].due_at is None
+
+
+def test_naive_now_is_refused() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        plan_participant(CWR, timing(dt.date(2027, 1, 11)), dt.datetime(2027, 1, 1))
+
+
+# --- properties -----------------------------------------------------------------
+
+ZONES = [
+    "America/New_York", "America/Santiago", "Europe/London", "Asia/Tokyo", "Australia/Lord_Howe",
+    "Pacific/Apia", "Asia/Kolkata", "America/St_Johns", "Africa/Casablanca", "Pacific/Chatham", "UTC",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    start=st.dates(dt.date(2010, 1, 1), dt.date(2035, 12, 31)),
+    minutes=st.integers(0, 24 * 60 - 1),
+    gaps=st.tuples(st.integers(1, 60), st.integers(0, 60), st.integers(0, 60)),
+    weekends=st.booleans(),
+    late_by=st.one_of(st.none(), st.integers(0, 120 * 24)),
+)
+def test_every_send_is_at_send_time_and_times_strictly_increase(
+    zone: str, start: dt.date, minutes: int, gaps: tuple[int, int, int], weekends: bool, late_by: int | None
+) -> None:
+    at = dt.time(minutes // 60, minutes % 60)
+    short = start + dt.timedelta(days=gaps[0])
+    mid = short + dt.timedelta(days=gaps[1])
+    long = mid + dt.timedelta(days=gaps[2])
+    t = Timing(start, zone, at, weekends, {"short": short, "mid": mid, "long": long})
+    tz = ZoneInfo(zone)
+    now = EARLY if late_by is None else local_instant(start, dt.time(0), tz) + dt.timedelta(hours=late_by)
+    plan = plan_participant(CWR, t, now)
+    assert {p.step.key for p in plan} == {s.key for s in CWR.steps}
+    scheduled = sorted(p.due_at for p in plan if p.status is DeliveryStatus.SCHEDULED)
+    for due in scheduled:
+        assert due.tzinfo is UTC and due >= now
+        wall = due.astimezone(tz)
+        if wall.time() != at:
+            # Only when send_time does not exist that day: then it is the first instant after the gap.
+            naive = dt.datetime.combine(wall.date(), at)
+            assert naive.replace(tzinfo=tz).astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive
+            assert (
+                (due - dt.timedelta(seconds=1)).astimezone(tz).replace(tzinfo=None)
+                < naive
+                < wall.replace(tzinfo=None)
+            )
+        if weekends:
+            assert wall.weekday() < 5
+    assert all(a < b for a, b in zip(scheduled, scheduled[1:], strict=False))
+    days = [d.astimezone(tz).date() for d in scheduled]
+    assert len(days) == len(set(days))

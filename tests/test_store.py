@@ -1,0 +1,99 @@
+"""The store on SQLite and PostgreSQL: schema, instants, transactions."""
+
+import datetime as dt
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, select, text
+
+from drip.errors import StoreError
+from drip.models import metadata
+from drip.store import Store, cohort_table, event_table
+
+
+def test_migrations_build_exactly_the_models(store: Store) -> None:
+    with store.reading() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []
+    assert not store.needs_migration()
+
+
+def test_migrating_twice_is_harmless(store: Store, database_url: str) -> None:
+    revision = store.revision()
+    with Store(database_url) as again:
+        assert again.revision() == revision
+
+
+def cohort_row(now: dt.datetime) -> dict:
+    return {
+        "slug": "c", "name": "C", "program": "p", "program_path": "/p", "folder": "/c", "status": "active",
+        "settings": {}, "start_date": dt.date(2027, 1, 11), "created_at": now, "updated_at": now,
+    }  # fmt: skip
+
+
+def test_instants_come_back_aware_utc(store: Store) -> None:
+    tokyo = dt.datetime(2027, 1, 11, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    with store.transaction() as conn:
+        conn.execute(insert(cohort_table), cohort_row(tokyo))
+    with store.reading() as conn:
+        created = conn.execute(select(cohort_table.c.created_at)).scalar_one()
+    assert created == tokyo
+    assert created.tzinfo is dt.UTC
+    assert created.hour == 0
+
+
+def test_naive_instants_are_refused(store: Store) -> None:
+    with pytest.raises(Exception, match="instants must be aware"):
+        with store.transaction() as conn:
+            conn.execute(insert(cohort_table), cohort_row(dt.datetime(2027, 1, 11, 9, 0)))
+
+
+def test_a_failed_transaction_writes_nothing(store: Store, now: dt.datetime) -> None:
+    with pytest.raises(RuntimeError):
+        with store.transaction() as conn:
+            conn.execute(insert(cohort_table), cohort_row(now))
+            raise RuntimeError("boom")
+    with store.reading() as conn:
+        assert conn.execute(select(cohort_table.c.id)).all() == []
+
+
+def test_trial_transactions_are_always_rolled_back(store: Store, now: dt.datetime) -> None:
+    with store.trial() as conn:
+        conn.execute(insert(cohort_table), cohort_row(now))
+        assert conn.execute(select(cohort_table.c.slug)).scalar_one() == "c"
+    with store.reading() as conn:
+        assert conn.execute(select(cohort_table.c.id)).all() == []
+
+
+def test_sqlite_uses_wal_and_foreign_keys(tmp_path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'x.db'}") as opened, opened.reading() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError, match="dir.db"):
+        Store(f"sqlite:///{tmp_path / 'dir.db'}")
+
+
+def test_database_newer_than_drip_is_refused(store: Store, database_url: str) -> None:
+    with store.transaction() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    with pytest.raises(StoreError, match="newer than this drip"):
+        Store(database_url)
+    with store.transaction() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+
+
+def test_events_keep_their_data(store: Store, now: dt.datetime) -> None:
+    with store.transaction() as conn:
+        cohort_id = conn.execute(
+            insert(cohort_table).returning(cohort_table.c.id), cohort_row(now)
+        ).scalar_one()
+        conn.execute(
+            insert(event_table), {"cohort_id": cohort_id, "kind": "x", "at": now, "data": {"n": 1, "é": "ü"}}
+        )
+    with store.reading() as conn:
+        assert conn.execute(select(event_table.c.data)).scalar_one() == {"n": 1, "é": "ü"}
