@@ -6,8 +6,9 @@ Re-running on an edited roster or cohort.toml:
 - changed names, delegates and extra columns are updated;
 - a participant whose timing changed (deadline, zone, or the cohort's start,
   send time, weekends, or the program's steps) is re-planned: deliveries
-  still ``scheduled`` or ``skipped`` move, ``waiting`` ones stay, and nothing
-  that has left (or may have) is touched; goals already done keep their steps;
+  ``scheduled`` for later or ``skipped`` move, ``waiting`` ones stay; nothing
+  that has left (or may have), and nothing already due, is touched (sending
+  or skipping those is dispatch's call); goals already done keep their steps;
 - rows that disappeared are reported and left as they are until
   ``drip participant remove``.
 
@@ -51,8 +52,10 @@ class SyncReport:
     unchanged: int = 0
     #: (email, name) of stored participants no longer in the roster
     missing: list[tuple[str, str]] = field(default_factory=list)
-    #: planned deliveries written by this run, by status
+    #: new deliveries written by this run, by status
     planned: Counter[str] = field(default_factory=Counter)
+    #: stored deliveries that re-planning moved, skipped or cancelled
+    moved: int = 0
     #: (instant, that participant's zone) of the first and last scheduled email
     first_send: tuple[dt.datetime, str] | None = None
     last_send: tuple[dt.datetime, str] | None = None
@@ -106,6 +109,7 @@ def sync_cohort(
     progress: Callable[[int], None] | None = None,
 ) -> SyncReport:
     """Store ``cohort`` and its plan on ``conn``, or bring the stored copy in sync."""
+    store.lock_cohort(conn, cohort.slug)
     existing_cohort = store.find_cohort(conn, cohort.slug)
     if existing_cohort is not None and existing_cohort.program != cohort.program.key:
         from drip.errors import StoreError
@@ -270,14 +274,13 @@ def _resync(
             )
         current = deliveries.get(row.id, {})
         settled = {g for g, status in goal_status.get(row.id, {}).items() if status is not GoalStatus.OPEN}
-        plan = plan_participant(cohort.program, timing, now, store.dispatched_instants(current))
+        plan = plan_participant(cohort.program, timing, now, store.fixed_instants(current, now))
         moved = 0
         for planned in plan:
             existing = current.get(planned.step.key)
             if existing is None:
                 new_deliveries.append(_delivery_row(cohort_id, row.id, planned, now))
                 report.planned[planned.status.value] += 1
-                moved += 1
             elif existing.status in REPLANNABLE and planned.step.goal not in settled:
                 if (existing.due_at, existing.status, existing.last_error) != (
                     planned.due_at,
@@ -293,7 +296,6 @@ def _resync(
                             "updated_at": now,
                         }
                     )
-                    report.planned[planned.status.value] += 1
                     moved += 1
         steps = {step.key for step in cohort.program.steps}
         for step, existing in current.items():
@@ -309,6 +311,7 @@ def _resync(
                 )
                 moved += 1
         report.replanned += 1
+        report.moved += moved
         events.append(_event(cohort_id, row.id, EventKind.REPLANNED, now, {"moved": moved}))
 
     store.update_participants(conn, updates)

@@ -54,7 +54,8 @@ def format_sync(cohort: Cohort, result: SyncReport, *, dry_run: bool = False) ->
         )
         if planned[status]
     ]
-    lines.append(f"  emails        {total} planned" + (f": {', '.join(parts)}" if parts else ""))
+    moved = f"; {result.moved} moved by re-planning" if result.moved else ""
+    lines.append(f"  emails        {total} planned" + (f": {', '.join(parts)}" if parts else "") + moved)
     for label, span in (("first send", result.first_send), ("last send", result.last_send)):
         if span:
             instant, zone = span

@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -59,6 +60,8 @@ BATCH_ROWS = 5_000
 # An arbitrary, fixed key: every drip process migrating a PostgreSQL database
 # takes this advisory lock first, so two cannot upgrade at once.
 _MIGRATION_LOCK = 0x6472_6970_0001
+#: the first key of per-cohort advisory locks (the second is a hash of the slug)
+_COHORT_LOCK_SPACE = 0x6472_6970
 
 
 class Store:
@@ -233,6 +236,21 @@ def chunked(rows: Sequence[Any], size: int = BATCH_ROWS) -> Iterator[Sequence[An
 # --- cohorts ------------------------------------------------------------------
 
 
+def lock_cohort(conn: Connection, slug: str) -> None:
+    """Serialise writers of one cohort until the transaction ends.
+
+    On SQLite, ``BEGIN IMMEDIATE`` already lets one writer in at a time. On
+    PostgreSQL two ``drip start`` runs of a new cohort would both see no cohort
+    row and both insert one; this advisory lock makes the second wait and then
+    see the first's work.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:slug))"),
+            {"space": _COHORT_LOCK_SPACE, "slug": slug},
+        )
+
+
 def find_cohort(conn: Connection, slug: str) -> Any:
     return conn.execute(select(cohort_table).where(cohort_table.c.slug == slug)).one_or_none()
 
@@ -371,10 +389,20 @@ def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int,
     return result
 
 
-def dispatched_instants(by_step: Mapping[str, DeliveryRow]) -> dict[str, dt.datetime]:
-    """Return when each delivery that left, or may have left, went (or was due)."""
-    instants = {step: row.sent_at or row.due_at for step, row in by_step.items() if row.status in DISPATCHED}
-    return {step: instant for step, instant in instants.items() if instant is not None}
+def fixed_instants(by_step: Mapping[str, DeliveryRow], now: dt.datetime) -> dict[str, dt.datetime]:
+    """Return, by step, the deliveries re-planning must leave where they are, with their instant.
+
+    Those that left or may have left, and those already due: sending them, or
+    skipping them as stale, is dispatch's decision.
+    """
+    fixed = {}
+    for step, row in by_step.items():
+        instant = row.sent_at or row.due_at
+        if instant is None:
+            continue
+        if row.status in DISPATCHED or (row.status is DeliveryStatus.SCHEDULED and instant <= now):
+            fixed[step] = instant
+    return fixed
 
 
 def update_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -107,7 +107,11 @@ def test_changed_deadline_replans_only_unsent_mail(
     make_cohort("email,name,short_deadline\nana@example.com,Ana,2027-02-08\nben@example.com,Ben,\n")
     report = sync(store, folder, later)
     assert (report.replanned, report.unchanged) == (1, 1)
+    # short-reminder, short-due, short-overdue, and mid-kickoff (mid opens at the short deadline)
+    assert report.moved == 4 and sum(report.planned.values()) == 0
     ana = deliveries(store, "ana@example.com")
+    assert ana["short-kickoff"]["due_at"] == dt.datetime(2027, 1, 12, 14, 0, tzinfo=UTC)  # due: dispatch's
+    assert ana["mid-kickoff"]["due_at"] == dt.datetime(2027, 2, 9, 14, 0, tzinfo=UTC)
     assert ana["welcome"]["status"] == "sent" and ana["welcome"]["sent_at"] == sent_at
     assert ana["short-due"]["due_at"] == dt.datetime(2027, 2, 8, 14, 0, tzinfo=UTC)
     assert ana["short-reminder"]["due_at"] == dt.datetime(2027, 2, 5, 14, 0, tzinfo=UTC)
@@ -278,3 +282,34 @@ def test_participant_status_values_are_the_documented_ones() -> None:
         "skipped",
         "cancelled",
     }
+
+
+def test_two_starts_at_once_enrol_everyone_once(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime, database_url: str
+) -> None:
+    """Two operators launching the same new cohort at the same moment."""
+    import threading
+
+    folder = make_cohort()
+    barrier = threading.Barrier(2)
+    reports: list[enrol.SyncReport] = []
+    errors: list[BaseException] = []
+
+    def launch() -> None:
+        try:
+            with Store(database_url) as own:
+                cohort = load_cohort(folder, [EMAILS])
+                barrier.wait()
+                with own.transaction() as conn:
+                    reports.append(enrol.sync_cohort(conn, cohort, now))
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=launch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(r.enrolled for r in reports) == [0, 3]
+    assert count(store, participant_table) == 3 and count(store, delivery_table) == 54
