@@ -103,7 +103,7 @@ def orm_row_by_row(cohort_dir: str, database: str) -> None:
             )  # fmt: skip
             session.add(participant)
             session.flush()
-            for key, dates in goal_dates(cohort.program, enrol.timing_of(cohort, person)).items():
+            for key, dates in goal_dates(cohort.program, cohort.timing(person)).items():
                 session.add(
                     Goal(participant_id=participant.id, goal=key, deadline=dates.deadline,
                          deadline_at=dates.deadline_ends_at, status="open")

@@ -78,13 +78,14 @@ class App:
 
 
 def database_exists(url: str) -> bool:
-    """Say whether a SQLite file exists; other databases are servers and always 'exist'."""
+    """Say whether a SQLite database exists; other databases are servers and always 'exist'."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return True
-    return Path(parsed.database).expanduser().exists()
+    path = Path(parsed.database).expanduser()
+    return path.exists() and path.stat().st_size > 0  # an empty file is no database yet
 
 
 pass_app = click.make_pass_decorator(App)
@@ -166,26 +167,30 @@ def start(app: App, cohort_dir: Path, now: dt.datetime | None, dry_run: bool) ->
         else:
             with app.store().transaction() as conn:
                 result = enrol.sync_cohort(conn, cohort, now, progress)
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(report.format_sync(cohort, result, dry_run=dry_run))
 
 
 def _dry_run(app: App, cohort: Cohort, now: dt.datetime, progress: Any) -> enrol.SyncReport:
-    """Run the real sync in a transaction that is rolled back."""
-    if database_exists(app.settings.database_url):
-        store = app.store()
-        if store.needs_migration():
-            raise DripError(
-                f"the database {redact_url(app.settings.database_url)} needs upgrading first; "
-                "run `drip db upgrade` (a dry run changes nothing, not even the schema)"
-            )
-    else:
-        store = Store("sqlite://")  # a throwaway in-memory database
+    """Run the real sync in a transaction that is rolled back; not even the schema changes."""
+    url = app.settings.database_url
+    store = Store(url, migrate=False) if database_exists(url) else None
+    if store is not None and store.revision() is None:
+        store.close()  # an empty database is as good as none
+        store = None
+    if store is not None and store.needs_migration():
+        store.close()
+        raise DripError(
+            f"the database {redact_url(url)} needs upgrading first; run `drip db upgrade` "
+            "(a dry run changes nothing, not even the schema)"
+        )
+    store = store or Store("sqlite://")  # a throwaway in-memory database
     try:
         with store.trial() as conn:
             return enrol.sync_cohort(conn, cohort, now, progress)
     finally:
-        if store is not app._store:
-            store.close()
+        store.close()
 
 
 @main.command()
@@ -194,18 +199,37 @@ def _dry_run(app: App, cohort: Cohort, now: dt.datetime, progress: Any) -> enrol
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
+@click.option(
+    "--preview", is_flag=True, help="Plan from the folder as `drip start` would now, even if started."
+)
 @click.option("--now", type=Instant(), help=NOW_HELP)
 @pass_app
-def plan(app: App, cohort_dir: Path, email: str | None, fmt: str, now: dt.datetime | None) -> None:
-    """Show who gets which email when, without writing anything."""
+def plan(
+    app: App, cohort_dir: Path, email: str | None, fmt: str, preview: bool, now: dt.datetime | None
+) -> None:
+    """Show who gets which email when, without writing anything.
+
+    For a cohort already started this is the stored plan, with what was sent;
+    otherwise (or with --preview) what `drip start` would plan from the folder.
+    """
     now = now or dt.datetime.now(dt.UTC)
     cohort = app.load_cohort(cohort_dir)
-    plans = list(enrol.plan_cohort(cohort, now))
-    if email is not None:
-        plans = [(p, steps) for p, steps in plans if p.key == email.casefold()]
-        if not plans:
-            raise click.BadParameter(f"{email} is not in {cohort.roster_file}", param_hint="--participant")
-    click.echo(report.format_plan(plans, fmt), nl=fmt != "csv")
+    key = email.casefold() if email else None
+    store = None if preview else app.existing_store()
+    entries = report.stored_timeline(store, cohort.slug, key) if store else None
+    if entries is None:
+        plans = [(p, s) for p, s in enrol.plan_cohort(cohort, now) if key is None or p.key == key]
+        entries = report.planned_entries(plans)
+    else:
+        click.secho(
+            f"The plan of cohort {cohort.slug!r} as stored; `drip start` applies later edits of the folder, "
+            "--preview shows them.",
+            err=True,
+            dim=True,
+        )
+    if key is not None and not entries:
+        raise click.BadParameter(f"{email} is not in cohort {cohort.slug!r}", param_hint="--participant")
+    click.echo(report.format_timeline(entries, fmt), nl=fmt != "csv")
 
 
 @main.command()
@@ -244,7 +268,12 @@ def participant() -> None:
 def participant_remove(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
     """Stop all email to EMAIL in COHORT and leave them out of the figures."""
     now = now or dt.datetime.now(dt.UTC)
-    with app.store().transaction() as conn:
+    store = app.existing_store()
+    if store is None:
+        raise click.ClickException(
+            f"no database at {redact_url(app.settings.database_url)}; nothing to remove"
+        )
+    with store.transaction() as conn:
         cancelled = manage.remove_participant(conn, cohort, email, now)
     click.echo(f"Removed {email} from {cohort}; {cancelled} pending email(s) cancelled.")
 

@@ -11,12 +11,13 @@ import datetime as dt
 import difflib
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from drip.errors import CohortError, Problem
+from drip.plan import Timing, timing_warnings
 from drip.program import Program, find_program, load_program
 from drip.roster import Participant, read_roster
 from drip.values import (
@@ -59,6 +60,17 @@ class Cohort:
     roster_file: Path
     #: things worth saying that do not stop the launch
     warnings: tuple[str, ...] = ()
+
+    def timing(self, participant: Participant) -> Timing:
+        """Return what places this participant's steps in time."""
+        return Timing(
+            start=self.start,
+            timezone=participant.timezone,
+            send_time=self.send_time,
+            skip_weekends=self.skip_weekends,
+            deadlines=participant.deadlines,
+            end=self.end,
+        )
 
 
 def load_cohort(path: Path, emails_dirs: list[Path]) -> Cohort:
@@ -112,6 +124,8 @@ class _CohortLoader:
             ) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise CohortError([Problem(self.label, f"not valid TOML: {exc}")]) from None
+        except OSError as exc:
+            raise CohortError([Problem(self.label, f"cannot be read ({exc.strerror})")]) from None
 
         for key in data:
             if key not in KNOWN_FIELDS:
@@ -153,10 +167,12 @@ class _CohortLoader:
         )
         self.problems.extend(roster.problems)
         self.warnings.extend(roster.warnings)
+        if end is not None and start is not None and end >= start:
+            self.deadlines_after_end(end, deadlines, roster.participants, self.path / roster_name)
         if self.problems:
             raise CohortError(self.problems)
         assert program is not None and start is not None and sender is not None
-        return Cohort(
+        cohort = Cohort(
             slug=slug,
             name=name,
             path=self.path,
@@ -172,8 +188,27 @@ class _CohortLoader:
             deadlines=deadlines,
             participants=roster.participants,
             roster_file=self.path / roster_name,
-            warnings=tuple(self.warnings),
         )
+        return replace(cohort, warnings=(*self.warnings, *_timing_warnings(cohort)))
+
+    def deadlines_after_end(
+        self,
+        end: dt.date,
+        deadlines: Mapping[str, dt.date],
+        participants: Sequence[Participant],
+        roster: Path,
+    ) -> None:
+        for goal, day in deadlines.items():
+            if day > end:
+                self.problem("end", f"end {end} is before the {goal} deadline {day}; move the end later")
+        for participant in participants:
+            for goal in sorted(participant.own_deadlines):
+                day = participant.deadlines[goal]
+                if day > end:
+                    message = f"{day} is after the cohort's end, {end}; pick an earlier date"
+                    self.problems.append(
+                        Problem(str(roster), message, row=participant.row, column=f"{goal}_deadline")
+                    )
 
     def program(self, data: Mapping[str, Any]) -> Program | None:
         name = self.value(data, "program", _text, None, required=True)
@@ -233,6 +268,23 @@ class _CohortLoader:
         for message in deadline_order_problems(deadlines, program.goal_keys, start):
             self.problem("goals", message)
         return deadlines
+
+
+def _timing_warnings(cohort: Cohort) -> list[str]:
+    """Say, once per goal, which participants have too little time for that goal's emails."""
+    by_goal: dict[str, list[tuple[int, str]]] = {}
+    for participant in cohort.participants:
+        for warning in timing_warnings(cohort.program, cohort.timing(participant)):
+            by_goal.setdefault(warning.split(" ", 1)[0], []).append((participant.row, warning))
+    messages = []
+    for goal, found in by_goal.items():
+        rows = ", ".join(str(row) for row, _ in found[:8]) + (", ..." if len(found) > 8 else "")
+        messages.append(
+            f"{cohort.roster_file}: {len(found)} participant(s) (rows {rows}) have too little time for "
+            f"{goal}: {found[0][1]}; some of those emails will arrive out of order or be skipped. "
+            "Space the deadlines further apart"
+        )
+    return messages
 
 
 def deadline_order_problems(

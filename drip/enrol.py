@@ -28,9 +28,10 @@ from sqlalchemy import Connection
 
 from drip import store
 from drip.cohort import Cohort
+from drip.errors import StoreError
 from drip.plan import PlannedStep, Timing, goal_dates, plan_participant
 from drip.roster import Participant
-from drip.states import REPLANNABLE, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.states import DISPATCHED, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ class SyncReport:
     unchanged: int = 0
     #: (email, name) of stored participants no longer in the roster
     missing: list[tuple[str, str]] = field(default_factory=list)
+    #: things the operator should know that did not stop the sync
+    warnings: list[str] = field(default_factory=list)
+    #: (email, name) of participants removed earlier who are in the roster again
+    returned: list[tuple[str, str]] = field(default_factory=list)
     #: new deliveries written by this run, by status
     planned: Counter[str] = field(default_factory=Counter)
     #: stored deliveries that re-planning moved, skipped or cancelled
@@ -61,21 +66,10 @@ class SyncReport:
     last_send: tuple[dt.datetime, str] | None = None
 
 
-def timing_of(cohort: Cohort, participant: Participant) -> Timing:
-    return Timing(
-        start=cohort.start,
-        timezone=participant.timezone,
-        send_time=cohort.send_time,
-        skip_weekends=cohort.skip_weekends,
-        deadlines=participant.deadlines,
-        end=cohort.end,
-    )
-
-
 def plan_cohort(cohort: Cohort, now: dt.datetime) -> Iterable[tuple[Participant, list[PlannedStep]]]:
     """Yield each participant's plan as if enrolled at ``now``; writes nothing."""
     for participant in cohort.participants:
-        yield participant, plan_participant(cohort.program, timing_of(cohort, participant), now)
+        yield participant, plan_participant(cohort.program, cohort.timing(participant), now)
 
 
 def cohort_values(cohort: Cohort) -> dict[str, Any]:
@@ -110,16 +104,10 @@ def sync_cohort(
 ) -> SyncReport:
     """Store ``cohort`` and its plan on ``conn``, or bring the stored copy in sync."""
     store.lock_cohort(conn, cohort.slug)
-    existing_cohort = store.find_cohort(conn, cohort.slug)
-    if existing_cohort is not None and existing_cohort.program != cohort.program.key:
-        from drip.errors import StoreError
-
-        raise StoreError(
-            f"cohort {cohort.slug!r} was started with program {existing_cohort.program!r}, not "
-            f'{cohort.program.key!r}; a different program needs a new cohort (set slug = "...")'
-        )
-    cohort_id, created = store.upsert_cohort(conn, cohort_values(cohort), now)
-    report = SyncReport(cohort.slug, created)
+    values = cohort_values(cohort)
+    warnings = _check_identity(conn, cohort, values["folder"])
+    cohort_id, created = store.upsert_cohort(conn, values, now)
+    report = SyncReport(cohort.slug, created, warnings=warnings)
     stored = store.participants_by_key(conn, cohort_id)
     fresh = [p for p in cohort.participants if p.key not in stored]
     known = [p for p in cohort.participants if p.key in stored]
@@ -150,6 +138,29 @@ def sync_cohort(
     return report
 
 
+def _check_identity(conn: Connection, cohort: Cohort, folder: str) -> list[str]:
+    """Refuse what would launch a cohort twice; return warnings about a moved folder."""
+    existing = store.find_cohort(conn, cohort.slug)
+    if existing is None:
+        other = store.find_cohort_by_folder(conn, folder)
+        if other is not None:
+            raise StoreError(
+                f"{cohort.path} was started as cohort {other.slug!r}; under the id {cohort.slug!r} drip "
+                f'would launch it a second time and email everyone again. Set slug = "{other.slug}" in '
+                f"{cohort.path / 'cohort.toml'} (or remove the slug line if the folder was renamed), or copy "
+                "the folder to launch a separate cohort"
+            )
+        return []
+    if existing.program != cohort.program.key:
+        raise StoreError(
+            f"cohort {cohort.slug!r} was started with program {existing.program!r}, not "
+            f'{cohort.program.key!r}; a different program needs a new cohort (set slug = "...")'
+        )
+    if existing.folder != folder:
+        return [f"cohort {cohort.slug!r} was started from {existing.folder}; it now follows {folder}"]
+    return []
+
+
 def _delivery_row(
     cohort_id: int, participant_id: int, planned: PlannedStep, now: dt.datetime
 ) -> dict[str, Any]:
@@ -174,7 +185,7 @@ def _participant_values(cohort: Cohort, participant: Participant) -> dict[str, A
         "timezone": participant.timezone,
         "delegate_email": participant.delegate_email,
         "fields": dict(participant.fields),
-        "plan_signature": timing_of(cohort, participant).signature(cohort.program),
+        "plan_signature": cohort.timing(participant).signature(cohort.program),
         "roster_row": participant.row,
     }
 
@@ -201,7 +212,7 @@ def _enrol(
     ids = store.insert_participants(conn, rows)
     goal_rows, delivery_rows, event_rows = [], [], []
     for participant_id, participant in zip(ids, batch, strict=True):
-        timing = timing_of(cohort, participant)
+        timing = cohort.timing(participant)
         for key, dates in goal_dates(cohort.program, timing).items():
             goal_rows.append(
                 {
@@ -238,87 +249,127 @@ def _resync(
     now: dt.datetime,
     report: SyncReport,
 ) -> None:
-    updates, deadline_updates, delivery_updates, new_deliveries, events = [], [], [], [], []
+    updates, events = [], []
     retimed: list[tuple[store.ParticipantRow, Timing]] = []
     for participant in known:
         row = stored[participant.key]
         values = _participant_values(cohort, participant)
-        current = {name: getattr(row, name) for name in values}
-        current["fields"] = dict(row.fields)
+        current = {name: getattr(row, name) for name in values} | {"fields": dict(row.fields)}
+        if row.status is ParticipantStatus.REMOVED:
+            report.returned.append((row.email, row.name))
         if values == current:
             report.unchanged += 1
             continue
         updates.append({"pid": row.id, **values, "updated_at": now})
-        changed = sorted(
-            name for name in values if values[name] != current[name] and name != "plan_signature"
-        )
+        # A sorted or re-ordered sheet moves rows; that is not a change to the person.
+        changed = sorted(name for name in values if values[name] != current[name] and name not in _QUIET)
         if values["plan_signature"] != row.plan_signature and row.status not in _FROZEN:
-            retimed.append((row, timing_of(cohort, participant)))
+            retimed.append((row, cohort.timing(participant)))
         elif changed:
             report.updated += 1
+        else:
+            report.unchanged += 1
         if changed:
             events.append(_event(cohort_id, row.id, EventKind.UPDATED, now, {"changed": changed}))
+    store.update_participants(conn, updates)
+    store.record_events(conn, events)
+    _replan(conn, cohort, cohort_id, retimed, now, report)
 
+
+#: participant columns whose change is recorded without an event
+_QUIET = frozenset({"plan_signature", "roster_row"})
+#: why a delivery was cancelled when its step left the program; it comes back if the step does
+STEP_REMOVED = "the step was removed from the program"
+
+
+def _movable(row: store.DeliveryRow, settled: set[str], now: dt.datetime) -> bool:
+    """Say whether re-planning may move this delivery.
+
+    Not when its goal is done or waived, nor once it is due (dispatch decides
+    then), nor once it has left or failed or was cancelled for a reason other
+    than its step leaving the program.
+    """
+    if row.goal in settled:
+        return False
+    if row.status is DeliveryStatus.SCHEDULED:
+        return row.due_at is not None and row.due_at > now
+    if row.status is DeliveryStatus.CANCELLED:
+        return row.last_error == STEP_REMOVED
+    return row.status in (DeliveryStatus.SKIPPED, DeliveryStatus.WAITING)
+
+
+def _replan(
+    conn: Connection,
+    cohort: Cohort,
+    cohort_id: int,
+    retimed: Sequence[tuple[store.ParticipantRow, Timing]],
+    now: dt.datetime,
+    report: SyncReport,
+) -> None:
+    """Re-plan participants whose timing changed, moving only what may move."""
     ids = [row.id for row, _ in retimed]
     deliveries = store.deliveries_of(conn, ids)
     goal_status = store.goal_statuses(conn, ids)
+    steps = {step.key for step in cohort.program.steps}
+    deadline_updates, new_goals, delivery_updates, new_deliveries, events = [], [], [], [], []
     for row, timing in retimed:
+        statuses = goal_status.get(row.id, {})
         for key, dates in goal_dates(cohort.program, timing).items():
-            deadline_updates.append(
-                {
-                    "pid": row.id,
-                    "goal_key": key,
-                    "deadline": dates.deadline,
-                    "deadline_at": dates.deadline_ends_at,
-                }
-            )
+            goal = {"deadline": dates.deadline, "deadline_at": dates.deadline_ends_at}
+            if key in statuses:
+                deadline_updates.append({"pid": row.id, "goal_key": key, **goal})
+            else:  # a goal added to the program after this participant was enrolled
+                new_goals.append(
+                    {"participant_id": row.id, "goal": key, "status": GoalStatus.OPEN.value, **goal}
+                )
+        settled = {goal for goal, status in statuses.items() if status is not GoalStatus.OPEN}
         current = deliveries.get(row.id, {})
-        settled = {g for g, status in goal_status.get(row.id, {}).items() if status is not GoalStatus.OPEN}
-        plan = plan_participant(cohort.program, timing, now, store.fixed_instants(current, now))
+        movable = {step for step, d in current.items() if _movable(d, settled, now)}
+        # Whatever stays keeps its day taken, so nothing is planned beside it.
+        fixed: dict[str, dt.datetime] = {}
+        for step, delivery in current.items():
+            instant = delivery.sent_at or delivery.due_at
+            staying = delivery.status in DISPATCHED or delivery.status is DeliveryStatus.SCHEDULED
+            if step not in movable and staying and instant is not None:
+                fixed[step] = instant
         moved = 0
-        for planned in plan:
+        for planned in plan_participant(cohort.program, timing, now, fixed):
             existing = current.get(planned.step.key)
             if existing is None:
                 new_deliveries.append(_delivery_row(cohort_id, row.id, planned, now))
                 report.planned[planned.status.value] += 1
-            elif existing.status in REPLANNABLE and planned.step.goal not in settled:
-                if (existing.due_at, existing.status, existing.last_error) != (
-                    planned.due_at,
-                    planned.status,
-                    planned.reason,
-                ):
-                    delivery_updates.append(
-                        {
-                            "did": existing.id,
-                            "due_at": planned.due_at,
-                            "status": planned.status.value,
-                            "last_error": planned.reason,
-                            "updated_at": now,
-                        }
-                    )
-                    moved += 1
-        steps = {step.key for step in cohort.program.steps}
+            elif planned.step.key in movable and (existing.due_at, existing.status, existing.last_error) != (
+                planned.due_at,
+                planned.status,
+                planned.reason,
+            ):
+                delivery_updates.append(_moved(existing, planned.due_at, planned.status, planned.reason, now))
+                moved += 1
         for step, existing in current.items():
-            if step not in steps and existing.status in (*REPLANNABLE, DeliveryStatus.WAITING):
+            if step not in steps and step in movable and existing.status is not DeliveryStatus.CANCELLED:
                 delivery_updates.append(
-                    {
-                        "did": existing.id,
-                        "due_at": existing.due_at,
-                        "status": DeliveryStatus.CANCELLED.value,
-                        "last_error": "the step was removed from the program",
-                        "updated_at": now,
-                    }
+                    _moved(existing, existing.due_at, DeliveryStatus.CANCELLED, STEP_REMOVED, now)
                 )
                 moved += 1
         report.replanned += 1
         report.moved += moved
         events.append(_event(cohort_id, row.id, EventKind.REPLANNED, now, {"moved": moved}))
 
-    store.update_participants(conn, updates)
     store.update_goal_deadlines(conn, deadline_updates)
+    store.insert_goals(conn, new_goals)
     store.update_deliveries(conn, delivery_updates)
     store.insert_deliveries(conn, new_deliveries)
     store.record_events(conn, events)
+
+
+def _moved(
+    row: store.DeliveryRow,
+    due_at: dt.datetime | None,
+    status: DeliveryStatus,
+    reason: str | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    return {"did": row.id, "due_at": due_at, "status": status.value, "last_error": reason, "updated_at": now}
 
 
 def _event(

@@ -204,24 +204,28 @@ def plan_participant(
     program: Program,
     timing: Timing,
     now: dt.datetime,
-    dispatched: Mapping[str, dt.datetime] | None = None,
+    fixed: Mapping[str, dt.datetime] | None = None,
 ) -> list[PlannedStep]:
     """Plan every step of ``program`` for one participant, enrolled at ``now``.
 
-    ``dispatched`` maps steps already sent (or on their way) to their instant:
-    they are left out of the plan but keep their day taken.
+    ``fixed`` maps steps that must stay where they are (sent, on their way, or
+    already due) to their instant: they are left out of the plan but keep
+    their day taken.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
-    dispatched = dispatched or {}
+    fixed = fixed or {}
     zone = ZoneInfo(timing.timezone)
     goals = goal_dates(program, timing)
     end = program_end(program, timing, goals)
+    program_ends_at = local_instant(end + _ONE_DAY, dt.time(0), zone)
     result: dict[str, PlannedStep] = {}
-    wanted: list[_Wanted] = []
+    catch_up: list[_Wanted] = []
+    about_deadlines: list[_Wanted] = []
+    others: list[_Wanted] = []
 
     for step in program.steps:
-        if step.key in dispatched:
+        if step.key in fixed:
             continue
         if step.waits_for_completion:
             result[step.key] = PlannedStep(step, DeliveryStatus.WAITING, None, None)
@@ -231,31 +235,41 @@ def plan_participant(
             reason = f"falls on {nominal}, before the cohort starts on {timing.start}"
             result[step.key] = PlannedStep(step, DeliveryStatus.SKIPPED, None, nominal, reason)
             continue
-        about_deadline = step.at.kind is AnchorKind.DEADLINE and step.at.offset_days <= 0
+        on_deadline = step.at.kind is AnchorKind.DEADLINE and step.at.goal is not None
+        before_deadline = on_deadline and step.at.offset_days <= 0
         day = nominal
         if timing.skip_weekends:
-            day = max(off_weekend(nominal, earlier=about_deadline), timing.start)
+            day = max(off_weekend(nominal, earlier=before_deadline), timing.start)
         moment = local_instant(day, timing.send_time, zone)
         if moment < now:
-            goal_open = step.goal is None or goals[step.goal].deadline_ends_at > now
-            if step.late is LatePolicy.SEND and goal_open:
-                day = next_window(now, timing, zone)
+            still_open = goals[step.goal].deadline_ends_at if step.goal else program_ends_at
+            if step.late is LatePolicy.SEND and still_open > now:
+                catch_up.append(_Wanted(next_window(now, timing, zone), step.order, step, nominal, None))
             else:
                 local = moment.astimezone(zone)
                 reason = f"its moment, {local:%Y-%m-%d %H:%M} {timing.timezone}, had passed at enrolment"
                 result[step.key] = PlannedStep(step, DeliveryStatus.SKIPPED, moment, nominal, reason)
-                continue
-        latest = goals[step.at.goal].deadline if about_deadline and step.at.goal else None
-        wanted.append(_Wanted(day, step.order, step, nominal, latest))
-
-    taken = {local_day(instant, zone) for instant in dispatched.values()}
-    for item, placed in space_out(wanted, taken, timing.skip_weekends):
-        if placed is None:
-            reason = f"every send day up to its deadline, {item.latest}, already had an email"
-            result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SKIPPED, None, item.nominal, reason)
+            continue
+        if on_deadline:
+            deadline = goals[step.at.goal].deadline  # type: ignore[index]
+            # A reminder must arrive before the deadline day, the due-day email on it.
+            latest = deadline - _ONE_DAY if step.at.offset_days < 0 else deadline
+            about_deadlines.append(
+                _Wanted(day, step.order, step, nominal, latest if before_deadline else None)
+            )
         else:
-            due = local_instant(placed, timing.send_time, zone)
-            result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SCHEDULED, due, item.nominal)
+            others.append(_Wanted(day, step.order, step, nominal, None))
+
+    slots = _Slots(timing, zone, {local_day(instant, zone) for instant in fixed.values()})
+    for items, in_sequence in ((catch_up, True), (about_deadlines, False), (others, True)):
+        for item, due in slots.place(items, in_sequence=in_sequence):
+            if due is None:
+                reason = f"every send day up to {item.latest} already had an email"
+                result[item.step.key] = PlannedStep(
+                    item.step, DeliveryStatus.SKIPPED, None, item.nominal, reason
+                )
+            else:
+                result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SCHEDULED, due, item.nominal)
     return [result[step.key] for step in program.steps if step.key in result]
 
 
@@ -267,26 +281,65 @@ class _Wanted:
     order: int
     step: Step
     nominal: dt.date
-    #: the last day it still makes sense on, for mail about a deadline
+    #: the last day it still makes sense on, for mail about a coming deadline
     latest: dt.date | None
 
 
-def space_out(
-    wanted: Iterable[_Wanted], taken: set[dt.date], skip_weekends: bool
-) -> list[tuple[_Wanted, dt.date | None]]:
-    """Give each step its own day: later steps move to the next free send day.
+class _Slots:
+    """One participant's send days: at most one email per local day."""
 
-    A step that would have to move past its ``latest`` day gets None.
+    def __init__(self, timing: Timing, zone: ZoneInfo, taken: set[dt.date]) -> None:
+        self.timing = timing
+        self.zone = zone
+        self.taken = taken
+
+    def place(
+        self, wanted: Iterable[_Wanted], *, in_sequence: bool
+    ) -> list[tuple[_Wanted, dt.datetime | None]]:
+        """Give each step the first free send day from the one it wants.
+
+        In order of wanted day (ties by program order). With ``in_sequence``
+        each step also comes after the one before, so the group keeps its
+        order. A step that would move past its ``latest`` day gets None.
+        """
+        placed: list[tuple[_Wanted, dt.datetime | None]] = []
+        last: dt.date | None = None
+        for item in sorted(wanted, key=lambda item: (item.day, item.order)):
+            day = item.day if not in_sequence or last is None else max(item.day, last + _ONE_DAY)
+            while True:
+                due = local_instant(day, self.timing.send_time, self.zone)
+                # A daylight-saving gap at send time can push the moment into the next day.
+                actual = local_day(due, self.zone)
+                if is_send_day(day, self.timing.skip_weekends) and actual not in self.taken:
+                    if last is None or not in_sequence or actual > last:
+                        break
+                day += _ONE_DAY
+            if item.latest is not None and actual > item.latest:
+                placed.append((item, None))
+                continue
+            self.taken.add(actual)
+            placed.append((item, due))
+            last = actual
+        return placed
+
+
+def timing_warnings(program: Program, timing: Timing) -> list[str]:
+    """Say which goals are too short for their own steps to arrive in order.
+
+    E.g. a goal whose deadline equals the one before it opens on its deadline:
+    its kickoff would come after its reminders.
     """
-    placed: list[tuple[_Wanted, dt.date | None]] = []
-    last: dt.date | None = None
-    for item in sorted(wanted, key=lambda item: (item.day, item.order)):
-        day = item.day if last is None or item.day > last else last + _ONE_DAY
-        while day in taken or not is_send_day(day, skip_weekends):
-            day += _ONE_DAY
-        if item.latest is not None and day > item.latest:
-            placed.append((item, None))
-            continue
-        placed.append((item, day))
-        last = day
-    return placed
+    warnings = []
+    dates = goal_dates(program, timing)
+    for goal in program.goals:
+        mine = [step.at for step in program.steps if step.at.goal == goal.key]
+        after_opening = [a.offset_days for a in mine if a.kind is AnchorKind.OPENS]
+        before_deadline = [-a.offset_days for a in mine if a.kind is AnchorKind.DEADLINE]
+        needed = max([0, *after_opening]) + max([0, *before_deadline]) + 1
+        opens, deadline = dates[goal.key].opens, dates[goal.key].deadline
+        if (deadline - opens).days < needed:
+            warnings.append(
+                f"{goal.key} opens {opens} and is due {deadline}: {(deadline - opens).days} day(s), "
+                f"but its emails need {needed} to arrive in order"
+            )
+    return warnings

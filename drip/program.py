@@ -185,6 +185,8 @@ class _ProgramLoader:
             raise CohortError([Problem(self.label, "file not found")]) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise CohortError([Problem(self.label, f"not valid TOML: {exc}")]) from None
+        except OSError as exc:
+            raise CohortError([Problem(self.label, f"cannot be read ({exc.strerror})")]) from None
 
         self.check_keys(data, {"name", "description", "goals", "steps", "ends"}, "")
         name = self.string(data, "name", "", required=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -71,6 +73,11 @@ def format_sync(cohort: Cohort, result: SyncReport, *, dry_run: bool = False) ->
         )
         lines += [f"    {name} <{email}>" for email, name in result.missing]
         lines.append(f"  remove one with: drip participant remove {result.slug} EMAIL")
+    if result.returned:
+        lines.append(
+            f"  {len(result.returned)} participant(s) in the roster were removed earlier and get no email:"
+        )
+        lines += [f"    {name} <{email}>" for email, name in result.returned]
     if dry_run:
         lines.append("Dry run: nothing was written.")
     return "\n".join(lines)
@@ -79,63 +86,111 @@ def format_sync(cohort: Cohort, result: SyncReport, *, dry_run: bool = False) ->
 PLAN_COLUMNS = ("email", "name", "timezone", "step", "goal", "status", "local_time", "utc", "note")
 
 
-def plan_rows(plans: Sequence[tuple[Participant, list[PlannedStep]]]) -> list[dict[str, Any]]:
-    """Flatten plans into one row per participant and step, in time order."""
-    rows = []
+@dataclass(frozen=True)
+class Entry:
+    """One line of a timeline: one email for one participant."""
+
+    email: str
+    name: str
+    timezone: str
+    step: str
+    goal: str | None
+    status: str
+    #: when it is due, or went; None while waiting
+    at: dt.datetime | None
+    note: str
+
+    def row(self) -> dict[str, str]:
+        at = self.at
+        return {
+            "email": self.email,
+            "name": self.name,
+            "timezone": self.timezone,
+            "step": self.step,
+            "goal": self.goal or "",
+            "status": self.status,
+            "local_time": at.astimezone(ZoneInfo(self.timezone)).isoformat() if at else "",
+            "utc": at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if at else "",
+            "note": self.note,
+        }
+
+
+def planned_entries(plans: Sequence[tuple[Participant, list[PlannedStep]]]) -> list[Entry]:
+    """Return a preview's timeline: each participant's steps in time order."""
+    entries = []
     for participant, steps in plans:
         zone = ZoneInfo(participant.timezone)
-        ordered = sorted(
-            steps, key=lambda s: (s.due_at is None, s.due_at or dt.datetime.max.replace(tzinfo=dt.UTC))
-        )
-        for planned in ordered:
-            due = planned.due_at
+        for planned in sorted(steps, key=_when):
             note = planned.reason or ""
             if planned.status is DeliveryStatus.WAITING:
                 note = f"sent when {planned.step.goal} is done"
-            elif planned.status is DeliveryStatus.SCHEDULED and planned.nominal_day not in (
-                None,
-                _day(due, zone),
-            ):
+            elif planned.due_at and planned.nominal_day not in (None, planned.due_at.astimezone(zone).date()):
                 note = f"moved from {planned.nominal_day}"
-            rows.append(
-                {
-                    "email": participant.email,
-                    "name": participant.name,
-                    "timezone": participant.timezone,
-                    "step": planned.step.key,
-                    "goal": planned.step.goal or "",
-                    "status": planned.status.value,
-                    "local_time": due.astimezone(zone).isoformat() if due else "",
-                    "utc": due.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if due else "",
-                    "note": note,
-                }
+            entries.append(
+                Entry(
+                    participant.email,
+                    participant.name,
+                    participant.timezone,
+                    planned.step.key,
+                    planned.step.goal,
+                    planned.status.value,
+                    planned.due_at,
+                    note,
+                )  # fmt: skip
             )
-    return rows
+    return entries
 
 
-def _day(instant: dt.datetime | None, zone: ZoneInfo) -> dt.date | None:
-    return instant.astimezone(zone).date() if instant else None
+def stored_timeline(db: store.Store, slug: str, email_key: str | None = None) -> list[Entry] | None:
+    """Return the stored timeline of cohort ``slug`` (None if it was never started)."""
+    with db.reading() as conn:
+        row = store.find_cohort(conn, slug)
+        return None if row is None else stored_entries(store.timeline(conn, row.id, email_key))
 
 
-def format_plan(plans: Sequence[tuple[Participant, list[PlannedStep]]], fmt: str) -> str:
-    rows = plan_rows(plans)
+def stored_entries(rows: Sequence[Any]) -> list[Entry]:
+    """Return the timeline stored in the database (rows of ``store.timeline``)."""
+    entries = []
+    for row in rows:
+        note = row.last_error or ""
+        if row.status == DeliveryStatus.WAITING:
+            note = f"sent when {row.goal} is done"
+        entries.append(
+            Entry(
+                row.email,
+                row.name,
+                row.timezone,
+                row.step,
+                row.goal,
+                row.status,
+                row.sent_at or row.due_at,
+                note,
+            )  # fmt: skip
+        )
+    return entries
+
+
+def _when(planned: PlannedStep) -> tuple[bool, dt.datetime]:
+    return planned.due_at is None, planned.due_at or dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def format_timeline(entries: Sequence[Entry], fmt: str) -> str:
+    """Render a timeline as a table per participant, CSV or JSON."""
     if fmt == "json":
-        return json.dumps(rows, indent=2, ensure_ascii=False)
+        return json.dumps([e.row() for e in entries], indent=2, ensure_ascii=False)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=PLAN_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(e.row() for e in entries)
         return buffer.getvalue()
     out: list[str] = []
-    for participant, _steps in plans:
-        out.append(f"{participant.name} <{participant.email}>  {participant.timezone}")
-        for row in (r for r in rows if r["email"] == participant.email):
-            due = dt.datetime.fromisoformat(row["utc"]) if row["utc"] else None
-            when = f"{_local(due, participant.timezone):<28} {_utc(due)}" if due else f"{'':<28} {'':<20}"
-            out.append(
-                f"  {row['step']:<16} {row['goal']:<6} {when}  {row['status']:<9} {row['note']}".rstrip()
-            )
+    for email, group in itertools.groupby(entries, key=lambda e: e.email):
+        items = list(group)
+        out.append(f"{items[0].name} <{email}>  {items[0].timezone}")
+        for e in items:
+            when = f"{_local(e.at, e.timezone):<28} {_utc(e.at)}" if e.at else f"{'':<28} {'':<20}"
+            out.append(f"  {e.step:<16} {e.goal or '':<6} {when}  {e.status:<9} {e.note}".rstrip())
         out.append("")
     return "\n".join(out).rstrip()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import difflib
 import io
 import re
 from collections.abc import Callable, Mapping
@@ -83,6 +84,33 @@ class Roster:
     warnings: list[str]
 
 
+_NEAR_MISSES = {
+    "tz": "timezone", "zone": "timezone", "time_zone_name": "timezone", "timezone_name": "timezone",
+    "delegate": "delegate_email", "assistant": "delegate_email", "assistant_email": "delegate_email",
+    "assistant_e_mail": "delegate_email", "cc": "delegate_email", "delegate_address": "delegate_email",
+    "mail": "email", "address": "email", "email_adress": "email",
+}  # fmt: skip
+_MEANING = {"timezone": "time zones", "delegate_email": "assistants' addresses", "email": "addresses"}
+
+
+def _near_miss(name: str, goal_keys: tuple[str, ...]) -> tuple[str, str] | None:
+    """Return (the column meant, what it holds) for a header that almost names a known column."""
+    if name in KNOWN_COLUMNS or not name:
+        return None
+    if name.endswith(DEADLINE_SUFFIX) and name[: -len(DEADLINE_SUFFIX)] in goal_keys:
+        return None
+    if "deadline" in name:
+        for goal in goal_keys:
+            if goal in name.replace("deadline", ""):
+                return f"{goal}{DEADLINE_SUFFIX}", f"{goal} deadlines"
+        return f"GOAL{DEADLINE_SUFFIX}", "deadlines"
+    target = _NEAR_MISSES.get(name)
+    if target is None:
+        close = difflib.get_close_matches(name, KNOWN_COLUMNS, n=1, cutoff=0.8)
+        target = close[0] if close else None
+    return (target, _MEANING.get(target, target)) if target else None
+
+
 def normalise_header(text: str) -> str:
     """Return ``"Short Deadline"`` as ``"short_deadline"``; known aliases become their column."""
     name = re.sub(r"[\s\-./]+", "_", clean_cell(text).casefold()).strip("_")
@@ -93,6 +121,11 @@ def decode(raw: bytes) -> tuple[str, str | None]:
     """Return the text of a CSV file and a warning when its encoding had to be guessed."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return raw.decode("utf-16"), None
+    # UTF-16 without a byte-order mark: in ASCII text every other byte is NUL.
+    sample = raw[:64]
+    for encoding, nuls in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
+        if len(nuls) >= 4 and nuls.count(0) >= 0.8 * len(nuls):
+            return raw.decode(encoding, errors="replace"), None
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
@@ -152,9 +185,14 @@ class _RosterReader:
         except FileNotFoundError:
             self.problem(None, None, "file not found; put the participants in a CSV with columns email,name")
             return Roster((), self.problems, self.warnings)
+        except OSError as exc:
+            self.problem(None, None, f"cannot be read ({exc.strerror}); it should be a CSV file")
+            return Roster((), self.problems, self.warnings)
         if warning:
             self.warnings.append(f"{self.label}: {warning}")
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text)))
+        records = self.records(text)
+        if records is None:
+            return Roster((), self.problems, self.warnings)
         rows = [
             (number, cells) for number, cells in enumerate(records, start=1) if any(c.strip() for c in cells)
         ]
@@ -189,6 +227,31 @@ class _RosterReader:
             )
         return Roster(tuple(participants), self.problems, self.warnings)
 
+    def records(self, text: str) -> list[list[str]] | None:
+        """Split the text into rows of cells, or record why it cannot be.
+
+        Parsing is lenient (``"Ana" Ruiz`` reads as ``Ana Ruiz``), except for a
+        quote never closed, which would swallow every row after it into one
+        cell: that is reported at the row where it opens.
+        """
+        delimiter = sniff_delimiter(text)
+        records: list[list[str]] = []
+        try:
+            for cells in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True):
+                records.append(cells)
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc) or "field larger than" in str(exc):
+                self.problem(
+                    len(records) + 1,
+                    None,
+                    'a double quote (") opens a value here and is never closed, so every row after it '
+                    "would be read as part of this one; remove the stray quote or close it",
+                )
+                return None
+            # Anything else strict parsing dislikes, lenient parsing reads the way people meant.
+            return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        return records
+
     def columns(self, row: int, cells: list[str]) -> list[str] | None:
         """Return the normalised header, or None when rows cannot be read against it."""
         names = [normalise_header(cell) for cell in cells]
@@ -209,6 +272,13 @@ class _RosterReader:
                     self.problem(
                         row, cells[index].strip(), f"unknown goal {goal!r}; deadline columns are {known}"
                     )
+        for index, name in enumerate(names):
+            hint = _near_miss(name, self.goal_keys or ())
+            if hint:
+                self.warnings.append(
+                    f"{self.label}: column {cells[index].strip()!r} is kept as a template field; "
+                    f"if it holds {hint[1]}, name it {hint[0]!r}"
+                )
         missing = [name for name in REQUIRED_COLUMNS if name not in names]
         if missing:
             found = ", ".join(cell.strip() for cell in cells if cell.strip()) or "nothing"

@@ -8,8 +8,8 @@ Deliveries move forward only::
                                      └──(moment passed unsent)──> skipped
 
 ``waiting``: anchored on a goal's completion, not yet due. ``skipped`` and
-``cancelled`` carry a reason. Re-planning may move ``scheduled`` and
-``skipped`` deliveries in time; nothing touches ``sent`` or ``failed``.
+``cancelled`` carry a reason. What re-planning may move is decided in
+``drip.enrol``; nothing ever touches ``sent`` or ``failed``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-#: deliveries whose time may still be changed by re-planning
-REPLANNABLE = frozenset({DeliveryStatus.SCHEDULED, DeliveryStatus.SKIPPED})
 #: deliveries that reached, or may have reached, the participant's mailbox
 DISPATCHED = frozenset({DeliveryStatus.CLAIMED, DeliveryStatus.SENDING, DeliveryStatus.SENT})
 

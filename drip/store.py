@@ -42,7 +42,7 @@ from sqlalchemy.pool import StaticPool
 
 from drip.errors import StoreError
 from drip.models import Cohort, Delivery, Event, Goal, Participant
-from drip.states import DISPATCHED, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +255,10 @@ def find_cohort(conn: Connection, slug: str) -> Any:
     return conn.execute(select(cohort_table).where(cohort_table.c.slug == slug)).one_or_none()
 
 
+def find_cohort_by_folder(conn: Connection, folder: str) -> Any:
+    return conn.execute(select(cohort_table).where(cohort_table.c.folder == folder).limit(1)).one_or_none()
+
+
 def upsert_cohort(conn: Connection, values: Mapping[str, Any], now: dt.datetime) -> tuple[int, bool]:
     """Insert or update the cohort with ``values["slug"]``; return (id, created)."""
     table = cohort_table
@@ -389,22 +393,6 @@ def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int,
     return result
 
 
-def fixed_instants(by_step: Mapping[str, DeliveryRow], now: dt.datetime) -> dict[str, dt.datetime]:
-    """Return, by step, the deliveries re-planning must leave where they are, with their instant.
-
-    Those that left or may have left, and those already due: sending them, or
-    skipping them as stale, is dispatch's decision.
-    """
-    fixed = {}
-    for step, row in by_step.items():
-        instant = row.sent_at or row.due_at
-        if instant is None:
-            continue
-        if row.status in DISPATCHED or (row.status is DeliveryStatus.SCHEDULED and instant <= now):
-            fixed[step] = instant
-    return fixed
-
-
 def update_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Move deliveries in time; each row holds ``did``, ``due_at``, ``status``, ``last_error``."""
     if not rows:
@@ -465,6 +453,35 @@ def scheduled_span(conn: Connection, cohort_id: int) -> tuple[tuple[dt.datetime,
     first = conn.execute(query.order_by(delivery.c.due_at.asc(), delivery.c.id)).one_or_none()
     last = conn.execute(query.order_by(delivery.c.due_at.desc(), delivery.c.id)).one_or_none()
     return (tuple(first) if first else None, tuple(last) if last else None)
+
+
+def timeline(conn: Connection, cohort_id: int, email_key: str | None = None) -> list[Any]:
+    """Return every delivery of the cohort with its participant, in roster and time order."""
+    people, delivery = participant_table, delivery_table
+    query = (
+        select(
+            people.c.email,
+            people.c.name,
+            people.c.timezone,
+            delivery.c.step,
+            delivery.c.goal,
+            delivery.c.status,
+            delivery.c.due_at,
+            delivery.c.sent_at,
+            delivery.c.last_error,
+        )  # fmt: skip
+        .join(people, people.c.id == delivery.c.participant_id)
+        .where(delivery.c.cohort_id == cohort_id)
+        .order_by(
+            people.c.roster_row.asc().nulls_last(),
+            people.c.id,
+            func.coalesce(delivery.c.sent_at, delivery.c.due_at).asc().nulls_last(),
+            delivery.c.id,
+        )
+    )
+    if email_key is not None:
+        query = query.where(people.c.email_key == email_key)
+    return list(conn.execute(query))
 
 
 def cohort_figures(conn: Connection, cohort_id: int, now: dt.datetime) -> dict[str, Any]:

@@ -22,6 +22,11 @@ class InvalidValue(DripError, ValueError):
     """A single value cannot be used; the message carries the fix."""
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """Return ``text`` quoted for a message, shortened when long."""
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
 # --- offsets -----------------------------------------------------------------
 
 _OFFSET = re.compile(r"^\s*([+-]?)\s*(\d{1,4})\s*([dw])\s*$", re.IGNORECASE)
@@ -46,11 +51,24 @@ _DAY_FIRST_DOTS = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
 _SLASHED = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 
+#: dates outside these years are typing mistakes or "no date" placeholders such as 9999-12-31
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2199
+
+
 def _make_date(text: str, year: int, month: int, day: int) -> dt.date:
     try:
         return dt.date(year, month, day)
     except ValueError as exc:
         raise InvalidValue(f"{text!r} is not a real date ({exc}); write it as YYYY-MM-DD") from None
+
+
+def _in_range(day: dt.date, text: str) -> dt.date:
+    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
+        raise InvalidValue(
+            f"{text!r} is not a usable date (years {EARLIEST_YEAR} to {LATEST_YEAR}); for a person "
+            "without a deadline of their own, leave the cell empty"
+        )
+    return day
 
 
 def parse_date(value: object) -> dt.date:
@@ -60,13 +78,17 @@ def parse_date(value: object) -> dt.date:
     zero time as Excel writes it), ``15.03.2027`` and slashed dates when the
     order of day and month is unambiguous.
     """
+    text = value.isoformat() if isinstance(value, dt.date) else str(value).strip()
+    return _in_range(_read_date(value, text), text)
+
+
+def _read_date(value: object, text: str) -> dt.date:
     if isinstance(value, dt.datetime):
         if value.time() != dt.time(0) or value.tzinfo is not None:
-            raise InvalidValue(f"{value.isoformat()!r} has a time; a deadline is a date, YYYY-MM-DD")
+            raise InvalidValue(f"{text!r} has a time; a deadline is a date, YYYY-MM-DD")
         return value.date()
     if isinstance(value, dt.date):
         return value
-    text = str(value).strip()
     if match := _ISO_DATE.match(text):
         year, month, day = map(int, match.groups())
         return _make_date(text, year, month, day)
@@ -75,11 +97,11 @@ def parse_date(value: object) -> dt.date:
         return _make_date(text, year, month, day)
     if match := _SLASHED.match(text):
         first, second, year = map(int, match.groups())
+        if first > 12 and second > 12:
+            raise InvalidValue(f"{text!r} is not a real date; write it as YYYY-MM-DD")
         if first > 12 >= second:
             return _make_date(text, year, second, first)
-        if second > 12 >= first:
-            return _make_date(text, year, first, second)
-        if first == second:
+        if second > 12 >= first or first == second:
             return _make_date(text, year, first, second)
         as_us = f"{year:04d}-{first:02d}-{second:02d}"
         as_eu = f"{year:04d}-{second:02d}-{first:02d}"
@@ -92,7 +114,7 @@ def parse_date(value: object) -> dt.date:
 def parse_date_or_offset(value: object, start: dt.date) -> dt.date:
     """Return a date written either as a date or as an offset (``"+2w"``) from ``start``."""
     if isinstance(value, str) and value.strip()[:1] in "+-":
-        return start + dt.timedelta(days=parse_offset(value))
+        return _in_range(start + dt.timedelta(days=parse_offset(value)), value)
     return parse_date(value)
 
 
@@ -214,13 +236,13 @@ def parse_timezone(text: str) -> str:
     if folded in _WINDOWS_ZONES:
         zone = _WINDOWS_ZONES[folded]
         raise InvalidValue(f'{raw!r} is a Windows zone name; use the IANA name "{zone}"')
-    if folded in _zones():
-        return _zones()[folded]
-    if re.match(r"^(utc|gmt)?\s*[+-]\s*\d", folded):
+    if re.match(r"^(etc/)?(utc|gmt)?\s*[+-]\s*0*[1-9]", folded):
         raise InvalidValue(
             f"{raw!r} is a fixed offset, which ignores daylight saving; use the city's "
             'IANA zone, e.g. "Europe/Berlin" or "America/New_York"'
         )
+    if folded in _zones():
+        return _zones()[folded]
     city = folded.rsplit("/", 1)[-1].replace("_", " ").strip()
     if city in _cities():
         zone = _cities()[city]
@@ -284,7 +306,7 @@ def parse_email(text: str) -> str:
     try:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise InvalidValue(f"{raw!r} is not a valid email address: {exc}") from None
+        raise InvalidValue(f"{shown(raw)} is not a valid email address: {exc}") from None
 
 
 def parse_mailbox(text: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ def run(runner: CliRunner, *args: str, db: str | None = None, expect: int = 0) -
     options = ["--database-url", db] if db else []
     result = runner.invoke(main, [*options, *args], catch_exceptions=False)
     assert result.exit_code == expect, result.output
-    return result.output
+    return result.stdout
 
 
 def test_start_then_status(runner: CliRunner, make_cohort: CohortFactory, database_url: str) -> None:
@@ -176,3 +176,81 @@ def test_installed_entry_point(make_cohort: CohortFactory, tmp_path: Path) -> No
 def test_missing_cohort_folder(runner: CliRunner, command: str, tmp_path: Path) -> None:
     result = runner.invoke(main, [command, str(tmp_path / "nope")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_plan_of_a_started_cohort_is_the_stored_one(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    folder = str(make_cohort())
+    run(runner, "start", folder, *NOW, db=database_url)
+    ana = ["--participant", "ana@example.com", "--format", "json", "--now", "2027-01-20T12:00Z"]
+    stored = {r["step"]: r for r in json.loads(run(runner, "plan", folder, *ana, db=database_url))}
+    assert stored["welcome"]["utc"] == "2027-01-11T14:00:00Z" and stored["welcome"]["status"] == "scheduled"
+    preview = {
+        r["step"]: r for r in json.loads(run(runner, "plan", folder, "--preview", *ana, db=database_url))
+    }
+    assert preview["welcome"]["utc"] == "2027-01-20T14:00:00Z"
+    assert preview["welcome"]["note"] == "moved from 2027-01-11"
+
+
+def test_dry_run_leaves_an_empty_database_empty(
+    runner: CliRunner, make_cohort: CohortFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "empty.db"
+    db.touch()
+    run(runner, "start", str(make_cohort()), "--dry-run", *NOW, db=f"sqlite:///{db}")
+    assert db.stat().st_size == 0
+
+
+def test_dry_run_refuses_an_old_schema(runner: CliRunner, make_cohort: CohortFactory, tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES ('0000')")
+    result = runner.invoke(
+        main, ["--database-url", f"sqlite:///{db}", "start", str(make_cohort()), "--dry-run", *NOW]
+    )
+    assert result.exit_code == 1 and "needs upgrading first; run `drip db upgrade`" in result.output
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == [
+            "alembic_version"
+        ]
+
+
+def test_remove_without_a_database(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "none.db"
+    result = runner.invoke(
+        main, ["--database-url", f"sqlite:///{db}", "participant", "remove", "c", "a@example.com"]
+    )
+    assert result.exit_code == 1 and "no database at" in result.output
+    assert not db.exists()
+
+
+def test_changing_the_slug_of_a_started_folder_is_refused(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    folder = make_cohort()
+    run(runner, "start", str(folder), *NOW, db=database_url)
+    make_cohort(extra_toml='slug = "q1-leaders"\n')
+    result = runner.invoke(main, ["--database-url", database_url, "start", str(folder), *NOW])
+    assert result.exit_code == 1
+    assert "was started as cohort 'test-cohort'" in result.output and 'slug = "test-cohort"' in result.output
+    listing = json.loads(run(runner, "status", "--format", "json", *NOW, db=database_url))
+    assert [item["cohort"] for item in listing] == ["test-cohort"]
+
+
+def test_a_moved_folder_is_followed_with_a_warning(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = make_cohort()
+    run(runner, "start", str(folder), *NOW, db=database_url)
+    moved = tmp_path / "elsewhere" / "test-cohort"
+    shutil.copytree(folder, moved)
+    (tmp_path / "elsewhere" / "emails").symlink_to(ROOT / "emails", target_is_directory=True)
+    result = runner.invoke(main, ["--database-url", database_url, "start", str(moved), *NOW])
+    assert result.exit_code == 0, result.output
+    assert "was started from" in result.output and "0 enrolled" in result.output

@@ -127,6 +127,32 @@ def test_windows_1252_is_read_with_a_warning(make_cohort: CohortFactory) -> None
     assert any("CSV UTF-8" in warning for warning in cohort.warnings)
 
 
+def test_utf16_without_byte_order_mark(make_cohort: CohortFactory) -> None:
+    cohort = load(make_cohort(ROSTER.encode("utf-16-le")))
+    assert [p.name for p in cohort.participants] == ["Ana Ruiz", "Ben Ito", "Cleo Hart"]
+
+
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        ("TZ", "if it holds time zones, name it 'timezone'"),
+        ("Delegate", "if it holds assistants' addresses, name it 'delegate_email'"),
+        ("Deadline (short)", "if it holds short deadlines, name it 'short_deadline'"),
+        ("Due date", None),
+    ],
+)
+def test_headers_that_almost_name_a_column_are_pointed_out(
+    make_cohort: CohortFactory, header: str, hint: str | None
+) -> None:
+    cohort = load(make_cohort(f"email,name,{header}\nana@example.com,Ana,x\n"))
+    assert cohort.participants[0].fields  # kept for templates either way
+    matching = [w for w in cohort.warnings if f"column {header!r}" in w]
+    if hint is None:
+        assert matching == []
+    else:
+        assert len(matching) == 1 and hint in matching[0]
+
+
 def test_non_ascii_names_survive(make_cohort: CohortFactory) -> None:
     roster = "email,name\nkenji@example.com,田中 健二\n"
     assert load(make_cohort(roster)).participants[0].name == "田中 健二"
@@ -226,6 +252,25 @@ def test_roster_mistakes_name_the_row_and_column(
     assert where in str(problem)
 
 
+@pytest.mark.parametrize("size", [3, 5000])
+def test_unterminated_quote_is_located(make_cohort: CohortFactory, size: int) -> None:
+    rows = "".join(f"p{n}@example.com,Person {n}\n" for n in range(size))
+    problem = only_problem(make_cohort("email,name\nbob@example.com,Bob\n" + 'ana@example.com,"Ana\n' + rows))
+    assert problem.row == 3 and "is never closed" in problem.message
+
+
+def test_a_quote_inside_a_value_is_read_as_meant(make_cohort: CohortFactory) -> None:
+    cohort = load(make_cohort('email,name\nana@example.com,"Ana" Ruiz\n'))
+    assert cohort.participants[0].name == "Ana Ruiz"
+
+
+def test_roster_that_is_a_folder(make_cohort: CohortFactory) -> None:
+    folder = make_cohort()
+    (folder / "roster.csv").unlink()
+    (folder / "roster.csv").mkdir()
+    assert "cannot be read" in only_problem(folder).message
+
+
 def test_duplicate_email_ignoring_case(make_cohort: CohortFactory) -> None:
     problem = only_problem(
         make_cohort(HEADER + "ana@example.com,Ana,,\nbob@example.com,Bob,,\nANA@Example.com,Ana R,,\n")
@@ -294,6 +339,8 @@ def toml_without(field: str) -> str:
         (COHORT_TOML + "[goals.mid]\ndeadline = 2027-01-20\n", "goals", "before the short deadline"),
         (COHORT_TOML + 'slug = "Q1 Leaders"\n', "slug", "not a usable id"),
         (COHORT_TOML + "end = 2027-01-01\n", "end", "before start"),
+        (COHORT_TOML + "end = 2027-03-01\n", "end", "before the long deadline 2027-04-05"),
+        (COHORT_TOML.replace("2027-01-11", "9999-12-25"), "start", "not a usable date"),
     ],
 )
 def test_cohort_toml_mistakes_name_the_field(
@@ -304,6 +351,26 @@ def test_cohort_toml_mistakes_name_the_field(
     assert problem.file == str(folder / "cohort.toml")
     assert problem.key == key
     assert message in problem.message
+
+
+def test_own_deadline_after_the_end(make_cohort: CohortFactory) -> None:
+    folder = make_cohort(
+        "email,name,long_deadline\nana@example.com,Ana,2027-05-10\n", extra_toml="end = 2027-05-01\n"
+    )
+    problem = only_problem(folder)
+    assert (problem.row, problem.column) == (
+        2,
+        "long_deadline",
+    ) and "after the cohort's end" in problem.message
+
+
+def test_goals_with_no_time_between_them_are_warned_about(make_cohort: CohortFactory) -> None:
+    cohort = load(
+        make_cohort("email,name,long_deadline\nana@example.com,Ana,2027-03-01\nben@example.com,Ben,\n")
+    )
+    (warning,) = [w for w in cohort.warnings if "too little time" in w]
+    assert "1 participant(s) (rows 2) have too little time for long" in warning
+    assert "Space the deadlines further apart" in warning
 
 
 def test_missing_folder_and_file(tmp_path: Path) -> None:

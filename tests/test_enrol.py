@@ -1,7 +1,9 @@
 """Enrolling and re-syncing cohorts, on SQLite and PostgreSQL."""
 
 import datetime as dt
+import shutil
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
@@ -313,3 +315,89 @@ def test_two_starts_at_once_enrol_everyone_once(
     assert errors == []
     assert sorted(r.enrolled for r in reports) == [0, 3]
     assert count(store, participant_table) == 3 and count(store, delivery_table) == 54
+
+
+def test_a_step_put_back_in_the_program_comes_back(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    make_cohort(extra_toml='skip_steps = ["policy"]\n')
+    sync(store, folder, now)
+    make_cohort()
+    report = sync(store, folder, now)
+    policy = deliveries(store, "ana@example.com")["policy"]
+    assert (policy["status"], policy["last_error"]) == ("scheduled", None)
+    assert policy["due_at"] == dt.datetime(2027, 1, 25, 14, 0, tzinfo=UTC)
+    assert report.moved == 3
+
+
+def test_a_sorted_roster_changes_nobody(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    header, *rows = ROSTER.splitlines(keepends=True)
+    make_cohort(header + "".join(reversed(rows)))
+    report = sync(store, folder, now)
+    assert (report.updated, report.unchanged) == (0, 3)
+    with store.reading() as conn:
+        assert conn.execute(select(event_table.c.kind).where(event_table.c.kind == "updated")).all() == []
+        rows_now = dict(conn.execute(select(participant_table.c.email, participant_table.c.roster_row)).all())
+    assert rows_now["ana@example.com"] == 4  # the stored row number follows the sheet
+
+
+def test_removed_participant_back_in_the_roster_is_reported(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    with store.transaction() as conn:
+        manage.remove_participant(conn, "test-cohort", "ben@example.com", now)
+    report = sync(store, folder, now)
+    assert report.returned == [("ben@example.com", "Ben Ito")]
+    assert {d["status"] for d in deliveries(store, "ben@example.com").values()} == {"cancelled"}
+
+
+def test_mail_of_a_done_goal_keeps_its_day(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    """Congratulations already planned for a done goal keep their day when another goal moves onto it."""
+    folder = make_cohort("email,name,mid_deadline\nana@example.com,Ana,\n")
+    sync(store, folder, now)
+    congratulations = dt.datetime(2027, 2, 24, 14, 0, tzinfo=UTC)  # the day mid-reminder will want
+    with store.transaction() as conn:
+        conn.execute(update(goal_table).where(goal_table.c.goal == "short").values(status="done", via="link"))
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.step == "short-done")
+            .values(status="scheduled", due_at=congratulations)
+        )
+    make_cohort("email,name,mid_deadline\nana@example.com,Ana,2027-02-27\n")
+    sync(store, folder, now)
+    ana = deliveries(store, "ana@example.com")
+    assert ana["short-done"]["due_at"] == congratulations
+    scheduled = [
+        d["due_at"].astimezone(ZoneInfo("America/New_York")).date()
+        for d in ana.values()
+        if d["status"] == "scheduled"
+    ]
+    assert len(scheduled) == len(set(scheduled))
+
+
+def test_a_goal_added_to_the_program_reaches_enrolled_participants(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime, tmp_path: Path
+) -> None:
+    program = tmp_path / "programs" / "cwr"
+    shutil.copytree(EMAILS / "crawl-walk-run", program)
+    folder = make_cohort(toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'))
+    sync(store, folder, now)
+    text = (program / "program.toml").read_text()
+    (program / "program.toml").write_text(
+        text
+        + '\n[[goals]]\nkey = "sustain"\ntitle = "Keep it up"\ndeadline = "+16w"\nopens = "long.deadline"\n'
+        '\n[[steps]]\nkey = "sustain-kickoff"\nat = "sustain.opens+1d"\ntemplate = "closing"\n'
+    )
+    report = sync(store, folder, now)
+    assert report.replanned == 3 and report.planned == {"scheduled": 3}
+    with store.reading() as conn:
+        goals = conn.execute(select(goal_table.c.goal).where(goal_table.c.goal == "sustain")).all()
+    assert len(goals) == 3

@@ -161,6 +161,56 @@ def test_days_already_used_by_sent_mail_are_not_reused() -> None:
     assert local(plan["b"].due_at, "America/New_York").date() == dt.date(2027, 1, 12)
 
 
+def test_deadline_mail_keeps_its_day_and_other_mail_moves() -> None:
+    # Starting on a Friday puts the policy module (start+2w) on the short reminder's day.
+    deadlines = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 5), "long": dt.date(2027, 4, 5)}
+    plan = by_key(plan_participant(CWR, timing(dt.date(2027, 1, 15), **deadlines), EARLY))
+    days = {key: local(p.due_at, "America/New_York").date() for key, p in plan.items() if p.due_at}
+    assert days["short-reminder"] == dt.date(2027, 1, 29)
+    assert days["short-due"] == dt.date(2027, 2, 1)
+    assert days["policy"] == dt.date(2027, 2, 2)  # Friday and Monday were taken
+    assert days["mid-kickoff"] == dt.date(2027, 2, 3)  # after the policy module, as in the program
+    assert plan["policy"].nominal_day == dt.date(2027, 1, 29)
+
+
+def test_reminder_never_lands_on_its_deadline_day() -> None:
+    steps = program(("other", "start+1d"), ("remind", "g.deadline-1d"), ("due", "g.deadline"))
+    start = dt.date(2027, 1, 11)
+    # The reminder wants Tuesday, the day "other" has; the next free day would be the deadline day.
+    plan = by_key(plan_participant(steps, timing(start, weekends=False, g=dt.date(2027, 1, 13)), EARLY))
+    assert plan["remind"].status is DeliveryStatus.SCHEDULED
+    assert local(plan["remind"].due_at, "America/New_York").date() == dt.date(2027, 1, 12)
+    assert local(plan["other"].due_at, "America/New_York").date() == dt.date(2027, 1, 14)
+    plan = by_key(plan_participant(
+        program(("a", "start+1d"), ("b", "start+1d"), ("remind", "g.deadline-1d"), ("due", "g.deadline")),
+        timing(start, weekends=False, g=dt.date(2027, 1, 13)), EARLY,
+        {"a": dt.datetime(2027, 1, 12, 14, tzinfo=UTC)},
+    ))  # fmt: skip
+    assert plan["remind"].status is DeliveryStatus.SKIPPED  # its only day was taken by mail already sent
+    assert local(plan["due"].due_at, "America/New_York").date() == dt.date(2027, 1, 13)
+
+
+def test_daylight_gap_across_midnight_still_one_email_a_day() -> None:
+    # Nuuk, 2027-03-27: 23:30 does not exist; the first instant after the gap is 00:00 on the 28th.
+    zone = "America/Nuuk"
+    steps = program(("a", "start"), ("b", "start+1d"))
+    plan = plan_participant(steps, timing(dt.date(2027, 3, 27), zone, "23:30", weekends=False), EARLY)
+    first, second = (local(p.due_at, zone) for p in plan)
+    assert first.strftime("%Y-%m-%d %H:%M") == "2027-03-28 00:00"
+    assert second.date() == dt.date(2027, 3, 29)
+
+
+def test_equal_deadlines_are_warned_about() -> None:
+    from drip.plan import timing_warnings
+
+    start = dt.date(2027, 1, 11)
+    same = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 3, 1)}
+    (warning,) = timing_warnings(CWR, timing(start, **same))
+    assert warning.startswith("long opens 2027-03-01 and is due 2027-03-01: 0 day(s)")
+    fine = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 4, 5)}
+    assert timing_warnings(CWR, timing(start, **fine)) == []
+
+
 # --- late enrolment -----------------------------------------------------------
 
 
@@ -177,7 +227,8 @@ def test_late_start_sends_welcome_and_kickoff_next_without_breaking_deadline_mai
     # "three days left" and "due today" cannot arrive after the deadline: skipped, with the reason.
     for key in ("short-reminder", "short-due"):
         assert plan[key].status is DeliveryStatus.SKIPPED
-        assert "up to its deadline, 2027-02-01, already had an email" in (plan[key].reason or "")
+    assert "every send day up to 2027-01-31 already had an email" in (plan["short-reminder"].reason or "")
+    assert "every send day up to 2027-02-01 already had an email" in (plan["short-due"].reason or "")
     assert days["mid-kickoff"] == dt.date(2027, 2, 3)
     assert days["short-overdue"] == dt.date(2027, 2, 4)
     assert all(p.due_at >= now for p in plan.values() if p.status is DeliveryStatus.SCHEDULED)
@@ -207,6 +258,14 @@ def test_late_start_never_bursts_stale_reminders() -> None:
     assert min(scheduled) >= now
 
 
+def test_enrolled_after_the_program_ended_gets_nothing() -> None:
+    deadlines = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 4, 5)}
+    plan = plan_participant(
+        CWR, timing(dt.date(2027, 1, 11), **deadlines), dt.datetime(2027, 6, 1, tzinfo=UTC)
+    )
+    assert {p.status for p in plan} == {DeliveryStatus.SKIPPED, DeliveryStatus.WAITING}
+
+
 def test_steps_before_the_start_are_skipped() -> None:
     start = dt.date(2027, 1, 11)
     plan = by_key(
@@ -234,6 +293,7 @@ def test_naive_now_is_refused() -> None:
 ZONES = [
     "America/New_York", "America/Santiago", "Europe/London", "Asia/Tokyo", "Australia/Lord_Howe",
     "Pacific/Apia", "Asia/Kolkata", "America/St_Johns", "Africa/Casablanca", "Pacific/Chatham", "UTC",
+    "America/Nuuk", "America/Havana", "Asia/Gaza",
 ]  # fmt: skip
 
 

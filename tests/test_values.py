@@ -60,6 +60,19 @@ def test_impossible_dates_are_named(text: str) -> None:
         parse_date(text)
 
 
+@pytest.mark.parametrize("text", ["9999-12-31", "0001-01-01", "31.12.9999"])
+def test_placeholder_dates_are_refused(text: str) -> None:
+    with pytest.raises(InvalidValue, match="leave the cell empty"):
+        parse_date(text)
+    with pytest.raises(InvalidValue, match="not a usable date"):
+        parse_date_or_offset("+9999w", dt.date(2027, 1, 11))
+
+
+def test_slashed_date_that_is_no_date_either_way() -> None:
+    with pytest.raises(InvalidValue, match="'13/14/2027' is not a real date"):
+        parse_date("13/14/2027")
+
+
 @pytest.mark.parametrize("text", ["next monday", "2027-03", "15 March"])
 def test_unreadable_dates_show_the_format(text: str) -> None:
     with pytest.raises(InvalidValue, match="YYYY-MM-DD"):
@@ -120,7 +133,7 @@ def test_unknown_zones_suggest_the_iana_name(text: str, suggestion: str) -> None
     assert f'"{suggestion}"' in str(caught.value)
 
 
-@pytest.mark.parametrize("text", ["UTC+2", "GMT-5", "+02:00"])
+@pytest.mark.parametrize("text", ["UTC+2", "GMT-5", "+02:00", "Etc/GMT+5"])
 def test_fixed_offsets_are_refused(text: str) -> None:
     with pytest.raises(InvalidValue, match="daylight saving"):
         parse_timezone(text)
