@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, ROSTER, CohortFactory
 
+from conftest import ROOT, ROSTER, CohortFactory
 from drip.cli import main
 
 NOW = ["--now", "2027-01-04T12:00Z"]

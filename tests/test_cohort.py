@@ -4,8 +4,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
 
+from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
 from drip.cohort import load_cohort
 from drip.errors import CohortError, Problem
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
 from sqlalchemy import select, update
 
+from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
 from drip import enrol, manage
 from drip.cohort import load_cohort
 from drip.errors import DripError, StoreError

@@ -5,10 +5,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import PROGRAM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import PROGRAM
 from drip.plan import PlannedStep, Timing, local_instant, plan_participant
 from drip.program import Anchor, AnchorKind, Goal, LatePolicy, Program, Step, load_program, parse_anchor
 from drip.states import DeliveryStatus

@@ -2,8 +2,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import EMAILS, PROGRAM
 
+from conftest import EMAILS, PROGRAM
 from drip.errors import CohortError
 from drip.program import Anchor, AnchorKind, find_program, load_program, parse_anchor
 from drip.values import InvalidValue
