@@ -63,18 +63,33 @@ class App:
         return self._store
 
     def existing_store(self) -> Store | None:
-        """Open the store only if the database exists; for commands that only read."""
-        if self._store is None and not database_exists(self.settings.database_url):
+        """Open the database for reading only if it holds drip's schema; never create or upgrade it."""
+        if self._store is not None:
+            return self._store
+        url = self.settings.database_url
+        if not database_exists(url):
             return None
-        return self.store()
+        store = Store(url, migrate=False)
+        if store.revision() is None:
+            store.close()
+            return None
+        if store.needs_migration():
+            store.close()
+            raise DripError(f"the database {redact_url(url)} needs upgrading; run `drip db upgrade`")
+        self._store = store
+        return store
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
 
     def load_cohort(self, folder: Path) -> Cohort:
+        """Load and validate a cohort folder, printing its warnings."""
         emails_dirs = default_emails_dirs(folder, Path(self.settings.emails_dir))
-        return load_cohort(folder, emails_dirs)
+        cohort = load_cohort(folder, emails_dirs)
+        for warning in cohort.warnings:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
+        return cohort
 
 
 def database_exists(url: str) -> bool:
@@ -154,8 +169,6 @@ def start(app: App, cohort_dir: Path, now: dt.datetime | None, dry_run: bool) ->
     """
     now = now or dt.datetime.now(dt.UTC)
     cohort = app.load_cohort(cohort_dir)
-    for warning in cohort.warnings:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
     total = len(cohort.participants)
     with contextlib.ExitStack() as stack:
         progress = None
@@ -174,23 +187,14 @@ def start(app: App, cohort_dir: Path, now: dt.datetime | None, dry_run: bool) ->
 
 def _dry_run(app: App, cohort: Cohort, now: dt.datetime, progress: Any) -> enrol.SyncReport:
     """Run the real sync in a transaction that is rolled back; not even the schema changes."""
-    url = app.settings.database_url
-    store = Store(url, migrate=False) if database_exists(url) else None
-    if store is not None and store.revision() is None:
-        store.close()  # an empty database is as good as none
-        store = None
-    if store is not None and store.needs_migration():
-        store.close()
-        raise DripError(
-            f"the database {redact_url(url)} needs upgrading first; run `drip db upgrade` "
-            "(a dry run changes nothing, not even the schema)"
-        )
-    store = store or Store("sqlite://")  # a throwaway in-memory database
+    existing = app.existing_store()
+    store = existing or Store("sqlite://")  # with no database yet, a throwaway in memory
     try:
         with store.trial() as conn:
             return enrol.sync_cohort(conn, cohort, now, progress)
     finally:
-        store.close()
+        if store is not existing:
+            store.close()
 
 
 @main.command()
@@ -228,7 +232,11 @@ def plan(
             dim=True,
         )
     if key is not None and not entries:
-        raise click.BadParameter(f"{email} is not in cohort {cohort.slug!r}", param_hint="--participant")
+        in_roster = any(p.key == key for p in cohort.participants)
+        hint = "; run `drip start` to enrol them, or see --preview" if in_roster else ""
+        raise click.BadParameter(
+            f"{email} is not in cohort {cohort.slug!r}{hint}", param_hint="--participant"
+        )
     click.echo(report.format_timeline(entries, fmt), nl=fmt != "csv")
 
 

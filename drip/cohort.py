@@ -60,6 +60,8 @@ class Cohort:
     roster_file: Path
     #: things worth saying that do not stop the launch
     warnings: tuple[str, ...] = ()
+    #: whether cohort.toml names the slug (else it is the folder's name)
+    slug_is_explicit: bool = False
 
     def timing(self, participant: Participant) -> Timing:
         """Return what places this participant's steps in time."""
@@ -188,6 +190,7 @@ class _CohortLoader:
             deadlines=deadlines,
             participants=roster.participants,
             roster_file=self.path / roster_name,
+            slug_is_explicit="slug" in data,
         )
         return replace(cohort, warnings=(*self.warnings, *_timing_warnings(cohort)))
 

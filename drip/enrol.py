@@ -22,12 +22,13 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
 from drip import store
-from drip.cohort import Cohort
+from drip.cohort import COHORT_FILE, Cohort
 from drip.errors import StoreError
 from drip.plan import PlannedStep, Timing, goal_dates, plan_participant
 from drip.roster import Participant
@@ -139,17 +140,21 @@ def sync_cohort(
 
 
 def _check_identity(conn: Connection, cohort: Cohort, folder: str) -> list[str]:
-    """Refuse what would launch a cohort twice; return warnings about a moved folder."""
+    """Refuse what would launch a cohort twice, or let two folders drive one cohort.
+
+    Return warnings about a folder that moved.
+    """
     existing = store.find_cohort(conn, cohort.slug)
     if existing is None:
         other = store.find_cohort_by_folder(conn, folder)
         if other is not None:
             raise StoreError(
                 f"{cohort.path} was started as cohort {other.slug!r}; under the id {cohort.slug!r} drip "
-                f'would launch it a second time and email everyone again. Set slug = "{other.slug}" in '
-                f"{cohort.path / 'cohort.toml'} (or remove the slug line if the folder was renamed), or copy "
-                "the folder to launch a separate cohort"
+                f'would launch it a second time and email everyone again. Put back slug = "{other.slug}" in '
+                f"{cohort.path / 'cohort.toml'}, or copy the folder and give the copy a slug of its own"
             )
+        if not cohort.slug_is_explicit:
+            _refuse_renamed_folder(conn, cohort)
         return []
     if existing.program != cohort.program.key:
         raise StoreError(
@@ -157,8 +162,35 @@ def _check_identity(conn: Connection, cohort: Cohort, folder: str) -> list[str]:
             f'{cohort.program.key!r}; a different program needs a new cohort (set slug = "...")'
         )
     if existing.folder != folder:
+        if (Path(existing.folder) / COHORT_FILE).is_file():
+            raise StoreError(
+                f"cohort {cohort.slug!r} belongs to {existing.folder}, which still exists; two folders "
+                f"cannot drive one cohort. Give {cohort.path / 'cohort.toml'} a slug of its own to launch "
+                "a separate cohort"
+            )
         return [f"cohort {cohort.slug!r} was started from {existing.folder}; it now follows {folder}"]
     return []
+
+
+def _refuse_renamed_folder(conn: Connection, cohort: Cohort) -> None:
+    """Refuse to launch, as new, a cohort whose folder was only renamed.
+
+    Its id comes from the folder name, so a rename looks like a new cohort: a
+    stored cohort of the same program whose folder is gone and which shares
+    most of this roster is taken to be the same one.
+    """
+    keys = {p.key for p in cohort.participants}
+    for row in store.cohort_rows(conn):
+        if row.program != cohort.program.key or (Path(row.folder) / COHORT_FILE).is_file():
+            continue
+        shared = store.count_participants(conn, row.id, keys)
+        if shared * 2 >= len(keys):
+            raise StoreError(
+                f"{cohort.path} looks like cohort {row.slug!r}, started from {row.folder}, which no longer "
+                f"exists: {shared} of its {len(keys)} participants are the same. To carry on with it, set "
+                f'slug = "{row.slug}" in {cohort.path / "cohort.toml"}; to launch a new cohort for them '
+                "anyway, set a new slug there explicitly"
+            )
 
 
 def _delivery_row(
@@ -332,8 +364,14 @@ def _replan(
             staying = delivery.status in DISPATCHED or delivery.status is DeliveryStatus.SCHEDULED
             if step not in movable and staying and instant is not None:
                 fixed[step] = instant
+        # Mail still to come keeps its time if its new moment has already passed.
+        upcoming = {
+            step: current[step].due_at
+            for step in movable
+            if current[step].status is DeliveryStatus.SCHEDULED and current[step].due_at is not None
+        }
         moved = 0
-        for planned in plan_participant(cohort.program, timing, now, fixed):
+        for planned in plan_participant(cohort.program, timing, now, fixed, upcoming):  # type: ignore[arg-type]
             existing = current.get(planned.step.key)
             if existing is None:
                 new_deliveries.append(_delivery_row(cohort_id, row.id, planned, now))

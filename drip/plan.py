@@ -43,6 +43,7 @@ from drip.states import DeliveryStatus
 UTC = dt.UTC
 _ONE_DAY = dt.timedelta(days=1)
 _SATURDAY = 5
+_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -205,22 +206,27 @@ def plan_participant(
     timing: Timing,
     now: dt.datetime,
     fixed: Mapping[str, dt.datetime] | None = None,
+    upcoming: Mapping[str, dt.datetime] | None = None,
 ) -> list[PlannedStep]:
     """Plan every step of ``program`` for one participant, enrolled at ``now``.
 
     ``fixed`` maps steps that must stay where they are (sent, on their way, or
     already due) to their instant: they are left out of the plan but keep
-    their day taken.
+    their day taken. ``upcoming`` maps mail that was still to come before
+    re-planning to its instant: if its new moment has already passed, it keeps
+    that instant rather than being skipped.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     fixed = fixed or {}
+    upcoming = upcoming or {}
+    kept: list[dt.datetime] = []
     zone = ZoneInfo(timing.timezone)
     goals = goal_dates(program, timing)
     end = program_end(program, timing, goals)
     program_ends_at = local_instant(end + _ONE_DAY, dt.time(0), zone)
     result: dict[str, PlannedStep] = {}
-    catch_up: list[_Wanted] = []
+    late: list[_Wanted] = []
     about_deadlines: list[_Wanted] = []
     others: list[_Wanted] = []
 
@@ -237,40 +243,79 @@ def plan_participant(
             continue
         on_deadline = step.at.kind is AnchorKind.DEADLINE and step.at.goal is not None
         before_deadline = on_deadline and step.at.offset_days <= 0
-        day = nominal
-        if timing.skip_weekends:
-            day = max(off_weekend(nominal, earlier=before_deadline), timing.start)
-        moment = local_instant(day, timing.send_time, zone)
-        if moment < now:
-            still_open = goals[step.goal].deadline_ends_at if step.goal else program_ends_at
-            if step.late is LatePolicy.SEND and still_open > now:
-                catch_up.append(_Wanted(next_window(now, timing, zone), step.order, step, nominal, None))
-            else:
-                local = moment.astimezone(zone)
-                reason = f"its moment, {local:%Y-%m-%d %H:%M} {timing.timezone}, had passed at enrolment"
-                result[step.key] = PlannedStep(step, DeliveryStatus.SKIPPED, moment, nominal, reason)
-            continue
-        if on_deadline:
+        latest = None
+        if before_deadline:
             deadline = goals[step.at.goal].deadline  # type: ignore[index]
             # A reminder must arrive before the deadline day, the due-day email on it.
             latest = deadline - _ONE_DAY if step.at.offset_days < 0 else deadline
-            about_deadlines.append(
-                _Wanted(day, step.order, step, nominal, latest if before_deadline else None)
-            )
-        else:
-            others.append(_Wanted(day, step.order, step, nominal, None))
-
-    slots = _Slots(timing, zone, {local_day(instant, zone) for instant in fixed.values()})
-    for items, in_sequence in ((catch_up, True), (about_deadlines, False), (others, True)):
-        for item, due in slots.place(items, in_sequence=in_sequence):
-            if due is None:
-                reason = f"every send day up to {item.latest} already had an email"
-                result[item.step.key] = PlannedStep(
-                    item.step, DeliveryStatus.SKIPPED, None, item.nominal, reason
-                )
+        day = nominal
+        if timing.skip_weekends:
+            day = max(off_weekend(nominal, earlier=before_deadline), timing.start)
+        if before_deadline and step.goal and day < goals[step.goal].opens:
+            reason = f"falls on {day}, before {step.goal} opens on {goals[step.goal].opens}"
+            result[step.key] = PlannedStep(step, DeliveryStatus.SKIPPED, None, nominal, reason)
+            continue
+        moment = local_instant(day, timing.send_time, zone)
+        if moment < now and upcoming.get(step.key, now) > now:
+            kept.append(upcoming[step.key])
+            result[step.key] = PlannedStep(step, DeliveryStatus.SCHEDULED, upcoming[step.key], nominal)
+            continue
+        if moment < now:
+            still_open = goals[step.goal].deadline_ends_at if step.goal else program_ends_at
+            if step.late is LatePolicy.SEND and still_open > now:
+                late.append(_Wanted(next_window(now, timing, zone), step.order, step, nominal, latest))
             else:
-                result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SCHEDULED, due, item.nominal)
+                local = moment.astimezone(zone)
+                reason = (
+                    f"its moment, {local:%Y-%m-%d %H:%M} {timing.timezone}, had passed when it was planned"
+                )
+                result[step.key] = PlannedStep(step, DeliveryStatus.SKIPPED, moment, nominal, reason)
+            continue
+        (about_deadlines if on_deadline else others).append(_Wanted(day, step.order, step, nominal, latest))
+
+    slots = _Slots(timing, zone, {local_day(instant, zone) for instant in (*fixed.values(), *kept)})
+    placed: dict[str, tuple[_Wanted, dt.datetime | None]] = {}
+    for items, in_sequence in ((late, True), (about_deadlines, False), (others, True)):
+        for item, due in slots.place(items, in_sequence=in_sequence):
+            placed[item.step.key] = (item, due)
+    _openings_first(placed, zone)
+    for item, due in placed.values():
+        if due is None:
+            reason = f"every send day up to {item.latest} already had an email"
+            result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SKIPPED, None, item.nominal, reason)
+        else:
+            result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SCHEDULED, due, item.nominal)
     return [result[step.key] for step in program.steps if step.key in result]
+
+
+def _openings_first(placed: dict[str, tuple[_Wanted, dt.datetime | None]], zone: ZoneInfo) -> None:
+    """Make opening mail come before deadline mail, by trading days.
+
+    Opening mail is the program's first email (anchored on ``start`` itself,
+    before every goal's deadline mail) and each goal's kickoff (anchored on
+    ``GOAL.opens``, before that goal's deadline mail). Deadline mail is placed
+    first so that it keeps its day; when that pushed opening mail behind it,
+    the two trade days. Mail about a coming deadline that would then land too
+    late is skipped instead.
+    """
+
+    def comes_first(opening: Anchor, other: Anchor) -> bool:
+        if other.kind is not AnchorKind.DEADLINE:
+            return False
+        if opening.kind is AnchorKind.START:
+            return opening.offset_days == 0
+        return opening.kind is AnchorKind.OPENS and opening.goal == other.goal
+
+    by_time = sorted(placed, key=lambda key: placed[key][1] or _NEVER)
+    for first in by_time:
+        for other in by_time:
+            (first_item, first_due), (item, due) = placed[first], placed[other]
+            if first_due is None or due is None or due >= first_due:
+                continue
+            if comes_first(first_item.step.at, item.step.at):
+                fits = item.latest is None or local_day(first_due, zone) <= item.latest
+                placed[first] = (first_item, due)
+                placed[other] = (item, first_due if fits else None)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ def format_sync(cohort: Cohort, result: SyncReport, *, dry_run: bool = False) ->
             "enrolled until removed:"
         )
         lines += [f"    {name} <{email}>" for email, name in result.missing]
+        if result.replanned:
+            lines.append("  they keep the plan they had; changes to the cohort's dates do not reach them")
         lines.append(f"  remove one with: drip participant remove {result.slug} EMAIL")
     if result.returned:
         lines.append(

@@ -111,6 +111,40 @@ def _near_miss(name: str, goal_keys: tuple[str, ...]) -> tuple[str, str] | None:
     return (target, _MEANING.get(target, target)) if target else None
 
 
+def unclosed_quote(text: str, delimiter: str) -> int | None:
+    """Return the row where a quoted value opens and never closes, as Python's csv reads it.
+
+    Follows the csv module's lenient rules: a quote opens a value only at its
+    start; inside, ``""`` is a quote; a quote followed by anything else closes
+    it. Only the separators, quotes and line ends are visited.
+    """
+    if '"' not in text:
+        return None
+    start, plain, quoted, after_quote = range(4)
+    state, row, opened, position, last_cr = start, 1, 0, 0, -2
+    for match in re.finditer(f'["\r\n{re.escape(delimiter)}]', text):
+        index, char = match.start(), match.group()
+        if index > position and state in (start, after_quote):
+            state = plain  # ordinary characters since the last special one
+        position = index + 1
+        if state == quoted:
+            if char == '"':
+                state = after_quote
+        elif char == '"':
+            if state == start:
+                state, opened = quoted, row
+            elif state == after_quote:
+                state = quoted  # "" inside a quoted value
+        elif char == delimiter:
+            state = start
+        else:
+            if not (char == "\n" and last_cr == index - 1):
+                row += 1
+            last_cr = index if char == "\r" else -2
+            state = start
+    return opened if state == quoted else None
+
+
 def normalise_header(text: str) -> str:
     """Return ``"Short Deadline"`` as ``"short_deadline"``; known aliases become their column."""
     name = re.sub(r"[\s\-./]+", "_", clean_cell(text).casefold()).strip("_")
@@ -129,11 +163,25 @@ def decode(raw: bytes) -> tuple[str, str | None]:
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
+        if _UTF8_SEQUENCE.search(raw):
+            # Real UTF-8 text with a stray byte: reading it all as Windows-1252 would garble every
+            # accented name, so point at the lines instead.
+            text = raw.decode("utf-8-sig", errors="replace")
+            lines = sorted({text.count("\n", 0, i) + 1 for i, char in enumerate(text) if char == "\ufffd"})
+            shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+            raise InvalidValue(
+                f"is UTF-8 except for line(s) {shown}, which hold bytes that are not (pasted from "
+                'another program?); retype those characters, or save the sheet as "CSV UTF-8"'
+            ) from None
         warning = (
             f"not UTF-8 (byte {exc.start + 1}); read as Windows-1252. If names look wrong, "
             'save the sheet as "CSV UTF-8"'
         )
         return raw.decode("cp1252", errors="replace"), warning
+
+
+# A multi-byte UTF-8 character; text in Windows-1252 almost never contains one.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 def sniff_delimiter(text: str) -> str:
@@ -188,6 +236,9 @@ class _RosterReader:
         except OSError as exc:
             self.problem(None, None, f"cannot be read ({exc.strerror}); it should be a CSV file")
             return Roster((), self.problems, self.warnings)
+        except InvalidValue as exc:
+            self.problem(None, None, str(exc))
+            return Roster((), self.problems, self.warnings)
         if warning:
             self.warnings.append(f"{self.label}: {warning}")
         records = self.records(text)
@@ -235,22 +286,16 @@ class _RosterReader:
         cell: that is reported at the row where it opens.
         """
         delimiter = sniff_delimiter(text)
-        records: list[list[str]] = []
-        try:
-            for cells in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True):
-                records.append(cells)
-        except csv.Error as exc:
-            if "unexpected end of data" in str(exc) or "field larger than" in str(exc):
-                self.problem(
-                    len(records) + 1,
-                    None,
-                    'a double quote (") opens a value here and is never closed, so every row after it '
-                    "would be read as part of this one; remove the stray quote or close it",
-                )
-                return None
-            # Anything else strict parsing dislikes, lenient parsing reads the way people meant.
-            return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-        return records
+        opened = unclosed_quote(text, delimiter)
+        if opened is not None:
+            self.problem(
+                opened,
+                None,
+                'a double quote (") opens a value in this row and is never closed, so every row after '
+                "it would be read as part of this one; remove the stray quote or close it",
+            )
+            return None
+        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
 
     def columns(self, row: int, cells: list[str]) -> list[str] | None:
         """Return the normalised header, or None when rows cannot be read against it."""

@@ -37,7 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.pool import StaticPool
 
 from drip.errors import StoreError
@@ -192,7 +192,7 @@ def _create_engine(url: str) -> Engine:
 def _translate_errors(url: str) -> Iterator[None]:
     try:
         yield
-    except OperationalError as exc:
+    except DatabaseError as exc:
         from drip.config import redact_url
 
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -307,6 +307,16 @@ def find_participant(conn: Connection, cohort_id: int, key: str) -> ParticipantR
     return (
         None if row is None else ParticipantRow(**{**row._mapping, "status": ParticipantStatus(row.status)})
     )
+
+
+def count_participants(conn: Connection, cohort_id: int, email_keys: Iterable[str]) -> int:
+    """Count how many of ``email_keys`` are participants of the cohort."""
+    table = participant_table
+    total = 0
+    for batch in chunked(list(email_keys)):
+        query = select(func.count()).where(table.c.cohort_id == cohort_id, table.c.email_key.in_(batch))
+        total += conn.execute(query).scalar_one()
+    return total
 
 
 def insert_participants(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -87,9 +88,9 @@ def make_cohort(tmp_path: Path) -> CohortFactory:
 # --- databases ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
-    """Create a throwaway database on the server named by DRIP_TEST_POSTGRES_URL."""
+@contextmanager
+def throwaway_postgres_database() -> Iterator[str]:
+    """Create an empty database on the server named by DRIP_TEST_POSTGRES_URL; drop it afterwards."""
     admin_url = os.environ.get(POSTGRES_ENV)
     if not admin_url:
         if os.environ.get("DRIP_TEST_REQUIRE_POSTGRES"):
@@ -107,7 +108,27 @@ def postgres_server_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """One database for the session's PostgreSQL tests; emptied after each test."""
+    with throwaway_postgres_database() as url:
+        yield url
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database that exists but holds nothing: a new SQLite file's place, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    with throwaway_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same test on a SQLite file and on PostgreSQL."""
     if request.param == "sqlite":

@@ -212,7 +212,7 @@ def test_dry_run_refuses_an_old_schema(runner: CliRunner, make_cohort: CohortFac
     result = runner.invoke(
         main, ["--database-url", f"sqlite:///{db}", "start", str(make_cohort()), "--dry-run", *NOW]
     )
-    assert result.exit_code == 1 and "needs upgrading first; run `drip db upgrade`" in result.output
+    assert result.exit_code == 1 and "needs upgrading; run `drip db upgrade`" in result.output
     with sqlite3.connect(db) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == [
             "alembic_version"
@@ -249,8 +249,62 @@ def test_a_moved_folder_is_followed_with_a_warning(
     folder = make_cohort()
     run(runner, "start", str(folder), *NOW, db=database_url)
     moved = tmp_path / "elsewhere" / "test-cohort"
-    shutil.copytree(folder, moved)
+    moved.parent.mkdir()
+    shutil.move(folder, moved)
     (tmp_path / "elsewhere" / "emails").symlink_to(ROOT / "emails", target_is_directory=True)
     result = runner.invoke(main, ["--database-url", database_url, "start", str(moved), *NOW])
     assert result.exit_code == 0, result.output
     assert "was started from" in result.output and "0 enrolled" in result.output
+
+
+def test_a_copy_cannot_take_over_a_running_cohort(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    import shutil
+
+    winter = make_cohort(extra_toml='slug = "w27"\n', name="winter")
+    run(runner, "start", str(winter), *NOW, db=database_url)
+    spring = winter.parent / "spring"
+    shutil.copytree(winter, spring)
+    result = runner.invoke(main, ["--database-url", database_url, "start", str(spring), *NOW])
+    assert result.exit_code == 1
+    assert "cohort 'w27' belongs to" in result.output and "a slug of its own" in result.output
+
+
+def test_a_renamed_folder_is_not_launched_again(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    folder = make_cohort(name="winter")
+    run(runner, "start", str(folder), *NOW, db=database_url)
+    renamed = folder.with_name("winter-2027")
+    folder.rename(renamed)
+    result = runner.invoke(main, ["--database-url", database_url, "start", str(renamed), *NOW])
+    assert result.exit_code == 1
+    assert "looks like cohort 'winter'" in result.output and 'set slug = "winter"' in result.output
+    (renamed / "cohort.toml").write_text((renamed / "cohort.toml").read_text() + 'slug = "winter"\n')
+    out = run(runner, "start", str(renamed), *NOW, db=database_url)
+    assert "Updated cohort 'winter'" in out and "0 enrolled" in out
+
+
+def test_read_commands_never_create_or_upgrade_the_schema(
+    runner: CliRunner, make_cohort: CohortFactory, empty_database_url: str
+) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    run(runner, "plan", str(make_cohort()), *NOW, db=empty_database_url)
+    run(runner, "status", db=empty_database_url)
+    run(runner, "start", str(make_cohort()), "--dry-run", *NOW, db=empty_database_url)
+    engine = create_engine(empty_database_url)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+def test_a_file_that_is_not_a_database(runner: CliRunner, make_cohort: CohortFactory, tmp_path: Path) -> None:
+    junk = tmp_path / "drip.db"
+    junk.write_text("this is not a database\n" * 100)
+    for args in (["start", str(make_cohort()), *NOW], ["status"]):
+        result = runner.invoke(main, ["--database-url", f"sqlite:///{junk}", *args])
+        assert result.exit_code == 1 and "file is not a database" in result.output
+        assert "Traceback" not in result.output

@@ -153,6 +153,14 @@ def test_headers_that_almost_name_a_column_are_pointed_out(
         assert len(matching) == 1 and hint in matching[0]
 
 
+def test_a_stray_byte_in_utf8_is_located_not_guessed(make_cohort: CohortFactory) -> None:
+    roster = "email,name\nsofia@example.com,Sofía Márquez\n".encode() + "pat@example.com,Pat O’Neil\n".encode(
+        "cp1252"
+    )
+    problem = only_problem(make_cohort(roster))
+    assert "UTF-8 except for line(s) 3" in problem.message and "CSV UTF-8" in problem.message
+
+
 def test_non_ascii_names_survive(make_cohort: CohortFactory) -> None:
     roster = "email,name\nkenji@example.com,田中 健二\n"
     assert load(make_cohort(roster)).participants[0].name == "田中 健二"
@@ -256,6 +264,12 @@ def test_roster_mistakes_name_the_row_and_column(
 def test_unterminated_quote_is_located(make_cohort: CohortFactory, size: int) -> None:
     rows = "".join(f"p{n}@example.com,Person {n}\n" for n in range(size))
     problem = only_problem(make_cohort("email,name\nbob@example.com,Bob\n" + 'ana@example.com,"Ana\n' + rows))
+    assert problem.row == 3 and "is never closed" in problem.message
+
+
+def test_unterminated_quote_after_a_harmless_one(make_cohort: CohortFactory) -> None:
+    roster = 'email,name,title\na@example.com,"Ana" Ruiz,CEO\nb@example.com,Bob,"VP\nc@example.com,Cy,x\nd@example.com,Di,y\n'
+    problem = only_problem(make_cohort(roster))
     assert problem.row == 3 and "is never closed" in problem.message
 
 

@@ -243,7 +243,7 @@ def test_late_start_records_why_mail_was_skipped(store: Store, make_cohort: Coho
     assert report.planned["skipped"] > 0
     ana = deliveries(store, "ana@example.com")
     assert ana["short-reminder"]["status"] == "skipped"
-    assert "had passed at enrolment" in ana["short-reminder"]["last_error"]
+    assert "had passed when it was planned" in ana["short-reminder"]["last_error"]
     scheduled = [d["due_at"] for d in ana.values() if d["status"] == "scheduled"]
     assert min(scheduled) > late
 
@@ -401,3 +401,18 @@ def test_a_goal_added_to_the_program_reaches_enrolled_participants(
     with store.reading() as conn:
         goals = conn.execute(select(goal_table.c.goal).where(goal_table.c.goal == "sustain")).all()
     assert len(goals) == 3
+
+
+def test_changing_send_time_during_the_day_does_not_drop_todays_mail(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    folder = make_cohort("email,name\nana@example.com,Ana\n", toml=COHORT_TOML.replace('"09:00"', '"17:00"'))
+    sync(store, folder, now)
+    assert deliveries(store, "ana@example.com")["short-due"]["due_at"] == dt.datetime(
+        2027, 2, 1, 22, 0, tzinfo=UTC
+    )
+    noon = dt.datetime(2027, 2, 1, 17, 0, tzinfo=UTC)  # 12:00 in New York, before 17:00, after 09:00
+    make_cohort("email,name\nana@example.com,Ana\n")  # send_time back to 09:00
+    sync(store, folder, noon)
+    due = deliveries(store, "ana@example.com")["short-due"]
+    assert due["status"] == "scheduled" and due["due_at"] > noon

@@ -200,6 +200,30 @@ def test_daylight_gap_across_midnight_still_one_email_a_day() -> None:
     assert second.date() == dt.date(2027, 3, 29)
 
 
+def test_a_kickoff_pushed_behind_its_reminder_trades_days_with_it() -> None:
+    # short due Friday 5 Feb, mid due Thursday 11 Feb: the mid kickoff (Sat 6 -> Mon 8) meets the short
+    # overdue nudge (Mon 8), and the mid reminder (Mon 8) moves to Tue 9, ahead of the kickoff.
+    deadlines = {"short": dt.date(2027, 2, 5), "mid": dt.date(2027, 2, 11), "long": dt.date(2027, 4, 5)}
+    plan = by_key(plan_participant(CWR, timing(dt.date(2027, 1, 11), **deadlines), EARLY))
+    days = {key: local(p.due_at, "America/New_York").date() for key, p in plan.items() if p.due_at}
+    assert days["short-overdue"] == dt.date(2027, 2, 8)
+    assert days["mid-kickoff"] < days["mid-reminder"] < days["mid-due"]
+    assert (days["mid-kickoff"], days["mid-reminder"]) == (dt.date(2027, 2, 9), dt.date(2027, 2, 10))
+
+
+def test_replanned_mail_whose_new_moment_has_passed_keeps_its_time() -> None:
+    # Due at 17:00 today; the send time moves to 09:00, which has passed: it stays at 17:00.
+    steps = program(("s", "start"), ("r", "start+1d"))
+    start = dt.date(2027, 1, 11)
+    now = dt.datetime(2027, 1, 11, 20, 0, tzinfo=UTC)  # 15:00 in New York
+    plain = by_key(plan_participant(steps, timing(start, weekends=False), now))
+    assert plain["s"].status is DeliveryStatus.SKIPPED
+    before = dt.datetime(2027, 1, 11, 22, 0, tzinfo=UTC)
+    kept = by_key(plan_participant(steps, timing(start, weekends=False), now, upcoming={"s": before}))
+    assert (kept["s"].status, kept["s"].due_at) == (DeliveryStatus.SCHEDULED, before)
+    assert local(kept["r"].due_at, "America/New_York").date() == dt.date(2027, 1, 12)
+
+
 def test_equal_deadlines_are_warned_about() -> None:
     from drip.plan import timing_warnings
 
@@ -249,7 +273,7 @@ def test_late_start_never_bursts_stale_reminders() -> None:
         "mid-due",
     ):
         assert plan[key].status is DeliveryStatus.SKIPPED, key
-        assert "had passed at enrolment" in (plan[key].reason or "")
+        assert "had passed when it was planned" in (plan[key].reason or "")
     assert plan["welcome"].status is DeliveryStatus.SCHEDULED
     assert plan["long-kickoff"].status is DeliveryStatus.SCHEDULED  # its goal is still open
     scheduled = sorted(p.due_at for p in plan.values() if p.status is DeliveryStatus.SCHEDULED)
@@ -333,6 +357,15 @@ def test_every_send_is_at_send_time_and_times_strictly_increase(
             )
         if weekends:
             assert wall.weekday() < 5
-    assert all(a < b for a, b in zip(scheduled, scheduled[1:], strict=False))
     days = [d.astimezone(tz).date() for d in scheduled]
-    assert len(days) == len(set(days))
+    assert len(days) == len(set(days))  # one email a local day
+    # Each goal's emails strictly increase in program order: kickoff, reminder, due day, overdue.
+    by_key = {p.step.key: p.due_at for p in plan if p.status is DeliveryStatus.SCHEDULED}
+    for goal in ("short", "mid", "long"):
+        times = [
+            by_key[f"{goal}-{kind}"]
+            for kind in ("kickoff", "reminder", "due", "overdue")
+            if f"{goal}-{kind}" in by_key
+        ]
+        assert times == sorted(times), goal
+    assert by_key.get("welcome") is None or by_key["welcome"] == scheduled[0]
