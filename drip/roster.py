@@ -23,10 +23,10 @@ from typing import TypeVar
 from drip.errors import Problem
 from drip.values import (
     InvalidValue,
-    check_header_safe,
     clean_cell,
     parse_date_or_offset,
     parse_email,
+    parse_name,
     parse_timezone,
 )
 
@@ -364,7 +364,7 @@ class _RosterReader:
             row,
             "name",
             values.get("name", ""),
-            check_header_safe,
+            parse_name,
             required="write the name the emails should greet",
         )
         timezone = (

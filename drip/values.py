@@ -286,6 +286,11 @@ def check_header_safe(text: str) -> str:
     )
 
 
+def parse_name(text: str) -> str:
+    """Return a person's name fit for a header: safe, with each run of spaces made one space."""
+    return " ".join(check_header_safe(text).split())
+
+
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
@@ -315,7 +320,7 @@ def parse_mailbox(text: str) -> tuple[str, str]:
     check_header_safe(raw)
     match = re.match(r'^\s*(?:"?([^"<]*?)"?\s*)?<([^<>]+)>\s*$', raw)
     if match:
-        name, address = (match[1] or "").strip(), match[2]
+        name, address = parse_name(match[1] or ""), match[2]
     else:
         name, address = "", raw
     return name, parse_email(address)

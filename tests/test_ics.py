@@ -1,0 +1,55 @@
+"""Calendar entries read back by a real iCalendar parser."""
+
+import datetime as dt
+
+import icalendar
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drip.ics import deadline_event, fold
+
+STAMP = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)
+
+
+@given(
+    summary=st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1, max_size=120),
+    description=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=400),
+)
+def test_any_text_reads_back(summary: str, description: str) -> None:
+    data = deadline_event(
+        uid="g1@example.com", summary=summary, description=description, day=dt.date(2027, 2, 1), stamp=STAMP
+    )
+    assert all(len(line) <= 75 for line in data.split(b"\r\n"))
+    event = icalendar.Calendar.from_ical(data).walk("VEVENT")[0]
+    assert str(event["SUMMARY"]) == summary
+    assert str(event["DESCRIPTION"]) == description.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_all_day_event_on_the_deadline() -> None:
+    data = deadline_event(
+        uid="p7-short@drip.example.com", summary="Crawl: LinkedIn", description="Due today.",
+        day=dt.date(2027, 2, 1), stamp=STAMP, url="https://drip.example.com/done/abc",
+    )  # fmt: skip
+    calendar = icalendar.Calendar.from_ical(data)
+    assert calendar["METHOD"] == "PUBLISH"
+    event = calendar.walk("VEVENT")[0]
+    assert event["UID"] == "p7-short@drip.example.com"
+    assert event.decoded("DTSTART") == dt.date(2027, 2, 1) and event.decoded("DTEND") == dt.date(2027, 2, 2)
+    assert str(event["URL"]) == "https://drip.example.com/done/abc"
+
+
+def test_a_later_email_has_a_higher_sequence() -> None:
+    def sequence(stamp: dt.datetime) -> int:
+        data = deadline_event(uid="u", summary="s", description="", day=dt.date(2027, 2, 1), stamp=stamp)
+        return int(icalendar.Calendar.from_ical(data).walk("VEVENT")[0]["SEQUENCE"])
+
+    assert sequence(STAMP + dt.timedelta(minutes=1)) > sequence(STAMP)
+
+
+def test_folding_never_splits_a_character() -> None:
+    line = "SUMMARY:" + "é" * 100
+    folded = fold(line)
+    for part in folded.split(b"\r\n"):
+        part.decode()  # each physical line is valid UTF-8
+        assert len(part) <= 75
+    assert folded.replace(b"\r\n ", b"").rstrip(b"\r\n").decode() == line

@@ -1,0 +1,153 @@
+"""The composer's bytes, read back by the email package: what we wrote is what a client sees."""
+
+import datetime as dt
+from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drip.mime import Attachment, Mailbox, Message, compose
+from drip.values import InvalidValue
+
+DATE = dt.datetime(2027, 1, 11, 14, 0, tzinfo=dt.UTC)
+
+# Anything a person may type in a name or subject, minus what validation refuses before composing.
+# (Validation also folds every run of whitespace in a name or subject into one space.)
+safe_text = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs", "Cc", "Zl", "Zp", "Zs"], include_characters=" "),
+    min_size=1,
+    max_size=150,
+).filter(lambda s: "=?" not in s and s == " ".join(s.split()))
+body_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=3000)
+
+
+def message(**overrides) -> Message:
+    values = dict(
+        sender=Mailbox("Northwind Communications", "comms@northwind.example"),
+        to=Mailbox("Ana Ruiz", "ana@example.com"),
+        subject="Crawl: your LinkedIn profile",
+        date=DATE,
+        message_id="<d42.abc@northwind.example>",
+        text="Hello Ana,\n\nCreate your profile: https://drip.example/done/x\n",
+        html="<html><body><p>Hello Ana,</p></body></html>",
+        boundary_seed="42",
+    )
+    values.update(overrides)
+    return Message(**values)
+
+
+def lines(text: str, final: bool = False) -> str:
+    """Text with LF line ends; ``final`` adds the line end the composer gives a last line."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text + "\n" if final and not text.endswith("\n") else text
+
+
+def decoded_display_name(data: bytes) -> str:
+    """The To header's display name, decoded by the RFC 2047 rules (adjacent words join)."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode().replace("\r\n ", " ")
+    to = next(line for line in head.split("\r\n") if line.startswith("To: "))[4:]
+    return str(make_header(decode_header(to.rsplit(" <", 1)[0])))
+
+
+def parse(data: bytes):
+    return message_from_bytes(data, policy=policy.default)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=safe_text, subject=safe_text, text=body_text, html=body_text)
+def test_round_trip(name: str, subject: str, text: str, html: str) -> None:
+    data = compose(message(to=Mailbox(name, "ana@example.com"), subject=subject, text=text, html=html))
+    assert data.isascii()
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF only
+    parsed = parse(data)
+    assert not parsed.defects
+    assert str(parsed["subject"]) == subject
+    (to,) = parsed["to"].addresses
+    assert to.addr_spec == "ana@example.com"
+    # Python's address parser puts a space between adjacent encoded-words of a display name, which
+    # RFC 2047 (section 6.2) says to ignore; decode the raw header as the RFC says instead.
+    displayed = to.display_name if name.isascii() else decoded_display_name(data)
+    assert displayed == name
+    assert lines(parsed.get_body(("plain",)).get_content()) == lines(text, final=True)
+    assert lines(parsed.get_body(("html",)).get_content()) == lines(html, final=True)
+
+
+def test_headers_of_a_full_message() -> None:
+    ics = b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
+    data = compose(
+        message(
+            cc=(Mailbox("Priya Nair", "priya@example.com"),),
+            reply_to=Mailbox("Comms", "comms@northwind.example"),
+            headers=(
+                (
+                    "List-Unsubscribe",
+                    "<https://drip.example/unsubscribe/"
+                    + "a" * 34
+                    + ">, <mailto:comms@northwind.example?subject=unsubscribe>",
+                ),
+                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                ("X-Drip-Step", "short-reminder"),
+            ),
+            attachments=(Attachment("text/calendar; charset=utf-8; method=PUBLISH", "deadline.ics", ics),),
+        )
+    )
+    parsed = parse(data)
+    assert parsed.get_content_type() == "multipart/mixed"
+    assert [p.get_content_type() for p in parsed.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/calendar",
+    ]  # fmt: skip
+    assert parsed["Cc"].addresses[0].addr_spec == "priya@example.com"
+    assert parsed["Reply-To"].addresses[0].addr_spec == "comms@northwind.example"
+    assert parsed["Message-ID"] == "<d42.abc@northwind.example>"
+    assert parsed["Date"].datetime == DATE
+    assert str(parsed["List-Unsubscribe"]).startswith("<https://drip.example/unsubscribe/")
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    (calendar,) = list(parsed.iter_attachments())
+    assert calendar.get_filename() == "deadline.ics" and calendar.get_content() == ics.decode()
+    # Lines stay within 78 octets wherever a space allows a fold (a long URL does not).
+    for line in data.split(b"\r\n\r\n")[0].split(b"\r\n"):
+        assert len(line) <= 78 or b" " not in line.strip()[len(line.split(b":")[0]) + 2 :], line
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Ruiz, Ana", '"Ruiz, Ana" <ana@example.com>'),
+        ('A "Boss" B', '"A \\"Boss\\" B" <ana@example.com>'),
+        ("", "ana@example.com"),
+    ],
+)
+def test_display_names_that_need_quoting(name: str, expected: str) -> None:
+    data = compose(message(to=Mailbox(name, "ana@example.com")))
+    assert f"To: {expected}".encode() in data
+    assert parse(data)["to"].addresses[0].display_name == name
+
+
+def test_international_domain_goes_out_as_idna() -> None:
+    data = compose(message(to=Mailbox("Jörg", "jorg@bücher.example")))
+    assert parse(data)["to"].addresses[0].addr_spec == "jorg@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"subject": "Hi\r\nBcc: victim@example.com"},
+        {"subject": "=?utf-8?q?=0D=0ABcc:_x@example.com?="},
+        {"to": Mailbox("Ana\nBcc: x@example.com", "ana@example.com")},
+        {"to": Mailbox("Ana", "ana@example.com\r\nBcc: x@example.com")},
+        {"headers": (("X-Drip-Step", "a\r\nBcc: x@example.com"),)},
+    ],
+)
+def test_header_injection_is_refused(field: dict) -> None:
+    with pytest.raises((InvalidValue, ValueError)):
+        compose(message(**field))
+
+
+def test_a_line_starting_from_is_protected_and_dots_survive() -> None:
+    text = "From here on\n.\nend\n"
+    data = compose(message(text=text))
+    assert b"\r\nFrom " not in data
+    assert lines(parse(data).get_body(("plain",)).get_content()) == text
