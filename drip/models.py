@@ -199,4 +199,13 @@ class Event(Base):
     data: Mapped[dict[str, Any]]
 
 
+class Meta(Base):
+    """Values drip makes once per database and keeps: the link-signing key, the instance id."""
+
+    __tablename__ = "meta"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 metadata = Base.metadata

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
@@ -41,7 +41,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.pool import StaticPool
 
 from drip.errors import StoreError
-from drip.models import Cohort, Delivery, Event, Goal, Participant
+from drip.models import Cohort, Delivery, Event, Goal, Meta, Participant
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ participant_table = cast(Table, Participant.__table__)
 goal_table = cast(Table, Goal.__table__)
 delivery_table = cast(Table, Delivery.__table__)
 event_table = cast(Table, Event.__table__)
+meta_table = cast(Table, Meta.__table__)
 
 #: how long a SQLite connection waits for another writer before giving up
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -149,6 +150,11 @@ class Store:
                 "upgrade drip before using this database"
             )
         return current
+
+
+def head_revision() -> str | None:
+    """Return the newest schema revision this drip knows."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def _alembic_config() -> Config:
@@ -446,6 +452,27 @@ def record_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def record_event(conn: Connection, cohort_id: int, kind: EventKind, at: dt.datetime, **values: Any) -> None:
     record_events(conn, [{"cohort_id": cohort_id, "kind": kind.value, "at": at, **values}])
+
+
+# --- meta -------------------------------------------------------------------------
+
+
+def meta_value(conn: Connection, name: str, make: Callable[[], str]) -> str:
+    """Return the stored value ``name``, storing ``make()`` first if there is none.
+
+    Two processes doing this at once both end up with the value that was stored first.
+    """
+    value = conn.execute(select(meta_table.c.value).where(meta_table.c.name == name)).scalar_one_or_none()
+    if value is not None:
+        return value
+    row = {"name": name, "value": make()}
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(meta_table).values(row).on_conflict_do_nothing())
+    else:
+        conn.execute(insert(meta_table).prefix_with("OR IGNORE"), row)
+    return conn.execute(select(meta_table.c.value).where(meta_table.c.name == name)).scalar_one()
 
 
 # --- figures ------------------------------------------------------------------

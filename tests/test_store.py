@@ -19,6 +19,24 @@ def test_migrations_build_exactly_the_models(store: Store) -> None:
     assert not store.needs_migration()
 
 
+def test_upgrading_from_the_first_schema_keeps_the_data(tmp_path, now) -> None:
+    """A database made by the first release, upgraded in place: its rows survive."""
+    from alembic import command
+
+    from drip.store import _alembic_config, head_revision
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with Store(url, migrate=False) as old, old.transaction() as conn:
+        config = _alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(insert(cohort_table), cohort_row(now))
+    with Store(url) as upgraded:
+        assert upgraded.revision() == head_revision()
+        with upgraded.reading() as conn:
+            assert conn.execute(select(cohort_table.c.slug)).scalar_one() == "c"
+
+
 def test_migrating_twice_is_harmless(store: Store, database_url: str) -> None:
     revision = store.revision()
     with Store(database_url) as again:
@@ -79,12 +97,13 @@ def test_unreachable_database_is_a_clear_error(tmp_path) -> None:
 
 
 def test_database_newer_than_drip_is_refused(store: Store, database_url: str) -> None:
+    head = store.revision()
     with store.transaction() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
     with pytest.raises(StoreError, match="newer than this drip"):
         Store(database_url)
     with store.transaction() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
 
 
 def test_events_keep_their_data(store: Store, now: dt.datetime) -> None:
