@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from drip import __version__, enrol, manage, report
+from drip import __version__, enrol, keys, manage, preflight, preview, report, transport
 from drip.cohort import Cohort, default_emails_dirs, load_cohort
 from drip.config import SETTING_NAMES, Settings, load_settings, redact_url
 from drip.errors import DripError
@@ -83,12 +83,14 @@ class App:
         if self._store is not None:
             self._store.close()
 
-    def load_cohort(self, folder: Path) -> Cohort:
-        """Load and validate a cohort folder, printing its warnings."""
+    def load_cohort(self, folder: Path, *, check_rendering: bool = True) -> Cohort:
+        """Load and validate a cohort folder, printing its warnings; check every email renders."""
         emails_dirs = default_emails_dirs(folder, Path(self.settings.emails_dir))
         cohort = load_cohort(folder, emails_dirs)
         for warning in cohort.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
+        if check_rendering:
+            preflight.check_cohort(cohort, self.settings)
         return cohort
 
 
@@ -180,6 +182,7 @@ def start(app: App, cohort_dir: Path, now: dt.datetime | None, dry_run: bool) ->
         else:
             with app.store().transaction() as conn:
                 result = enrol.sync_cohort(conn, cohort, now, progress)
+                keys.prepare(app.settings, conn)
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(report.format_sync(cohort, result, dry_run=dry_run))
@@ -261,6 +264,87 @@ def status(app: App, cohort: str | None, fmt: str, now: dt.datetime | None) -> N
         click.echo("No cohorts yet. Launch one with: drip start cohorts/NAME")
     else:
         click.echo(report.format_status(figures))
+
+
+@main.command("preview")
+@click.argument("cohort_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--participant", "email", type=EmailAddress(), help="Whose email (default: the roster's first)."
+)
+@click.option("--step", "step_key", required=True, help="Which step, e.g. short-reminder.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "text", "eml"]), default="html", show_default=True
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead.")
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@pass_app
+def preview_command(
+    app: App,
+    cohort_dir: Path,
+    email: str | None,
+    step_key: str,
+    fmt: str,
+    out: Path | None,
+    now: dt.datetime | None,
+) -> None:
+    """Show one participant's email for one step, exactly as it will be sent."""
+    now = now or dt.datetime.now(dt.UTC)
+    cohort = app.load_cohort(cohort_dir, check_rendering=False)
+    person = preview.find_participant(cohort, email)
+    step = preview.find_step(cohort, step_key)
+    store = app.existing_store()
+    with store.reading() if store else contextlib.nullcontext() as conn:
+        (proof,) = preview.proofs(cohort, app.settings, conn, person, [step], now)
+    if not proof.live_links:
+        click.secho("Links are for looking at only until the cohort is started.", err=True, dim=True)
+    body: bytes = {
+        "html": lambda: proof.built.rendered.html.encode(),
+        "text": lambda: f"Subject: {proof.built.rendered.subject}\n\n{proof.built.rendered.text}".encode(),
+        "eml": proof.built.as_bytes,
+    }[fmt]()
+    if out is None:
+        click.echo(body.decode(), nl=False)
+    else:
+        out.write_bytes(body)
+        click.echo(f"Wrote {out} ({len(body):,} bytes).")
+
+
+@main.command("send-test")
+@click.argument("cohort_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--to", "to", type=EmailAddress(), required=True, help="The tester's address; nobody else gets it."
+)
+@click.option("--step", "step_key", help="Which step (one of --step or --all).")
+@click.option("--all", "every", is_flag=True, help="Every step of the program.")
+@click.option("--participant", "email", type=EmailAddress(), help="As whom (default: the roster's first).")
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@pass_app
+def send_test(
+    app: App,
+    cohort_dir: Path,
+    to: str,
+    step_key: str | None,
+    every: bool,
+    email: str | None,
+    now: dt.datetime | None,
+) -> None:
+    """Send proofs to a tester through the configured transport; nothing is recorded."""
+    if bool(step_key) == every:
+        raise click.UsageError("give either --step STEP or --all")
+    now = now or dt.datetime.now(dt.UTC)
+    cohort = app.load_cohort(cohort_dir)
+    person = preview.find_participant(cohort, email)
+    steps = list(cohort.program.steps) if every else [preview.find_step(cohort, step_key or "")]
+    store = app.existing_store()
+    with store.reading() if store else contextlib.nullcontext() as conn:
+        items = preview.proofs(cohort, app.settings, conn, person, steps, now, test=True)
+    sender = transport.open_transport(app.settings.smtp_url)
+    try:
+        subjects = preview.send_proofs(sender, items, to)
+    finally:
+        sender.close()
+    for subject in subjects:
+        click.echo(f"Sent to {to}: {subject}")
 
 
 @main.group()

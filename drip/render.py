@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -193,6 +194,8 @@ class _TextMaker(HTMLParser):
         self.skipping = 0
         self.hidden: list[str] = []  # stack of elements, True where display:none
         self.links: list[str | None] = []
+        self.counters: list[int | None] = []  # per open list: the next number, or None when bulleted
+        self.numbered_yet = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
@@ -204,12 +207,21 @@ class _TextMaker(HTMLParser):
             return
         if self.skipping:
             return
+        if tag in ("ol", "ul"):
+            self.counters.append(1 if tag == "ol" else None)
+            self.numbered_yet = False
         if tag in _BLOCKS:
             self.out.append("\n\n")
         elif tag == "br":
             self.out.append("\n")
         elif tag == "li":
-            self.out.append("\n- ")
+            self.numbered_yet = True
+            number = self.counters[-1] if self.counters else None
+            if number is None:
+                self.out.append("\n- ")
+            else:
+                self.out.append(f"\n{number}. ")
+                self.counters[-1] = number + 1
         elif tag == "a":
             self.links.append(_restore(values.get("href") or "", self.tags))
             self.out.append("\x01")  # where the label starts
@@ -221,6 +233,8 @@ class _TextMaker(HTMLParser):
             return
         if self.skipping:
             return
+        if tag in ("ol", "ul") and self.counters:
+            self.counters.pop()
         if tag in _BLOCKS:
             self.out.append("\n\n")
         elif tag == "a" and self.links:
@@ -237,7 +251,10 @@ class _TextMaker(HTMLParser):
     def handle_comment(self, data: str) -> None:
         match = re.fullmatch(r"drip(\d+)", data)
         if match and not self.skipping:
-            self.out.append(self.tags[int(match.group(1))])
+            tag = self.tags[int(match.group(1))]
+            if self.counters and not self.numbered_yet and re.match(r"{%-?\s*for\b", tag):
+                self.counters[-1] = None  # items made by a loop cannot be numbered here: bullets
+            self.out.append(tag)
 
     def text(self) -> str:
         raw = "".join(self.out)
@@ -260,6 +277,10 @@ def _short_date(value: dt.date) -> str:
     return f"{value.day} {value:%B}"
 
 
+def _days(count: int) -> str:
+    return "1 day" if count == 1 else f"{count} days"
+
+
 def _environment(*, html: bool, trim: bool) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         autoescape=html,
@@ -268,7 +289,7 @@ def _environment(*, html: bool, trim: bool) -> ImmutableSandboxedEnvironment:
         lstrip_blocks=trim,
         keep_trailing_newline=True,
     )
-    env.filters.update(longdate=_long_date, shortdate=_short_date)
+    env.filters.update(longdate=_long_date, shortdate=_short_date, days=_days)
     return env
 
 
@@ -305,17 +326,27 @@ class CompiledStep:
 class Templates:
     """The templates of one program folder, compiled on first use and when a file changes."""
 
+    #: how often, at most, a step's files are checked for changes
+    CHECK_EVERY = 1.0
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cache: dict[str, tuple[tuple[float, ...], CompiledStep]] = {}
+        self._checked: dict[str, float] = {}
 
     def step(self, name: str) -> CompiledStep:
         """Return the compiled templates of step template ``name`` (without extension)."""
         cached = self._cache.get(name)
-        if cached is not None and cached[0] == _stamps(cached[1].files):
-            return cached[1]
+        if cached is not None:
+            now = time.monotonic()
+            if now - self._checked.get(name, 0.0) < self.CHECK_EVERY:
+                return cached[1]
+            self._checked[name] = now
+            if cached[0] == _stamps(cached[1].files):
+                return cached[1]
         compiled = _compile_step(self.folder, name)
         self._cache[name] = (_stamps(compiled.files), compiled)
+        self._checked[name] = time.monotonic()
         return compiled
 
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:

@@ -457,6 +457,11 @@ def record_event(conn: Connection, cohort_id: int, kind: EventKind, at: dt.datet
 # --- meta -------------------------------------------------------------------------
 
 
+def meta_get(conn: Connection, name: str) -> str | None:
+    """Return the stored value ``name``, or None."""
+    return conn.execute(select(meta_table.c.value).where(meta_table.c.name == name)).scalar_one_or_none()
+
+
 def meta_value(conn: Connection, name: str, make: Callable[[], str]) -> str:
     """Return the stored value ``name``, storing ``make()`` first if there is none.
 
@@ -519,6 +524,26 @@ def timeline(conn: Connection, cohort_id: int, email_key: str | None = None) -> 
     if email_key is not None:
         query = query.where(people.c.email_key == email_key)
     return list(conn.execute(query))
+
+
+def participant_refs(conn: Connection, cohort_id: int, email_key: str) -> tuple[int, dict, dict] | None:
+    """Return a stored participant's id, their goals (id, status) and deliveries (id, due_at, status)."""
+    person = find_participant(conn, cohort_id, email_key)
+    if person is None:
+        return None
+    goal_rows = conn.execute(
+        select(goal_table.c.goal, goal_table.c.id, goal_table.c.status).where(
+            goal_table.c.participant_id == person.id
+        )
+    )
+    delivery_rows = conn.execute(
+        select(
+            delivery_table.c.step, delivery_table.c.id, delivery_table.c.due_at, delivery_table.c.status
+        ).where(delivery_table.c.participant_id == person.id)
+    )
+    goals = {row.goal: (row.id, row.status) for row in goal_rows}
+    deliveries = {row.step: (row.id, row.due_at, row.status) for row in delivery_rows}
+    return person.id, goals, deliveries
 
 
 def cohort_figures(conn: Connection, cohort_id: int, now: dt.datetime) -> dict[str, Any]:

@@ -1,0 +1,287 @@
+"""Build one participant's email for one step: context, links, render, calendar entry, MIME.
+
+Pure apart from reading templates: everything it needs comes in as values,
+so the same code serves ``drip start`` (checking), ``drip preview``,
+``drip send-test`` and dispatch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from drip import ics
+from drip.mime import Attachment, Mailbox, Message, compose
+from drip.plan import Timing, goal_dates
+from drip.program import AnchorKind, Program, Step
+from drip.render import Rendered, Templates
+from drip.tokens import Action, make_token
+from drip.values import check_header_safe
+
+#: goal links keep working this long after the cohort's last day
+LINK_GRACE_DAYS = 30
+TEST_PREFIX = "[TEST] "
+
+
+@dataclass(frozen=True)
+class GoalView:
+    key: str
+    title: str
+    description: str
+    deadline: dt.date
+    #: the day the goal opens for this participant
+    opens: dt.date
+    status: str = "open"
+    #: the goal row's id, which links carry; 0 before the cohort is stored
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A participant as an email needs them."""
+
+    email: str
+    name: str
+    timezone: str
+    goals: tuple[GoalView, ...]
+    delegate_email: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    #: the participant row's id; 0 before the cohort is stored
+    id: int = 0
+
+    @property
+    def first_name(self) -> str:
+        parts = self.name.split()
+        return parts[0] if parts else self.name
+
+
+@dataclass(frozen=True)
+class CohortView:
+    slug: str
+    name: str
+    program: Program
+    sender: Mailbox
+    reply_to: Mailbox | None
+    owners: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Links:
+    """Builds the signed links and reply addresses an email carries."""
+
+    base_url: str
+    keys: tuple[str, ...]
+    #: where replies go: plus-addressed with a token for "reply done"
+    reply_address: str
+    expires: dt.date
+
+    def _token(self, action: Action, object_id: int, expires: dt.date | None) -> str:
+        return _token(self.keys, action, object_id, expires)
+
+    def done_url(self, goal: GoalView) -> str:
+        return f"{self.base_url}/done/{self._token(Action.DONE, goal.id, self.expires)}"
+
+    def snooze_url(self, goal: GoalView) -> str:
+        return f"{self.base_url}/snooze/{self._token(Action.SNOOZE, goal.id, self.expires)}"
+
+    def unsubscribe_url(self, recipient: Recipient) -> str:
+        return f"{self.base_url}/unsubscribe/{self._token(Action.UNSUBSCRIBE, recipient.id, None)}"
+
+    def plus_address(self, token: str) -> str:
+        local, _, domain = self.reply_address.rpartition("@")
+        return f"{local.split('+')[0]}+{token}@{domain}"
+
+    def reply_done_mailto(self, goal: GoalView) -> str:
+        address = self.plus_address(self._token(Action.DONE, goal.id, self.expires))
+        return f"mailto:{address}?subject={quote('Done: ' + goal.title)}"
+
+    def unsubscribe_mailto(self, recipient: Recipient) -> str:
+        address = self.plus_address(self._token(Action.UNSUBSCRIBE, recipient.id, None))
+        return f"mailto:{address}?subject=unsubscribe"
+
+
+@lru_cache(maxsize=4096)
+def _token(keys: tuple[str, ...], action: Action, object_id: int, expires: dt.date | None) -> str:
+    # One email carries the same link several times (button, text part, calendar entry).
+    return make_token(keys, action, object_id, expires)
+
+
+@dataclass(frozen=True)
+class Built:
+    message: Message
+    rendered: Rendered
+
+    def as_bytes(self) -> bytes:
+        return compose(self.message)
+
+
+def context(
+    cohort: CohortView, recipient: Recipient, step: Step, when: dt.datetime, links: Links
+) -> dict[str, Any]:
+    """Return what a step's templates may use; see the README for each name."""
+    return step_context(base_context(cohort, recipient, when, links), step)
+
+
+def base_context(cohort: CohortView, recipient: Recipient, when: dt.datetime, links: Links) -> dict[str, Any]:
+    """Return the part of the context that is the same for every step of one participant."""
+    today = when.astimezone(ZoneInfo(recipient.timezone)).date()
+    views = {goal.key: goal for goal in recipient.goals}
+
+    def view(goal: Any) -> GoalView:
+        return views[goal if isinstance(goal, str) else goal["key"]]
+
+    return {
+        "participant": {
+            **recipient.fields,
+            "name": recipient.name,
+            "first_name": recipient.first_name,
+            "email": recipient.email,
+            "timezone": recipient.timezone,
+            "delegate_email": recipient.delegate_email or "",
+        },
+        "goals": [_goal_context(goal, today) for goal in recipient.goals],
+        "cohort": {"name": cohort.name, "owners": list(cohort.owners), "sender_name": cohort.sender.name},
+        "program": {"name": cohort.program.name},
+        "today": today,
+        "done_url": lambda goal: links.done_url(view(goal)),
+        "snooze_url": lambda goal: links.snooze_url(view(goal)),
+        "reply_done_mailto": lambda goal: links.reply_done_mailto(view(goal)),
+        "unsubscribe_url": links.unsubscribe_url(recipient),
+    }
+
+
+def step_context(base: dict[str, Any], step: Step) -> dict[str, Any]:
+    """Add the step's own goal, and the one after it, to a participant's base context."""
+    goals = base["goals"]
+    index = next((i for i, goal in enumerate(goals) if goal["key"] == step.goal), None)
+    current = goals[index] if index is not None else None
+    following = goals[index + 1] if index is not None and index + 1 < len(goals) else None
+    return {**base, "goal": current, "next_goal": following, "step": step.key}
+
+
+def _goal_context(goal: GoalView, today: dt.date) -> dict[str, Any]:
+    return {
+        "key": goal.key,
+        "title": goal.title,
+        "description": goal.description,
+        "deadline": goal.deadline,
+        "opens": goal.opens,
+        "days_left": (goal.deadline - today).days,
+        "status": goal.status,
+    }
+
+
+def build(
+    templates: Templates,
+    cohort: CohortView,
+    recipient: Recipient,
+    step: Step,
+    *,
+    when: dt.datetime,
+    delivery_id: str,
+    instance: str,
+    links: Links,
+    test: bool = False,
+) -> Built:
+    """Render ``step`` for ``recipient`` and assemble the message, due at ``when``."""
+    rendered = templates.render(step.template, context(cohort, recipient, step, when, links))
+    subject = check_header_safe(TEST_PREFIX + rendered.subject if test else rendered.subject)
+    domain = cohort.sender.address.rpartition("@")[2]
+    headers = [
+        (
+            "List-Unsubscribe",
+            f"<{links.unsubscribe_url(recipient)}>, <{links.unsubscribe_mailto(recipient)}>",
+        ),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Drip-Cohort", cohort.slug),
+        ("X-Drip-Step", step.key),
+    ]
+    if step.goal:
+        headers.append(("X-Drip-Goal", step.goal))
+    message = Message(
+        sender=cohort.sender,
+        to=Mailbox(recipient.name, recipient.email),
+        cc=(Mailbox("", recipient.delegate_email),) if recipient.delegate_email else (),
+        reply_to=cohort.reply_to,
+        subject=subject,
+        date=when,
+        message_id=f"<drip.{delivery_id}.{instance}@{domain}>",
+        text=rendered.text,
+        html=rendered.html,
+        boundary_seed=f"{instance}{delivery_id}",
+        headers=tuple(headers),
+        attachments=_calendar(cohort, recipient, step, when, links, domain),
+    )
+    return Built(message, rendered)
+
+
+def _calendar(
+    cohort: CohortView, recipient: Recipient, step: Step, when: dt.datetime, links: Links, domain: str
+) -> tuple[Attachment, ...]:
+    """Return the deadline as a calendar entry, for steps that are about a deadline."""
+    if not step.goal or step.at.kind not in (AnchorKind.OPENS, AnchorKind.DEADLINE):
+        return ()
+    goal = next(goal for goal in recipient.goals if goal.key == step.goal)
+    person = hashlib.sha256(f"{cohort.slug}\0{recipient.email.casefold()}".encode()).hexdigest()[:16]
+    data = ics.deadline_event(
+        uid=f"drip-{person}-{goal.key}@{domain}",
+        summary=f"Due: {goal.title}",
+        description=f"{goal.description}\n\nMark it done: {links.done_url(goal)}",
+        day=goal.deadline,
+        stamp=when,
+        url=links.done_url(goal),
+    )
+    return (Attachment("text/calendar; charset=utf-8; method=PUBLISH", "deadline.ics", data),)
+
+
+def cohort_view(cohort: Any) -> CohortView:
+    """Return the CohortView of a loaded cohort folder."""
+    reply_to = Mailbox(*cohort.reply_to) if cohort.reply_to else None
+    return CohortView(
+        cohort.slug, cohort.name, cohort.program, Mailbox(*cohort.sender), reply_to, cohort.owners
+    )
+
+
+def links_for(settings_base_url: str, keys: Sequence[str], reply_address: str, last_day: dt.date) -> Links:
+    """Return the link builder for a participant whose program ends on ``last_day``."""
+    return Links(settings_base_url, tuple(keys), reply_address, last_day + dt.timedelta(days=LINK_GRACE_DAYS))
+
+
+def recipient_of(
+    participant: Any, program: Program, timing: Timing, goal_ids: Mapping[str, int] | None = None
+) -> Recipient:
+    """Return the Recipient for a roster participant (ids 0 until stored)."""
+    ids = goal_ids or {}
+    dates = goal_dates(program, timing)
+    return Recipient(
+        email=participant.email,
+        name=participant.name,
+        timezone=participant.timezone,
+        delegate_email=participant.delegate_email,
+        fields=dict(participant.fields),
+        goals=tuple(
+            GoalView(
+                g.key,
+                g.title,
+                g.description,
+                dates[g.key].deadline,
+                dates[g.key].opens,
+                "open",
+                ids.get(g.key, 0),
+            )
+            for g in program.goals
+        ),
+    )
+
+
+def addresses_of(built: Built) -> Sequence[str]:
+    """Return who the message goes to: the participant and any delegate."""
+    boxes = [built.message.to, *built.message.cc]
+    return [box.address for box in boxes]

@@ -1,0 +1,134 @@
+"""Check, before anything is written, that every email of a cohort renders.
+
+Every step is rendered in full for one participant of each *shape* (which
+roster columns are filled, whether there is a delegate), and its subject for
+every participant. Template mistakes (an undefined name, a bad filter, a
+syntax error) depend on the shape, not on the values, so one render per
+shape finds them all; the one thing values change is what reaches a header,
+and subjects are rendered for everyone. Rendering all of 10,000 participants'
+18 emails in full would take longer than the whole launch is allowed to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+
+from drip.cohort import Cohort
+from drip.config import Settings
+from drip.errors import CohortError, Problem, TemplateError
+from drip.keys import reply_address
+from drip.message import base_context, build, cohort_view, links_for, recipient_of, step_context
+from drip.mime import Mailbox
+from drip.plan import program_end
+from drip.render import Templates
+from drip.roster import Participant
+from drip.values import InvalidValue, check_header_safe
+
+#: how many problems of one kind are listed before the rest are counted
+SHOWN_PER_KIND = 5
+
+
+def check_cohort(cohort: Cohort, settings: Settings) -> None:
+    """Render the cohort's emails as :func:`check_rendering` does, with a throwaway link key."""
+    sender = Mailbox(*cohort.sender)
+    reply_to = Mailbox(*cohort.reply_to) if cohort.reply_to else None
+    check_rendering(
+        cohort,
+        Templates(cohort.program.path),
+        (secrets.token_urlsafe(32),),
+        settings.base_url,
+        reply_address(settings, sender, reply_to),
+    )
+
+
+def check_rendering(
+    cohort: Cohort, templates: Templates, keys: Sequence[str], base_url: str, reply: str
+) -> None:
+    """Raise CohortError naming template file, line, step and participant for anything that fails."""
+    problems: list[Problem] = []
+    view = cohort_view(cohort)
+    when = dt.datetime.combine(cohort.start, cohort.send_time, dt.UTC)
+    seen_shapes: set[tuple[object, ...]] = set()
+    failed_templates: set[str] = set()
+    for participant in cohort.participants:
+        timing = cohort.timing(participant)
+        recipient = recipient_of(participant, cohort.program, timing)
+        links = links_for(base_url, keys, reply, program_end(cohort.program, timing))
+        shape = _shape(participant)
+        full = shape not in seen_shapes
+        seen_shapes.add(shape)
+        base = None if full else base_context(view, recipient, when, links)
+        for step in cohort.program.steps:
+            if step.template in failed_templates:
+                continue
+            try:
+                if base is None:
+                    build(
+                        templates,
+                        view,
+                        recipient,
+                        step,
+                        when=when,
+                        delivery_id="0",
+                        instance="check",
+                        links=links,
+                    )
+                else:
+                    _check_subject(templates, step.template, step_context(base, step))
+            except TemplateError as exc:
+                failed_templates.add(step.template)
+                message = f"step {step.key!r} fails for {participant.email}: {exc}"
+                problems.append(Problem(str(cohort.roster_file), message, row=participant.row))
+            except InvalidValue as exc:
+                problems.append(_header_problem(cohort, participant, step.key, exc))
+    if problems:
+        raise CohortError(_summarise(problems))
+
+
+def _shape(participant: Participant) -> tuple[object, ...]:
+    filled = tuple(sorted((name, bool(value)) for name, value in participant.fields.items()))
+    return filled, bool(participant.delegate_email)
+
+
+def _check_subject(templates: Templates, name: str, values: dict[str, object]) -> None:
+    step = templates.step(name)
+    try:
+        subject = " ".join(step.subject.render(values).split())
+    except Exception as exc:  # noqa: BLE001 - reported with its place, as a full render would
+        raise TemplateError(f"{step.subject_origin[0]}, line {step.subject_origin[1]}: {exc}") from None
+    check_header_safe(subject)
+
+
+def _header_problem(cohort: Cohort, participant: Participant, step: str, error: InvalidValue) -> Problem:
+    """Point at the roster column whose value made a header unsafe."""
+    for column, value in participant.fields.items():
+        try:
+            check_header_safe(value)
+        except InvalidValue as exc:
+            return Problem(
+                str(cohort.roster_file),
+                f"{exc} (step {step!r} puts this column in its subject)",
+                row=participant.row,
+                column=column,
+            )
+    return Problem(str(cohort.roster_file), f"step {step!r}: the subject {error}", row=participant.row)
+
+
+def _summarise(problems: list[Problem]) -> list[Problem]:
+    """Keep a few problems of each kind: one bad column on 10,000 rows is one mistake."""
+    kept: list[Problem] = []
+    counts: dict[tuple[str | None, str], int] = {}
+    for problem in problems:
+        kind = (problem.column, problem.message.split(" fails for ")[0] if problem.column is None else "")
+        counts[kind] = counts.get(kind, 0) + 1
+        if counts[kind] <= SHOWN_PER_KIND:
+            kept.append(problem)
+    for kind, count in counts.items():
+        if count > SHOWN_PER_KIND:
+            column = f"column {kind[0]!r}" if kind[0] else kind[1]
+            kept.append(
+                Problem(str(problems[0].file), f"... and {count - SHOWN_PER_KIND} more like this ({column})")
+            )
+    return kept

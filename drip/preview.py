@@ -1,0 +1,127 @@
+"""Show one participant's email as it will be sent, or send proofs to a tester.
+
+For a cohort already started, the email carries the stored ids (its links are
+the real ones) and is dated at its planned moment; before a start it is
+dated as ``drip plan`` would place it and its links are only for looking at.
+Proofs sent with ``drip send-test`` go to the tester alone, with "[TEST]" in
+the subject, and are never recorded as deliveries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import secrets
+from dataclasses import dataclass, replace
+
+from sqlalchemy import Connection
+
+from drip import store
+from drip.cohort import Cohort
+from drip.config import Settings
+from drip.errors import DripError
+from drip.keys import instance_id, reply_address, signing_keys
+from drip.message import Built, build, cohort_view, links_for, recipient_of
+from drip.mime import Mailbox, addresses, compose
+from drip.plan import plan_participant, program_end
+from drip.program import Step
+from drip.render import Templates
+from drip.roster import Participant, email_key
+from drip.transport import Transport
+
+
+@dataclass(frozen=True)
+class Proof:
+    step: Step
+    built: Built
+    #: whether the links are real (the cohort is stored) or only for looking at
+    live_links: bool
+
+
+def find_participant(cohort: Cohort, email: str | None) -> Participant:
+    """Return the participant with ``email``, or the first one on the roster."""
+    if email is None:
+        return cohort.participants[0]
+    for participant in cohort.participants:
+        if participant.key == email_key(email):
+            return participant
+    raise DripError(f"{email} is not in {cohort.roster_file}")
+
+
+def find_step(cohort: Cohort, key: str) -> Step:
+    for step in cohort.program.steps:
+        if step.key == key:
+            return step
+    keys = [step.key for step in cohort.program.steps]
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise DripError(f"unknown step {key!r}; {hint}steps of {cohort.program.key}: {', '.join(keys)}")
+
+
+def proofs(
+    cohort: Cohort,
+    settings: Settings,
+    conn: Connection | None,
+    participant: Participant,
+    steps: list[Step],
+    now: dt.datetime,
+    *,
+    test: bool = False,
+) -> list[Proof]:
+    """Build ``participant``'s emails for ``steps`` as they will be sent."""
+    templates = Templates(cohort.program.path)
+    view = cohort_view(cohort)
+    timing = cohort.timing(participant)
+    stored = _stored(conn, cohort, participant)
+    person_id, goal_refs, delivery_refs = stored or (0, {}, {})
+    goal_ids = {goal: ref[0] for goal, ref in goal_refs.items()}
+    recipient = recipient_of(participant, cohort.program, timing, goal_ids)
+    if person_id:
+        recipient = replace(recipient, id=person_id)
+    reply = reply_address(settings, view.sender, view.reply_to)
+    links = links_for(
+        settings.base_url, signing_keys(settings, conn), reply, program_end(cohort.program, timing)
+    )
+    planned = {p.step.key: p.due_at for p in plan_participant(cohort.program, timing, now)}
+    instance = instance_id(conn)
+    result = []
+    for step in steps:
+        delivery = delivery_refs.get(step.key)
+        when = (delivery[1] if delivery else planned.get(step.key)) or now
+        if test:
+            delivery_id = f"test-{secrets.token_hex(6)}"
+        else:
+            delivery_id = str(delivery[0]) if delivery else f"preview-{step.key}"
+        built = build(
+            templates,
+            view,
+            recipient,
+            step,
+            when=when,
+            delivery_id=delivery_id,
+            instance=instance,
+            links=links,
+            test=test,
+        )
+        result.append(Proof(step, built, live_links=bool(stored)))
+    return result
+
+
+def _stored(
+    conn: Connection | None, cohort: Cohort, participant: Participant
+) -> tuple[int, dict, dict] | None:
+    if conn is None:
+        return None
+    row = store.find_cohort(conn, cohort.slug)
+    return None if row is None else store.participant_refs(conn, row.id, participant.key)
+
+
+def send_proofs(transport: Transport, items: list[Proof], to: str) -> list[str]:
+    """Send each proof to ``to`` alone (never the participant or their delegate); return the subjects."""
+    subjects = []
+    for proof in items:
+        message = replace(proof.built.message, to=Mailbox("", to), cc=())
+        sender, recipients = addresses([message.sender]), addresses([message.to])
+        transport.send(sender[0], recipients, compose(message), message.message_id)
+        subjects.append(message.subject)
+    return subjects

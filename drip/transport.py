@@ -1,0 +1,199 @@
+"""Where messages go: an SMTP relay, or a folder of .eml files for dry runs.
+
+``DRIP_SMTP_URL``:
+
+- ``smtp://[user:password@]host[:port][?starttls=true&timeout=30]``: plain SMTP
+  (port 25 by default), upgraded with STARTTLS when asked (port 587);
+- ``smtps://[user:password@]host[:port]``: TLS from the first byte (port 465);
+- ``file:///path/to/folder``: one .eml file per message, written atomically.
+
+User name and password are URL-decoded (write ``@`` as ``%40``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from drip.config import redact_url
+from drip.errors import ConfigError, DripError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class SendError(DripError):
+    """A message could not be handed over."""
+
+
+class TransientSendError(SendError):
+    """Worth trying again later: the server or the network had a moment."""
+
+
+class PermanentSendError(SendError):
+    """The server refused this message or recipient for good."""
+
+
+class Transport(Protocol):
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    host: str
+    port: int
+    tls: bool
+    starttls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def parse_smtp_url(url: str) -> SMTPSettings:
+    """Return the connection settings in an smtp:// or smtps:// URL."""
+    parts = urlsplit(url)
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(query) - {"starttls", "timeout"}
+    if unknown:
+        raise ConfigError(
+            f"DRIP_SMTP_URL {redact_url(url)!r}: unknown option(s) {', '.join(sorted(unknown))}"
+        )
+    starttls = query.get("starttls", "false").lower() in ("1", "true", "yes")
+    tls = parts.scheme == "smtps"
+    default_port = 465 if tls else (587 if starttls else 25)
+    try:
+        timeout = float(query.get("timeout", DEFAULT_TIMEOUT))
+    except ValueError:
+        raise ConfigError(
+            f"DRIP_SMTP_URL: timeout must be a number of seconds, not {query['timeout']!r}"
+        ) from None
+    return SMTPSettings(
+        host=parts.hostname or "",
+        port=parts.port or default_port,
+        tls=tls,
+        starttls=starttls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        timeout=timeout,
+    )
+
+
+class SMTPTransport:
+    """One SMTP connection, opened on first use and reused for the next messages."""
+
+    def __init__(self, settings: SMTPSettings) -> None:
+        self.settings = settings
+        self._connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        try:
+            if s.tls:
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=context
+                )
+            else:
+                connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                if s.starttls:
+                    connection.starttls(context=context)
+            if s.username:
+                connection.login(s.username, s.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise SendError(f"the SMTP server {s.host} refused the login: {_reply(exc)}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientSendError(f"cannot reach the SMTP server {s.host}:{s.port}: {exc}") from None
+        return connection
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None:
+        if self._connection is None:
+            self._connection = self._connect()
+        try:
+            refused = self._connection.sendmail(sender, list(recipients), data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            self._reset()
+            raise _by_code(exc.recipients, "refused every recipient") from None
+        except smtplib.SMTPResponseException as exc:
+            self._reset()
+            error = f"{exc.smtp_code} {_reply(exc)}"
+            if exc.smtp_code >= 500:
+                raise PermanentSendError(error) from None
+            raise TransientSendError(error) from None
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self.close()
+            raise TransientSendError(f"the connection to {self.settings.host} broke: {exc}") from None
+        if refused:
+            logger.warning("%s: some recipients were refused: %s", message_id, sorted(refused))
+
+    def _reset(self) -> None:
+        try:
+            if self._connection is not None:
+                self._connection.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (OSError, smtplib.SMTPException):
+                self._connection.close()
+            self._connection = None
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    message = exc.smtp_error
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+
+
+def _by_code(recipients: dict[str, tuple[int, bytes]], what: str) -> SendError:
+    codes = [code for code, _ in recipients.values()]
+    detail = "; ".join(
+        f"{address}: {code} {reply.decode(errors='replace')}" for address, (code, reply) in recipients.items()
+    )
+    if all(code >= 500 for code in codes):
+        return PermanentSendError(f"the server {what}: {detail}")
+    return TransientSendError(f"the server {what} for now: {detail}")
+
+
+class FileTransport:
+    """Write each message as an .eml file in a folder (for dry runs and inspection)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", message_id.strip("<>")) + ".eml"
+        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, self.folder / name)
+
+    def close(self) -> None:
+        pass
+
+
+def open_transport(smtp_url: str | None) -> Transport:
+    """Return the transport ``DRIP_SMTP_URL`` names."""
+    if not smtp_url:
+        raise ConfigError(
+            "no DRIP_SMTP_URL set; point it at your relay (smtp://relay.example.com:587?starttls=true) "
+            "or at a folder (file:///tmp/drip-outbox)"
+        )
+    parts = urlsplit(smtp_url)
+    if parts.scheme == "file":
+        return FileTransport(Path(unquote(parts.path)))
+    return SMTPTransport(parse_smtp_url(smtp_url))
