@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import random
 import sqlite3
 import statistics
@@ -25,6 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import describe  # noqa: E402
+
 NOW = "2027-01-04T12:00Z"
 ZONES = [
     "America/New_York", "America/Chicago", "America/Los_Angeles", "America/Sao_Paulo", "Europe/London",
@@ -160,22 +163,7 @@ def main() -> None:
         seconds = statistics.median(t for t, _ in runs)
         memory = statistics.median(m for _, m in runs)
         print(f"| {name} | {seconds:.2f} | {memory:.0f} | {rows / seconds:,.0f} | {seconds / fast:.1f}x |")
-    print(f"\n{machine()}")
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
-    )
+    print(f"\n{describe()}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from drip.plan import Timing, goal_dates
 from drip.program import AnchorKind, Program, Step
 from drip.render import Rendered, Templates
 from drip.tokens import Action, make_token
-from drip.values import check_header_safe
+from drip.values import InvalidValue, check_header_safe
 
 #: goal links keep working this long after the cohort's last day
 LINK_GRACE_DAYS = 30
@@ -191,7 +191,8 @@ def build(
 ) -> Built:
     """Render ``step`` for ``recipient`` and assemble the message, due at ``when``."""
     rendered = templates.render(step.template, context(cohort, recipient, step, when, links))
-    subject = check_header_safe(TEST_PREFIX + rendered.subject if test else rendered.subject)
+    check_subject(rendered.subject, recipient)
+    subject = TEST_PREFIX + rendered.subject if test else rendered.subject
     domain = cohort.sender.address.rpartition("@")[2]
     headers = [
         (
@@ -220,6 +221,23 @@ def build(
         attachments=_calendar(cohort, recipient, step, when, links, domain),
     )
     return Built(message, rendered)
+
+
+def check_subject(subject: str, recipient: Recipient) -> None:
+    """Refuse a subject that holds a roster value unfit for a header, even with its line breaks folded.
+
+    Rendering folds runs of whitespace, so "CEO\\nBcc: x" would arrive as harmless
+    text; it is refused all the same, because it is someone's attempt, or
+    mistake, that the program owner should see.
+    """
+    check_header_safe(subject)
+    for value in recipient.fields.values():
+        try:
+            check_header_safe(value)
+        except InvalidValue:
+            if " ".join(value.split()) in subject:
+                raise
+            continue
 
 
 def _calendar(

@@ -19,7 +19,16 @@ from drip.cohort import Cohort
 from drip.config import Settings
 from drip.errors import CohortError, Problem, TemplateError
 from drip.keys import reply_address
-from drip.message import base_context, build, cohort_view, links_for, recipient_of, step_context
+from drip.message import (
+    Recipient,
+    base_context,
+    build,
+    check_subject,
+    cohort_view,
+    links_for,
+    recipient_of,
+    step_context,
+)
 from drip.mime import Mailbox
 from drip.plan import program_end
 from drip.render import Templates
@@ -76,7 +85,7 @@ def check_rendering(
                         links=links,
                     )
                 else:
-                    _check_subject(templates, step.template, step_context(base, step))
+                    _check_subject(templates, step.template, step_context(base, step), recipient)
             except TemplateError as exc:
                 failed_templates.add(step.template)
                 message = f"step {step.key!r} fails for {participant.email}: {exc}"
@@ -92,13 +101,13 @@ def _shape(participant: Participant) -> tuple[object, ...]:
     return filled, bool(participant.delegate_email)
 
 
-def _check_subject(templates: Templates, name: str, values: dict[str, object]) -> None:
+def _check_subject(templates: Templates, name: str, values: dict[str, object], recipient: Recipient) -> None:
     step = templates.step(name)
     try:
         subject = " ".join(step.subject.render(values).split())
     except Exception as exc:  # noqa: BLE001 - reported with its place, as a full render would
         raise TemplateError(f"{step.subject_origin[0]}, line {step.subject_origin[1]}: {exc}") from None
-    check_header_safe(subject)
+    check_subject(subject, recipient)
 
 
 def _header_problem(cohort: Cohort, participant: Participant, step: str, error: InvalidValue) -> Problem:

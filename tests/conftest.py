@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
@@ -83,6 +86,73 @@ def make_cohort(tmp_path: Path) -> CohortFactory:
         return folder
 
     return make
+
+
+# --- a real SMTP server on loopback ----------------------------------------------
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self):
+        return message_from_bytes(self.data, policy=policy.default)
+
+
+class _Collector:
+    """An aiosmtpd handler that keeps every message, or answers with a chosen error."""
+
+    def __init__(self) -> None:
+        self.messages: list[Received] = []
+        self.refuse_with: str | None = None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        if self.refuse_with:
+            return self.refuse_with
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 Message accepted"
+
+
+@dataclass
+class SMTPServer:
+    host: str
+    port: int
+    handler: _Collector
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    """aiosmtpd on a free loopback port, collecting what it is sent."""
+    from aiosmtpd.controller import Controller
+
+    handler = _Collector()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        yield SMTPServer("127.0.0.1", controller.port, handler)
+    finally:
+        controller.stop()
 
 
 # --- databases ----------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""Whole messages of the Crawl > Walk > Run program, read back as a mail client would."""
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import icalendar
+import pytest
+
+from conftest import EMAILS, ROOT, CohortFactory
+from drip.cohort import load_cohort
+from drip.message import build, cohort_view, links_for, recipient_of
+from drip.plan import program_end
+from drip.render import Templates
+from drip.tokens import Action, read_token
+
+KEYS = ("s" * 32,)
+WHEN = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)
+GOLDEN = ROOT / "tests" / "data" / "golden"
+
+
+def emails(folder: Path, email: str | None = None):
+    """Build every step for one participant of the cohort in ``folder``."""
+    cohort = load_cohort(folder, [EMAILS])
+    person = next(p for p in cohort.participants if email is None or p.email == email)
+    timing = cohort.timing(person)
+    goal_ids = {"short": 11, "mid": 12, "long": 13}
+    recipient = recipient_of(person, cohort.program, timing, goal_ids)
+    links = links_for(
+        "https://drip.example.com", KEYS, "comms@northwind.example", program_end(cohort.program, timing)
+    )
+    templates = Templates(cohort.program.path)
+    view = cohort_view(cohort)
+    for step in cohort.program.steps:
+        yield (
+            step,
+            build(
+                templates, view, recipient, step, when=WHEN, delivery_id="42", instance="ab12", links=links
+            ),
+        )
+
+
+EXAMPLE = ROOT / "cohorts" / "example"
+
+
+def test_headers_parts_and_inlined_styles() -> None:
+    built = dict(emails(EXAMPLE, "james.whitaker@northwind.example"))
+    reminder = next(b for s, b in built.items() if s.key == "short-reminder").message
+    parsed = next(b for s, b in built.items() if s.key == "short-reminder").as_bytes()
+    from email import message_from_bytes, policy
+
+    mail = message_from_bytes(parsed, policy=policy.default)
+    assert mail["From"].addresses[0].display_name == "Northwind Communications"
+    assert mail["To"].addresses[0].addr_spec == "james.whitaker@northwind.example"
+    assert mail["Cc"].addresses[0].addr_spec == "priya.nair@northwind.example"  # the delegate
+    assert mail["Reply-To"].addresses[0].addr_spec == "comms@northwind.example"
+    assert mail["Message-ID"] == "<drip.42.ab12@northwind.example>"
+    assert str(mail["Subject"]) == reminder.subject == "3 days left: your LinkedIn profile"
+    assert (mail["X-Drip-Cohort"], mail["X-Drip-Step"], mail["X-Drip-Goal"]) == (
+        "example",
+        "short-reminder",
+        "short",
+    )
+    unsubscribe = str(mail["List-Unsubscribe"])
+    assert (
+        unsubscribe.startswith("<https://drip.example.com/unsubscribe/") and ", <mailto:comms+" in unsubscribe
+    )
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert [p.get_content_type() for p in mail.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/calendar",
+    ]  # fmt: skip
+    html = mail.get_body(("html",)).get_content()
+    assert '<p style="margin:0 0 16px 0' in html  # CSS inlined on the elements
+    assert "@media screen and (max-width: 620px)" in html and "prefers-color-scheme: dark" in html
+    assert 'class="preheader"' in html and "A photo, a headline, ten colleagues." in html
+    text = mail.get_body(("plain",)).get_content()
+    assert "Hi James," in text and "Mark it done (https://drip.example.com/done/" in text
+    assert all(len(line) <= 998 for line in parsed.split(b"\r\n"))
+
+
+def test_welcome_has_no_goal_header_and_no_calendar() -> None:
+    welcome = next(b for s, b in emails(EXAMPLE) if s.key == "welcome").message
+    assert "X-Drip-Goal" not in dict(welcome.headers)
+    assert welcome.attachments == ()
+    assert "For you that goal is sales" in welcome.text  # Margaret's objective column
+    assert "Crawl: your LinkedIn profile and 10 connections, by Monday 1 February." in welcome.text
+
+
+def test_links_are_signed_and_bound_to_the_goal() -> None:
+    due = next(b for s, b in emails(EXAMPLE) if s.key == "short-due").message
+    token = due.text.split("https://drip.example.com/done/")[1][:34]
+    claim = read_token(KEYS, token, Action.DONE, dt.date(2027, 2, 1))
+    assert claim.object_id == 11 and claim.expires == dt.date(2027, 4, 19) + dt.timedelta(days=30)
+    mailto = due.html.split('href="mailto:')[1].split('"')[0]
+    local = mailto.split("@")[0]
+    assert local.startswith("comms+") and len(local) <= 64
+    assert read_token(KEYS, local.removeprefix("comms+"), Action.DONE, dt.date(2027, 2, 1)).object_id == 11
+    assert "subject=Done%3A%20Crawl%3A%20your%20LinkedIn%20profile" in mailto
+    unsubscribe = dict(due.headers)["List-Unsubscribe"].split("/unsubscribe/")[1][:34]
+    assert read_token(KEYS, unsubscribe, Action.UNSUBSCRIBE, dt.date(2099, 1, 1)).expires is None
+
+
+def test_calendar_entry_replaces_itself_when_the_deadline_moves(make_cohort: CohortFactory) -> None:
+    def entry(deadline: str):
+        folder = make_cohort(f"email,name,short_deadline\nana@example.com,Ana,{deadline}\n")
+        due = next(b for s, b in emails(folder) if s.key == "short-reminder").message
+        (attachment,) = due.attachments
+        return icalendar.Calendar.from_ical(attachment.data).walk("VEVENT")[0]
+
+    first, moved = entry("2027-02-01"), entry("2027-02-08")
+    assert first["UID"] == moved["UID"]
+    assert first.decoded("DTSTART") == dt.date(2027, 2, 1) and moved.decoded("DTSTART") == dt.date(2027, 2, 8)
+    assert str(first["SUMMARY"]) == "Due: Crawl: your LinkedIn profile and 10 connections"
+
+
+def test_every_step_renders_for_a_non_ascii_name_and_for_empty_optional_columns(
+    make_cohort: CohortFactory,
+) -> None:
+    folder = make_cohort(
+        "email,name,timezone,objective,title\nzoe@example.com,Zoë Ñúñez-Øberg 田中,Asia/Tokyo,,\n"
+    )
+    built = list(emails(folder))
+    assert len(built) == 18
+    for step, message in built:
+        data = message.as_bytes()
+        assert data.isascii()
+        assert "Zoë" in message.message.text or step.key == "closing" or "Zoë" in message.rendered.subject
+    welcome = dict((s.key, b) for s, b in built)["welcome"].message
+    assert "For you that goal is" not in welcome.text  # no objective: the general sentence instead
+    bare = make_cohort("email,name\nbo@example.com,Bo\n", name="bare")
+    assert len(list(emails(bare))) == 18
+
+
+@pytest.mark.parametrize("step_key", [s for s in ("welcome", "short-kickoff", "short-reminder", "short-due", "short-overdue",
+    "short-done", "policy", "mid-kickoff", "mid-done", "long-kickoff", "long-done", "closing")])  # fmt: skip
+def test_golden_text(step_key: str) -> None:
+    """The subject and text part of each email, links included; DRIP_TEST_UPDATE_GOLDEN=1 rewrites them."""
+    built = next(b for s, b in emails(EXAMPLE, "eleanor.hughes@northwind.example") if s.key == step_key)
+    actual = f"Subject: {built.message.subject}\n\n{built.message.text}"
+    golden = GOLDEN / f"{step_key}.txt"
+    if os.environ.get("DRIP_TEST_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(actual)
+    assert actual == golden.read_text()

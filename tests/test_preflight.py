@@ -1,0 +1,73 @@
+"""drip start and drip plan render every email before anything is written."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import COHORT_TOML, EMAILS, CohortFactory
+from drip.cli import main
+
+NOW = ["--now", "2027-01-04T12:00Z"]
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    folder = tmp_path / "programs" / "cwr"
+    shutil.copytree(EMAILS / "crawl-walk-run", folder)
+    return folder
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("command", ["start", "plan"])
+def test_a_template_mistake_stops_the_launch_and_names_file_line_step_participant(
+    runner: CliRunner, make_cohort: CohortFactory, program: Path, tmp_path: Path, command: str
+) -> None:
+    edit(program / "short-due.html", "Hi {{ participant.first_name }},", "Hi {{ participant.frist_name }},")
+    folder = make_cohort(toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'))
+    db = tmp_path / "drip.db"
+    result = runner.invoke(main, ["--database-url", f"sqlite:///{db}", command, str(folder), *NOW])
+    assert result.exit_code == 1
+    assert "step 'short-due' fails for ana@example.com" in result.output
+    assert f"{program / 'short-due.html'}, line 7" in result.output and "frist_name" in result.output
+    assert "row 2" in result.output
+    assert not db.exists()
+
+
+def test_a_mistake_only_some_participants_reach_is_found(
+    runner: CliRunner, make_cohort: CohortFactory, program: Path
+) -> None:
+    # Only participants with a title reach the bad line: the check covers every shape of roster row.
+    edit(
+        program / "welcome.html",
+        "<p>Hi {{ participant.first_name }},</p>",
+        "<p>Hi {{ participant.first_name }},{% if participant.title %} {{ participant.titel }}{% endif %}</p>",
+    )
+    roster = "email,name,title\nana@example.com,Ana,\nben@example.com,Ben,\ncy@example.com,Cy,CEO\n"
+    folder = make_cohort(roster, toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'))
+    result = runner.invoke(main, ["plan", str(folder), *NOW])
+    assert result.exit_code == 1 and "fails for cy@example.com" in result.output and "titel" in result.output
+
+
+def test_a_roster_value_that_would_break_a_subject_is_named(
+    runner: CliRunner, make_cohort: CohortFactory, program: Path
+) -> None:
+    edit(program / "welcome.html", "{% block subject %}", "{% block subject %}{{ participant.title }}: ")
+    roster = 'email,name,title\nana@example.com,Ana,"CEO\nBcc: everyone@example.com"\nben@example.com,Ben,=?utf-8?q?x?=\n'
+    folder = make_cohort(roster, toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'))
+    result = runner.invoke(main, ["start", str(folder), "--dry-run", *NOW])
+    assert result.exit_code == 1
+    assert "row 2, column 'title'" in result.output and "line break" in result.output
+    assert "row 3, column 'title'" in result.output and '"=?"' in result.output
+    assert "step 'welcome' puts this column in its subject" in result.output
+
+
+def test_the_shipped_program_passes(runner: CliRunner, make_cohort: CohortFactory) -> None:
+    result = runner.invoke(main, ["plan", str(make_cohort()), *NOW])
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,163 @@
+"""The template pipeline: layouts, inlining once, text parts, strictness, and errors that say where."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from drip.errors import TemplateError
+from drip.render import Templates
+
+LAYOUT = """<!DOCTYPE html>
+<html><head><title>{% block subject %}{% endblock %}</title>
+<style>
+p { color: #123456; }
+@media (max-width: 600px) { .wide { width: 100% !important; } }
+</style></head>
+<body><div class="preheader" style="display:none">{% block preheader %}{% endblock %}</div>
+<table class="wide"><tr><td>
+{% block body %}{% endblock %}
+</td></tr>
+{% if participant.vip %}<tr><td>VIP row</td></tr>{% endif %}
+</table></body></html>
+"""
+
+STEP = """{% extends "layout.html" %}
+{% block subject %}Hello {{ participant.name }}{% endblock %}
+{% block preheader %}Hidden preview text{% endblock %}
+{% block body %}
+<p>Dear {{ participant.name }},</p>
+<p><a href="{{ link }}">Open it</a> or <a href="https://example.com/x">https://example.com/x</a></p>
+<ol><li>first</li><li>second</li></ol>
+<ul>{% for item in items %}<li>{{ item }}</li>{% endfor %}</ul>
+{% endblock %}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "layout.html").write_text(LAYOUT)
+    (tmp_path / "step.html").write_text(STEP)
+    return tmp_path
+
+
+CONTEXT = {
+    "participant": {"name": "Ana <b>&", "vip": True},
+    "link": "https://d.example/done/a?b=1&c=2",
+    "items": ["x", "y"],
+}
+
+
+def test_layout_inlined_css_and_tags_everywhere(folder: Path) -> None:
+    rendered = Templates(folder).render("step", CONTEXT)
+    assert rendered.subject == "Hello Ana <b>&"  # the subject is header text, not HTML
+    assert '<p style="color:#123456">Dear Ana &lt;b&gt;&amp;,</p>' in rendered.html
+    assert "@media (max-width: 600px)" in rendered.html and "width: 100% !important" in rendered.html
+    assert 'href="https://d.example/done/a?b=1&amp;c=2"' in rendered.html  # a tag inside an attribute
+    assert "<tr><td>VIP row</td></tr>" in rendered.html  # a tag between table rows stayed in place
+    assert "Hidden preview text" in rendered.html
+
+
+def test_text_part_keeps_links_readable(folder: Path) -> None:
+    text = Templates(folder).render("step", CONTEXT).text
+    assert "Dear Ana <b>&," in text  # not escaped in plain text
+    assert "Open it (https://d.example/done/a?b=1&c=2) or https://example.com/x" in text
+    assert "1. first\n2. second" in text
+    assert "- x\n- y" in text  # items made by a loop are bulleted
+    assert "Hidden preview text" not in text and "color" not in text
+
+
+def test_a_hand_written_text_template_wins(folder: Path) -> None:
+    (folder / "step.txt").write_text(
+        "Hi {{ participant.name }}\n{% if participant.vip %}\nVIP\n{% endif %}\nBye\n"
+    )
+    assert Templates(folder).render("step", CONTEXT).text == "Hi Ana <b>&\nVIP\nBye\n"
+
+
+def test_inlining_happens_once_per_template(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import drip.render
+
+    calls = []
+    real = drip.render.Premailer
+    monkeypatch.setattr(drip.render, "Premailer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    templates = Templates(folder)
+    for _ in range(50):
+        templates.render("step", CONTEXT)
+    assert len(calls) == 1
+
+
+def test_a_changed_file_is_picked_up(folder: Path) -> None:
+    templates = Templates(folder)
+    templates.CHECK_EVERY = 0
+    assert templates.render("step", CONTEXT).subject.startswith("Hello")
+    time.sleep(0.01)
+    (folder / "step.html").write_text(STEP.replace("Hello", "Greetings"))
+    assert templates.render("step", CONTEXT).subject.startswith("Greetings")
+
+
+@pytest.mark.parametrize(
+    ("step", "context", "where", "what"),
+    [
+        (
+            STEP.replace("Dear {{ participant.name }}", "Dear {{ participant.nmae }}"),
+            CONTEXT,
+            "step.html, line 5",
+            "nmae",
+        ),
+        (
+            STEP.replace("{% endblock %}\n", "{% endblok %}\n", 1),
+            CONTEXT,
+            "step.html, line 2",
+            "never closed",
+        ),
+        (
+            STEP.replace("Dear {{ participant.name }}", "Dear {{ participant.name|shout }}"),
+            CONTEXT,
+            "step.html, line 5",
+            "shout",
+        ),
+        (STEP, {**CONTEXT, "items": None}, "step.html, line 8", "not iterable"),
+        (STEP.replace("{{ item }}", "{{ item.__class__ }}"), CONTEXT, "step.html, line 8", "unsafe"),
+        (
+            STEP.replace("Hello {{ participant.name }}", "Hello {{ participant.surname }}"),
+            CONTEXT,
+            "step.html, line 2",
+            "surname",
+        ),
+    ],
+)
+def test_errors_name_the_file_and_line(folder: Path, step: str, context: dict, where: str, what: str) -> None:
+    (folder / "step.html").write_text(step)
+    with pytest.raises(TemplateError) as caught:
+        Templates(folder).render("step", context)
+    assert where in str(caught.value) and what in str(caught.value)
+
+
+def test_an_error_in_the_layout_names_the_layout(folder: Path) -> None:
+    (folder / "layout.html").write_text(LAYOUT.replace("participant.vip", "participant.vip.x.y"))
+    with pytest.raises(TemplateError, match=r"layout.html, line 11"):
+        Templates(folder).render("step", {**CONTEXT, "participant": {"name": "A", "vip": None}})
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"step.html": "<p>{% block body %}x{% endblock %}</p>"}, "no subject"),
+        ({"step.html": "<p>hi</p>{% extends 'layout.html' %}"}, "extends must come first"),
+        ({"step.html": '{% include "step.html" %}'}, "includes itself"),
+        ({"step.html": '{% extends "missing.html" %}'}, "missing.html: cannot be read"),
+        ({"step.html": "{% extends layout_name %}"}, "name the file in quotes"),
+        ({"step.html": "{% block subject %}x"}, "never closed"),
+    ],
+)
+def test_structural_mistakes(folder: Path, files: dict, message: str) -> None:
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    with pytest.raises(TemplateError, match=message):
+        Templates(folder).render("step", CONTEXT)
+
+
+def test_the_sandbox_forbids_changing_the_context(folder: Path) -> None:
+    (folder / "step.html").write_text(STEP.replace("{{ participant.name }},", "{{ items.append(1) }}"))
+    with pytest.raises(TemplateError, match="unsafe|immutable|not safely callable"):
+        Templates(folder).render("step", CONTEXT)

@@ -1,0 +1,88 @@
+"""Transports: SMTP settings from a URL, replies mapped to what to do next, files written whole."""
+
+import pytest
+
+from conftest import SMTPServer
+from drip.errors import ConfigError
+from drip.transport import (
+    FileTransport,
+    PermanentSendError,
+    SMTPTransport,
+    TransientSendError,
+    open_transport,
+    parse_smtp_url,
+)
+
+DATA = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://relay.example.com", ("relay.example.com", 25, False, False, None, None)),
+        ("smtp://relay.example.com?starttls=true", ("relay.example.com", 587, False, True, None, None)),
+        (
+            "smtps://u%40corp:p%3Ass@mail.example.com",
+            ("mail.example.com", 465, True, False, "u@corp", "p:ss"),
+        ),
+        ("smtp://relay:2525?timeout=5", ("relay", 2525, False, False, None, None)),
+    ],
+)
+def test_smtp_urls(url: str, expected: tuple) -> None:
+    settings = parse_smtp_url(url)
+    assert (
+        settings.host,
+        settings.port,
+        settings.tls,
+        settings.starttls,
+        settings.username,
+        settings.password,
+    ) == expected
+    assert "p:ss" not in repr(settings)
+
+
+def test_bad_smtp_options() -> None:
+    with pytest.raises(ConfigError, match="unknown option"):
+        parse_smtp_url("smtp://relay?tls=yes")
+    with pytest.raises(ConfigError, match="number of seconds"):
+        parse_smtp_url("smtp://relay?timeout=soon")
+
+
+def test_sends_and_reuses_one_connection(smtp_server: SMTPServer) -> None:
+    transport = open_transport(smtp_server.url)
+    for n in range(3):
+        transport.send("a@example.com", ["b@example.com"], DATA, f"<{n}@x>")
+    transport.close()
+    assert [m.recipients for m in smtp_server.messages] == [["b@example.com"]] * 3
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [("550 5.1.1 No such user", PermanentSendError), ("451 4.3.0 Try again later", TransientSendError)],
+)
+def test_server_replies_decide_permanent_or_transient(
+    smtp_server: SMTPServer, reply: str, error: type
+) -> None:
+    smtp_server.handler.refuse_with = reply
+    transport = SMTPTransport(parse_smtp_url(smtp_server.url))
+    with pytest.raises(error, match=reply.split()[0]):
+        transport.send("a@example.com", ["b@example.com"], DATA, "<1@x>")
+    smtp_server.handler.refuse_with = None
+    transport.send("a@example.com", ["b@example.com"], DATA, "<2@x>")  # the connection is still usable
+    transport.close()
+    assert len(smtp_server.messages) == 1
+
+
+def test_an_unreachable_server_is_transient() -> None:
+    transport = SMTPTransport(parse_smtp_url("smtp://127.0.0.1:1?timeout=2"))
+    with pytest.raises(TransientSendError, match="cannot reach"):
+        transport.send("a@example.com", ["b@example.com"], DATA, "<1@x>")
+
+
+def test_file_transport_writes_whole_files(tmp_path) -> None:
+    transport = FileTransport(tmp_path / "out")
+    transport.send("a@example.com", ["b@example.com"], DATA, "<drip.1.ab@example.com>")
+    assert (tmp_path / "out" / "drip.1.ab_example.com.eml").read_bytes() == DATA
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [
+        "drip.1.ab_example.com.eml"
+    ]  # no temporary left
