@@ -304,9 +304,12 @@ def preview_command(
     }[fmt]()
     if out is None:
         click.echo(body.decode(), nl=False)
-    else:
+        return
+    try:
         out.write_bytes(body)
-        click.echo(f"Wrote {out} ({len(body):,} bytes).")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+    click.echo(f"Wrote {out} ({len(body):,} bytes).")
 
 
 @main.command("send-test")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -164,11 +165,19 @@ def _smtp_url(value: str, label: str) -> str:
     return text
 
 
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
 def _base_url(value: str, label: str) -> str:
     text = _url(value, label, ("http", "https"), "https://drip.example.com")
     parts = urlsplit(text)
-    if not parts.hostname or parts.query or parts.fragment:
+    if not parts.hostname or parts.query or parts.fragment or re.search(r"""[\s<>"',\\]""", text):
         raise ConfigError(f"{label}: {text!r} must be the site's address only, e.g. https://drip.example.com")
+    if parts.scheme != "https" and parts.hostname not in _LOCAL_HOSTS:
+        raise ConfigError(
+            f"{label}: {text!r} must use https:// (mail clients offer one-click unsubscribe only over "
+            "https); plain http is for 127.0.0.1 or localhost"
+        )
     return text.rstrip("/")
 
 

@@ -17,15 +17,18 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from drip import ics
-from drip.mime import Attachment, Mailbox, Message, compose
+from drip.mime import Attachment, Mailbox, Message, addresses, compose
 from drip.plan import Timing, goal_dates
 from drip.program import AnchorKind, Program, Step
 from drip.render import Rendered, Templates
+from drip.roster import first_name
 from drip.tokens import Action, make_token
 from drip.values import InvalidValue, check_header_safe
 
 #: goal links keep working this long after the cohort's last day
 LINK_GRACE_DAYS = 30
+#: RFC 5321's limit on the part of an address before the @
+MAX_LOCAL_PART = 64
 TEST_PREFIX = "[TEST] "
 
 
@@ -57,8 +60,7 @@ class Recipient:
 
     @property
     def first_name(self) -> str:
-        parts = self.name.split()
-        return parts[0] if parts else self.name
+        return first_name(self.name, self.fields)
 
 
 @dataclass(frozen=True)
@@ -93,17 +95,19 @@ class Links:
     def unsubscribe_url(self, recipient: Recipient) -> str:
         return f"{self.base_url}/unsubscribe/{self._token(Action.UNSUBSCRIBE, recipient.id, None)}"
 
-    def plus_address(self, token: str) -> str:
+    def _mailto(self, token: str, subject: str) -> str:
+        """Return a mailto: the token plus-addressed, or in the subject if the address would grow too long."""
         local, _, domain = self.reply_address.rpartition("@")
-        return f"{local.split('+')[0]}+{token}@{domain}"
+        base = local.split("+")[0]
+        if len(base) + 1 + len(token) <= MAX_LOCAL_PART:
+            return f"mailto:{base}+{token}@{domain}?subject={quote(subject)}"
+        return f"mailto:{base}@{domain}?subject={quote(f'{subject} [{token}]')}"
 
     def reply_done_mailto(self, goal: GoalView) -> str:
-        address = self.plus_address(self._token(Action.DONE, goal.id, self.expires))
-        return f"mailto:{address}?subject={quote('Done: ' + goal.title)}"
+        return self._mailto(self._token(Action.DONE, goal.id, self.expires), "Done: " + goal.title)
 
     def unsubscribe_mailto(self, recipient: Recipient) -> str:
-        address = self.plus_address(self._token(Action.UNSUBSCRIBE, recipient.id, None))
-        return f"mailto:{address}?subject=unsubscribe"
+        return self._mailto(self._token(Action.UNSUBSCRIBE, recipient.id, None), "unsubscribe")
 
 
 @lru_cache(maxsize=4096)
@@ -146,7 +150,11 @@ def base_context(cohort: CohortView, recipient: Recipient, when: dt.datetime, li
             "delegate_email": recipient.delegate_email or "",
         },
         "goals": [_goal_context(goal, today) for goal in recipient.goals],
-        "cohort": {"name": cohort.name, "owners": list(cohort.owners), "sender_name": cohort.sender.name},
+        "cohort": {
+            "name": cohort.name,
+            "owners": list(cohort.owners),
+            "sender_name": cohort.sender.name or cohort.sender.address,
+        },
         "program": {"name": cohort.program.name},
         "today": today,
         "done_url": lambda goal: links.done_url(view(goal)),
@@ -162,7 +170,14 @@ def step_context(base: dict[str, Any], step: Step) -> dict[str, Any]:
     index = next((i for i, goal in enumerate(goals) if goal["key"] == step.goal), None)
     current = goals[index] if index is not None else None
     following = goals[index + 1] if index is not None and index + 1 < len(goals) else None
-    return {**base, "goal": current, "next_goal": following, "step": step.key}
+    others_open = [goal for goal in goals if goal["key"] != step.goal and goal["status"] == "open"]
+    return {
+        **base,
+        "goal": current,
+        "next_goal": following,
+        "other_goals_open": others_open,
+        "step": step.key,
+    }
 
 
 def _goal_context(goal: GoalView, today: dt.date) -> dict[str, Any]:
@@ -188,12 +203,18 @@ def build(
     instance: str,
     links: Links,
     test: bool = False,
+    dated: dt.datetime | None = None,
 ) -> Built:
-    """Render ``step`` for ``recipient`` and assemble the message, due at ``when``."""
+    """Render ``step`` for ``recipient`` as of ``when`` and assemble the message.
+
+    ``dated`` sets the Date header when it is not ``when`` (a proof sent today of
+    an email due next month).
+    """
     rendered = templates.render(step.template, context(cohort, recipient, step, when, links))
     check_subject(rendered.subject, recipient)
     subject = TEST_PREFIX + rendered.subject if test else rendered.subject
-    domain = cohort.sender.address.rpartition("@")[2]
+    domain = addresses([cohort.sender])[0].rpartition("@")[2]  # IDNA, for the Message-ID
+    reply_name = (cohort.reply_to or cohort.sender).name
     headers = [
         (
             "List-Unsubscribe",
@@ -210,9 +231,9 @@ def build(
         sender=cohort.sender,
         to=Mailbox(recipient.name, recipient.email),
         cc=(Mailbox("", recipient.delegate_email),) if recipient.delegate_email else (),
-        reply_to=cohort.reply_to,
+        reply_to=Mailbox(reply_name, links.reply_address),
         subject=subject,
-        date=when,
+        date=dated or when,
         message_id=f"<drip.{delivery_id}.{instance}@{domain}>",
         text=rendered.text,
         html=rendered.html,
@@ -273,10 +294,14 @@ def links_for(settings_base_url: str, keys: Sequence[str], reply_address: str, l
 
 
 def recipient_of(
-    participant: Any, program: Program, timing: Timing, goal_ids: Mapping[str, int] | None = None
+    participant: Any,
+    program: Program,
+    timing: Timing,
+    goal_ids: Mapping[str, int] | None = None,
+    statuses: Mapping[str, str] | None = None,
 ) -> Recipient:
-    """Return the Recipient for a roster participant (ids 0 until stored)."""
-    ids = goal_ids or {}
+    """Return the Recipient for a roster participant (ids 0 and goals open until stored)."""
+    ids, states = goal_ids or {}, statuses or {}
     dates = goal_dates(program, timing)
     return Recipient(
         email=participant.email,
@@ -291,7 +316,7 @@ def recipient_of(
                 g.description,
                 dates[g.key].deadline,
                 dates[g.key].opens,
-                "open",
+                states.get(g.key, "open"),
                 ids.get(g.key, 0),
             )
             for g in program.goals

@@ -31,6 +31,8 @@ from email.utils import format_datetime
 from drip.values import check_header_safe
 
 _LINE = 78
+#: a longer run without spaces is encoded, so that it can be folded
+_WORD = 72
 # Characters that oblige a display name to be quoted (RFC 5322 "specials").
 _SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 _ATOM_SAFE = re.compile(r"^[\x20-\x7e]*$")
@@ -146,7 +148,7 @@ def mailbox(box: Mailbox) -> str:
     name = check_header_safe(box.name).strip()
     if not name:
         return address
-    if _ATOM_SAFE.match(name):
+    if _plain(name):
         if _SPECIALS.search(name):
             name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return f"{name} <{address}>"
@@ -154,11 +156,16 @@ def mailbox(box: Mailbox) -> str:
 
 
 def unstructured(text: str) -> str:
-    """Return header text as is when it is printable ASCII, else as encoded-words."""
+    """Return header text as is when it is printable ASCII that can fold, else as encoded-words."""
     check_header_safe(text)
-    if _ATOM_SAFE.match(text):
+    if _plain(text):
         return text
     return encoded_words(text)
+
+
+def _plain(text: str) -> bool:
+    """Say whether ``text`` may go into a header as is: printable ASCII with no word too long to fold."""
+    return bool(_ATOM_SAFE.match(text)) and all(len(word) <= _WORD for word in text.split(" "))
 
 
 def encoded_words(text: str) -> str:

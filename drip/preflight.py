@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 
 from drip.cohort import Cohort
 from drip.config import Settings
@@ -30,7 +31,7 @@ from drip.message import (
     step_context,
 )
 from drip.mime import Mailbox
-from drip.plan import program_end
+from drip.plan import plan_participant, program_end
 from drip.render import Templates
 from drip.roster import Participant
 from drip.values import InvalidValue, check_header_safe
@@ -58,7 +59,7 @@ def check_rendering(
     """Raise CohortError naming template file, line, step and participant for anything that fails."""
     problems: list[Problem] = []
     view = cohort_view(cohort)
-    when = dt.datetime.combine(cohort.start, cohort.send_time, dt.UTC)
+    start = dt.datetime.combine(cohort.start, cohort.send_time, dt.UTC)
     seen_shapes: set[tuple[object, ...]] = set()
     failed_templates: set[str] = set()
     for participant in cohort.participants:
@@ -68,32 +69,49 @@ def check_rendering(
         shape = _shape(participant)
         full = shape not in seen_shapes
         seen_shapes.add(shape)
-        base = None if full else base_context(view, recipient, when, links)
+        moments = _moments(cohort, participant) if full else {}
+        base = None if full else base_context(view, recipient, start, links)
         for step in cohort.program.steps:
             if step.template in failed_templates:
                 continue
             try:
-                if base is None:
-                    build(
-                        templates,
-                        view,
-                        recipient,
-                        step,
-                        when=when,
-                        delivery_id="0",
-                        instance="check",
-                        links=links,
-                    )
-                else:
+                if base is not None:
                     _check_subject(templates, step.template, step_context(base, step), recipient)
+                    continue
+                # In full: at the step's own moment (days_left as it will be), with the goals
+                # still open and once more all done, down to the MIME bytes.
+                for variant in (recipient, _all_done(recipient)):
+                    built = build(
+                        templates, view, variant, step, when=moments.get(step.key, start),
+                        delivery_id="0", instance="check", links=links,
+                    )  # fmt: skip
+                    built.as_bytes()
             except TemplateError as exc:
                 failed_templates.add(step.template)
                 message = f"step {step.key!r} fails for {participant.email}: {exc}"
                 problems.append(Problem(str(cohort.roster_file), message, row=participant.row))
-            except InvalidValue as exc:
+            except (InvalidValue, ValueError) as exc:
                 problems.append(_header_problem(cohort, participant, step.key, exc))
     if problems:
         raise CohortError(_summarise(problems))
+
+
+def _moments(cohort: Cohort, participant: Participant) -> dict[str, dt.datetime]:
+    """Return when each step would go: planned moments, and for steps that wait, the goal's deadline."""
+    timing = cohort.timing(participant)
+    long_ago = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    moments = {}
+    for planned in plan_participant(cohort.program, timing, long_ago):
+        if planned.due_at is not None:
+            moments[planned.step.key] = planned.due_at
+        elif planned.step.goal:
+            deadline = participant.deadlines[planned.step.goal]
+            moments[planned.step.key] = dt.datetime.combine(deadline, cohort.send_time, dt.UTC)
+    return moments
+
+
+def _all_done(recipient: Recipient) -> Recipient:
+    return replace(recipient, goals=tuple(replace(goal, status="done") for goal in recipient.goals))
 
 
 def _shape(participant: Participant) -> tuple[object, ...]:
@@ -106,11 +124,14 @@ def _check_subject(templates: Templates, name: str, values: dict[str, object], r
     try:
         subject = " ".join(step.subject.render(values).split())
     except Exception as exc:  # noqa: BLE001 - reported with its place, as a full render would
-        raise TemplateError(f"{step.subject_origin[0]}, line {step.subject_origin[1]}: {exc}") from None
+        path, line = (
+            step.subject_origins[0] if step.subject_origins else (templates.folder / f"{name}.html", 1)
+        )
+        raise TemplateError(f"{path}, line {line}: {exc}") from None
     check_subject(subject, recipient)
 
 
-def _header_problem(cohort: Cohort, participant: Participant, step: str, error: InvalidValue) -> Problem:
+def _header_problem(cohort: Cohort, participant: Participant, step: str, error: ValueError) -> Problem:
     """Point at the roster column whose value made a header unsafe."""
     for column, value in participant.fields.items():
         try:

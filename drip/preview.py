@@ -4,7 +4,7 @@ For a cohort already started, the email carries the stored ids (its links are
 the real ones) and is dated at its planned moment; before a start it is
 dated as ``drip plan`` would place it and its links are only for looking at.
 Proofs sent with ``drip send-test`` go to the tester alone, with "[TEST]" in
-the subject, and are never recorded as deliveries.
+the subject, dated now, with links that do nothing; they are never recorded.
 """
 
 from __future__ import annotations
@@ -68,15 +68,17 @@ def proofs(
     *,
     test: bool = False,
 ) -> list[Proof]:
-    """Build ``participant``'s emails for ``steps`` as they will be sent."""
+    """Build ``participant``'s emails for ``steps`` as they will be sent (``test``: as proofs)."""
     templates = Templates(cohort.program.path)
     view = cohort_view(cohort)
     timing = cohort.timing(participant)
     stored = _stored(conn, cohort, participant)
     person_id, goal_refs, delivery_refs = stored or (0, {}, {})
-    goal_ids = {goal: ref[0] for goal, ref in goal_refs.items()}
-    recipient = recipient_of(participant, cohort.program, timing, goal_ids)
-    if person_id:
+    statuses = {goal: ref[1] for goal, ref in goal_refs.items()}
+    # A proof's links must do nothing: they carry no participant's or goal's id.
+    goal_ids = {} if test else {goal: ref[0] for goal, ref in goal_refs.items()}
+    recipient = recipient_of(participant, cohort.program, timing, goal_ids, statuses)
+    if person_id and not test:
         recipient = replace(recipient, id=person_id)
     reply = reply_address(settings, view.sender, view.reply_to)
     links = links_for(
@@ -93,17 +95,10 @@ def proofs(
         else:
             delivery_id = str(delivery[0]) if delivery else f"preview-{step.key}"
         built = build(
-            templates,
-            view,
-            recipient,
-            step,
-            when=when,
-            delivery_id=delivery_id,
-            instance=instance,
-            links=links,
-            test=test,
-        )
-        result.append(Proof(step, built, live_links=bool(stored)))
+            templates, view, recipient, step, when=when, delivery_id=delivery_id, instance=instance,
+            links=links, test=test, dated=now if test else None,
+        )  # fmt: skip
+        result.append(Proof(step, built, live_links=bool(stored) and not test))
     return result
 
 

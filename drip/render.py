@@ -29,7 +29,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 _TAG = re.compile(r"{%-?\s*(extends|block|endblock|include)\b\s*(.*?)\s*-?%}", re.S)
 _JINJA = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.S)
-_PLACEHOLDER = re.compile(r"<!--drip(\d+)-->|&lt;!--drip(\d+)--&gt;")
+_PLACEHOLDER = re.compile(r"<!--drip(c?)(\d+)-->|&lt;!--drip(c?)(\d+)--&gt;")
 _QUOTED = re.compile(r"""^["']([^"']+)["']$""")
 
 
@@ -182,6 +182,7 @@ class _Flattener:
 
 _BLOCKS = {"p", "div", "table", "tr", "h1", "h2", "h3", "h4", "ul", "ol", "blockquote", "section"}
 _SKIP = {"head", "style", "script", "title"}
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
 class _TextMaker(HTMLParser):
@@ -191,21 +192,25 @@ class _TextMaker(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.tags = tags
         self.out: list[str] = []
-        self.skipping = 0
-        self.hidden: list[str] = []  # stack of elements, True where display:none
+        self.open: list[str] = []  # elements open now (void ones never are)
+        self.hidden_at: int | None = None  # depth of the element that hides what is inside it
         self.links: list[str | None] = []
         self.counters: list[int | None] = []  # per open list: the next number, or None when bulleted
         self.numbered_yet = False
 
+    @property
+    def skipping(self) -> bool:
+        return self.hidden_at is not None
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        style = (values.get("style") or "").replace(" ", "").lower()
-        classes = (values.get("class") or "").split()
-        if tag in _SKIP or "display:none" in style or "preheader" in classes:
-            self.skipping += 1
-            self.hidden.append(tag)
-            return
+        if tag not in _VOID:
+            self.open.append(tag)
         if self.skipping:
+            return
+        style = (values.get("style") or "").replace(" ", "").lower()
+        if tag in _SKIP or "display:none" in style or "preheader" in (values.get("class") or "").split():
+            self.hidden_at = len(self.open) if tag not in _VOID else None
             return
         if tag in ("ol", "ul"):
             self.counters.append(1 if tag == "ol" else None)
@@ -214,6 +219,8 @@ class _TextMaker(HTMLParser):
             self.out.append("\n\n")
         elif tag == "br":
             self.out.append("\n")
+        elif tag == "img" and values.get("alt"):
+            self.out.append(_restore(values["alt"] or "", self.tags))
         elif tag == "li":
             self.numbered_yet = True
             number = self.counters[-1] if self.counters else None
@@ -227,16 +234,20 @@ class _TextMaker(HTMLParser):
             self.out.append("\x01")  # where the label starts
 
     def handle_endtag(self, tag: str) -> None:
-        if self.hidden and self.hidden[-1] == tag:
-            self.hidden.pop()
-            self.skipping -= 1
+        if tag in _VOID or tag not in self.open:
             return
-        if self.skipping:
+        while self.open and self.open.pop() != tag:  # close what was left open inside it
+            pass
+        if self.hidden_at is not None:
+            if len(self.open) < self.hidden_at:
+                self.hidden_at = None
             return
         if tag in ("ol", "ul") and self.counters:
             self.counters.pop()
         if tag in _BLOCKS:
             self.out.append("\n\n")
+        elif tag in ("td", "th"):
+            self.out.append(" ")
         elif tag == "a" and self.links:
             href = self.links.pop()
             start = max(i for i, part in enumerate(self.out) if part == "\x01")
@@ -258,12 +269,20 @@ class _TextMaker(HTMLParser):
 
     def text(self) -> str:
         raw = "".join(self.out)
-        lines = [line.strip() for line in raw.split("\n")]
+        lines = [" ".join(line.split()) if "{" not in line else line.strip() for line in raw.split("\n")]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
-def _restore(text: str, tags: list[str]) -> str:
-    return _PLACEHOLDER.sub(lambda m: tags[int(m.group(1) or m.group(2))], text)
+def _restore(text: str, tags: list[str], comments: list[str] | None = None) -> str:
+    """Put back the Jinja tags (and HTML comments) that were hidden from the HTML parser."""
+
+    def back(match: re.Match[str]) -> str:
+        kind, number = (
+            (match.group(1), match.group(2)) if match.group(2) else (match.group(3), match.group(4))
+        )
+        return (comments or [])[int(number)] if kind else tags[int(number)]
+
+    return _PLACEHOLDER.sub(back, text)
 
 
 # --- environments and filters ---------------------------------------------------------
@@ -319,8 +338,9 @@ class CompiledStep:
     #: the flattened HTML before inlining, and where each of its lines came from: for error messages
     reference: jinja2.Template
     origins: tuple[tuple[Path, int], ...]
-    subject_origin: tuple[Path, int]
-    text_origin: tuple[Path, int] | None
+    subject_origins: tuple[tuple[Path, int], ...]
+    #: for a hand-written text template
+    text_origins: tuple[tuple[Path, int], ...] | None
 
 
 class Templates:
@@ -359,13 +379,22 @@ class Templates:
         except Exception as exc:  # noqa: BLE001 - any template failure is reported with its place
             raise _locate(step, context, exc) from None
         if not subject:
-            path, line = step.subject_origin
+            path, line = (
+                step.subject_origins[0] if step.subject_origins else (self.folder / f"{name}.html", 1)
+            )
             raise TemplateError(f"{path}, line {line}: the subject is empty")
         return Rendered(subject, html, text)
 
 
 def _stamps(files: tuple[Path, ...]) -> tuple[float, ...]:
-    return tuple(path.stat().st_mtime_ns for path in files)
+    """Return each file's modification time; -1 for one that does not exist (yet, or any more)."""
+    stamps = []
+    for path in files:
+        try:
+            stamps.append(path.stat().st_mtime_ns)
+        except OSError:
+            stamps.append(-1)
+    return tuple(stamps)
 
 
 def _tidy_text(text: str) -> str:
@@ -378,39 +407,19 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
     tree = flattener.tree(f"{name}.html")
     pieces = tree.expand()
     flat, origins = _text(pieces), _origins(pieces)
-
-    def where(lineno: int | None) -> str:
-        if lineno and 0 < lineno <= len(origins):
-            path, line = origins[lineno - 1]
-            return f"{path}, line {line}"
-        return str(folder / f"{name}.html")
-
-    try:
-        reference = _compile(_HTML_ENV, flat, f"<drip:{name}>")
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{where(exc.lineno)}: {exc.message}") from None
+    default = folder / f"{name}.html"
+    reference = _compile_checked(_HTML_ENV, flat, f"<drip:{name}>", origins, default)
+    _refuse_unsupported(flat, origins, default)
 
     if "subject" not in tree.blocks:
-        raise TemplateError(
-            f"{folder / (name + '.html')}: no subject; add {{% block subject %}}...{{% endblock %}}"
-        )
+        raise TemplateError(f"{default}: no subject; add {{% block subject %}}...{{% endblock %}}")
     subject_pieces = tree.expand(tree.blocks["subject"])
-    first = next((p for p in subject_pieces if p.text.strip()), None)
-    subject_origin = (first.file, first.line) if first else (folder / f"{name}.html", 1)
-    try:
-        subject = _compile(_TEXT_ENV, _text(subject_pieces), f"<drip:{name}:subject>")
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{subject_origin[0]}, line {subject_origin[1]}: {exc.message}") from None
+    subject_origins = _origins(subject_pieces)
+    subject = _compile_checked(
+        _TEXT_ENV, _text(subject_pieces), f"<drip:{name}:subject>", subject_origins, default
+    )
 
-    tags: list[str] = []
-
-    def hide(match: re.Match[str]) -> str:
-        if match.group(0).startswith("{#"):
-            return ""
-        tags.append(match.group(0))
-        return f"<!--drip{len(tags) - 1}-->"
-
-    hidden = _JINJA.sub(hide, flat)
+    hidden, tags, comments = _hide(flat)
     inlined = Premailer(
         hidden,
         keep_style_tags=False,
@@ -421,49 +430,140 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
     ).transform(pretty_print=False)
-    html = _compile(_HTML_ENV, _restore(inlined, tags), f"<drip:{name}:inlined>")
+    html = _compile_checked(
+        _HTML_ENV, _restore(inlined, tags, comments), f"<drip:{name}:inlined>", [], default
+    )
 
     files = list(dict.fromkeys(tree.files))
-    text_origin = None
-    if (folder / f"{name}.txt").exists():
-        text_tree = flattener.tree(f"{name}.txt")
+    text_file = folder / f"{name}.txt"
+    text_origins: tuple[tuple[Path, int], ...] | None = None
+    if text_file.exists():
+        text_tree = flattener.tree(text_file.name)
         text_pieces = text_tree.expand()
         files += [f for f in text_tree.files if f not in files]
-        text_origin = (folder / f"{name}.txt", 1)
-        try:
-            text = _compile(_TEXT_ENV, _text(text_pieces), f"<drip:{name}:text>")
-        except jinja2.TemplateSyntaxError as exc:
-            text_lines = _origins(text_pieces)
-            path, line = text_lines[exc.lineno - 1] if 0 < exc.lineno <= len(text_lines) else text_origin
-            raise TemplateError(f"{path}, line {line}: {exc.message}") from None
+        text_origins = tuple(_origins(text_pieces))
+        text = _compile_checked(
+            _TEXT_ENV, _text(text_pieces), f"<drip:{name}:text>", list(text_origins), text_file
+        )
     else:
         maker = _TextMaker(tags)
         maker.feed(hidden)
         maker.close()
-        text = _compile(_DERIVED_TEXT_ENV, maker.text(), f"<drip:{name}:text>")
+        text = _compile_checked(_DERIVED_TEXT_ENV, maker.text(), f"<drip:{name}:text>", [], default)
+    if text_file not in files:
+        files.append(text_file)  # watched, so that creating it later is noticed
     return CompiledStep(
-        name, tuple(files), subject, html, text, reference, tuple(origins), subject_origin, text_origin
+        name,
+        tuple(files),
+        subject,
+        html,
+        text,
+        reference,
+        tuple(origins),
+        tuple(subject_origins),
+        text_origins,
     )
+
+
+def _where(lineno: int | None, origins: Sequence[tuple[Path, int]], default: Path) -> str:
+    if lineno and 0 < lineno <= len(origins):
+        path, line = origins[lineno - 1]
+        return f"{path}, line {line}"
+    return str(default)
+
+
+_OPENERS = re.compile(r"{%-?\s*(end)?(if|for|with|macro|call|filter|raw|autoescape|trans)\b", re.S)
+
+
+def _compile_checked(
+    env: jinja2.Environment, source: str, label: str, origins: Sequence[tuple[Path, int]], default: Path
+) -> jinja2.Template:
+    """Compile, turning a syntax error into a TemplateError at the file and line it came from."""
+    try:
+        return _compile(env, source, label)
+    except jinja2.TemplateSyntaxError as exc:
+        lineno, message = exc.lineno, exc.message or str(exc)
+        if "Unexpected end of template" in message:
+            # Jinja reports the end of the (flattened) source; the mistake is the tag left open.
+            stack: list[tuple[str, int]] = []
+            for match in _OPENERS.finditer(source):
+                if match.group(1):
+                    if stack and stack[-1][0] == match.group(2):
+                        stack.pop()
+                else:
+                    stack.append((match.group(2), source.count("\n", 0, match.start()) + 1))
+            if stack:
+                keyword, lineno = stack[-1]
+                message = f"{{% {keyword} %}} is never closed; add {{% end{keyword} %}}"
+        raise TemplateError(f"{_where(lineno, origins, default)}: {message}") from None
+
+
+_START_TAG = re.compile(r"""<[A-Za-z](?:"[^"]*"|'[^']*'|{{.*?}}|{%.*?%}|[^'">])*>""", re.S)
+_STYLE_BLOCK = re.compile(r"<style\b.*?</style>", re.S | re.I)
+_STYLE_ATTRIBUTE = re.compile(r"""\bstyle\s*=\s*("[^"]*"|'[^']*')""", re.I)
+
+
+def _refuse_unsupported(flat: str, origins: Sequence[tuple[Path, int]], default: Path) -> None:
+    """Refuse Jinja where the CSS is inlined at load, or where it would break the HTML parse."""
+
+    def fail(position: int, message: str) -> None:
+        raise TemplateError(f"{_where(flat.count(chr(10), 0, position) + 1, origins, default)}: {message}")
+
+    for block in _STYLE_BLOCK.finditer(flat):
+        if "{{" in block.group(0) or "{%" in block.group(0):
+            fail(block.start(), "Jinja inside <style> is not supported: the CSS is inlined once, when the "
+                 "template loads; choose between classes instead")  # fmt: skip
+    for tag in _START_TAG.finditer(flat):
+        text = tag.group(0)
+        for attribute in _STYLE_ATTRIBUTE.finditer(text):
+            if "{{" in attribute.group(1) or "{%" in attribute.group(1):
+                fail(tag.start(), "Jinja inside a style attribute is not supported: styles are merged when "
+                     "the template loads; choose between classes instead")  # fmt: skip
+        outside_quotes = re.sub(r""""[^"]*"|'[^']*'""", "", text)
+        if "{{" in outside_quotes or "{%" in outside_quotes:
+            fail(tag.start(), "a Jinja tag inside an HTML tag, outside an attribute's quotes, is not "
+                 "supported; put the condition around the whole element")  # fmt: skip
+
+
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+def _hide(flat: str) -> tuple[str, list[str], list[str]]:
+    """Hide HTML comments (kept whole, e.g. Outlook's conditional ones), then Jinja tags."""
+    comments: list[str] = []
+    tags: list[str] = []
+
+    def hide_comment(match: re.Match[str]) -> str:
+        comments.append(match.group(0))
+        return f"<!--dripc{len(comments) - 1}-->"
+
+    def hide_tag(match: re.Match[str]) -> str:
+        if match.group(0).startswith("{#"):
+            return ""
+        tags.append(match.group(0))
+        return f"<!--drip{len(tags) - 1}-->"
+
+    return _JINJA.sub(hide_tag, _COMMENT.sub(hide_comment, flat)), tags, comments
 
 
 def _locate(step: CompiledStep, context: Mapping[str, Any], error: Exception) -> TemplateError:
     """Explain a rendering failure with the file and line that caused it."""
     message = getattr(error, "message", None) or str(error) or type(error).__name__
-    for template, label, origins in (
-        (step.subject, f"<drip:{step.name}:subject>", None),
+    candidates = [
+        (step.subject, f"<drip:{step.name}:subject>", step.subject_origins),
         (step.reference, f"<drip:{step.name}>", step.origins),
-    ):
+    ]
+    if step.text_origins is not None:
+        candidates.append((step.text, f"<drip:{step.name}:text>", step.text_origins))
+    for template, label, origins in candidates:
         try:
             template.render(context)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any failure, to find its line
             line = _template_line(exc, label)
-            if origins is None:
-                path, first = step.subject_origin
-                return TemplateError(f"{path}, line {first + (line or 1) - 1}: {message}")
             if line and line <= len(origins):
                 path, at = origins[line - 1]
                 return TemplateError(f"{path}, line {at}: {message}")
-    files = ", ".join(str(f) for f in step.files)
+    files = ", ".join(str(f) for f in step.files if f.exists())
     return TemplateError(f"{files}: {message}")
 
 

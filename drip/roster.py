@@ -68,8 +68,36 @@ class Participant:
 
     @property
     def first_name(self) -> str:
-        parts = self.name.split()
-        return parts[0] if parts else self.name
+        return first_name(self.name, self.fields)
+
+
+_HONORIFICS = {
+    "dr",
+    "dr.",
+    "prof",
+    "prof.",
+    "mr",
+    "mr.",
+    "mrs",
+    "mrs.",
+    "ms",
+    "ms.",
+    "mx",
+    "mx.",
+    "sir",
+    "dame",
+}
+
+
+def first_name(name: str, fields: Mapping[str, str]) -> str:
+    """Return the name to greet: the roster's first_name column, else the first word that is not a title."""
+    given = (fields.get("first_name") or "").strip()
+    if given:
+        return given
+    words = name.split()
+    while len(words) > 1 and words[0].casefold() in _HONORIFICS:
+        words = words[1:]
+    return words[0] if words else name
 
 
 def email_key(address: str) -> str:

@@ -286,9 +286,16 @@ def check_header_safe(text: str) -> str:
     )
 
 
+#: longer than any real name, short enough for every mail header
+MAX_NAME = 200
+
+
 def parse_name(text: str) -> str:
     """Return a person's name fit for a header: safe, with each run of spaces made one space."""
-    return " ".join(check_header_safe(text).split())
+    name = " ".join(check_header_safe(text).split())
+    if len(name) > MAX_NAME:
+        raise InvalidValue(f"{shown(name)} is {len(name)} characters; a name is at most {MAX_NAME}")
+    return name
 
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
@@ -309,7 +316,8 @@ def parse_email(text: str) -> str:
         )
     check_header_safe(raw)
     try:
-        return validate_email(raw, check_deliverability=False).normalized
+        # No SMTPUTF8: an address needs an ASCII part before the @ to get through most relays.
+        return validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
         raise InvalidValue(f"{shown(raw)} is not a valid email address: {exc}") from None
 

@@ -60,6 +60,8 @@ def test_bad_toml_is_reported_with_the_file(tmp_path: Path) -> None:
         ("DRIP_SMTP_URL", "smtp://relay.example.com:99999", "bad port"),
         ("DRIP_BASE_URL", "drip.example.com", "must start with http://"),
         ("DRIP_BASE_URL", "https://drip.example.com/?x=1", "the site's address only"),
+        ("DRIP_BASE_URL", "https://x.example/a>, <https://evil.example/b", "the site's address only"),
+        ("DRIP_BASE_URL", "http://drip.example.com", "must use https://"),
         ("DRIP_SECRET_KEY", "short", "at least 32 characters"),
         ("DRIP_REPLY_ADDRESS", "comms.example.com", "not a valid email"),
         ("DRIP_INBOX_URL", "pop3://mail.example.com", "must start with imap://"),
@@ -92,3 +94,8 @@ def test_secrets_stay_out_of_repr_and_messages(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(environ={"DRIP_SMTP_URL": "smtp://user:hunter2@relay.example.com:0x"}, cwd=tmp_path)
     assert "hunter2" not in str(caught.value)
+
+
+def test_plain_http_is_for_this_machine(tmp_path: Path) -> None:
+    for url in ("http://127.0.0.1:8000", "http://localhost:5000/"):
+        assert load_settings(environ={"DRIP_BASE_URL": url}, cwd=tmp_path).base_url == url.rstrip("/")

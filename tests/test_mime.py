@@ -151,3 +151,13 @@ def test_a_line_starting_from_is_protected_and_dots_survive() -> None:
     data = compose(message(text=text))
     assert b"\r\nFrom " not in data
     assert lines(parse(data).get_body(("plain",)).get_content()) == text
+
+
+@pytest.mark.parametrize("field", ["name", "subject"])
+def test_a_very_long_word_is_encoded_so_lines_stay_under_998(field: str) -> None:
+    long = "A" * 1200
+    values = {"to": Mailbox(long, "ana@example.com")} if field == "name" else {"subject": long}
+    data = compose(message(**values))
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    parsed = parse(data)
+    assert (decoded_display_name(data) if field == "name" else str(parsed["subject"])) == long

@@ -71,3 +71,29 @@ def test_a_roster_value_that_would_break_a_subject_is_named(
 def test_the_shipped_program_passes(runner: CliRunner, make_cohort: CohortFactory) -> None:
     result = runner.invoke(main, ["plan", str(make_cohort()), *NOW])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("template", "old", "new"),
+    [
+        # only when few days are left, i.e. only at the reminder's own moment
+        (
+            "short-reminder.html",
+            "<p>Hi {{ participant.first_name }},</p>",
+            "<p>Hi {{ participant.first_name }},{% if goal.days_left <= 3 %}{{ goal.deadlin }}{% endif %}</p>",
+        ),
+        # only once every goal is done
+        (
+            "long-done.html",
+            "<p>Hi {{ participant.first_name }},</p>",
+            "<p>Hi {{ participant.first_name }},{% if not other_goals_open %}{{ goal.titel }}{% endif %}</p>",
+        ),
+    ],
+)
+def test_branches_taken_only_later_are_checked(
+    runner: CliRunner, make_cohort: CohortFactory, program: Path, template: str, old: str, new: str
+) -> None:
+    edit(program / template, old, new)
+    folder = make_cohort(toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'))
+    result = runner.invoke(main, ["plan", str(folder), *NOW])
+    assert result.exit_code == 1 and template in result.output

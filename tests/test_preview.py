@@ -97,6 +97,14 @@ def test_send_test_goes_to_the_tester_only_and_records_nothing(
         assert message["Cc"] is None and message["To"].addresses[0].addr_spec == "tester@example.com"
     ids = {r.message["Message-ID"] for r in smtp_server.messages}
     assert len(ids) == 18
+    from drip.tokens import TOKEN_LENGTH
+
+    for received in smtp_server.messages:
+        message = received.message
+        assert message["Date"].datetime.date().isoformat() == "2027-01-04"  # dated when sent, not when due
+        unsubscribe = str(message["List-Unsubscribe"]).split("/unsubscribe/")[1][:TOKEN_LENGTH]
+        # A proof's links carry no participant's id: pressing them can change nothing.
+        assert unsubscribe.startswith("ouaaaaaaaaaaaaaaa")
     assert json.loads(
         invoke(runner, "status", "example", "--format", "json", *NOW, db=db).stdout
     ) == json.loads(before)
@@ -125,3 +133,15 @@ def test_send_test_needs_a_transport_and_one_choice(runner: CliRunner) -> None:
     assert result.exit_code == 1 and "no DRIP_SMTP_URL set" in result.output
     result = runner.invoke(main, ["send-test", EXAMPLE, "--to", "t@example.com", *NOW])
     assert result.exit_code == 2 and "either --step STEP or --all" in result.output
+
+
+def test_preview_to_a_folder_that_does_not_exist(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(
+        main, ["preview", EXAMPLE, "--step", "welcome", "--out", str(tmp_path / "no" / "x.html"), *NOW]
+    )
+    assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
+
+
+def test_send_test_refuses_an_address_relays_cannot_deliver(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["send-test", EXAMPLE, "--to", "jörg@example.com", "--all", *NOW])
+    assert result.exit_code == 2 and "not a valid email" in result.output

@@ -161,3 +161,70 @@ def test_the_sandbox_forbids_changing_the_context(folder: Path) -> None:
     (folder / "step.html").write_text(STEP.replace("{{ participant.name }},", "{{ items.append(1) }}"))
     with pytest.raises(TemplateError, match="unsafe|immutable|not safely callable"):
         Templates(folder).render("step", CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("<style>p { color: {{ colour }}; }</style>", "Jinja inside <style> is not supported"),
+        ('<p style="color: {{ colour }}">x</p>', "Jinja inside a style attribute"),
+        (
+            '<p {% if participant.vip %}class="vip"{% endif %}>x</p>',
+            "inside an HTML tag, outside an attribute's quotes",
+        ),
+    ],
+)
+def test_jinja_where_inlining_cannot_keep_it_is_refused_with_the_line(
+    folder: Path, body: str, message: str
+) -> None:
+    (folder / "step.html").write_text(STEP.replace("<p>Dear {{ participant.name }},</p>", body))
+    with pytest.raises(TemplateError) as caught:
+        Templates(folder).render("step", CONTEXT)
+    assert "step.html, line 5" in str(caught.value) and message in str(caught.value)
+
+
+def test_an_unclosed_tag_is_reported_where_it_opens(folder: Path) -> None:
+    (folder / "step.html").write_text(
+        STEP.replace("<p>Dear {{ participant.name }},</p>", "{% if participant.vip %}<p>Dear</p>")
+    )
+    with pytest.raises(TemplateError, match=r"step.html, line 5: {% if %} is never closed"):
+        Templates(folder).render("step", CONTEXT)
+
+
+def test_outlook_conditional_comments_keep_their_tags(folder: Path) -> None:
+    conditional = (
+        '<!--[if mso]><table width="{{ width }}"><tr><td><![endif]--><p>Dear {{ participant.name }},</p>'
+    )
+    (folder / "step.html").write_text(STEP.replace("<p>Dear {{ participant.name }},</p>", conditional))
+    rendered = Templates(folder).render("step", {**CONTEXT, "width": 480})
+    assert '<!--[if mso]><table width="480"><tr><td><![endif]-->' in rendered.html
+    assert "mso" not in rendered.text and "Dear Ana" in rendered.text
+
+
+def test_text_part_cells_images_and_hidden_nested_content(folder: Path) -> None:
+    body = (
+        "<table><tr><td>Name</td><td>Deadline</td></tr></table>"
+        '<p><a href="https://e.example"><img src="x.png" alt="Our logo"></a></p>'
+        '<div style="display:none"><span>inner</span> after inner</div><p>visible</p>'
+    )
+    (folder / "step.html").write_text(STEP.replace("<p>Dear {{ participant.name }},</p>", body))
+    text = Templates(folder).render("step", CONTEXT).text
+    assert "Name Deadline" in text and "Our logo (https://e.example)" in text
+    assert "after inner" not in text and "visible" in text
+
+
+def test_errors_in_a_text_template_name_its_line(folder: Path) -> None:
+    (folder / "step.txt").write_text("Hi {{ participant.name }}\n\n{{ participant.missing }}\n")
+    with pytest.raises(TemplateError, match=r"step.txt, line 3: .*missing"):
+        Templates(folder).render("step", CONTEXT)
+
+
+def test_text_template_added_later_and_layout_removed(folder: Path) -> None:
+    templates = Templates(folder)
+    templates.CHECK_EVERY = 0
+    templates.render("step", CONTEXT)
+    (folder / "step.txt").write_text("Plain {{ participant.name }}\n")
+    assert templates.render("step", CONTEXT).text == "Plain Ana <b>&\n"
+    (folder / "layout.html").unlink()
+    with pytest.raises(TemplateError, match="layout.html: cannot be read"):
+        templates.render("step", CONTEXT)

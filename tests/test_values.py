@@ -170,6 +170,7 @@ def test_emails_are_normalised_and_cleaned() -> None:
         ("ana.example.com", "not a valid email"),
         ("ana@", "not a valid email"),
         ("ana@example.com\r\nBcc: x@y.z", "email header"),
+        ("jörg@example.com", "not a valid email"),  # no SMTPUTF8: most relays cannot deliver it
     ],
 )
 def test_bad_emails_say_why(text: str, hint: str) -> None:
@@ -180,3 +181,11 @@ def test_bad_emails_say_why(text: str, hint: str) -> None:
 def test_mailbox_splits_name_and_address() -> None:
     assert parse_mailbox('"Comms Team" <comms@example.com>') == ("Comms Team", "comms@example.com")
     assert parse_mailbox("comms@example.com") == ("", "comms@example.com")
+
+
+def test_names_are_limited_in_length() -> None:
+    from drip.values import parse_name
+
+    assert parse_name("  Ana   María\u00a0Ruiz ") == "Ana María Ruiz"
+    with pytest.raises(InvalidValue, match="at most 200"):
+        parse_name("A" * 201)
