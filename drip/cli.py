@@ -10,12 +10,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
-from drip import __version__, enrol, keys, manage, preflight, preview, report, transport
+from drip import __version__, enrol, keys, manage, preflight, preview, queue, report, transport, worker
 from drip.cohort import Cohort, default_emails_dirs, load_cohort
 from drip.config import SETTING_NAMES, Settings, load_settings, redact_url
+from drip.dispatch import RelayPaused
 from drip.errors import DripError
 from drip.store import Store
 from drip.values import InvalidValue, parse_email, parse_instant
@@ -348,6 +350,92 @@ def send_test(
         sender.close()
     for subject in subjects:
         click.echo(f"Sent to {to}: {subject}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Send what is due, then exit (for cron and scripts).")
+@click.option("--now", type=Instant(), help="Run on a virtual clock starting at this moment.")
+@click.option("--until", type=Instant(), help="With --once and --now: walk virtual time up to this moment.")
+@click.option(
+    "--step-minutes", default=60, show_default=True, type=click.IntRange(1, 24 * 60), help="With --until."
+)
+@click.option("--no-web", is_flag=True, help="Do not serve the web pages.")
+@pass_app
+def run(
+    app: App, once: bool, now: dt.datetime | None, until: dt.datetime | None, step_minutes: int, no_web: bool
+) -> None:
+    """Send email as it falls due: every few seconds, or once with --once."""
+    if until is not None and not (once and now):
+        raise click.UsageError("--until walks virtual time: use it with --once and --now")
+    if until is not None and now is not None and until < now:
+        raise click.UsageError("--until is before --now")
+    say = _say
+    try:
+        if once:
+            tally = worker.run_once(
+                app.settings, app.store(), now, until, dt.timedelta(minutes=step_minutes), say
+            )
+            click.echo(f"Done: {tally.summary()}.")
+        else:
+            worker.run_forever(app.settings, app.store(), now, not no_web, say)
+    except RelayPaused as exc:
+        raise click.ClickException(
+            f"{exc}. Nothing was marked failed; fix the relay settings and run again."
+        ) from exc
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@main.command()
+@click.option("--host", help="Listen on this address (default: DRIP_BASE_URL's host).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Listen on this port (default: DRIP_BASE_URL's port)."
+)
+@pass_app
+def serve(app: App, host: str | None, port: int | None) -> None:
+    """Serve the web pages (link confirmations, and the mail catcher's inbox when no relay is set)."""
+    import waitress
+
+    from drip.web import create_app
+
+    parts = urlsplit(app.settings.base_url)
+    host = host or parts.hostname or "127.0.0.1"
+    port = port or parts.port or 8000
+    _say(f"Serving {app.settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
+    waitress.serve(create_app(app.settings), host=host, port=port, threads=8, _quiet=True)
+
+
+@main.group()
+def cohort() -> None:
+    """Pause or resume a whole cohort."""
+
+
+@cohort.command("pause")
+@click.argument("slug")
+@pass_app
+def cohort_pause(app: App, slug: str) -> None:
+    """Hold every email of a cohort until it is resumed (what falls stale meanwhile is skipped)."""
+    _set_cohort_status(app, slug, "paused")
+
+
+@cohort.command("resume")
+@click.argument("slug")
+@pass_app
+def cohort_resume(app: App, slug: str) -> None:
+    """Let a paused cohort's email go again."""
+    _set_cohort_status(app, slug, "active")
+
+
+def _set_cohort_status(app: App, slug: str, status: str) -> None:
+    store = app.existing_store()
+    if store is None:
+        raise click.ClickException(f"no database at {redact_url(app.settings.database_url)}")
+    with store.transaction() as conn:
+        if not queue.set_cohort_status(conn, slug, status):
+            raise click.ClickException(f"no cohort {slug!r}")
+    click.echo(f"Cohort {slug!r} is {status}.")
 
 
 @main.group()

@@ -11,9 +11,10 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -26,6 +27,11 @@ DEFAULT_DATABASE_URL = "sqlite:///drip.db"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_CONFIG_FILE = "drip.toml"
 DEFAULT_EMAILS_DIR = "emails"
+DEFAULT_STALE_AFTER_HOURS = 24.0
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_LEASE_SECONDS = 300
+DEFAULT_CATCHER_PORT = 2525
+DEFAULT_MAIL_DIR = "drip-mail"
 ENV_PREFIX = "DRIP_"
 
 
@@ -40,6 +46,20 @@ class Settings:
     inbox_url: str | None = None
     reply_address: str | None = None
     emails_dir: str = DEFAULT_EMAILS_DIR
+    #: SMTP connections kept open at once, each with its own sending thread
+    smtp_connections: int = 1
+    #: messages per second the relay accepts, from "30/minute", "5/second", "2000/hour"; None: no limit
+    smtp_rate: float | None = None
+    #: email later than this after its moment is skipped, never sent in a burst
+    stale_after_hours: float = DEFAULT_STALE_AFTER_HOURS
+    #: tries of one email before a passing failure counts as a failure
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    #: how long a worker's claim on a delivery lasts before another may take it over
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    #: the built-in mail catcher's SMTP port on 127.0.0.1 (used when no SMTP URL is set)
+    catcher_port: int = DEFAULT_CATCHER_PORT
+    #: where the mail catcher keeps what it receives
+    mail_dir: str = DEFAULT_MAIL_DIR
     #: where each value came from ("default", "drip.toml", "environment", "option")
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -49,6 +69,7 @@ class Settings:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origins")
+_NUMERIC = {"smtp_connections", "stale_after_hours", "max_attempts", "lease_seconds", "catcher_port"}
 
 
 def env_name(name: str) -> str:
@@ -80,9 +101,11 @@ def load_settings(
         if option is not None:
             values[name], origins[name] = option, f"option --{name.replace('_', '-')}"
 
-    for name, value in values.items():
-        values[name] = _VALIDATORS.get(name, _as_is)(value, _label(name, origins[name]))
-    return Settings(**values, origins=origins)
+    parsed: dict[str, Any] = {
+        name: _VALIDATORS.get(name, _as_is)(value, _label(name, origins[name]))
+        for name, value in values.items()
+    }
+    return Settings(**parsed, origins=origins)
 
 
 def _label(name: str, origin: str) -> str:
@@ -100,6 +123,9 @@ def _read_config_file(path: Path, required: bool) -> dict[str, str]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     problems = []
     for key, value in data.items():
+        if key in _NUMERIC and isinstance(value, int | float) and not isinstance(value, bool):
+            data[key] = str(value)
+            continue
         if key not in SETTING_NAMES:
             close = difflib.get_close_matches(key, SETTING_NAMES, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(SETTING_NAMES)}"
@@ -202,7 +228,48 @@ def _reply_address(value: str, label: str) -> str:
         raise ConfigError(f"{label}: {exc}") from None
 
 
-_VALIDATORS = {
+def _whole_number(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(value: str, label: str) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{label}: {value!r} is not a whole number") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{label}: {number} must be between {low} and {high}")
+        return number
+
+    return parse
+
+
+def _hours(value: str, label: str) -> float:
+    try:
+        hours = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{label}: {value!r} is not a number of hours") from None
+    if hours <= 0:
+        raise ConfigError(f"{label}: must be more than 0 hours")
+    return hours
+
+
+_PER = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def _rate(value: str, label: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(second|minute|hour|day)s?\s*", str(value).lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(
+            f'{label}: {value!r} is not a rate; write it as "30/minute", "5/second" or "2000/hour"'
+        )
+    return float(match.group(1)) / _PER[match.group(2)]
+
+
+_VALIDATORS: dict[str, Callable[[str, str], Any]] = {
+    "smtp_connections": _whole_number(1, 64),
+    "smtp_rate": _rate,
+    "stale_after_hours": _hours,
+    "max_attempts": _whole_number(1, 100),
+    "lease_seconds": _whole_number(10, 86400),
+    "catcher_port": _whole_number(1, 65535),
     "database_url": _database_url,
     "smtp_url": _smtp_url,
     "base_url": _base_url,

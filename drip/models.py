@@ -179,6 +179,8 @@ class Delivery(Base):
     #: why it was skipped or cancelled, or the server's reply when it failed
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]
+    #: after a passing failure: not to be tried again before this
+    retry_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

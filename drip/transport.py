@@ -18,7 +18,9 @@ import re
 import smtplib
 import ssl
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,8 +46,22 @@ class PermanentSendError(SendError):
     """The server refused this message or recipient for good."""
 
 
+class RelayError(SendError):
+    """The relay cannot be used at all (unreachable, TLS, login, sender refused): sending pauses.
+
+    Nothing is wrong with the message, so no delivery is marked failed.
+    """
+
+
+# Replies that are about us, not about the message: wrong or missing login, or relaying refused.
+_ACCOUNT_CODES = {530, 534, 535, 538}
+_ACCOUNT_ENHANCED = re.compile(r"^5\.7\.(0|8|9|11|12|14|57)\b")
+
+
 class Transport(Protocol):
-    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None: ...
+    def send(
+        self, sender: str, recipients: Sequence[str], data: bytes, message_id: str
+    ) -> dict[str, str]: ...
 
     def close(self) -> None: ...
 
@@ -112,30 +128,50 @@ class SMTPTransport:
             if s.username:
                 connection.login(s.username, s.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise SendError(f"the SMTP server {s.host} refused the login: {_reply(exc)}") from None
+            raise RelayError(
+                f"the SMTP server {s.host} refused the login: {exc.smtp_code} {_reply(exc)}"
+            ) from None
+        except ssl.SSLError as exc:
+            raise RelayError(f"TLS with {s.host}:{s.port} failed: {exc}") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientSendError(f"cannot reach the SMTP server {s.host}:{s.port}: {exc}") from None
+            raise RelayError(f"cannot reach the SMTP server {s.host}:{s.port}: {exc}") from None
         return connection
 
-    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None:
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> dict[str, str]:
+        """Hand one message over; return the recipients refused when others were accepted.
+
+        Raises TransientSendError (try again later), PermanentSendError (this
+        message or its first recipient, for good) or RelayError (the relay, for
+        everyone).
+        """
         if self._connection is None:
             self._connection = self._connect()
         try:
             refused = self._connection.sendmail(sender, list(recipients), data)
         except smtplib.SMTPRecipientsRefused as exc:
             self._reset()
-            raise _by_code(exc.recipients, "refused every recipient") from None
-        except smtplib.SMTPResponseException as exc:
+            code, reply = exc.recipients.get(recipients[0], next(iter(exc.recipients.values())))
+            raise _classify(code, reply.decode(errors="replace"), f"refused {recipients[0]}") from None
+        except smtplib.SMTPSenderRefused as exc:
             self._reset()
-            error = f"{exc.smtp_code} {_reply(exc)}"
-            if exc.smtp_code >= 500:
-                raise PermanentSendError(error) from None
-            raise TransientSendError(error) from None
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            error = _classify(exc.smtp_code, _reply(exc), f"refused the sender {sender}")
+            raise (RelayError(str(error)) if isinstance(error, PermanentSendError) else error) from None
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:
+                self.close()  # the server is closing the connection; the next message reconnects
+            else:
+                self._reset()
+            raise _classify(exc.smtp_code, _reply(exc), "refused the message") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            # A drop or a timeout, perhaps after the final dot: the server may have taken it.
             self.close()
             raise TransientSendError(f"the connection to {self.settings.host} broke: {exc}") from None
-        if refused:
-            logger.warning("%s: some recipients were refused: %s", message_id, sorted(refused))
+        if recipients[0] in refused:
+            code, reply = refused[recipients[0]]
+            raise _classify(code, reply.decode(errors="replace"), f"refused {recipients[0]}")
+        return {
+            address: f"{code} {reply.decode(errors='replace')}" for address, (code, reply) in refused.items()
+        }
 
     def _reset(self) -> None:
         try:
@@ -158,14 +194,14 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
     return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
 
 
-def _by_code(recipients: dict[str, tuple[int, bytes]], what: str) -> SendError:
-    codes = [code for code, _ in recipients.values()]
-    detail = "; ".join(
-        f"{address}: {code} {reply.decode(errors='replace')}" for address, (code, reply) in recipients.items()
-    )
-    if all(code >= 500 for code in codes):
-        return PermanentSendError(f"the server {what}: {detail}")
-    return TransientSendError(f"the server {what} for now: {detail}")
+def _classify(code: int, reply: str, what: str) -> SendError:
+    """Decide what a server's reply means for this message, every message, or neither."""
+    text = f"the server {what}: {code} {reply}".strip()
+    if code in _ACCOUNT_CODES or (code >= 500 and _ACCOUNT_ENHANCED.match(reply)):
+        return RelayError(text)
+    if code >= 500:
+        return PermanentSendError(text)
+    return TransientSendError(text)
 
 
 class FileTransport:
@@ -175,12 +211,13 @@ class FileTransport:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None:
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> dict[str, str]:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", message_id.strip("<>")) + ".eml"
         handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         os.replace(temporary, self.folder / name)
+        return {}
 
     def close(self) -> None:
         pass
@@ -197,3 +234,34 @@ def open_transport(smtp_url: str | None) -> Transport:
     if parts.scheme == "file":
         return FileTransport(Path(unquote(parts.path)))
     return SMTPTransport(parse_smtp_url(smtp_url))
+
+
+class TokenBucket:
+    """Hold a relay to ``rate`` messages a second, with no burst beyond ``capacity``.
+
+    Shared by all sending threads; each ``acquire`` waits until a token is there.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate, self.capacity = rate, capacity
+        self.clock, self.sleep = clock, sleep
+        self.tokens = capacity
+        self.updated = clock()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self.lock:
+            while True:
+                now = self.clock()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                self.sleep((1 - self.tokens) / self.rate)

@@ -7,6 +7,7 @@ from drip.errors import ConfigError
 from drip.transport import (
     FileTransport,
     PermanentSendError,
+    RelayError,
     SMTPTransport,
     TransientSendError,
     open_transport,
@@ -73,9 +74,9 @@ def test_server_replies_decide_permanent_or_transient(
     assert len(smtp_server.messages) == 1
 
 
-def test_an_unreachable_server_is_transient() -> None:
+def test_an_unreachable_server_pauses_sending() -> None:
     transport = SMTPTransport(parse_smtp_url("smtp://127.0.0.1:1?timeout=2"))
-    with pytest.raises(TransientSendError, match="cannot reach"):
+    with pytest.raises(RelayError, match="cannot reach"):
         transport.send("a@example.com", ["b@example.com"], DATA, "<1@x>")
 
 

@@ -1,0 +1,374 @@
+"""Send what is due: claim, re-check, render, send, record. One bad email never stops the rest.
+
+The main thread claims a batch, re-checks each delivery against the
+database (participant still active, goal still open, step still in the
+program, not stale), renders and composes the messages, and marks them
+``sending`` with their Message-IDs fixed, in one transaction. Sending threads,
+one per SMTP connection, hand them to the relay and record each outcome
+right after the server's reply: ``sent``, a retry with backoff, ``failed``
+with the reply kept. If the relay refuses *us* (login, TLS, unreachable),
+sending pauses: claims go back unsent and nothing is marked failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue as queues
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from drip import queue, store
+from drip.config import Settings
+from drip.errors import DripError, TemplateError
+from drip.keys import instance_id, reply_address, signing_keys
+from drip.message import CohortView, GoalView, Recipient, build, links_for
+from drip.mime import Mailbox, addresses, compose
+from drip.plan import Timing, goal_dates, program_end
+from drip.program import Program, load_program
+from drip.render import Templates
+from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.transport import PermanentSendError, RelayError, TokenBucket, TransientSendError, Transport
+from drip.values import InvalidValue, parse_clock
+
+logger = logging.getLogger(__name__)
+
+#: deliveries claimed at once
+BATCH_SIZE = 200
+#: the first retry waits this long; each further one twice as long, up to RETRY_CAP
+RETRY_BASE = dt.timedelta(minutes=1)
+RETRY_CAP = dt.timedelta(hours=2)
+
+
+class RelayPaused(DripError):
+    """Sending stopped because the relay refused drip itself; nothing was marked failed."""
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    released: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, outcome: str) -> None:
+        with self.lock:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def summary(self) -> str:
+        parts = [(self.sent, "sent"), (self.deferred, "to retry"), (self.failed, "failed"),
+                 (self.skipped, "skipped"), (self.cancelled, "cancelled")]  # fmt: skip
+        return ", ".join(f"{n} {label}" for n, label in parts if n) or "nothing due"
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    row: queue.Claimed
+    sender: str
+    recipients: list[str]
+    data: bytes
+    message_id: str
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a claimed delivery ends without being sent."""
+
+    status: DeliveryStatus
+    reason: str
+    kind: EventKind
+    #: which Tally count it adds to
+    outcome: str
+
+
+def _cancel(reason: str) -> _Ending:
+    return _Ending(DeliveryStatus.CANCELLED, reason, EventKind.CANCELLED, "cancelled")
+
+
+@dataclass
+class _CohortParts:
+    """What every email of one cohort shares, loaded once per dispatcher."""
+
+    view: CohortView
+    templates: Templates
+    program: Program
+    settings: dict[str, Any]
+    start: dt.date
+    reply_address: str
+    #: program.toml's modification time when loaded, to notice edits
+    stamp: int
+
+
+class Dispatcher:
+    """Sends due email for every cohort in one database."""
+
+    def __init__(
+        self,
+        db: store.Store,
+        settings: Settings,
+        transport_factory: Callable[[], Transport],
+        *,
+        owner: str | None = None,
+        real_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.transport_factory = transport_factory
+        self.owner = owner or queue.worker_id()
+        self.real_clock = real_clock
+        self.batch_size = batch_size
+        self.stale_after = dt.timedelta(hours=settings.stale_after_hours)
+        self.lease = dt.timedelta(seconds=settings.lease_seconds)
+        self.bucket = TokenBucket(settings.smtp_rate) if settings.smtp_rate else None
+        self.stop = threading.Event()
+        self._cohorts: dict[int, _CohortParts] = {}
+        with db.transaction() as conn:
+            self.keys = signing_keys(settings, conn, create=True)
+            self.instance = instance_id(conn, create=True)
+            released = queue.release_dead_workers(conn)
+        if released:
+            logger.warning("took back %d deliveries claimed by processes that are gone", released)
+
+    # --- the main loop -------------------------------------------------------------
+
+    def run_until_idle(self, now: dt.datetime) -> Tally:
+        """Send everything due at ``now`` (the virtual clock, if any); return what happened.
+
+        Raises RelayPaused when the relay refuses drip itself.
+        """
+        tally = Tally()
+        outgoing: queues.Queue[_Outgoing | None] = queues.Queue(maxsize=2 * self.batch_size)
+        paused: list[RelayError] = []
+        senders = [
+            threading.Thread(
+                target=self._send_loop,
+                args=(outgoing, now, tally, paused),
+                name=f"drip-sender-{n}",
+                daemon=True,
+            )
+            for n in range(self.settings.smtp_connections)
+        ]
+        for sender in senders:
+            sender.start()
+        try:
+            while not self.stop.is_set() and not paused:
+                with self.db.transaction() as conn:
+                    rows = queue.claim_due(
+                        conn, now, self.real_clock(), self.owner, self.batch_size, self.lease
+                    )
+                if not rows:
+                    break
+                for item in self._prepare(rows, now, tally):
+                    if self.stop.is_set() or paused:
+                        self._release([item.row.id], tally)
+                        continue
+                    outgoing.put(item)
+        finally:
+            for _ in senders:
+                outgoing.put(None)
+            for sender in senders:
+                sender.join()
+        if paused:
+            raise RelayPaused(f"sending paused: {paused[0]}")
+        return tally
+
+    def _send_loop(
+        self,
+        outgoing: queues.Queue[_Outgoing | None],
+        now: dt.datetime,
+        tally: Tally,
+        paused: list[RelayError],
+    ) -> None:
+        transport = self.transport_factory()
+        try:
+            while (item := outgoing.get()) is not None:
+                if self.stop.is_set() or paused:
+                    self._release([item.row.id], tally)  # not sent: back in the queue, no attempt counted
+                    continue
+                if self.bucket:
+                    self.bucket.acquire()
+                try:
+                    refused = transport.send(item.sender, item.recipients, item.data, item.message_id)
+                except RelayError as exc:
+                    paused.append(exc)
+                    logger.error("sending paused: %s", exc)
+                    self._release([item.row.id], tally)
+                except PermanentSendError as exc:
+                    self._fail(item.row, str(exc), now, tally)
+                except TransientSendError as exc:
+                    self._retry(item.row, str(exc), now, tally)
+                else:
+                    self._sent(item, max(now, item.row.due_at), refused, tally)
+        finally:
+            transport.close()
+
+    def _record(self, change: Callable[[Any], None]) -> None:
+        with self.db.transaction() as conn:
+            change(conn)
+
+    def _release(self, ids: list[int], tally: Tally) -> None:
+        with self.db.transaction() as conn:
+            released = queue.release(conn, ids, self.owner)
+        for _ in range(released):
+            tally.add("released")
+
+    def _sent(self, item: _Outgoing, at: dt.datetime, refused: dict[str, str], tally: Tally) -> None:
+        data: dict[str, Any] = {"message_id": item.message_id}
+        if refused:
+            data["refused"] = refused  # a delegate's address refused, the participant's taken
+        with self.db.transaction() as conn:
+            queue.mark_sent(conn, item.row, at, data)
+        tally.add("sent")
+
+    def _fail(self, row: queue.Claimed, reason: str, now: dt.datetime, tally: Tally) -> None:
+        logger.warning("delivery %d (%s) failed: %s", row.id, row.step, reason)
+        self._record(lambda c: queue.finish(c, row, DeliveryStatus.FAILED, reason, now, EventKind.FAILED))
+        tally.add("failed")
+
+    def _retry(self, row: queue.Claimed, reason: str, now: dt.datetime, tally: Tally) -> None:
+        attempts = row.attempts + 1
+        if attempts >= self.settings.max_attempts:
+            self._fail(row, f"gave up after {attempts} attempts: {reason}", now, tally)
+            return
+        wait = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_CAP) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+        self._record(lambda c: queue.retry_later(c, row, reason, now + wait, now))
+        tally.add("deferred")
+
+    # --- preparing a batch ---------------------------------------------------------------
+
+    def _prepare(self, rows: list[queue.Claimed], now: dt.datetime, tally: Tally) -> list[_Outgoing]:
+        """Re-check and build a claimed batch; end what must not be sent; mark the rest sending."""
+        ready: list[_Outgoing] = []
+        endings: list[tuple[queue.Claimed, _Ending]] = []
+        release: list[int] = []
+        with self.db.reading() as conn:
+            batch = queue.load_batch(conn, rows)
+        for row in rows:
+            try:
+                verdict = self._check(row, batch, now)
+                if verdict == "hold":
+                    release.append(row.id)
+                elif isinstance(verdict, _Ending):
+                    endings.append((row, verdict))
+                else:
+                    ready.append(self._build(row, batch, now))
+            except (TemplateError, InvalidValue, ValueError, KeyError) as exc:
+                reason = f"could not be built: {exc}"
+                logger.error("delivery %d (%s): %s", row.id, row.step, reason)
+                endings.append((row, _Ending(DeliveryStatus.FAILED, reason, EventKind.FAILED, "failed")))
+        with self.db.transaction() as conn:
+            for row, ending in endings:
+                queue.finish(conn, row, ending.status, ending.reason, now, ending.kind)
+            queue.release(conn, release, self.owner)
+            queue.mark_sending(conn, [(item.row.id, item.message_id) for item in ready], now)
+        for _, ending in endings:
+            tally.add(ending.outcome)
+        return ready
+
+    def _check(self, row: queue.Claimed, batch: queue.Batch, now: dt.datetime) -> _Ending | str | None:
+        """Say whether a claimed delivery may go now: None (yes), "hold" (not yet), or how it ends."""
+        person = batch.participants[row.participant_id]
+        cohort = batch.cohorts[row.cohort_id]
+        if cohort.status != "active" or person.status == ParticipantStatus.PAUSED.value:
+            return "hold"  # paused since it was claimed: it waits, and goes if resumed in time
+        if person.status != ParticipantStatus.ACTIVE.value:
+            return _cancel(f"the participant is {person.status}")
+        parts = self._cohort(cohort)
+        step = next((s for s in parts.program.steps if s.key == row.step), None)
+        if step is None:
+            return _cancel("the step is no longer in the program")
+        if step.goal:
+            goal = next((g for g in batch.goals.get(row.participant_id, []) if g.goal == step.goal), None)
+            status = goal.status if goal else GoalStatus.OPEN.value
+            wanted = GoalStatus.DONE.value if step.waits_for_completion else GoalStatus.OPEN.value
+            if status != wanted:
+                return _cancel(f"the goal {step.goal} is {status}")
+        late = now - row.due_at
+        if late > self.stale_after:
+            hours = late.total_seconds() / 3600
+            reason = f"{hours:.0f} hours late (due {row.due_at:%Y-%m-%d %H:%M} UTC); too stale to send"
+            return _Ending(DeliveryStatus.SKIPPED, reason, EventKind.SKIPPED, "skipped")
+        return None
+
+    def _cohort(self, row: Any) -> _CohortParts:
+        parts = self._cohorts.get(row.id)
+        program_file = Path(row.program_path) / "program.toml"
+        stamp = program_file.stat().st_mtime_ns if program_file.exists() else -1
+        if parts is None or parts.stamp != stamp:
+            program = load_program(Path(row.program_path))
+            settings = dict(row.settings)
+            sender = Mailbox(*settings["sender"])
+            reply_to = Mailbox(*settings["reply_to"]) if settings.get("reply_to") else None
+            view = CohortView(
+                row.slug, row.name, program, sender, reply_to, tuple(settings.get("owners", ()))
+            )
+            parts = _CohortParts(
+                view, Templates(program.path), program, settings, row.start_date,
+                reply_address(self.settings, sender, reply_to), stamp,
+            )  # fmt: skip
+            self._cohorts[row.id] = parts
+        return parts
+
+    def _build(self, row: queue.Claimed, batch: queue.Batch, now: dt.datetime) -> _Outgoing:
+        person = batch.participants[row.participant_id]
+        parts = self._cohort(batch.cohorts[row.cohort_id])
+        goal_rows = {g.goal: g for g in batch.goals.get(row.participant_id, [])}
+        settings = parts.settings
+        timing = Timing(
+            start=parts.start,
+            timezone=person.timezone,
+            send_time=parse_clock(settings["send_time"]),
+            skip_weekends=settings["skip_weekends"],
+            deadlines={key: goal.deadline for key, goal in goal_rows.items()},
+            end=dt.date.fromisoformat(settings["end"]) if settings.get("end") else None,
+        )
+        dates = goal_dates(parts.program, timing)
+        recipient = Recipient(
+            email=person.email,
+            name=person.name,
+            timezone=person.timezone,
+            delegate_email=person.delegate_email,
+            fields=dict(person.fields),
+            id=person.id,
+            goals=tuple(
+                GoalView(
+                    g.key,
+                    g.title,
+                    g.description,
+                    dates[g.key].deadline,
+                    dates[g.key].opens,
+                    goal_rows[g.key].status,
+                    goal_rows[g.key].id,
+                )  # fmt: skip
+                for g in parts.program.goals
+            ),
+        )
+        links = links_for(
+            self.settings.base_url, self.keys, parts.reply_address, program_end(parts.program, timing)
+        )
+        step = next(s for s in parts.program.steps if s.key == row.step)
+        built = build(
+            parts.templates, parts.view, recipient, step, when=row.due_at, delivery_id=str(row.id),
+            instance=self.instance, links=links, dated=max(now, row.due_at),
+        )  # fmt: skip
+        message = built.message
+        if row.message_id and row.message_id != message.message_id:
+            message = replace(
+                message, message_id=row.message_id
+            )  # a retry keeps the id it was first sent with
+        data = compose(message)
+        return _Outgoing(
+            row,
+            addresses([message.sender])[0],
+            addresses([message.to, *message.cc]),
+            data,
+            message.message_id,
+        )

@@ -1,0 +1,170 @@
+"""``drip run``: APScheduler drives the periodic jobs; the deliveries table is the queue.
+
+There is one job per purpose, never one per email: dispatch every few
+seconds (coalesced, one at a time, and a late run is never dropped), later
+the inbox poll and the weekly digest. ``--once`` sends what is due and exits,
+for cron and tests; ``--now`` runs on a virtual clock; SIGTERM or SIGINT
+finish the message in flight, give back the rest, and exit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from drip import catcher
+from drip.config import Settings, redact_url
+from drip.dispatch import Dispatcher, RelayPaused, Tally
+from drip.store import Store
+from drip.transport import SMTPSettings, SMTPTransport, Transport, open_transport
+
+logger = logging.getLogger(__name__)
+
+#: how often the dispatch job runs
+DISPATCH_EVERY = dt.timedelta(seconds=5)
+#: how long sending waits after the relay refused drip itself
+PAUSE_AFTER_RELAY_ERROR = dt.timedelta(minutes=5)
+
+
+class Clock:
+    """Real time, or virtual time that starts at ``start`` and runs at real speed."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.start = start
+        self.began = time.monotonic()
+
+    def now(self) -> dt.datetime:
+        if self.start is None:
+            return dt.datetime.now(dt.UTC)
+        return self.start + dt.timedelta(seconds=time.monotonic() - self.began)
+
+
+@contextmanager
+def transports(settings: Settings, say: Callable[[str], None]) -> Iterator[Callable[[], Transport]]:
+    """Yield a factory of transports: the relay in DRIP_SMTP_URL, or the built-in mail catcher."""
+    if settings.smtp_url:
+        say(f"Sending through {redact_url(settings.smtp_url)}.")
+        yield lambda: open_transport(settings.smtp_url)
+        return
+    with catcher.running(Path(settings.mail_dir), settings.catcher_port) as (host, port):
+        say(
+            "No DRIP_SMTP_URL is set: email goes to the built-in mail catcher and nothing leaves this "
+            f"machine. Read it at {settings.base_url}/inbox"
+        )
+        yield lambda: SMTPTransport(SMTPSettings(host, port, tls=False, starttls=False))
+
+
+def run_once(
+    settings: Settings,
+    db: Store,
+    now: dt.datetime | None,
+    until: dt.datetime | None,
+    step: dt.timedelta,
+    say: Callable[[str], None],
+) -> Tally:
+    """Send what is due at ``now``; with ``until``, walk virtual time to it, ``step`` by step."""
+    total = Tally()
+    with transports(settings, say) as factory:
+        dispatcher = Dispatcher(db, settings, factory)
+        moment = now or dt.datetime.now(dt.UTC)
+        end = until or moment
+        while True:
+            tally = dispatcher.run_until_idle(moment)
+            for name in ("sent", "deferred", "failed", "skipped", "cancelled"):
+                setattr(total, name, getattr(total, name) + getattr(tally, name))
+            if moment >= end:
+                return total
+            moment = min(moment + step, end)
+
+
+def run_forever(
+    settings: Settings, db: Store, start: dt.datetime | None, web: bool, say: Callable[[str], None]
+) -> None:
+    """Dispatch every few seconds until SIGTERM or SIGINT."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    clock = Clock(start)
+    stopping = threading.Event()
+    paused_until = [0.0]
+
+    with ExitStack() as stack:
+        factory = stack.enter_context(transports(settings, say))
+        dispatcher = Dispatcher(db, settings, factory)
+        if web:
+            stack.enter_context(serving(settings, say))
+
+        def dispatch() -> None:
+            if time.monotonic() < paused_until[0] or stopping.is_set():
+                return
+            try:
+                tally = dispatcher.run_until_idle(clock.now())
+            except RelayPaused as exc:
+                paused_until[0] = time.monotonic() + PAUSE_AFTER_RELAY_ERROR.total_seconds()
+                logger.error(
+                    "%s; trying again in %d minutes", exc, PAUSE_AFTER_RELAY_ERROR.total_seconds() // 60
+                )
+                return
+            if tally.summary() != "nothing due":
+                logger.info("dispatch: %s", tally.summary())
+
+        scheduler = BackgroundScheduler(timezone=dt.UTC)
+        scheduler.add_job(
+            dispatch,
+            "interval",
+            seconds=DISPATCH_EVERY.total_seconds(),
+            id="dispatch",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+            next_run_time=dt.datetime.now(dt.UTC),
+        )
+
+        def stop(signum: int, _frame: object) -> None:
+            say(f"{signal.Signals(signum).name}: finishing the message in flight, then stopping.")
+            stopping.set()
+            dispatcher.stop.set()
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        scheduler.start()
+        say(f"Running: dispatch every {DISPATCH_EVERY.total_seconds():.0f} s. Stop with Ctrl-C.")
+        try:
+            while not stopping.wait(1.0):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    say("Stopped.")
+
+
+@contextmanager
+def serving(
+    settings: Settings, say: Callable[[str], None], host: str | None = None, port: int | None = None
+) -> Iterator[None]:
+    """Serve the web app with waitress in a thread for the duration of the block."""
+    from urllib.parse import urlsplit
+
+    from waitress.server import create_server
+
+    from drip.web import create_app
+
+    parts = urlsplit(settings.base_url)
+    server = create_server(
+        create_app(settings),
+        host=host or parts.hostname or "127.0.0.1",
+        port=port or parts.port or (443 if parts.scheme == "https" else 80),
+        threads=4,
+    )
+    thread = threading.Thread(target=server.run, name="drip-web", daemon=True)
+    thread.start()
+    say(f"Web pages at {settings.base_url}.")
+    try:
+        yield
+    finally:
+        server.close()
