@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, or_, select, update
 
 from drip.states import DeliveryStatus, EventKind, ParticipantStatus
 from drip.store import (
@@ -199,10 +199,14 @@ def release(conn: Connection, ids: Iterable[int], owner: str) -> int:
     if not ids:
         return 0
     d = delivery_table
+    # An attempt was counted when it was marked sending; it never happened.
+    attempts = case((d.c.status == DeliveryStatus.SENDING.value, d.c.attempts - 1), else_=d.c.attempts)
     result = conn.execute(
         update(d)
         .where(d.c.id.in_(ids), d.c.lease_owner == owner, d.c.status.in_(_PENDING_CLAIM))
-        .values(status=DeliveryStatus.SCHEDULED.value, lease_owner=None, lease_expires_at=None)
+        .values(
+            status=DeliveryStatus.SCHEDULED.value, lease_owner=None, lease_expires_at=None, attempts=attempts
+        )
     )
     return result.rowcount
 

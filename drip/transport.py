@@ -114,28 +114,29 @@ class SMTPTransport:
         self._connection: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
+        """Connect, log in, and say what went wrong in terms of the relay; never leave a socket open."""
         s = self.settings
         context = ssl.create_default_context()
+        connection: smtplib.SMTP | None = None
         try:
             if s.tls:
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=context
-                )
+                connection = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
             else:
                 connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
                 if s.starttls:
                     connection.starttls(context=context)
             if s.username:
                 connection.login(s.username, s.password or "")
+            return connection
         except smtplib.SMTPAuthenticationError as exc:
-            raise RelayError(
-                f"the SMTP server {s.host} refused the login: {exc.smtp_code} {_reply(exc)}"
-            ) from None
+            error = RelayError(f"the SMTP server {s.host} refused the login: {exc.smtp_code} {_reply(exc)}")
         except ssl.SSLError as exc:
-            raise RelayError(f"TLS with {s.host}:{s.port} failed: {exc}") from None
+            error = RelayError(f"TLS with {s.host}:{s.port} failed: {exc}")
         except (OSError, smtplib.SMTPException) as exc:
-            raise RelayError(f"cannot reach the SMTP server {s.host}:{s.port}: {exc}") from None
-        return connection
+            error = RelayError(f"cannot reach the SMTP server {s.host}:{s.port}: {exc}")
+        if connection is not None:
+            connection.close()
+        raise error
 
     def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> dict[str, str]:
         """Hand one message over; return the recipients refused when others were accepted.

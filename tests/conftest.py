@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import socket
@@ -103,20 +104,39 @@ class Received:
 
 
 class _Collector:
-    """An aiosmtpd handler that keeps every message, or answers with a chosen error."""
+    """An aiosmtpd handler that keeps every message, or answers as a test tells it to."""
 
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.refuse_with: str | None = None
+        #: per recipient: replies to give at RCPT before accepting it
+        self.rcpt_replies: dict[str, list[str]] = {}
+        #: replies to give at the end of DATA, one per message, before accepting again
+        self.data_replies: list[str] = []
+        #: keep the next N messages, then drop the connection instead of answering
+        self.drop_after_data = 0
+        #: seconds to take over each message
+        self.delay = 0.0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
+        replies = self.rcpt_replies.get(address)
+        if replies:
+            return replies.pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.refuse_with:
             return self.refuse_with
+        if self.data_replies:
+            return self.data_replies.pop(0)
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        if self.drop_after_data:
+            self.drop_after_data -= 1
+            server.transport.close()
+            return "250 accepted, but the client never hears it"
         return "250 Message accepted"
 
 
@@ -141,18 +161,41 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SMTPServer]:
-    """aiosmtpd on a free loopback port, collecting what it is sent."""
+@contextmanager
+def running_smtp_server(**options) -> Iterator[SMTPServer]:
     from aiosmtpd.controller import Controller
 
     handler = _Collector()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port(), **options)
     controller.start()
     try:
         yield SMTPServer("127.0.0.1", controller.port, handler)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    """aiosmtpd on a free loopback port, collecting what it is sent."""
+    with running_smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def auth_smtp_server() -> Iterator[SMTPServer]:
+    """aiosmtpd that wants a login: user "drip", password "right"."""
+    from aiosmtpd.smtp import AuthResult
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        # handled=False: aiosmtpd itself answers 235 or 535
+        return AuthResult(
+            success=auth_data.login == b"drip" and auth_data.password == b"right", handled=False
+        )
+
+    with running_smtp_server(
+        authenticator=authenticate, auth_required=True, auth_require_tls=False
+    ) as server:
+        yield server
 
 
 # --- databases ----------------------------------------------------------------

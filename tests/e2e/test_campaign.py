@@ -1,0 +1,43 @@
+"""A whole campaign walked in virtual time: what arrives is exactly what drip plan said."""
+
+import dataclasses
+import datetime as dt
+import email.utils
+
+from conftest import ROOT, SMTPServer
+from drip import enrol, report, worker
+from drip.cohort import load_cohort
+from drip.config import load_settings
+from drip.store import Store
+
+UTC = dt.UTC
+STEP = dt.timedelta(hours=6)
+
+
+def test_campaign_in_virtual_time_matches_the_plan(database_url: str, smtp_server: SMTPServer) -> None:
+    cohort = load_cohort(ROOT / "cohorts" / "example", [ROOT / "emails"])
+    enrolled = dt.datetime(2027, 1, 4, 12, tzinfo=UTC)
+    planned = {
+        (entry.email, entry.step): entry.at
+        for entry in report.planned_entries(list(enrol.plan_cohort(cohort, enrolled)))
+        if entry.status == "scheduled"
+    }
+    settings = dataclasses.replace(
+        load_settings(environ={}, options={"base_url": "https://drip.example.com"}),
+        database_url=database_url,
+        smtp_url=smtp_server.url,
+    )
+    with Store(database_url) as db:
+        with db.transaction() as conn:
+            enrol.sync_cohort(conn, cohort, enrolled)
+        start, end = dt.datetime(2027, 1, 10, tzinfo=UTC), dt.datetime(2027, 5, 1, tzinfo=UTC)
+        tally = worker.run_once(settings, db, start, end, STEP, lambda message: None)
+    received = {}
+    for message in (m.message for m in smtp_server.messages):
+        key = (message["To"].addresses[0].addr_spec, str(message["X-Drip-Step"]))
+        assert key not in received, f"{key} arrived twice"
+        received[key] = email.utils.parsedate_to_datetime(str(message["Date"]))
+    assert set(received) == set(planned)
+    assert tally.sent == len(planned) and tally.skipped == tally.failed == 0
+    for key, due in planned.items():
+        assert due <= received[key] <= due + STEP, key  # sent at the first tick after its moment

@@ -1,0 +1,125 @@
+"""Whole drip run processes against a real SMTP server: crashes, stops, and two workers at once."""
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from conftest import EMAILS, CohortFactory, SMTPServer
+from drip import enrol
+from drip.cohort import load_cohort
+from drip.store import Store, delivery_table
+
+PEOPLE = 150
+DUE = "2027-01-11T15:00Z"  # every welcome (09:00 in New York) is due
+DRIP = str(Path(sys.executable).with_name("drip"))
+
+
+@pytest.fixture
+def cohort_db(tmp_path: Path, make_cohort: CohortFactory) -> str:
+    roster = "email,name,timezone\n" + "".join(
+        f"p{n}@example.com,Person {n},America/New_York\n" for n in range(PEOPLE)
+    )
+    url = f"sqlite:///{tmp_path / 'drip.db'}"
+    with Store(url) as db, db.transaction() as conn:
+        enrol.sync_cohort(
+            conn, load_cohort(make_cohort(roster), [EMAILS]), dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
+        )
+    return url
+
+
+class Worker:
+    """A ``drip run`` process whose output goes to a file."""
+
+    def __init__(self, url: str, smtp: SMTPServer, cwd: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+        env.update(DRIP_DATABASE_URL=url, DRIP_SMTP_URL=smtp.url, DRIP_BASE_URL="https://drip.example.com")
+        self.log = cwd / f"worker-{time.monotonic_ns()}.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen([DRIP, "run", *args], cwd=cwd, env=env, stdout=out, stderr=out)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def send_signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def spawn(url: str, smtp: SMTPServer, cwd: Path, *args: str) -> Worker:
+    return Worker(url, smtp, cwd, *args)
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def welcome_ids(url: str) -> set[str]:
+    with Store(url, migrate=False) as db, db.reading() as conn:
+        query = select(delivery_table.c.message_id).where(
+            delivery_table.c.step == "welcome", delivery_table.c.status == "sent"
+        )
+        return set(conn.execute(query).scalars())
+
+
+def in_flight(url: str) -> int:
+    with Store(url, migrate=False) as db, db.reading() as conn:
+        query = select(func.count()).where(delivery_table.c.status.in_(["claimed", "sending"]))
+        return conn.execute(query).scalar_one()
+
+
+def test_kill_9_mid_batch_then_restart_loses_nothing(
+    cohort_db: str, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    smtp_server.handler.delay = 0.01
+    first = spawn(cohort_db, smtp_server, tmp_path, "--once", "--now", DUE)
+    wait_for(lambda: len(smtp_server.messages) >= 40)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert in_flight(cohort_db) > 0  # it died holding claims
+    second = spawn(cohort_db, smtp_server, tmp_path, "--once", "--now", DUE)
+    assert second.wait(60) == 0, second.output()
+    received = [str(m.message["Message-ID"]) for m in smtp_server.messages]
+    assert set(received) == welcome_ids(cohort_db) and len(set(received)) == PEOPLE
+    assert len(received) - len(set(received)) <= 1  # only the message in flight may go twice
+    assert in_flight(cohort_db) == 0
+
+
+def test_two_workers_on_one_sqlite_file_send_everything_once(
+    cohort_db: str, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    smtp_server.handler.delay = 0.002
+    workers = [spawn(cohort_db, smtp_server, tmp_path, "--once", "--now", DUE) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(60) == 0, worker.output()
+    received = [str(m.message["Message-ID"]) for m in smtp_server.messages]
+    assert len(received) == len(set(received)) == PEOPLE
+    assert set(received) == welcome_ids(cohort_db)
+
+
+def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
+    cohort_db: str, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    smtp_server.handler.delay = 0.02
+    worker = spawn(cohort_db, smtp_server, tmp_path, "--no-web", "--now", DUE)
+    wait_for(lambda: len(smtp_server.messages) >= 10)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()
+    assert "finishing the message in flight" in worker.output()
+    assert in_flight(cohort_db) == 0
+    assert len(welcome_ids(cohort_db)) == len(smtp_server.messages) < PEOPLE  # each one sent is recorded
+    rest = spawn(cohort_db, smtp_server, tmp_path, "--once", "--now", DUE)
+    assert rest.wait(60) == 0
+    received = [str(m.message["Message-ID"]) for m in smtp_server.messages]
+    assert len(received) == len(set(received)) == PEOPLE
