@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_NOW ?= 2027-01-04T12:00Z
+DEMO_FROM ?= 2027-01-10T00:00Z
+DEMO_UNTIL ?= 2027-02-05T00:00Z
+DEMO_URL ?= http://127.0.0.1:8000
 
 .PHONY: demo test lint clean
 
@@ -14,11 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-## Launch the example cohort on SQLite (drip.db here) and show its plan.
+## The whole loop on the example cohort, on this machine only: launch it, send its first four weeks in
+## virtual time to the built-in mail catcher, then serve the inbox page (Ctrl-C to stop).
 demo: $(VENV)/.installed
 	$(BIN)/drip start cohorts/example --now $(DEMO_NOW)
-	$(BIN)/drip plan cohorts/example --now $(DEMO_NOW) --participant kenji.tanaka@northwind.example
-	$(BIN)/drip status example --now $(DEMO_NOW)
+	$(BIN)/drip run --once --now $(DEMO_FROM) --until $(DEMO_UNTIL)
+	$(BIN)/drip status example --now $(DEMO_UNTIL)
+	@echo "Open $(DEMO_URL)/inbox to read what the executives received."
+	$(BIN)/drip serve
 
 ## Run the whole test suite.
 test: $(VENV)/.installed

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,10 +373,13 @@ def run(
     say = _say
     try:
         if once:
+            began = time.perf_counter()
             tally = worker.run_once(
                 app.settings, app.store(), now, until, dt.timedelta(minutes=step_minutes), say
             )
-            click.echo(f"Done: {tally.summary()}.")
+            took = time.perf_counter() - began
+            rate = f" ({tally.sent / took:,.0f}/s)" if tally.sent and took > 0 else ""
+            click.echo(f"Done in {took:.2f} s: {tally.summary()}{rate}.")
         else:
             worker.run_forever(app.settings, app.store(), now, not no_web, say)
     except RelayPaused as exc:

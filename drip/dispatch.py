@@ -17,6 +17,7 @@ import logging
 import queue as queues
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +43,8 @@ BATCH_SIZE = 200
 #: the first retry waits this long; each further one twice as long, up to RETRY_CAP
 RETRY_BASE = dt.timedelta(minutes=1)
 RETRY_CAP = dt.timedelta(hours=2)
+#: how often, at most, a program.toml is checked for edits
+CHECK_PROGRAM_EVERY = 1.0
 
 
 class RelayPaused(DripError):
@@ -104,6 +107,8 @@ class _CohortParts:
     reply_address: str
     #: program.toml's modification time when loaded, to notice edits
     stamp: int
+    #: when the stamp was last compared with the file
+    checked: float = 0.0
 
 
 class Dispatcher:
@@ -188,6 +193,7 @@ class Dispatcher:
         paused: list[RelayError],
     ) -> None:
         transport = self.transport_factory()
+        recorder = queue.SentRecorder(self.db.engine)
         try:
             while (item := outgoing.get()) is not None:
                 if self.stop.is_set() or paused:
@@ -206,9 +212,10 @@ class Dispatcher:
                 except TransientSendError as exc:
                     self._retry(item.row, str(exc), now, tally)
                 else:
-                    self._sent(item, max(now, item.row.due_at), refused, tally)
+                    self._sent(recorder, item, max(now, item.row.due_at), refused, tally)
         finally:
             transport.close()
+            recorder.close()
 
     def _record(self, change: Callable[[Any], None]) -> None:
         with self.db.transaction() as conn:
@@ -220,12 +227,17 @@ class Dispatcher:
         for _ in range(released):
             tally.add("released")
 
-    def _sent(self, item: _Outgoing, at: dt.datetime, refused: dict[str, str], tally: Tally) -> None:
-        data: dict[str, Any] = {"message_id": item.message_id}
-        if refused:
-            data["refused"] = refused  # a delegate's address refused, the participant's taken
-        with self.db.transaction() as conn:
-            queue.mark_sent(conn, item.row, at, data)
+    def _sent(
+        self,
+        recorder: queue.SentRecorder,
+        item: _Outgoing,
+        at: dt.datetime,
+        refused: dict[str, str],
+        tally: Tally,
+    ) -> None:
+        # A delegate's address refused while the participant's was taken: sent, with a note.
+        note = "; ".join(f"{address} refused: {reply}" for address, reply in refused.items()) or None
+        recorder.record(item.row, at, note)
         tally.add("sent")
 
     def _fail(self, row: queue.Claimed, reason: str, now: dt.datetime, tally: Tally) -> None:
@@ -300,21 +312,23 @@ class Dispatcher:
 
     def _cohort(self, row: Any) -> _CohortParts:
         parts = self._cohorts.get(row.id)
+        if parts is not None and time.monotonic() - parts.checked < CHECK_PROGRAM_EVERY:
+            return parts
         program_file = Path(row.program_path) / "program.toml"
         stamp = program_file.stat().st_mtime_ns if program_file.exists() else -1
-        if parts is None or parts.stamp != stamp:
-            program = load_program(Path(row.program_path))
-            settings = dict(row.settings)
-            sender = Mailbox(*settings["sender"])
-            reply_to = Mailbox(*settings["reply_to"]) if settings.get("reply_to") else None
-            view = CohortView(
-                row.slug, row.name, program, sender, reply_to, tuple(settings.get("owners", ()))
-            )
-            parts = _CohortParts(
-                view, Templates(program.path), program, settings, row.start_date,
-                reply_address(self.settings, sender, reply_to), stamp,
-            )  # fmt: skip
-            self._cohorts[row.id] = parts
+        if parts is not None and parts.stamp == stamp:
+            parts.checked = time.monotonic()
+            return parts
+        program = load_program(Path(row.program_path))
+        settings = dict(row.settings)
+        sender = Mailbox(*settings["sender"])
+        reply_to = Mailbox(*settings["reply_to"]) if settings.get("reply_to") else None
+        view = CohortView(row.slug, row.name, program, sender, reply_to, tuple(settings.get("owners", ())))
+        parts = _CohortParts(
+            view, Templates(program.path), program, settings, row.start_date,
+            reply_address(self.settings, sender, reply_to), stamp, time.monotonic(),
+        )  # fmt: skip
+        self._cohorts[row.id] = parts
         return parts
 
     def _build(self, row: queue.Claimed, batch: queue.Batch, now: dt.datetime) -> _Outgoing:

@@ -50,7 +50,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return super().bind_processor(dialect)
 
         def process(value: dt.datetime | None) -> str | None:
-            return None if value is None else _sqlite_text(value)
+            return None if value is None else sqlite_text(value)
 
         return process
 
@@ -65,7 +65,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 @lru_cache(maxsize=1 << 14)
-def _sqlite_text(value: dt.datetime) -> str:
+def sqlite_text(value: dt.datetime) -> str:
     """Return the text SQLAlchemy's SQLite DATETIME writes and reads, for an instant.
 
     Cached: a bulk insert binds hundreds of thousands of instants, most of them

@@ -16,6 +16,10 @@ from conftest import ROOT
             "compose.py",
             ["| drip (CSS inlined at load, direct MIME) |", "| premailer per message + EmailMessage |"],
         ),
+        (
+            "dispatch.py",
+            ["| one process, one connection |", "| whole machine: two processes, one connection each |"],
+        ),
     ],
 )
 def test_benchmark_smoke(script: str, rows: list[str]) -> None:

@@ -67,8 +67,12 @@ def test_success(started: Store, smtp_server: SMTPServer) -> None:
                 select(delivery_table.c.message_id).where(delivery_table.c.status == "sent")
             ).scalars()
         )
-        kinds = list(conn.execute(select(event_table.c.kind).where(event_table.c.kind == "sent")).scalars())
-    assert stored == ids and len(kinds) == 3
+        events = conn.execute(
+            select(event_table.c.data, event_table.c.at).where(event_table.c.kind == "sent")
+        ).all()
+    assert stored == ids
+    assert {e.data["message_id"] for e in events} == ids  # one "sent" event each, written with the row
+    assert all(e.at == WELCOMES_DUE for e in events)
     assert worker.run_until_idle(WELCOMES_DUE).sent == 0  # nothing twice
 
 
@@ -142,7 +146,7 @@ def test_reminders_of_a_done_goal_are_cancelled(started: Store, smtp_server: SMT
         conn.execute(
             update(delivery_table)
             .where(delivery_table.c.due_at < dt.datetime(2027, 1, 29, tzinfo=UTC))
-            .values(status="sent")
+            .values(status="sent", sent_at=delivery_table.c.due_at)
         )
     reminder_time = dt.datetime(2027, 1, 29, 15, 0, tzinfo=UTC)
     tally = dispatcher(started, smtp_server.url).run_until_idle(reminder_time)

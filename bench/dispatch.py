@@ -1,0 +1,202 @@
+"""Benchmark end-to-end dispatch (claim -> render -> send -> record) to Postfix's smtp-sink.
+
+    python bench/dispatch.py                  # 6,000 emails, 3 runs of each
+    python bench/dispatch.py --smoke          # a tiny run against aiosmtpd, to check the script
+
+Each drip run is ``drip run --once`` in a fresh process on a freshly started
+cohort (SQLite), where every participant's welcome is due. Beside it, in the
+same run, the raw ceiling: smtplib sending the same number of pre-built
+messages of the same size to the same sink over the same number of
+connections. "One process" is one drip process with one connection; "whole
+machine" is two drip processes at once, one connection each, against two
+raw senders at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shutil
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import describe  # noqa: E402
+
+DRIP = str(Path(sys.executable).with_name("drip"))
+DUE = "2027-01-11T15:00Z"
+COHORT_TOML = """\
+name = "Dispatch benchmark"
+program = "crawl-walk-run"
+start = 2027-01-11
+timezone = "America/New_York"
+sender = "Comms <comms@example.com>"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_sink(port: int) -> subprocess.Popen | None:
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    if not Path(sink).exists():
+        return None
+    process = subprocess.Popen([sink, "-u", "nobody", f"127.0.0.1:{port}", "1024"], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("smtp-sink did not start")
+
+
+def prepare(folder: Path, people: int, name: str) -> str:
+    """Start a cohort of ``people`` whose welcomes are all due; return its database URL."""
+    from drip import enrol
+    from drip.cohort import load_cohort
+    from drip.store import Store
+
+    cohort = folder / "cohorts" / name
+    cohort.mkdir(parents=True)
+    if not (folder / "emails").exists():
+        (folder / "emails").symlink_to(ROOT / "emails", target_is_directory=True)
+    (cohort / "cohort.toml").write_text(COHORT_TOML)
+    rows = "".join(f"p{n}@example.com,Person {n}\n" for n in range(people))
+    (cohort / "roster.csv").write_text("email,name\n" + rows)
+    url = f"sqlite:///{folder / (name + '.db')}"
+    with Store(url) as db, db.transaction() as conn:
+        enrol.sync_cohort(conn, load_cohort(cohort, [folder / "emails"]), dt.datetime(2027, 1, 4, tzinfo=dt.UTC))
+    return url
+
+
+def drip_runs(urls: list[str], smtp_url: str, folder: Path) -> float:
+    """Run one ``drip run --once`` per database at once; return the total messages per second."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+    env.update(DRIP_SMTP_URL=smtp_url, DRIP_BASE_URL="https://drip.example.com", DRIP_LEASE_SECONDS="600")
+    processes = [
+        subprocess.Popen(
+            [DRIP, "--database-url", url, "run", "--once", "--now", DUE],
+            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for url in urls
+    ]
+    sent, slowest = 0, 0.0
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        match = re.search(r"Done in ([\d.]+) s: (\d+) sent", out)
+        if process.returncode or not match:
+            raise SystemExit(f"drip run failed: {out}\n{err}")
+        slowest = max(slowest, float(match.group(1)))
+        sent += int(match.group(2))
+    return sent / slowest
+
+
+def sample_message(folder: Path, url: str) -> bytes:
+    """One real message of the program, to size the raw ceiling's messages like drip's."""
+    out = subprocess.run(
+        [DRIP, "--database-url", url, "preview", str(folder / "cohorts" / "c0"), "--step", "welcome",
+         "--format", "eml", "--now", "2027-01-04T00:00Z"],
+        cwd=folder, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return out.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+RAW_SENDER = """
+import smtplib, sys, time
+host, port, count, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+data = open(path, "rb").read()
+connection = smtplib.SMTP(host, port)
+start = time.perf_counter()
+for n in range(count):
+    connection.sendmail("comms@example.com", [f"p{n}@example.com"], data)
+print(time.perf_counter() - start)
+connection.quit()
+"""
+
+
+def raw_runs(port: int, counts: list[int], message: Path) -> float:
+    """Send pre-built messages with plain smtplib, one process per connection; return messages per second."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", RAW_SENDER, "127.0.0.1", str(port), str(count), str(message)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for count in counts
+    ]
+    seconds = [float(process.communicate()[0]) for process in processes]
+    return sum(counts) / max(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--emails", type=int, default=6000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="60 emails, one run, to aiosmtpd if there is no sink")
+    args = parser.parse_args()
+    if args.smoke:
+        args.emails, args.runs = 60, 1
+
+    port = free_port()
+    sink = start_sink(port)
+    controller = None
+    if sink is None:
+        if not args.smoke:
+            raise SystemExit("Postfix's smtp-sink is needed: apt-get install postfix")
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Sink
+
+        controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+        controller.start()
+    smtp_url = f"smtp://127.0.0.1:{port}"
+    results: dict[str, list[float]] = {"one process": [], "one ceiling": [], "machine": [], "machine ceiling": []}
+    try:
+        with tempfile.TemporaryDirectory(prefix="drip-dispatch-") as tmp:
+            folder = Path(tmp)
+            probe = prepare(folder, 1, "c0")
+            message = folder / "message.eml"
+            message.write_bytes(sample_message(folder, probe))
+            half = args.emails // 2
+            for run in range(args.runs):
+                one = prepare(folder, args.emails, f"one{run}")
+                results["one process"].append(drip_runs([one], smtp_url, folder))
+                results["one ceiling"].append(raw_runs(port, [args.emails], message))
+                pair = [prepare(folder, half, f"pair{run}a"), prepare(folder, half, f"pair{run}b")]
+                results["machine"].append(drip_runs(pair, smtp_url, folder))
+                results["machine ceiling"].append(raw_runs(port, [half, half], message))
+            size = message.stat().st_size
+    finally:
+        if sink is not None:
+            sink.terminate()
+            sink.wait()
+        if controller is not None:
+            controller.stop()
+
+    median = {key: statistics.median(values) for key, values in results.items()}
+    target = "Postfix smtp-sink" if sink is not None else "aiosmtpd (smoke run)"
+    print(f"Dispatch of {args.emails:,} emails ({size:,} bytes each) to {target} on loopback; median of {args.runs}\n")
+    print("| setup | drip emails/s | raw smtplib ceiling/s | drip / ceiling |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| one process, one connection | {median['one process']:,.0f} | {median['one ceiling']:,.0f} | "
+          f"{median['one process'] / median['one ceiling']:.0%} |")  # fmt: skip
+    print(f"| whole machine: two processes, one connection each | {median['machine']:,.0f} | "
+          f"{median['machine ceiling']:,.0f} | {median['machine'] / median['machine ceiling']:.0%} |")  # fmt: skip
+    print(f"\n{describe()}")
+
+
+if __name__ == "__main__":
+    main()
