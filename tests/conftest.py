@@ -117,6 +117,14 @@ class _Collector:
         self.drop_after_data = 0
         #: seconds to take over each message
         self.delay = 0.0
+        #: offer ESMTP PIPELINING (RFC 2920), as Postfix and Exchange do
+        self.pipelining = False
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802 - aiosmtpd's name
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
         replies = self.rcpt_replies.get(address)
@@ -178,6 +186,14 @@ def running_smtp_server(**options) -> Iterator[SMTPServer]:
 def smtp_server() -> Iterator[SMTPServer]:
     """aiosmtpd on a free loopback port, collecting what it is sent."""
     with running_smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["plain", "pipelining"])
+def relay(request: pytest.FixtureRequest) -> Iterator[SMTPServer]:
+    """The same server, once as is and once offering PIPELINING, so both ways of sending are tested."""
+    with running_smtp_server() as server:
+        server.handler.pipelining = request.param == "pipelining"
         yield server
 
 

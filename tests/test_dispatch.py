@@ -46,17 +46,17 @@ def statuses(db: Store, step: str = "welcome") -> dict[str, tuple]:
         return {row.email: tuple(row)[1:] for row in conn.execute(query)}
 
 
-def test_success(started: Store, smtp_server: SMTPServer) -> None:
-    worker = dispatcher(started, smtp_server.url)
+def test_success(started: Store, relay: SMTPServer) -> None:
+    worker = dispatcher(started, relay.url)
     tally = worker.run_until_idle(WELCOMES_DUE)
     assert (tally.sent, tally.failed, tally.deferred) == (3, 0, 0)
-    assert sorted(m.recipients[0] for m in smtp_server.messages) == [
+    assert sorted(m.recipients[0] for m in relay.messages) == [
         "ana@example.com",
         BEN,
         "cleo@example.com",
     ]
     assert {s[0] for s in statuses(started).values()} == {"sent"}
-    ids = {str(m.message["Message-ID"]) for m in smtp_server.messages}
+    ids = {str(m.message["Message-ID"]) for m in relay.messages}
     assert (
         all(i.startswith("<drip.") and i.endswith(f".{worker.instance}@example.com>") for i in ids)
         and len(ids) == 3
@@ -76,9 +76,9 @@ def test_success(started: Store, smtp_server: SMTPServer) -> None:
     assert worker.run_until_idle(WELCOMES_DUE).sent == 0  # nothing twice
 
 
-def test_a_451_is_retried_later_and_then_sent(started: Store, smtp_server: SMTPServer) -> None:
-    smtp_server.handler.rcpt_replies[BEN] = ["451 4.7.1 Greylisted, try again later"]
-    worker = dispatcher(started, smtp_server.url)
+def test_a_451_is_retried_later_and_then_sent(started: Store, relay: SMTPServer) -> None:
+    relay.handler.rcpt_replies[BEN] = ["451 4.7.1 Greylisted, try again later"]
+    worker = dispatcher(started, relay.url)
     tally = worker.run_until_idle(WELCOMES_DUE)
     assert (tally.sent, tally.deferred) == (2, 1)
     status, error, attempts = statuses(started)[BEN]
@@ -86,38 +86,38 @@ def test_a_451_is_retried_later_and_then_sent(started: Store, smtp_server: SMTPS
     assert worker.run_until_idle(WELCOMES_DUE).sent == 0  # not before its retry time
     assert worker.run_until_idle(WELCOMES_DUE + dt.timedelta(hours=3)).sent == 1
     assert statuses(started)[BEN][0] == "sent"
-    sent = [m for m in smtp_server.messages if m.recipients == [BEN]]
+    sent = [m for m in relay.messages if m.recipients == [BEN]]
     assert len(sent) == 1
 
 
-def test_a_550_fails_that_email_with_its_reply(started: Store, smtp_server: SMTPServer) -> None:
-    smtp_server.handler.rcpt_replies[BEN] = ["550 5.1.1 No such user here"]
-    tally = dispatcher(started, smtp_server.url).run_until_idle(WELCOMES_DUE)
+def test_a_550_fails_that_email_with_its_reply(started: Store, relay: SMTPServer) -> None:
+    relay.handler.rcpt_replies[BEN] = ["550 5.1.1 No such user here"]
+    tally = dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE)
     assert (tally.sent, tally.failed) == (2, 1)
     status, error, _ = statuses(started)[BEN]
     assert status == "failed" and "550 5.1.1 No such user here" in error
 
 
-def test_a_421_mid_batch_reconnects_and_loses_nothing(started: Store, smtp_server: SMTPServer) -> None:
-    smtp_server.handler.data_replies = ["250 OK", "421 4.3.2 Service shutting down, closing connection"]
-    smtp_server.handler.data_replies[0:1] = []  # the first message goes through, the second gets 421
-    smtp_server.handler.messages.clear()
-    worker = dispatcher(started, smtp_server.url)
+def test_a_421_mid_batch_reconnects_and_loses_nothing(started: Store, relay: SMTPServer) -> None:
+    relay.handler.data_replies = ["250 OK", "421 4.3.2 Service shutting down, closing connection"]
+    relay.handler.data_replies[0:1] = []  # the first message goes through, the second gets 421
+    relay.handler.messages.clear()
+    worker = dispatcher(started, relay.url)
     first = worker.run_until_idle(WELCOMES_DUE)
     assert first.sent == 2 and first.deferred == 1
     assert worker.run_until_idle(WELCOMES_DUE + dt.timedelta(hours=3)).sent == 1
-    assert len({m.recipients[0] for m in smtp_server.messages}) == 3
+    assert len({m.recipients[0] for m in relay.messages}) == 3
 
 
 def test_a_connection_dropped_after_data_is_retried_under_the_same_message_id(
-    started: Store, smtp_server: SMTPServer
+    started: Store, relay: SMTPServer
 ) -> None:
-    smtp_server.handler.drop_after_data = 1  # the server keeps it, the client never hears so
-    worker = dispatcher(started, smtp_server.url)
+    relay.handler.drop_after_data = 1  # the server keeps it, the client never hears so
+    worker = dispatcher(started, relay.url)
     tally = worker.run_until_idle(WELCOMES_DUE)
     assert tally.deferred == 1
     worker.run_until_idle(WELCOMES_DUE + dt.timedelta(hours=3))
-    ids = [str(m.message["Message-ID"]) for m in smtp_server.messages]
+    ids = [str(m.message["Message-ID"]) for m in relay.messages]
     assert len(ids) == 4 and len(set(ids)) == 3  # the one in doubt went twice, as the same message
     assert {s[0] for s in statuses(started).values()} == {"sent"}
 
@@ -132,15 +132,15 @@ def test_a_refused_login_pauses_and_fails_nobody(started: Store, auth_smtp_serve
     assert dispatcher(started, right).run_until_idle(WELCOMES_DUE).sent == 3
 
 
-def test_stale_email_is_skipped_with_the_reason(started: Store, smtp_server: SMTPServer) -> None:
+def test_stale_email_is_skipped_with_the_reason(started: Store, relay: SMTPServer) -> None:
     late = dt.datetime(2027, 1, 12, 23, 0, tzinfo=UTC)  # every welcome is more than 24 hours old
-    tally = dispatcher(started, smtp_server.url).run_until_idle(late)
+    tally = dispatcher(started, relay.url).run_until_idle(late)
     assert (tally.skipped, tally.sent) == (3, 3)  # the kickoffs of 12 January are fresh
     status, reason, _ = statuses(started)["ana@example.com"]
     assert status == "skipped" and "hours late" in reason and "too stale" in reason
 
 
-def test_reminders_of_a_done_goal_are_cancelled(started: Store, smtp_server: SMTPServer) -> None:
+def test_reminders_of_a_done_goal_are_cancelled(started: Store, relay: SMTPServer) -> None:
     with started.transaction() as conn:
         conn.execute(update(goal_table).where(goal_table.c.goal == "short").values(status="done", via="link"))
         conn.execute(
@@ -149,13 +149,13 @@ def test_reminders_of_a_done_goal_are_cancelled(started: Store, smtp_server: SMT
             .values(status="sent", sent_at=delivery_table.c.due_at)
         )
     reminder_time = dt.datetime(2027, 1, 29, 15, 0, tzinfo=UTC)
-    tally = dispatcher(started, smtp_server.url).run_until_idle(reminder_time)
+    tally = dispatcher(started, relay.url).run_until_idle(reminder_time)
     assert tally.cancelled == 3 and tally.sent == 0
     status, reason, _ = statuses(started, "short-reminder")["ana@example.com"]
     assert status == "cancelled" and reason == "the goal short is done"
 
 
-def test_paused_participants_and_cohorts_wait(started: Store, smtp_server: SMTPServer) -> None:
+def test_paused_participants_and_cohorts_wait(started: Store, relay: SMTPServer) -> None:
     from drip import queue
 
     with started.transaction() as conn:
@@ -163,18 +163,18 @@ def test_paused_participants_and_cohorts_wait(started: Store, smtp_server: SMTPS
             update(participant_table).where(participant_table.c.email == BEN).values(status="paused")
         )
         queue.set_cohort_status(conn, "test-cohort", "active")
-    assert dispatcher(started, smtp_server.url).run_until_idle(WELCOMES_DUE).sent == 2
+    assert dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE).sent == 2
     assert statuses(started)[BEN][0] == "scheduled"
     with started.transaction() as conn:
         queue.set_cohort_status(conn, "test-cohort", "paused")
         conn.execute(update(participant_table).values(status="active"))
-    assert dispatcher(started, smtp_server.url).run_until_idle(WELCOMES_DUE).sent == 0
+    assert dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE).sent == 0
 
 
-def test_the_rate_limit_holds(started: Store, smtp_server: SMTPServer) -> None:
+def test_the_rate_limit_holds(started: Store, relay: SMTPServer) -> None:
     import time
 
-    worker = dispatcher(started, smtp_server.url, smtp_rate=2.0)  # two a second
+    worker = dispatcher(started, relay.url, smtp_rate=2.0)  # two a second
     began = time.monotonic()
     assert worker.run_until_idle(WELCOMES_DUE).sent == 3
     assert time.monotonic() - began >= 0.95  # the first at once, then one every half second

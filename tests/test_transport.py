@@ -49,7 +49,8 @@ def test_bad_smtp_options() -> None:
         parse_smtp_url("smtp://relay?timeout=soon")
 
 
-def test_sends_and_reuses_one_connection(smtp_server: SMTPServer) -> None:
+def test_sends_and_reuses_one_connection(relay: SMTPServer) -> None:
+    smtp_server = relay
     transport = open_transport(smtp_server.url)
     for n in range(3):
         transport.send("a@example.com", ["b@example.com"], DATA, f"<{n}@x>")
@@ -87,3 +88,22 @@ def test_file_transport_writes_whole_files(tmp_path) -> None:
     assert [p.name for p in (tmp_path / "out").iterdir()] == [
         "drip.1.ab_example.com.eml"
     ]  # no temporary left
+
+
+def test_pipelining_is_used_when_offered_and_handles_partial_refusals(relay: SMTPServer) -> None:
+    relay.handler.rcpt_replies["cc@example.com"] = ["550 5.1.1 No such user"]
+    transport = SMTPTransport(parse_smtp_url(relay.url))
+    refused = transport.send(
+        "a@example.com", ["b@example.com", "cc@example.com"], DATA + b".starts with a dot\r\n", "<1@x>"
+    )
+    assert list(refused) == ["cc@example.com"] and "550" in refused["cc@example.com"]
+    (received,) = relay.messages
+    assert received.recipients == ["b@example.com"]
+    assert received.data.endswith(
+        b".starts with a dot\r\n"
+    )  # dot-stuffed on the wire, unstuffed by the server
+    assert (
+        transport._connection is not None
+        and transport._connection.has_extn("pipelining") == relay.handler.pipelining
+    )
+    transport.close()
