@@ -19,7 +19,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import smtplib
 import socket
 import statistics
 import subprocess
@@ -79,8 +78,9 @@ def prepare(folder: Path, people: int, name: str) -> str:
     rows = "".join(f"p{n}@example.com,Person {n}\n" for n in range(people))
     (cohort / "roster.csv").write_text("email,name\n" + rows)
     url = f"sqlite:///{folder / (name + '.db')}"
+    enrolled = dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
     with Store(url) as db, db.transaction() as conn:
-        enrol.sync_cohort(conn, load_cohort(cohort, [folder / "emails"]), dt.datetime(2027, 1, 4, tzinfo=dt.UTC))
+        enrol.sync_cohort(conn, load_cohort(cohort, [folder / "emails"]), enrolled)
     return url
 
 
@@ -91,7 +91,11 @@ def drip_runs(urls: list[str], smtp_url: str, folder: Path) -> float:
     processes = [
         subprocess.Popen(
             [DRIP, "--database-url", url, "run", "--once", "--now", DUE],
-            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for url in urls
     ]
@@ -134,7 +138,8 @@ def raw_runs(port: int, counts: list[int], message: Path) -> float:
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", RAW_SENDER, "127.0.0.1", str(port), str(count), str(message)],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for count in counts
     ]
@@ -143,10 +148,13 @@ def raw_runs(port: int, counts: list[int], message: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--emails", type=int, default=6000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="60 emails, one run, to aiosmtpd if there is no sink")
+    parser.add_argument(
+        "--smoke", action="store_true", help="60 emails, one run; aiosmtpd if there is no sink"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.emails, args.runs = 60, 1
@@ -163,7 +171,9 @@ def main() -> None:
         controller = Controller(Sink(), hostname="127.0.0.1", port=port)
         controller.start()
     smtp_url = f"smtp://127.0.0.1:{port}"
-    results: dict[str, list[float]] = {"one process": [], "one ceiling": [], "machine": [], "machine ceiling": []}
+    results: dict[str, list[float]] = {
+        key: [] for key in ("one process", "one ceiling", "machine", "machine ceiling")
+    }
     try:
         with tempfile.TemporaryDirectory(prefix="drip-dispatch-") as tmp:
             folder = Path(tmp)
@@ -188,13 +198,15 @@ def main() -> None:
 
     median = {key: statistics.median(values) for key, values in results.items()}
     target = "Postfix smtp-sink" if sink is not None else "aiosmtpd (smoke run)"
-    print(f"Dispatch of {args.emails:,} emails ({size:,} bytes each) to {target} on loopback; median of {args.runs}\n")
+    print(f"Dispatch of {args.emails:,} emails ({size:,} bytes each) to {target} on loopback; ", end="")
+    print(f"median of {args.runs}\n")
     print("| setup | drip emails/s | raw smtplib ceiling/s | drip / ceiling |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| one process, one connection | {median['one process']:,.0f} | {median['one ceiling']:,.0f} | "
-          f"{median['one process'] / median['one ceiling']:.0%} |")  # fmt: skip
-    print(f"| whole machine: two processes, one connection each | {median['machine']:,.0f} | "
-          f"{median['machine ceiling']:,.0f} | {median['machine'] / median['machine ceiling']:.0%} |")  # fmt: skip
+    for label, drip, ceiling in (
+        ("one process, one connection", median["one process"], median["one ceiling"]),
+        ("whole machine: two processes, one connection each", median["machine"], median["machine ceiling"]),
+    ):
+        print(f"| {label} | {drip:,.0f} | {ceiling:,.0f} | {drip / ceiling:.0%} |")
     print(f"\n{describe()}")
 
 
