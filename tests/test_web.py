@@ -1,0 +1,101 @@
+"""The mail catcher's inbox: what a comms person sees on their laptop, in a real browser too."""
+
+import dataclasses
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, _free_port
+from drip import catcher
+from drip.config import load_settings
+from drip.web import create_app
+
+EXAMPLE = ROOT / "cohorts" / "example"
+
+
+@pytest.fixture
+def mail_dir(tmp_path: Path, runner) -> Path:
+    """A catcher folder filled by a real run: start, then drip run --once into the built-in catcher."""
+    from drip.cli import main
+
+    folder = tmp_path / "mail"
+    env = {
+        "DRIP_MAIL_DIR": str(folder),
+        "DRIP_CATCHER_PORT": str(_free_port()),
+        "DRIP_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+    }
+    assert runner.invoke(main, ["start", str(EXAMPLE), "--now", "2027-01-04T12:00Z"], env=env).exit_code == 0
+    result = runner.invoke(main, ["run", "--once", "--now", "2027-01-11T20:00Z"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "nothing leaves this machine" in result.output and "12 sent" in result.output
+    return folder
+
+
+def app_for(mail_dir: Path, **overrides):
+    settings = dataclasses.replace(load_settings(environ={}), mail_dir=str(mail_dir), **overrides)
+    return create_app(settings)
+
+
+def test_inbox_lists_and_shows_what_was_caught(mail_dir: Path) -> None:
+    client = app_for(mail_dir).test_client()
+    page = client.get("/inbox")
+    assert page.status_code == 200 and b"12 messages" in page.data
+    assert b"three small steps start now" in page.data
+    name = catcher.messages(mail_dir)[0].name
+    shown = client.get(f"/inbox/{name}")
+    assert shown.status_code == 200 and b"<iframe" in shown.data and b"Plain text" in shown.data
+    html = client.get(f"/inbox/{name}/html")
+    assert html.status_code == 200 and b'<base target="_blank">' in html.data
+    assert "sandbox" in html.headers["Content-Security-Policy"]
+    raw = client.get(f"/inbox/{name}/raw")
+    assert raw.data.startswith(b"From: ") and raw.mimetype == "message/rfc822"
+
+
+@pytest.mark.parametrize("name", ["../d.db", "..%2Fd.db", "1795788960933-f4c7a1db.eml.bak", "nope"])
+def test_inbox_refuses_anything_but_its_own_files(mail_dir: Path, name: str) -> None:
+    assert app_for(mail_dir).test_client().get(f"/inbox/{name}").status_code == 404
+
+
+def test_no_inbox_when_mail_goes_to_a_relay(mail_dir: Path) -> None:
+    client = app_for(mail_dir, smtp_url="smtp://relay.example.com").test_client()
+    assert client.get("/inbox").status_code == 404
+    assert client.get("/healthz").data == b"ok\n"
+
+
+def test_get_never_changes_anything(mail_dir: Path) -> None:
+    before = sorted(p.name for p in mail_dir.iterdir())
+    client = app_for(mail_dir).test_client()
+    for path in ("/inbox", f"/inbox/{before[0]}", f"/inbox/{before[0]}/html", "/healthz"):
+        client.get(path)
+        client.head(path)
+    assert sorted(p.name for p in mail_dir.iterdir()) == before
+    assert client.post("/inbox").status_code == 405
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_the_inbox_in_a_real_browser(mail_dir: Path) -> None:
+    from waitress.server import create_server
+
+    server = create_server(app_for(mail_dir), host="127.0.0.1", port=_free_port())
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        port = server.effective_port
+        with tempfile.TemporaryDirectory() as profile:
+            flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     f"--user-data-dir={profile}", "--dump-dom"]  # fmt: skip
+            dom = subprocess.run(
+                ["chromium", *flags, f"http://127.0.0.1:{port}/inbox"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+        assert "Mail catcher" in dom and "three small steps start now" in dom and dom.count("<tr>") == 13
+    finally:
+        server.close()
