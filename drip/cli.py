@@ -18,7 +18,7 @@ import click
 from drip import __version__, enrol, keys, manage, preflight, preview, queue, report, transport, worker
 from drip.cohort import Cohort, default_emails_dirs, load_cohort
 from drip.config import SETTING_NAMES, Settings, load_settings, redact_url
-from drip.dispatch import RelayPaused
+from drip.dispatch import DispatchError, RelayPaused
 from drip.errors import DripError
 from drip.store import Store
 from drip.values import InvalidValue, parse_email, parse_instant
@@ -382,6 +382,8 @@ def run(
             click.echo(f"Done in {took:.2f} s: {tally.summary()}{rate}.")
         else:
             worker.run_forever(app.settings, app.store(), now, not no_web, say)
+    except DispatchError as exc:
+        raise click.ClickException(f"{exc}. What was not sent stays queued; run again.") from exc
     except RelayPaused as exc:
         raise click.ClickException(
             f"{exc}. Nothing was marked failed; fix the relay settings and run again."

@@ -51,6 +51,10 @@ class RelayPaused(DripError):
     """Sending stopped because the relay refused drip itself; nothing was marked failed."""
 
 
+class DispatchError(DripError):
+    """Sending stopped because something other than the relay failed (the database, most likely)."""
+
+
 @dataclass
 class Tally:
     sent: int = 0
@@ -147,15 +151,16 @@ class Dispatcher:
     def run_until_idle(self, now: dt.datetime) -> Tally:
         """Send everything due at ``now`` (the virtual clock, if any); return what happened.
 
-        Raises RelayPaused when the relay refuses drip itself.
+        Raises RelayPaused when the relay refuses drip itself, and DispatchError
+        when sending could not go on (the database failed under a sending thread).
         """
         tally = Tally()
         outgoing: queues.Queue[_Outgoing | None] = queues.Queue(maxsize=2 * self.batch_size)
-        paused: list[RelayError] = []
+        halted: list[Exception] = []  # why sending stopped early: a RelayError, or what broke a thread
         senders = [
             threading.Thread(
                 target=self._send_loop,
-                args=(outgoing, now, tally, paused),
+                args=(outgoing, now, tally, halted),
                 name=f"drip-sender-{n}",
                 daemon=True,
             )
@@ -164,7 +169,7 @@ class Dispatcher:
         for sender in senders:
             sender.start()
         try:
-            while not self.stop.is_set() and not paused:
+            while not self.stop.is_set() and not halted:
                 with self.db.transaction() as conn:
                     rows = queue.claim_due(
                         conn, now, self.real_clock(), self.owner, self.batch_size, self.lease
@@ -172,50 +177,88 @@ class Dispatcher:
                 if not rows:
                     break
                 for item in self._prepare(rows, now, tally):
-                    if self.stop.is_set() or paused:
+                    if self.stop.is_set() or halted or not self._hand_over(outgoing, item, senders):
                         self._release([item.row.id], tally)
-                        continue
-                    outgoing.put(item)
         finally:
             for _ in senders:
-                outgoing.put(None)
+                self._hand_over(outgoing, None, senders)
             for sender in senders:
                 sender.join()
-        if paused:
-            raise RelayPaused(f"sending paused: {paused[0]}")
+            # Whatever no thread took (one broke) goes back to the queue.
+            leftovers = []
+            while not outgoing.empty():
+                left = outgoing.get_nowait()
+                if left is not None:
+                    leftovers.append(left.row.id)
+            self._release(leftovers, tally)
+        if halted:
+            if isinstance(halted[0], RelayError):
+                raise RelayPaused(f"sending paused: {halted[0]}")
+            raise DispatchError(f"sending stopped: {halted[0]}")
         return tally
+
+    @staticmethod
+    def _hand_over(
+        outgoing: queues.Queue[_Outgoing | None], item: _Outgoing | None, senders: list[threading.Thread]
+    ) -> bool:
+        """Queue ``item`` for a sending thread; False when none is left alive to take it."""
+        while any(sender.is_alive() for sender in senders):
+            try:
+                outgoing.put(item, timeout=0.5)
+                return True
+            except queues.Full:
+                continue
+        return False
 
     def _send_loop(
         self,
         outgoing: queues.Queue[_Outgoing | None],
         now: dt.datetime,
         tally: Tally,
-        paused: list[RelayError],
+        halted: list[Exception],
     ) -> None:
         transport = self.transport_factory()
         recorder = queue.SentRecorder(self.db.engine)
         try:
             while (item := outgoing.get()) is not None:
-                if self.stop.is_set() or paused:
+                if self.stop.is_set() or halted:
                     self._release([item.row.id], tally)  # not sent: back in the queue, no attempt counted
                     continue
-                if self.bucket:
-                    self.bucket.acquire()
                 try:
-                    refused = transport.send(item.sender, item.recipients, item.data, item.message_id)
-                except RelayError as exc:
-                    paused.append(exc)
-                    logger.error("sending paused: %s", exc)
-                    self._release([item.row.id], tally)
-                except PermanentSendError as exc:
-                    self._fail(item.row, str(exc), now, tally)
-                except TransientSendError as exc:
-                    self._retry(item.row, str(exc), now, tally)
-                else:
-                    self._sent(recorder, item, max(now, item.row.due_at), refused, tally)
+                    self._send_one(transport, recorder, item, now, tally, halted)
+                except Exception as exc:  # noqa: BLE001 - the per-delivery boundary: stop, never die silently
+                    # Most likely the database failed; the delivery stays "sending" and, if it did
+                    # go, goes again under the same Message-ID once its lease runs out.
+                    logger.exception("sending stopped at delivery %d", item.row.id)
+                    halted.append(exc)
+                    return
         finally:
             transport.close()
             recorder.close()
+
+    def _send_one(
+        self,
+        transport: Transport,
+        recorder: queue.SentRecorder,
+        item: _Outgoing,
+        now: dt.datetime,
+        tally: Tally,
+        halted: list[Exception],
+    ) -> None:
+        if self.bucket:
+            self.bucket.acquire()
+        try:
+            refused = transport.send(item.sender, item.recipients, item.data, item.message_id)
+        except RelayError as exc:
+            halted.append(exc)
+            logger.error("sending paused: %s", exc)
+            self._release([item.row.id], tally)
+        except PermanentSendError as exc:
+            self._fail(item.row, str(exc), now, tally)
+        except TransientSendError as exc:
+            self._retry(item.row, str(exc), now, tally)
+        else:
+            self._sent(recorder, item, max(now, item.row.due_at), refused, tally)
 
     def _record(self, change: Callable[[Any], None]) -> None:
         with self.db.transaction() as conn:

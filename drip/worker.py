@@ -20,7 +20,7 @@ from pathlib import Path
 
 from drip import catcher
 from drip.config import Settings, redact_url
-from drip.dispatch import Dispatcher, RelayPaused, Tally
+from drip.dispatch import Dispatcher, DispatchError, RelayPaused, Tally
 from drip.store import Store
 from drip.transport import SMTPSettings, SMTPTransport, Transport, open_transport
 
@@ -104,7 +104,7 @@ def run_forever(
                 return
             try:
                 tally = dispatcher.run_until_idle(clock.now())
-            except RelayPaused as exc:
+            except (RelayPaused, DispatchError) as exc:
                 paused_until[0] = time.monotonic() + PAUSE_AFTER_RELAY_ERROR.total_seconds()
                 logger.error(
                     "%s; trying again in %d minutes", exc, PAUSE_AFTER_RELAY_ERROR.total_seconds() // 60

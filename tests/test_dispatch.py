@@ -198,3 +198,19 @@ def test_token_bucket_never_bursts() -> None:
         in_window = [t for t in times if times[start] <= t < times[start] + 60]
         assert len(in_window) <= 30
     assert times[-1] == pytest.approx(60.0)
+
+
+def test_a_database_failure_in_a_sending_thread_stops_cleanly(
+    started: Store, relay: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drip import queue
+    from drip.dispatch import DispatchError
+
+    def broken(self, row, at, note=None):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(queue.SentRecorder, "record", broken)
+    with pytest.raises(DispatchError, match="disk full"):
+        dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE)
+    states = {s[0] for s in statuses(started).values()}
+    assert states <= {"sending", "scheduled"} and "sending" in states  # never lost, never marked failed
