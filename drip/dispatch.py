@@ -63,6 +63,8 @@ class Tally:
     skipped: int = 0
     cancelled: int = 0
     released: int = 0
+    #: what held email back, for the operator
+    problems: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, outcome: str) -> None:
@@ -72,7 +74,8 @@ class Tally:
     def summary(self) -> str:
         parts = [(self.sent, "sent"), (self.deferred, "to retry"), (self.failed, "failed"),
                  (self.skipped, "skipped"), (self.cancelled, "cancelled")]  # fmt: skip
-        return ", ".join(f"{n} {label}" for n, label in parts if n) or "nothing due"
+        said = ", ".join(f"{n} {label}" for n, label in parts if n) or "nothing due"
+        return "; ".join([said, *self.problems])
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ class Dispatcher:
         self.bucket = TokenBucket(settings.smtp_rate) if settings.smtp_rate else None
         self.stop = threading.Event()
         self._cohorts: dict[int, _CohortParts] = {}
+        #: cohorts whose program cannot be loaded, held for the rest of a run
+        self._held: set[int] = set()
         with db.transaction() as conn:
             self.keys = signing_keys(settings, conn, create=True)
             self.instance = instance_id(conn, create=True)
@@ -155,8 +160,10 @@ class Dispatcher:
         when sending could not go on (the database failed under a sending thread).
         """
         tally = Tally()
-        outgoing: queues.Queue[_Outgoing | None] = queues.Queue(maxsize=2 * self.batch_size)
+        batch_size = self._batch_size()
+        outgoing: queues.Queue[_Outgoing | None] = queues.Queue(maxsize=2 * batch_size)
         halted: list[Exception] = []  # why sending stopped early: a RelayError, or what broke a thread
+        self._held = set()
         senders = [
             threading.Thread(
                 target=self._send_loop,
@@ -168,11 +175,16 @@ class Dispatcher:
         ]
         for sender in senders:
             sender.start()
+        renewing = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._renew_leases, args=(renewing,), name="drip-leases", daemon=True
+        )
+        heartbeat.start()
         try:
             while not self.stop.is_set() and not halted:
                 with self.db.transaction() as conn:
                     rows = queue.claim_due(
-                        conn, now, self.real_clock(), self.owner, self.batch_size, self.lease
+                        conn, now, self.real_clock(), self.owner, batch_size, self.lease, self._held
                     )
                 if not rows:
                     break
@@ -184,6 +196,8 @@ class Dispatcher:
                 self._hand_over(outgoing, None, senders)
             for sender in senders:
                 sender.join()
+            renewing.set()
+            heartbeat.join()
             # Whatever no thread took (one broke) goes back to the queue.
             leftovers = []
             while not outgoing.empty():
@@ -196,6 +210,21 @@ class Dispatcher:
                 raise RelayPaused(f"sending paused: {halted[0]}")
             raise DispatchError(f"sending stopped: {halted[0]}")
         return tally
+
+    def _batch_size(self) -> int:
+        """Claim no more than can be sent well within a lease (a slow relay gets small batches)."""
+        if self.bucket is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, int(self.bucket.rate * self.lease.total_seconds() / 4)))
+
+    def _renew_leases(self, done: threading.Event) -> None:
+        """Keep this worker's claims alive while it runs: another worker takes them only if it dies."""
+        while not done.wait(self.lease.total_seconds() / 3):
+            try:
+                with self.db.transaction() as conn:
+                    queue.renew(conn, self.owner, self.real_clock(), self.lease)
+            except DripError as exc:
+                logger.warning("could not renew claims: %s", exc)
 
     @staticmethod
     def _hand_over(
@@ -218,7 +247,7 @@ class Dispatcher:
         halted: list[Exception],
     ) -> None:
         transport = self.transport_factory()
-        recorder = queue.SentRecorder(self.db.engine)
+        recorder = queue.SentRecorder(self.db.engine, self.owner)
         try:
             while (item := outgoing.get()) is not None:
                 if self.stop.is_set() or halted:
@@ -254,9 +283,10 @@ class Dispatcher:
             logger.error("sending paused: %s", exc)
             self._release([item.row.id], tally)
         except PermanentSendError as exc:
-            self._fail(item.row, str(exc), now, tally)
+            note = f" ({', '.join(exc.accepted)} received it)" if exc.accepted else ""
+            self._fail(item.row, f"{exc}{note}", now, tally)
         except TransientSendError as exc:
-            self._retry(item.row, str(exc), now, tally)
+            self._retry(item.row, str(exc), now, tally, exc.accepted)
         else:
             self._sent(recorder, item, max(now, item.row.due_at), refused, tally)
 
@@ -280,21 +310,26 @@ class Dispatcher:
     ) -> None:
         # A delegate's address refused while the participant's was taken: sent, with a note.
         note = "; ".join(f"{address} refused: {reply}" for address, reply in refused.items()) or None
-        recorder.record(item.row, at, note)
+        if not recorder.record(item.row, at, note):
+            logger.warning("delivery %d was sent after another worker took it over", item.row.id)
         tally.add("sent")
 
     def _fail(self, row: queue.Claimed, reason: str, now: dt.datetime, tally: Tally) -> None:
         logger.warning("delivery %d (%s) failed: %s", row.id, row.step, reason)
-        self._record(lambda c: queue.finish(c, row, DeliveryStatus.FAILED, reason, now, EventKind.FAILED))
+        self._record(
+            lambda c: queue.finish(c, row, DeliveryStatus.FAILED, reason, now, EventKind.FAILED, self.owner)
+        )
         tally.add("failed")
 
-    def _retry(self, row: queue.Claimed, reason: str, now: dt.datetime, tally: Tally) -> None:
+    def _retry(
+        self, row: queue.Claimed, reason: str, now: dt.datetime, tally: Tally, accepted: tuple[str, ...] = ()
+    ) -> None:
         attempts = row.attempts + 1
         if attempts >= self.settings.max_attempts:
             self._fail(row, f"gave up after {attempts} attempts: {reason}", now, tally)
             return
         wait = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_CAP) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
-        self._record(lambda c: queue.retry_later(c, row, reason, now + wait, now))
+        self._record(lambda c: queue.retry_later(c, row, reason, now + wait, now, self.owner, accepted))
         tally.add("deferred")
 
     # --- preparing a batch ---------------------------------------------------------------
@@ -307,6 +342,19 @@ class Dispatcher:
         with self.db.reading() as conn:
             batch = queue.load_batch(conn, rows)
         for row in rows:
+            if row.cohort_id in self._held:
+                release.append(row.id)
+                continue
+            try:
+                self._cohort(batch.cohorts[row.cohort_id])
+            except DripError as exc:
+                # A program that cannot load holds its own cohort's email, not everyone's.
+                self._held.add(row.cohort_id)
+                slug = batch.cohorts[row.cohort_id].slug
+                logger.error("cohort %s is held: its program cannot be loaded: %s", slug, exc)
+                tally.problems.append(f"cohort {slug!r} held: {exc}")
+                release.append(row.id)
+                continue
             try:
                 verdict = self._check(row, batch, now)
                 if verdict == "hold":
@@ -321,9 +369,9 @@ class Dispatcher:
                 endings.append((row, _Ending(DeliveryStatus.FAILED, reason, EventKind.FAILED, "failed")))
         with self.db.transaction() as conn:
             for row, ending in endings:
-                queue.finish(conn, row, ending.status, ending.reason, now, ending.kind)
+                queue.finish(conn, row, ending.status, ending.reason, now, ending.kind, self.owner)
             queue.release(conn, release, self.owner)
-            queue.mark_sending(conn, [(item.row.id, item.message_id) for item in ready], now)
+            queue.mark_sending(conn, [(item.row.id, item.message_id) for item in ready], now, self.owner)
         for _, ending in endings:
             tally.add(ending.outcome)
         return ready
@@ -422,10 +470,6 @@ class Dispatcher:
                 message, message_id=row.message_id
             )  # a retry keeps the id it was first sent with
         data = compose(message)
-        return _Outgoing(
-            row,
-            addresses([message.sender])[0],
-            addresses([message.to, *message.cc]),
-            data,
-            message.message_id,
-        )
+        done = set((row.delivered_to or "").split(","))
+        recipients = [address for address in addresses([message.to, *message.cc]) if address not in done]
+        return _Outgoing(row, addresses([message.sender])[0], recipients, data, message.message_id)

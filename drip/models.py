@@ -181,6 +181,8 @@ class Delivery(Base):
     sent_at: Mapped[dt.datetime | None]
     #: after a passing failure: not to be tried again before this
     retry_at: Mapped[dt.datetime | None]
+    #: addresses already accepted by the relay when another was put off (comma-separated)
+    delivered_to: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

@@ -48,6 +48,8 @@ class Claimed:
     due_at: dt.datetime
     attempts: int
     message_id: str | None
+    #: addresses the relay already accepted on an earlier attempt
+    delivered_to: str | None = None
 
 
 def worker_id() -> str:
@@ -85,7 +87,13 @@ def release_dead_workers(conn: Connection) -> int:
 
 
 def claim_due(
-    conn: Connection, now: dt.datetime, real_now: dt.datetime, owner: str, limit: int, lease: dt.timedelta
+    conn: Connection,
+    now: dt.datetime,
+    real_now: dt.datetime,
+    owner: str,
+    limit: int,
+    lease: dt.timedelta,
+    skip_cohorts: Iterable[int] = (),
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries, oldest first, for ``owner`` until the lease ends."""
     d, p, c = delivery_table, participant_table, cohort_table
@@ -94,12 +102,17 @@ def claim_due(
         d.c.due_at <= now,
         or_(d.c.retry_at.is_(None), d.c.retry_at <= now),
     )
-    abandoned = and_(d.c.status.in_(_PENDING_CLAIM), d.c.lease_expires_at < real_now)
+    abandoned = and_(d.c.status.in_(_PENDING_CLAIM), d.c.lease_expires_at < real_now, d.c.due_at <= now)
     candidates = (
         select(d.c.id)
         .join(p, p.c.id == d.c.participant_id)
         .join(c, c.c.id == d.c.cohort_id)
-        .where(or_(due, abandoned), p.c.status == ParticipantStatus.ACTIVE.value, c.c.status == "active")
+        .where(
+            or_(due, abandoned),
+            p.c.status == ParticipantStatus.ACTIVE.value,
+            c.c.status == "active",
+            d.c.cohort_id.not_in(list(skip_cohorts)),
+        )
         .order_by(d.c.due_at, d.c.id)
         .limit(limit)
     )
@@ -118,20 +131,32 @@ def claim_due(
             d.c.due_at,
             d.c.attempts,
             d.c.message_id,
+            d.c.delivered_to,
         )
     )
     rows = conn.execute(claim).all()
     return sorted((Claimed(*row) for row in rows), key=lambda row: (row.due_at, row.id))
 
 
-def mark_sending(conn: Connection, rows: Sequence[tuple[int, str]], now: dt.datetime) -> None:
+def renew(conn: Connection, owner: str, real_now: dt.datetime, lease: dt.timedelta) -> int:
+    """Extend every claim ``owner`` still holds: a worker alive keeps its deliveries."""
+    d = delivery_table
+    result = conn.execute(
+        update(d)
+        .where(d.c.lease_owner == owner, d.c.status.in_(_PENDING_CLAIM))
+        .values(lease_expires_at=real_now + lease)
+    )
+    return result.rowcount
+
+
+def mark_sending(conn: Connection, rows: Sequence[tuple[int, str]], now: dt.datetime, owner: str) -> None:
     """Fix each delivery's Message-ID and count the attempt, before anything is handed to a server."""
     if not rows:
         return
     d = delivery_table
     conn.execute(
         update(d)
-        .where(d.c.id == bindparam("did"))
+        .where(d.c.id == bindparam("did"), d.c.lease_owner == owner)
         .values(
             status=DeliveryStatus.SENDING.value,
             message_id=bindparam("mid"),
@@ -169,23 +194,29 @@ class SentRecorder:
     same statement (migration 0004).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, owner: str) -> None:
+        self.owner = owner
         self.raw = engine.raw_connection()
         self.sqlite = engine.dialect.name == "sqlite"
         mark = "?" if self.sqlite else "%s"
         self.update = (
             f"UPDATE deliveries SET status = 'sent', sent_at = {mark}, last_error = {mark}, "
             "lease_owner = NULL, lease_expires_at = NULL, retry_at = NULL, "
-            f"updated_at = {mark} WHERE id = {mark}"
+            f"updated_at = {mark} WHERE id = {mark} AND lease_owner = {mark}"
         )
 
-    def record(self, row: Claimed, at: dt.datetime, note: str | None = None) -> None:
+    def record(self, row: Claimed, at: dt.datetime, note: str | None = None) -> bool:
+        """Mark ``row`` sent; False if this worker no longer held it (its lease was taken over)."""
         stamp: Any = sqlite_text(at) if self.sqlite else at
         cursor = self.raw.cursor()
         try:
-            cursor.execute(self.update, (stamp, note, stamp, row.id))  # SQLite: its own transaction
+            cursor.execute(
+                self.update, (stamp, note, stamp, row.id, self.owner)
+            )  # SQLite: its own transaction
+            held = cursor.rowcount == 1
             if not self.sqlite:
                 self.raw.commit()
+            return held
         except BaseException:
             if not self.sqlite:
                 self.raw.rollback()
@@ -198,13 +229,19 @@ class SentRecorder:
 
 
 def finish(
-    conn: Connection, row: Claimed, status: DeliveryStatus, reason: str, now: dt.datetime, kind: EventKind
+    conn: Connection,
+    row: Claimed,
+    status: DeliveryStatus,
+    reason: str,
+    now: dt.datetime,
+    kind: EventKind,
+    owner: str,
 ) -> None:
     """End a delivery as failed, skipped or cancelled, with the reason kept."""
     d = delivery_table
     conn.execute(
         update(d)
-        .where(d.c.id == row.id)
+        .where(d.c.id == row.id, d.c.lease_owner == owner)
         .values(
             status=status.value, last_error=reason, lease_owner=None, lease_expires_at=None, updated_at=now
         )
@@ -212,14 +249,27 @@ def finish(
     _event(conn, row, kind, now, {"reason": reason})
 
 
-def retry_later(conn: Connection, row: Claimed, reason: str, at: dt.datetime, now: dt.datetime) -> None:
-    """Put a delivery back in the queue after a passing failure; it keeps its Message-ID."""
+def retry_later(
+    conn: Connection,
+    row: Claimed,
+    reason: str,
+    at: dt.datetime,
+    now: dt.datetime,
+    owner: str,
+    delivered_to: Sequence[str] = (),
+) -> None:
+    """Put a delivery back in the queue after a passing failure; it keeps its Message-ID.
+
+    ``delivered_to``: addresses the relay accepted this time, which the retry leaves out.
+    """
     d = delivery_table
+    done = sorted({*(row.delivered_to or "").split(","), *delivered_to} - {""})
     conn.execute(
         update(d)
-        .where(d.c.id == row.id)
+        .where(d.c.id == row.id, d.c.lease_owner == owner)
         .values(
             status=DeliveryStatus.SCHEDULED.value,
+            delivered_to=",".join(done) or None,
             retry_at=at,
             last_error=reason,
             lease_owner=None,

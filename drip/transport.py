@@ -35,7 +35,14 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class SendError(DripError):
-    """A message could not be handed over."""
+    """A message could not be handed over (to its first recipient, the participant).
+
+    ``accepted`` lists the other recipients the relay took all the same.
+    """
+
+    def __init__(self, message: str, accepted: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.accepted = tuple(accepted)
 
 
 class TransientSendError(SendError):
@@ -55,7 +62,9 @@ class RelayError(SendError):
 
 # Replies that are about us, not about the message: wrong or missing login, or relaying refused.
 _ACCOUNT_CODES = {530, 534, 535, 538}
-_ACCOUNT_ENHANCED = re.compile(r"^5\.7\.(0|8|9|11|12|14|57)\b")
+_ACCOUNT_ENHANCED = re.compile(r"^5\.7\.(0|8|9|11|12|14|54|57|60|64)\b")
+# 5.7.1 is also a per-recipient policy refusal; it is about drip only when it says relaying is denied.
+_RELAY_DENIED = re.compile(r"^5\.7\.1\b.*\brelay", re.IGNORECASE | re.DOTALL)
 
 
 class Transport(Protocol):
@@ -169,7 +178,8 @@ class SMTPTransport:
             raise TransientSendError(f"the connection to {self.settings.host} broke: {exc}") from None
         if recipients[0] in refused:
             code, reply = refused[recipients[0]]
-            raise _classify(code, reply.decode(errors="replace"), f"refused {recipients[0]}")
+            error = _classify(code, reply.decode(errors="replace"), f"refused {recipients[0]}")
+            raise type(error)(str(error), [r for r in recipients if r not in refused])
         return {
             address: f"{code} {reply.decode(errors='replace')}" for address, (code, reply) in refused.items()
         }
@@ -239,7 +249,9 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 def _classify(code: int, reply: str, what: str) -> SendError:
     """Decide what a server's reply means for this message, every message, or neither."""
     text = f"the server {what}: {code} {reply}".strip()
-    if code in _ACCOUNT_CODES or (code >= 500 and _ACCOUNT_ENHANCED.match(reply)):
+    if code in _ACCOUNT_CODES or (
+        code >= 500 and (_ACCOUNT_ENHANCED.match(reply) or _RELAY_DENIED.match(reply))
+    ):
         return RelayError(text)
     if code >= 500:
         return PermanentSendError(text)

@@ -214,3 +214,84 @@ def test_a_database_failure_in_a_sending_thread_stops_cleanly(
         dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE)
     states = {s[0] for s in statuses(started).values()}
     assert states <= {"sending", "scheduled"} and "sending" in states  # never lost, never marked failed
+
+
+def test_a_slow_relay_keeps_its_claims_alive(started: Store, relay: SMTPServer) -> None:
+    """Leases are renewed while a worker sends: a second worker never takes over a live one's email."""
+    import threading
+
+    relay.handler.delay = 0.8  # three emails take longer than a lease
+    slow = dispatcher(started, relay.url, lease_seconds=1)
+    first = threading.Thread(target=slow.run_until_idle, args=(WELCOMES_DUE,))
+    first.start()
+    import time
+
+    time.sleep(1.6)  # the lease taken at the start would have run out by now
+    assert dispatcher(started, relay.url, lease_seconds=1).run_until_idle(WELCOMES_DUE).sent == 0
+    first.join(20)
+    ids = [str(m.message["Message-ID"]) for m in relay.messages]
+    assert len(ids) == len(set(ids)) == 3
+    assert {s[0] for s in statuses(started).values()} == {"sent"}
+
+
+def test_a_retry_goes_only_to_whom_did_not_get_it(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime, relay: SMTPServer
+) -> None:
+    roster = "email,name,timezone,delegate_email\nana@example.com,Ana Ruiz,America/New_York,pa@example.com\n"
+    with store.transaction() as conn:
+        enrol.sync_cohort(conn, load_cohort(make_cohort(roster), [EMAILS]), now)
+    relay.handler.rcpt_replies["ana@example.com"] = ["451 4.3.0 Mailbox busy"]
+    worker = dispatcher(store, relay.url)
+    assert worker.run_until_idle(WELCOMES_DUE).deferred == 1
+    assert worker.run_until_idle(WELCOMES_DUE + dt.timedelta(hours=3)).sent == 1
+    got = [m.recipients for m in relay.messages]
+    assert got == [["pa@example.com"], ["ana@example.com"]]  # the delegate once, the executive on retry
+    assert len({str(m.message["Message-ID"]) for m in relay.messages}) == 1
+
+
+def test_a_broken_program_holds_its_own_cohort_only(
+    started: Store, make_cohort: CohortFactory, now: dt.datetime, relay: SMTPServer, tmp_path
+) -> None:
+    from drip.store import cohort_table
+
+    with started.transaction() as conn:
+        enrol.sync_cohort(conn, load_cohort(make_cohort(name="second"), [EMAILS]), now)
+    broken = tmp_path / "broken-program"
+    broken.mkdir()
+    (broken / "program.toml").write_text("name = [unfinished", encoding="utf-8")
+    with started.transaction() as conn:
+        conn.execute(
+            update(cohort_table).where(cohort_table.c.slug == "second").values(program_path=str(broken))
+        )
+    tally = dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE)
+    assert tally.sent == 3 and any("cohort 'second' held" in p for p in tally.problems)
+    query = (
+        select(delivery_table.c.status, delivery_table.c.lease_owner)
+        .join(cohort_table)
+        .where(cohort_table.c.slug == "second", delivery_table.c.step == "welcome")
+    )
+    with started.reading() as conn:
+        assert set(conn.execute(query).all()) == {("scheduled", None)}  # released, not failed, not lost
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        ("554 5.7.1 <ben@example.com>: Relay access denied", "paused"),
+        ("550 5.7.1 Recipient address rejected: not authorized", "failed"),
+        ("550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain", "paused"),
+    ],
+)
+def test_relaying_refused_pauses_but_a_policy_refusal_fails_one(
+    started: Store, relay: SMTPServer, reply: str, outcome: str
+) -> None:
+    relay.handler.rcpt_replies[BEN] = [reply]
+    worker = dispatcher(started, relay.url, smtp_connections=1)
+    if outcome == "paused":
+        with pytest.raises(RelayPaused, match="5.7"):
+            worker.run_until_idle(WELCOMES_DUE)
+        assert "failed" not in {s[0] for s in statuses(started).values()}
+        assert statuses(started)[BEN][0] == "scheduled"
+    else:
+        assert worker.run_until_idle(WELCOMES_DUE).failed == 1
+        assert statuses(started)[BEN][0] == "failed"
