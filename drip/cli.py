@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -395,22 +394,27 @@ def _say(message: str) -> None:
 
 
 @main.command()
-@click.option("--host", help="Listen on this address (default: DRIP_BASE_URL's host).")
 @click.option(
-    "--port", type=click.IntRange(1, 65535), help="Listen on this port (default: DRIP_BASE_URL's port)."
+    "--listen",
+    metavar="HOST:PORT",
+    help="Listen on this address (default: DRIP_LISTEN, or DRIP_BASE_URL's host and port when local).",
 )
 @pass_app
-def serve(app: App, host: str | None, port: int | None) -> None:
+def serve(app: App, listen: str | None) -> None:
     """Serve the web pages (link confirmations, and the mail catcher's inbox when no relay is set)."""
+    import dataclasses
+
     import waitress
 
+    from drip.config import parse_listen
     from drip.web import create_app
 
-    parts = urlsplit(app.settings.base_url)
-    host = host or parts.hostname or "127.0.0.1"
-    port = port or parts.port or 8000
-    _say(f"Serving {app.settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
-    waitress.serve(create_app(app.settings), host=host, port=port, threads=8, _quiet=True)
+    settings = app.settings
+    if listen is not None:
+        settings = dataclasses.replace(settings, listen=parse_listen(listen, "option --listen"))
+    host, port = settings.listen_address()
+    _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
+    waitress.serve(create_app(settings), host=host, port=port, threads=8, _quiet=True)
 
 
 @main.group()

@@ -32,6 +32,7 @@ DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_LEASE_SECONDS = 300
 DEFAULT_CATCHER_PORT = 2525
 DEFAULT_MAIL_DIR = "drip-mail"
+DEFAULT_LISTEN = ("127.0.0.1", 8000)
 ENV_PREFIX = "DRIP_"
 
 
@@ -60,8 +61,19 @@ class Settings:
     catcher_port: int = DEFAULT_CATCHER_PORT
     #: where the mail catcher keeps what it receives
     mail_dir: str = DEFAULT_MAIL_DIR
+    #: where the web pages listen, "HOST:PORT"; None: the base URL's when local, else 127.0.0.1:8000
+    listen: tuple[str, int] | None = None
     #: where each value came from ("default", "drip.toml", "environment", "option")
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def listen_address(self) -> tuple[str, int]:
+        """Return where the web pages listen: the setting, or the base URL's host and port when local."""
+        if self.listen is not None:
+            return self.listen
+        parts = urlsplit(self.base_url)
+        if parts.hostname in _LOCAL_HOSTS:
+            return parts.hostname or "127.0.0.1", parts.port or 80
+        return DEFAULT_LISTEN
 
     def origin(self, name: str) -> str:
         """Say where setting ``name`` was taken from, for error messages."""
@@ -263,7 +275,17 @@ def _rate(value: str, label: str) -> float:
     return float(match.group(1)) / _PER[match.group(2)]
 
 
+def parse_listen(value: str, label: str) -> tuple[str, int]:
+    """Parse "HOST:PORT" (IPv6 in brackets) into a host and a port."""
+    match = re.fullmatch(r"\s*\[?([^\s\[\]]*?)\]?:(\d+)\s*", str(value))
+    port = int(match.group(2)) if match else 0
+    if match is None or not match.group(1) or not 1 <= port <= 65535:
+        raise ConfigError(f'{label}: {value!r} is not an address to listen on; write it as "127.0.0.1:8000"')
+    return match.group(1), port
+
+
 _VALIDATORS: dict[str, Callable[[str, str], Any]] = {
+    "listen": parse_listen,
     "smtp_connections": _whole_number(1, 64),
     "smtp_rate": _rate,
     "stale_after_hours": _hours,

@@ -21,6 +21,7 @@ from pathlib import Path
 from drip import catcher
 from drip.config import Settings, redact_url
 from drip.dispatch import Dispatcher, DispatchError, RelayPaused, Tally
+from drip.errors import ConfigError
 from drip.store import Store
 from drip.transport import SMTPSettings, SMTPTransport, Transport, open_transport
 
@@ -68,19 +69,44 @@ def run_once(
     step: dt.timedelta,
     say: Callable[[str], None],
 ) -> Tally:
-    """Send what is due at ``now``; with ``until``, walk virtual time to it, ``step`` by step."""
+    """Send what is due at ``now``; with ``until``, walk virtual time to it, ``step`` by step.
+
+    SIGTERM or SIGINT finish the message in flight, give back the rest, and return.
+    """
     total = Tally()
     with transports(settings, say) as factory:
         dispatcher = Dispatcher(db, settings, factory)
-        moment = now or dt.datetime.now(dt.UTC)
-        end = until or moment
-        while True:
-            tally = dispatcher.run_until_idle(moment)
-            for name in ("sent", "deferred", "failed", "skipped", "cancelled"):
-                setattr(total, name, getattr(total, name) + getattr(tally, name))
-            if moment >= end:
-                return total
-            moment = min(moment + step, end)
+        with stop_on_signals(dispatcher, say):
+            moment = now or dt.datetime.now(dt.UTC)
+            end = until or moment
+            while True:
+                tally = dispatcher.run_until_idle(moment)
+                for name in ("sent", "deferred", "failed", "skipped", "cancelled"):
+                    setattr(total, name, getattr(total, name) + getattr(tally, name))
+                total.problems += [p for p in tally.problems if p not in total.problems]
+                if moment >= end or dispatcher.stop.is_set():
+                    return total
+                moment = min(moment + step, end)
+
+
+@contextmanager
+def stop_on_signals(
+    dispatcher: Dispatcher, say: Callable[[str], None], also: threading.Event | None = None
+) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT ask the dispatcher to stop after the message in flight."""
+
+    def stop(signum: int, _frame: object) -> None:
+        say(f"{signal.Signals(signum).name}: finishing the message in flight, then stopping.")
+        dispatcher.stop.set()
+        if also is not None:
+            also.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_forever(
@@ -125,45 +151,39 @@ def run_forever(
             next_run_time=dt.datetime.now(dt.UTC),
         )
 
-        def stop(signum: int, _frame: object) -> None:
-            say(f"{signal.Signals(signum).name}: finishing the message in flight, then stopping.")
-            stopping.set()
-            dispatcher.stop.set()
-
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        scheduler.start()
-        say(f"Running: dispatch every {DISPATCH_EVERY.total_seconds():.0f} s. Stop with Ctrl-C.")
-        try:
-            while not stopping.wait(1.0):
-                pass
-        finally:
-            scheduler.shutdown(wait=True)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        logging.getLogger("apscheduler.scheduler").setLevel(
+            logging.ERROR
+        )  # a tick skipped while one runs is normal
+        logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
+        with stop_on_signals(dispatcher, say, stopping):
+            scheduler.start()
+            say(f"Running: dispatch every {DISPATCH_EVERY.total_seconds():.0f} s. Stop with Ctrl-C.")
+            try:
+                while not stopping.wait(1.0):
+                    pass
+            finally:
+                scheduler.shutdown(wait=True)
     say("Stopped.")
 
 
 @contextmanager
-def serving(
-    settings: Settings, say: Callable[[str], None], host: str | None = None, port: int | None = None
-) -> Iterator[None]:
+def serving(settings: Settings, say: Callable[[str], None]) -> Iterator[None]:
     """Serve the web app with waitress in a thread for the duration of the block."""
-    from urllib.parse import urlsplit
-
     from waitress.server import create_server
 
     from drip.web import create_app
 
-    parts = urlsplit(settings.base_url)
-    server = create_server(
-        create_app(settings),
-        host=host or parts.hostname or "127.0.0.1",
-        port=port or parts.port or (443 if parts.scheme == "https" else 80),
-        threads=4,
-    )
+    host, port = settings.listen_address()
+    try:
+        server = create_server(create_app(settings), host=host, port=port, threads=4)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve the web pages on {host}:{port}: {exc.strerror or exc}; set DRIP_LISTEN to a free "
+            "address, or run with --no-web"
+        ) from None
     thread = threading.Thread(target=server.run, name="drip-web", daemon=True)
     thread.start()
-    say(f"Web pages at {settings.base_url}.")
+    say(f"Web pages on {host}:{port}, reached as {settings.base_url}.")
     try:
         yield
     finally:

@@ -65,6 +65,8 @@ def test_bad_toml_is_reported_with_the_file(tmp_path: Path) -> None:
         ("DRIP_SECRET_KEY", "short", "at least 32 characters"),
         ("DRIP_REPLY_ADDRESS", "comms.example.com", "not a valid email"),
         ("DRIP_INBOX_URL", "pop3://mail.example.com", "must start with imap://"),
+        ("DRIP_LISTEN", "8000", "not an address to listen on"),
+        ("DRIP_LISTEN", "0.0.0.0:70000", "not an address to listen on"),
     ],
 )
 def test_bad_values_name_the_setting_and_its_source(
@@ -99,3 +101,15 @@ def test_secrets_stay_out_of_repr_and_messages(tmp_path: Path) -> None:
 def test_plain_http_is_for_this_machine(tmp_path: Path) -> None:
     for url in ("http://127.0.0.1:8000", "http://localhost:5000/"):
         assert load_settings(environ={"DRIP_BASE_URL": url}, cwd=tmp_path).base_url == url.rstrip("/")
+
+
+def test_where_the_web_pages_listen(tmp_path: Path) -> None:
+    def listen(**environ: str) -> tuple[str, int]:
+        return load_settings(environ=environ, cwd=tmp_path).listen_address()
+
+    assert listen() == ("127.0.0.1", 8000)
+    assert listen(DRIP_BASE_URL="http://localhost:5000") == ("localhost", 5000)
+    # A public address is a proxy's to answer; drip listens behind it.
+    assert listen(DRIP_BASE_URL="https://drip.example.com") == ("127.0.0.1", 8000)
+    assert listen(DRIP_BASE_URL="https://drip.example.com", DRIP_LISTEN="0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert listen(DRIP_LISTEN="[::1]:8080") == ("::1", 8080)

@@ -108,11 +108,12 @@ def test_two_workers_on_one_sqlite_file_send_everything_once(
     assert set(received) == welcome_ids(cohort_db)
 
 
+@pytest.mark.parametrize("mode", ["--no-web", "--once"], ids=["scheduled", "once"])
 def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
-    cohort_db: str, smtp_server: SMTPServer, tmp_path: Path
+    cohort_db: str, smtp_server: SMTPServer, tmp_path: Path, mode: str
 ) -> None:
     smtp_server.handler.delay = 0.02
-    worker = spawn(cohort_db, smtp_server, tmp_path, "--no-web", "--now", DUE)
+    worker = spawn(cohort_db, smtp_server, tmp_path, mode, "--now", DUE)
     wait_for(lambda: len(smtp_server.messages) >= 10)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(20) == 0, worker.output()
