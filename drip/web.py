@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 from dataclasses import dataclass
 from email import message_from_bytes, policy
+from email.message import MIMEPart
 from pathlib import Path
 
 from flask import Flask, Response, abort, render_template
@@ -65,17 +66,15 @@ def create_app(settings: Settings) -> Flask:
     def summary(name: str, data: bytes) -> Caught:
         message = message_from_bytes(data, policy=policy.default)
         text_part = message.get_body(("plain",))
-        date = message.get("Date")
-        when = email.utils.parsedate_to_datetime(str(date)).strftime("%Y-%m-%d %H:%M %Z") if date else ""
         return Caught(
             name=name,
             sender=str(message.get("From", "")),
             to=str(message.get("To", "")),
             cc=str(message.get("Cc", "")),
             subject=str(message.get("Subject", "(no subject)")),
-            date=when,
+            date=_when(message.get("Date")),
             step=str(message.get("X-Drip-Step", "")),
-            text=text_part.get_content() if text_part is not None else "",
+            text=_content(text_part) if text_part is not None else "",
             has_html=message.get_body(("html",)) is not None,
         )
 
@@ -93,7 +92,7 @@ def create_app(settings: Settings) -> Flask:
         part = message_from_bytes(load(name), policy=policy.default).get_body(("html",))
         if part is None:
             abort(404)
-        html = part.get_content().replace("<head>", '<head><base target="_blank">', 1)
+        html = _content(part).replace("<head>", '<head><base target="_blank">', 1)
         response = Response(html, mimetype="text/html")
         # Shown in a sandboxed frame: the email's own styles, no scripts, links open a new tab.
         response.headers["Content-Security-Policy"] = (
@@ -111,3 +110,23 @@ def create_app(settings: Settings) -> Flask:
         )
 
     return app
+
+
+# The catcher keeps whatever reaches it, not only drip's own mail: read it leniently.
+
+
+def _when(date: object) -> str:
+    if not date:
+        return ""
+    try:
+        return email.utils.parsedate_to_datetime(str(date)).strftime("%Y-%m-%d %H:%M %Z").strip()
+    except (TypeError, ValueError):
+        return str(date)
+
+
+def _content(part: MIMEPart) -> str:
+    try:
+        return str(part.get_content())
+    except (LookupError, UnicodeError):  # an unknown or lying charset
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""

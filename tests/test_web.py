@@ -76,6 +76,24 @@ def test_get_never_changes_anything(mail_dir: Path) -> None:
     assert client.post("/inbox").status_code == 405
 
 
+def test_the_inbox_shows_mail_that_is_not_drips_own(tmp_path: Path) -> None:
+    """Anything on the machine may send to the catcher: a bad date or an unknown charset still shows."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    odd = (
+        b"From: monitor@localhost\r\nTo: ops@localhost\r\nSubject: disk check\r\n"
+        b"Date: sometime last week\r\nContent-Type: text/plain; charset=x-made-up\r\n\r\nDisk 93% full\r\n"
+    )
+    name = catcher.keep(folder, odd).name
+    client = app_for(folder).test_client()
+    listing = client.get("/inbox")
+    assert listing.status_code == 200 and b"disk check" in listing.data
+    shown = client.get(f"/inbox/{name}")
+    assert shown.status_code == 200
+    assert b"Disk 93% full" in shown.data and b"sometime last week" in shown.data
+    assert client.get(f"/inbox/{name}/html").status_code == 404
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 def test_the_inbox_in_a_real_browser(mail_dir: Path) -> None:
     from waitress.server import create_server
