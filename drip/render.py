@@ -26,6 +26,7 @@ static ``{% include "file" %}``; ``super()`` and ``self`` are not.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import time
@@ -288,10 +289,12 @@ def _restore(text: str, tags: list[str], comments: list[str] | None = None) -> s
 # --- environments and filters ---------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)  # a cohort's people share a few dozen dates; strftime is slow
 def _long_date(value: dt.date) -> str:
     return f"{value:%A} {value.day} {value:%B}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _short_date(value: dt.date) -> str:
     return f"{value.day} {value:%B}"
 

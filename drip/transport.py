@@ -231,7 +231,9 @@ def _sendmail(
         raise smtplib.SMTPRecipientsRefused(refused)
     if data_code != 354:
         raise smtplib.SMTPDataError(data_code, data_reply)
-    body = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing; drip's messages already end lines with CRLF
+    body = data
+    if body.startswith(b".") or b"\n." in body:  # dot-stuffing, only where a line starts with "."
+        body = re.sub(rb"(?m)^\.", b"..", body)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     connection.send(body + b".\r\n")
