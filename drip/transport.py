@@ -139,8 +139,25 @@ class SMTPTransport:
             return connection
         except smtplib.SMTPAuthenticationError as exc:
             error = RelayError(f"the SMTP server {s.host} refused the login: {exc.smtp_code} {_reply(exc)}")
+        except ssl.SSLCertVerificationError as exc:
+            error = RelayError(
+                f"TLS with {s.host}:{s.port} failed: its certificate is not trusted "
+                f"({exc.verify_message or exc}); if it comes from your organisation's own CA, "
+                "set SSL_CERT_FILE to a PEM file holding that CA"
+            )
         except ssl.SSLError as exc:
-            error = RelayError(f"TLS with {s.host}:{s.port} failed: {exc}")
+            hint = (
+                "; does it speak TLS from the start (smtps://) or after STARTTLS (smtp://...?starttls=true)?"
+            )
+            error = RelayError(f"TLS with {s.host}:{s.port} failed: {exc.reason or exc}{hint}")
+        except smtplib.SMTPNotSupportedError as exc:
+            if "STARTTLS" in str(exc).upper():
+                missing = (
+                    "STARTTLS; use its TLS port with smtps://, or drop ?starttls=true on a trusted network"
+                )
+            else:  # most servers offer a login only once the connection is encrypted
+                missing = "a login (AUTH) on this connection; add ?starttls=true, or leave out the user name"
+            error = RelayError(f"the SMTP server {s.host}:{s.port} does not offer {missing}")
         except (OSError, smtplib.SMTPException) as exc:
             error = RelayError(f"cannot reach the SMTP server {s.host}:{s.port}: {exc}")
         if connection is not None:

@@ -1,8 +1,13 @@
 """Transports: SMTP settings from a URL, replies mapped to what to do next, files written whole."""
 
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from conftest import SMTPServer
+from conftest import SMTPServer, running_smtp_server
 from drip.errors import ConfigError
 from drip.transport import (
     FileTransport,
@@ -79,6 +84,61 @@ def test_an_unreachable_server_pauses_sending() -> None:
     transport = SMTPTransport(parse_smtp_url("smtp://127.0.0.1:1?timeout=2"))
     with pytest.raises(RelayError, match="cannot reach"):
         transport.send("a@example.com", ["b@example.com"], DATA, "<1@x>")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("smtp://relay.invalid", "cannot reach the SMTP server relay.invalid:25"),
+        ("smtps://{server}", "TLS with 127.0.0.1:.* failed: .*does it speak TLS from the start"),
+        ("smtp://{server}?starttls=true", "does not offer STARTTLS"),
+        (
+            "smtp://drip:secret@{server}",
+            r"does not offer a login \(AUTH\) on this connection; add \?starttls=true",
+        ),
+    ],
+    ids=["no such host", "not TLS", "no STARTTLS", "no login without TLS"],
+)
+def test_a_relay_set_up_wrong_pauses_sending_and_says_what_to_change(
+    smtp_server: SMTPServer, url: str, message: str
+) -> None:
+    transport = SMTPTransport(parse_smtp_url(url.format(server=f"{smtp_server.host}:{smtp_server.port}")))
+    with pytest.raises(RelayError, match=message) as caught:
+        transport.send("a@example.com", ["b@example.com"], DATA, "<1@x>")
+    assert "secret" not in str(caught.value)
+    assert smtp_server.messages == []
+
+
+@pytest.fixture(scope="module")
+def own_ca_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, as an organisation's own CA would issue."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "relay.pem", folder / "relay.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_a_relay_with_a_private_ca_works_once_trusted(
+    own_ca_certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = own_ca_certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with running_smtp_server(ssl_context=context) as server:
+        url = f"smtps://{server.host}:{server.port}"
+        with pytest.raises(RelayError, match="certificate is not trusted.*set SSL_CERT_FILE"):
+            SMTPTransport(parse_smtp_url(url)).send("a@example.com", ["b@example.com"], DATA, "<1@x>")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        transport = SMTPTransport(parse_smtp_url(url))
+        transport.send("a@example.com", ["b@example.com"], DATA, "<2@x>")
+        transport.close()
+        assert [m.recipients for m in server.messages] == [["b@example.com"]]
 
 
 def test_file_transport_writes_whole_files(tmp_path) -> None:
