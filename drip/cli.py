@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from drip import __version__, enrol, keys, manage, preflight, preview, queue, report, transport, worker
+from drip import __version__, actions, enrol, keys, preflight, preview, queue, report, transport, worker
 from drip.cohort import Cohort, default_emails_dirs, load_cohort
 from drip.config import SETTING_NAMES, Settings, load_settings, redact_url
 from drip.dispatch import DispatchError, RelayPaused
@@ -453,22 +453,86 @@ def participant() -> None:
     """Manage one participant of a running cohort."""
 
 
-@participant.command("remove")
-@click.argument("cohort")
-@click.argument("email", type=EmailAddress())
-@click.option("--now", type=Instant(), help=NOW_HELP)
-@pass_app
-def participant_remove(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
-    """Stop all email to EMAIL in COHORT and leave them out of the figures."""
-    now = now or dt.datetime.now(dt.UTC)
+def _change(app: App, cohort: str, email: str, now: dt.datetime | None, change: Any) -> None:
+    """Apply one change to one participant in a transaction and say what it did."""
     store = app.existing_store()
     if store is None:
         raise click.ClickException(
-            f"no database at {redact_url(app.settings.database_url)}; nothing to remove"
+            f"no database at {redact_url(app.settings.database_url)}; start a cohort first"
         )
     with store.transaction() as conn:
-        cancelled = manage.remove_participant(conn, cohort, email, now)
-    click.echo(f"Removed {email} from {cohort}; {cancelled} pending email(s) cancelled.")
+        person = actions.find_person(conn, cohort, email)
+        outcome = change(conn, person, now or dt.datetime.now(dt.UTC))
+    click.echo(outcome.summary)
+
+
+def _participant_command(name: str, summary: str, *, goal: bool) -> Any:
+    """Declare ``drip participant NAME COHORT EMAIL [--goal G] [--now T]``."""
+
+    def decorate(function: Any) -> Any:
+        function = pass_app(function)
+        function = click.option("--now", type=Instant(), help=NOW_HELP)(function)
+        if goal:
+            function = click.option("--goal", "goal", required=True, help="The goal's key, e.g. short.")(
+                function
+            )
+        function = click.argument("email", type=EmailAddress())(function)
+        function = click.argument("cohort")(function)
+        return participant.command(name, help=summary)(function)
+
+    return decorate
+
+
+@_participant_command(
+    "done", "Record GOAL done for EMAIL: its reminders stop, its congratulations go.", goal=True
+)
+def participant_done(app: App, cohort: str, email: str, goal: str, now: dt.datetime | None) -> None:
+    _change(app, cohort, email, now, lambda c, p, t: actions.complete(c, p, goal, t, actions.ADMIN))
+
+
+@_participant_command("waive", "Excuse EMAIL from GOAL: its email stops, with no congratulations.", goal=True)
+def participant_waive(app: App, cohort: str, email: str, goal: str, now: dt.datetime | None) -> None:
+    _change(app, cohort, email, now, lambda c, p, t: actions.waive(c, p, goal, t))
+
+
+@_participant_command(
+    "reopen", "Open GOAL again for EMAIL: its email still to come is planned again.", goal=True
+)
+def participant_reopen(app: App, cohort: str, email: str, goal: str, now: dt.datetime | None) -> None:
+    _change(app, cohort, email, now, lambda c, p, t: actions.reopen(c, p, goal, t))
+
+
+@_participant_command(
+    "pause", "Hold EMAIL's email until resumed (what falls stale meanwhile is skipped).", goal=False
+)
+def participant_pause(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
+    _change(app, cohort, email, now, actions.pause)
+
+
+@_participant_command("resume", "Let a paused (or removed) participant's email go again.", goal=False)
+def participant_resume(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
+    _change(app, cohort, email, now, actions.resume)
+
+
+@_participant_command("remove", "Stop all email to EMAIL and leave them out of the figures.", goal=False)
+def participant_remove(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
+    _change(app, cohort, email, now, actions.remove)
+
+
+@participant.command("extend")
+@click.argument("cohort")
+@click.argument("email", type=EmailAddress())
+@click.option("--goal", "goal", required=True, help="The goal's key, e.g. short.")
+@click.option(
+    "--to", "to", required=True, type=click.DateTime(["%Y-%m-%d"]), help="The new deadline, YYYY-MM-DD."
+)
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@pass_app
+def participant_extend(
+    app: App, cohort: str, email: str, goal: str, to: dt.datetime, now: dt.datetime | None
+) -> None:
+    """Move EMAIL's deadline for GOAL and re-plan that goal's email still to come."""
+    _change(app, cohort, email, now, lambda c, p, t: actions.extend(c, p, goal, to.date(), t))
 
 
 @main.group()

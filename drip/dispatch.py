@@ -25,16 +25,17 @@ from typing import Any
 
 from drip import queue, store
 from drip.config import Settings
+from drip.enrol import stored_timing
 from drip.errors import DripError, TemplateError
 from drip.keys import instance_id, reply_address, signing_keys
 from drip.message import CohortView, GoalView, Recipient, build, links_for
 from drip.mime import Mailbox, addresses, compose
-from drip.plan import Timing, goal_dates, program_end
+from drip.plan import goal_dates, program_end
 from drip.program import Program, load_program
 from drip.render import Templates
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.transport import PermanentSendError, RelayError, TokenBucket, TransientSendError, Transport
-from drip.values import InvalidValue, parse_clock
+from drip.values import InvalidValue
 
 logger = logging.getLogger(__name__)
 
@@ -427,14 +428,8 @@ class Dispatcher:
         parts = self._cohort(batch.cohorts[row.cohort_id])
         goal_rows = {g.goal: g for g in batch.goals.get(row.participant_id, [])}
         settings = parts.settings
-        timing = Timing(
-            start=parts.start,
-            timezone=person.timezone,
-            send_time=parse_clock(settings["send_time"]),
-            skip_weekends=settings["skip_weekends"],
-            deadlines={key: goal.deadline for key, goal in goal_rows.items()},
-            end=dt.date.fromisoformat(settings["end"]) if settings.get("end") else None,
-        )
+        deadlines = {key: goal.deadline for key, goal in goal_rows.items()}
+        timing = stored_timing(settings, parts.start, person.timezone, deadlines)
         dates = goal_dates(parts.program, timing)
         recipient = Recipient(
             email=person.email,

@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,10 @@ from drip import store
 from drip.cohort import COHORT_FILE, Cohort
 from drip.errors import StoreError
 from drip.plan import PlannedStep, Timing, goal_dates, plan_participant
+from drip.replan import replan
 from drip.roster import Participant
-from drip.states import DISPATCHED, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.states import EventKind, GoalStatus, ParticipantStatus
+from drip.values import parse_clock
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,20 @@ def cohort_values(cohort: Cohort) -> dict[str, Any]:
         "settings": settings,
         "start_date": cohort.start,
     }
+
+
+def stored_timing(
+    settings: dict[str, Any], start: dt.date, timezone: str, deadlines: dict[str, dt.date]
+) -> Timing:
+    """Return a participant's Timing from what the database keeps (the inverse of ``cohort_values``)."""
+    return Timing(
+        start=start,
+        timezone=timezone,
+        send_time=parse_clock(settings["send_time"]),
+        skip_weekends=settings["skip_weekends"],
+        deadlines=deadlines,
+        end=dt.date.fromisoformat(settings["end"]) if settings.get("end") else None,
+    )
 
 
 def sync_cohort(
@@ -193,7 +209,7 @@ def _refuse_renamed_folder(conn: Connection, cohort: Cohort) -> None:
             )
 
 
-def _delivery_row(
+def delivery_row(
     cohort_id: int, participant_id: int, planned: PlannedStep, now: dt.datetime
 ) -> dict[str, Any]:
     return {
@@ -210,14 +226,16 @@ def _delivery_row(
     }
 
 
-def _participant_values(cohort: Cohort, participant: Participant) -> dict[str, Any]:
+def _participant_values(
+    cohort: Cohort, participant: Participant, timing: Timing | None = None
+) -> dict[str, Any]:
     return {
         "email": participant.email,
         "name": participant.name,
         "timezone": participant.timezone,
         "delegate_email": participant.delegate_email,
         "fields": dict(participant.fields),
-        "plan_signature": cohort.timing(participant).signature(cohort.program),
+        "plan_signature": (timing or cohort.timing(participant)).signature(cohort.program),
         "roster_row": participant.row,
     }
 
@@ -256,7 +274,7 @@ def _enrol(
                 }
             )
         for planned in plan_participant(cohort.program, timing, now):
-            delivery_rows.append(_delivery_row(cohort_id, participant_id, planned, now))
+            delivery_rows.append(delivery_row(cohort_id, participant_id, planned, now))
             report.planned[planned.status.value] += 1
         event_rows.append(
             {
@@ -283,9 +301,14 @@ def _resync(
 ) -> None:
     updates, events = [], []
     retimed: list[tuple[store.ParticipantRow, Timing]] = []
+    # Deadlines moved by hand (snooze, extend) outlive the roster's.
+    overrides = store.deadline_overrides(conn, [stored[p.key].id for p in known])
     for participant in known:
         row = stored[participant.key]
-        values = _participant_values(cohort, participant)
+        timing = cohort.timing(participant)
+        if row.id in overrides:
+            timing = replace(timing, deadlines={**timing.deadlines, **overrides[row.id]})
+        values = _participant_values(cohort, participant, timing)
         current = {name: getattr(row, name) for name in values} | {"fields": dict(row.fields)}
         if row.status is ParticipantStatus.REMOVED:
             report.returned.append((row.email, row.name))
@@ -296,7 +319,7 @@ def _resync(
         # A sorted or re-ordered sheet moves rows; that is not a change to the person.
         changed = sorted(name for name in values if values[name] != current[name] and name not in _QUIET)
         if values["plan_signature"] != row.plan_signature and row.status not in _FROZEN:
-            retimed.append((row, cohort.timing(participant)))
+            retimed.append((row, timing))
         elif changed:
             report.updated += 1
         else:
@@ -310,24 +333,6 @@ def _resync(
 
 #: participant columns whose change is recorded without an event
 _QUIET = frozenset({"plan_signature", "roster_row"})
-#: why a delivery was cancelled when its step left the program; it comes back if the step does
-STEP_REMOVED = "the step was removed from the program"
-
-
-def _movable(row: store.DeliveryRow, settled: set[str], now: dt.datetime) -> bool:
-    """Say whether re-planning may move this delivery.
-
-    Not when its goal is done or waived, nor once it is due (dispatch decides
-    then), nor once it has left or failed or was cancelled for a reason other
-    than its step leaving the program.
-    """
-    if row.goal in settled:
-        return False
-    if row.status is DeliveryStatus.SCHEDULED:
-        return row.due_at is not None and row.due_at > now
-    if row.status is DeliveryStatus.CANCELLED:
-        return row.last_error == STEP_REMOVED
-    return row.status in (DeliveryStatus.SKIPPED, DeliveryStatus.WAITING)
 
 
 def _replan(
@@ -341,73 +346,32 @@ def _replan(
     """Re-plan participants whose timing changed, moving only what may move."""
     ids = [row.id for row, _ in retimed]
     deliveries = store.deliveries_of(conn, ids)
-    goal_status = store.goal_statuses(conn, ids)
-    steps = {step.key for step in cohort.program.steps}
+    goal_states = store.goal_states(conn, ids)
     deadline_updates, new_goals, delivery_updates, new_deliveries, events = [], [], [], [], []
     for row, timing in retimed:
-        statuses = goal_status.get(row.id, {})
+        states = goal_states.get(row.id, {})
         for key, dates in goal_dates(cohort.program, timing).items():
             goal = {"deadline": dates.deadline, "deadline_at": dates.deadline_ends_at}
-            if key in statuses:
+            if key in states:
                 deadline_updates.append({"pid": row.id, "goal_key": key, **goal})
             else:  # a goal added to the program after this participant was enrolled
                 new_goals.append(
                     {"participant_id": row.id, "goal": key, "status": GoalStatus.OPEN.value, **goal}
                 )
-        settled = {goal for goal, status in statuses.items() if status is not GoalStatus.OPEN}
-        current = deliveries.get(row.id, {})
-        movable = {step for step, d in current.items() if _movable(d, settled, now)}
-        # Whatever stays keeps its day taken, so nothing is planned beside it.
-        fixed: dict[str, dt.datetime] = {}
-        for step, delivery in current.items():
-            instant = delivery.sent_at or delivery.due_at
-            staying = delivery.status in DISPATCHED or delivery.status is DeliveryStatus.SCHEDULED
-            if step not in movable and staying and instant is not None:
-                fixed[step] = instant
-        # Mail still to come keeps its time if its new moment has already passed.
-        upcoming = {
-            step: current[step].due_at
-            for step in movable
-            if current[step].status is DeliveryStatus.SCHEDULED and current[step].due_at is not None
-        }
-        moved = 0
-        for planned in plan_participant(cohort.program, timing, now, fixed, upcoming):  # type: ignore[arg-type]
-            existing = current.get(planned.step.key)
-            if existing is None:
-                new_deliveries.append(_delivery_row(cohort_id, row.id, planned, now))
-                report.planned[planned.status.value] += 1
-            elif planned.step.key in movable and (existing.due_at, existing.status, existing.last_error) != (
-                planned.due_at,
-                planned.status,
-                planned.reason,
-            ):
-                delivery_updates.append(_moved(existing, planned.due_at, planned.status, planned.reason, now))
-                moved += 1
-        for step, existing in current.items():
-            if step not in steps and step in movable and existing.status is not DeliveryStatus.CANCELLED:
-                delivery_updates.append(
-                    _moved(existing, existing.due_at, DeliveryStatus.CANCELLED, STEP_REMOVED, now)
-                )
-                moved += 1
+        changes = replan(cohort.program, timing, deliveries.get(row.id, {}), states, now)
+        for planned in changes.new:
+            new_deliveries.append(delivery_row(cohort_id, row.id, planned, now))
+            report.planned[planned.status.value] += 1
+        delivery_updates += changes.rows(now)
         report.replanned += 1
-        report.moved += moved
-        events.append(_event(cohort_id, row.id, EventKind.REPLANNED, now, {"moved": moved}))
+        report.moved += len(changes.moves)
+        events.append(_event(cohort_id, row.id, EventKind.REPLANNED, now, {"moved": len(changes.moves)}))
 
     store.update_goal_deadlines(conn, deadline_updates)
     store.insert_goals(conn, new_goals)
     store.update_deliveries(conn, delivery_updates)
     store.insert_deliveries(conn, new_deliveries)
     store.record_events(conn, events)
-
-
-def _moved(
-    row: store.DeliveryRow,
-    due_at: dt.datetime | None,
-    status: DeliveryStatus,
-    reason: str | None,
-    now: dt.datetime,
-) -> dict[str, Any]:
-    return {"did": row.id, "due_at": due_at, "status": status.value, "last_error": reason, "updated_at": now}
 
 
 def _event(

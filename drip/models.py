@@ -154,6 +154,10 @@ class Goal(Base):
     completed_at: Mapped[dt.datetime | None]
     #: how it was completed or waived: link, reply, admin
     via: Mapped[str | None] = mapped_column(String(16))
+    #: a deadline set by hand (snooze, extend), kept when the roster is synced again
+    deadline_override: Mapped[dt.date | None] = mapped_column(Date)
+    #: when the participant pushed the deadline back a week (once only)
+    snoozed_at: Mapped[dt.datetime | None]
 
 
 class Delivery(Base):

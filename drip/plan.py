@@ -24,7 +24,11 @@ Rules, in the order they apply:
    with an offset of zero or less) that would move past that deadline is
    skipped instead, with the reason: "three days left" after the deadline
    would be wrong, and the overdue nudge follows anyway.
-6. Steps anchored on ``GOAL.completed`` are not placed: they wait.
+6. Steps anchored on ``GOAL.completed`` wait until the goal is done; then
+   they go at the first send window from the completion (plus any offset)
+   that has no other email for the participant: they never push planned mail
+   aside. The other steps of a goal that is settled (done or waived) are not
+   planned at all.
 """
 
 from __future__ import annotations
@@ -207,6 +211,8 @@ def plan_participant(
     now: dt.datetime,
     fixed: Mapping[str, dt.datetime] | None = None,
     upcoming: Mapping[str, dt.datetime] | None = None,
+    completed: Mapping[str, dt.datetime] | None = None,
+    settled: Iterable[str] = (),
 ) -> list[PlannedStep]:
     """Plan every step of ``program`` for one participant, enrolled at ``now``.
 
@@ -214,12 +220,15 @@ def plan_participant(
     already due) to their instant: they are left out of the plan but keep
     their day taken. ``upcoming`` maps mail that was still to come before
     re-planning to its instant: if its new moment has already passed, it keeps
-    that instant rather than being skipped.
+    that instant rather than being skipped. ``completed`` maps each goal done
+    to when: its ``GOAL.completed`` steps are placed. The steps of ``settled``
+    goals (done or waived) are left out, but for a done goal's completion steps.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     fixed = fixed or {}
     upcoming = upcoming or {}
+    completed = completed or {}
     kept: list[dt.datetime] = []
     zone = ZoneInfo(timing.timezone)
     goals = goal_dates(program, timing)
@@ -229,12 +238,22 @@ def plan_participant(
     late: list[_Wanted] = []
     about_deadlines: list[_Wanted] = []
     others: list[_Wanted] = []
+    completions: list[_Wanted] = []
+    left_out = set(settled)
 
     for step in program.steps:
         if step.key in fixed:
             continue
         if step.waits_for_completion:
-            result[step.key] = PlannedStep(step, DeliveryStatus.WAITING, None, None)
+            done_at = completed.get(step.at.goal or "")
+            if done_at is not None:
+                nominal = local_day(done_at, zone) + dt.timedelta(days=step.at.offset_days)
+                day = max(nominal, next_window(now, timing, zone), timing.start)
+                completions.append(_Wanted(day, step.order, step, nominal, None))
+            elif step.at.goal not in left_out:
+                result[step.key] = PlannedStep(step, DeliveryStatus.WAITING, None, None)
+            continue
+        if step.goal in left_out:
             continue
         nominal = anchor_day(step.at, timing, goals, end)
         if nominal < timing.start:
@@ -275,7 +294,7 @@ def plan_participant(
 
     slots = _Slots(timing, zone, {local_day(instant, zone) for instant in (*fixed.values(), *kept)})
     placed: dict[str, tuple[_Wanted, dt.datetime | None]] = {}
-    for items, in_sequence in ((late, True), (about_deadlines, False), (others, True)):
+    for items, in_sequence in ((late, True), (about_deadlines, False), (others, True), (completions, True)):
         for item, due in slots.place(items, in_sequence=in_sequence):
             placed[item.step.key] = (item, due)
     _openings_first(placed, zone)

@@ -64,3 +64,8 @@ class EventKind(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     SNOOZED = "snoozed"
+    WAIVED = "waived"
+    REOPENED = "reopened"
+    EXTENDED = "extended"
+    PAUSED = "paused"
+    RESUMED = "resumed"

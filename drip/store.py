@@ -377,15 +377,31 @@ def update_goal_deadlines(conn: Connection, rows: Sequence[Mapping[str, Any]]) -
     conn.execute(statement, list(rows))
 
 
-def goal_statuses(conn: Connection, participant_ids: Iterable[int]) -> dict[int, dict[str, GoalStatus]]:
+def goal_states(
+    conn: Connection, participant_ids: Iterable[int]
+) -> dict[int, dict[str, tuple[GoalStatus, dt.datetime | None]]]:
+    """Return each participant's goals: their status and, when done, when."""
     table = goal_table
-    result: dict[int, dict[str, GoalStatus]] = defaultdict(dict)
+    result: dict[int, dict[str, tuple[GoalStatus, dt.datetime | None]]] = defaultdict(dict)
     for batch in chunked(list(participant_ids)):
-        query = select(table.c.participant_id, table.c.goal, table.c.status).where(
+        query = select(table.c.participant_id, table.c.goal, table.c.status, table.c.completed_at).where(
             table.c.participant_id.in_(batch)
         )
         for row in conn.execute(query):
-            result[row.participant_id][row.goal] = GoalStatus(row.status)
+            result[row.participant_id][row.goal] = (GoalStatus(row.status), row.completed_at)
+    return result
+
+
+def deadline_overrides(conn: Connection, participant_ids: Iterable[int]) -> dict[int, dict[str, dt.date]]:
+    """Return the deadlines set by hand (snooze, extend), which a roster sync keeps."""
+    table = goal_table
+    result: dict[int, dict[str, dt.date]] = defaultdict(dict)
+    for batch in chunked(list(participant_ids)):
+        query = select(table.c.participant_id, table.c.goal, table.c.deadline_override).where(
+            table.c.participant_id.in_(batch), table.c.deadline_override.is_not(None)
+        )
+        for row in conn.execute(query):
+            result[row.participant_id][row.goal] = row.deadline_override
     return result
 
 

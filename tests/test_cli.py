@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from conftest import ROOT, ROSTER, CohortFactory
 from drip.cli import main
+from drip.store import Store, event_table
 
 NOW = ["--now", "2027-01-04T12:00Z"]
 
@@ -129,9 +131,56 @@ def test_status_of_unknown_cohort_and_empty_database(
 def test_participant_remove(runner: CliRunner, make_cohort: CohortFactory, database_url: str) -> None:
     run(runner, "start", str(make_cohort()), *NOW, db=database_url)
     out = run(runner, "participant", "remove", "test-cohort", "ben@example.com", *NOW, db=database_url)
-    assert "Removed ben@example.com from test-cohort; 18 pending email(s) cancelled." in out
+    assert "ben@example.com removed; 18 pending emails cancelled." in out
     payload = json.loads(run(runner, "status", "test-cohort", "--format", "json", *NOW, db=database_url))
     assert payload["participants"] == 2
+
+
+def test_participant_commands_say_what_they_changed(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    run(runner, "start", str(make_cohort()), *NOW, db=database_url)
+    ana = ["test-cohort", "ana@example.com", *NOW]
+    out = run(runner, "participant", "done", *ana, "--goal", "short", db=database_url)
+    assert "short marked done via admin; 4 pending emails cancelled; short-done planned for Tue 12 Jan" in out
+    out = run(runner, "participant", "done", *ana, "--goal", "short", db=database_url)
+    assert "short was already done" in out
+    out = run(runner, "participant", "reopen", *ana, "--goal", "short", db=database_url)
+    assert "short reopened" in out
+    out = run(runner, "participant", "waive", *ana, "--goal", "mid", db=database_url)
+    assert "mid waived; 5 pending emails cancelled" in out
+    out = run(runner, "participant", "extend", *ana, "--goal", "short", "--to", "2027-02-10", db=database_url)
+    assert "short deadline moved from 2027-02-01 to 2027-02-10" in out
+    out = run(runner, "participant", "pause", *ana, db=database_url)
+    assert "ana@example.com paused" in out
+    out = run(runner, "participant", "resume", *ana, db=database_url)
+    assert "resumed (was paused)" in out
+    late = runner.invoke(
+        main,
+        [
+            "--database-url",
+            database_url,
+            "participant",
+            "extend",
+            *ana,
+            "--goal",
+            "short",
+            "--to",
+            "2027-05-01",
+        ],
+    )
+    assert late.exit_code == 1 and "goals fall due in order, so move mid's deadline first" in late.output
+    bad = runner.invoke(main, ["--database-url", database_url, "participant", "done", *ana, "--goal", "walk"])
+    assert bad.exit_code == 1 and "has no goal 'walk'; its goals are short, mid, long" in bad.output
+    missing = runner.invoke(main, ["--database-url", database_url, "participant", "done", *ana])
+    assert missing.exit_code == 2 and "Missing option '--goal'" in missing.output
+    with Store(database_url) as db, db.reading() as conn:
+        kinds = conn.execute(
+            select(event_table.c.kind).where(event_table.c.participant_id.is_not(None))
+        ).scalars()
+        assert [k for k in kinds if k not in ("enrolled",)] == [
+            "completed", "reopened", "waived", "extended", "paused", "resumed",
+        ]  # fmt: skip
 
 
 def test_bad_now_and_bad_setting(runner: CliRunner, make_cohort: CohortFactory, monkeypatch) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
-from drip import enrol, manage
+from drip import actions, enrol
 from drip.cohort import load_cohort
 from drip.errors import DripError, StoreError
 from drip.states import DeliveryStatus, GoalStatus, ParticipantStatus
@@ -149,7 +149,11 @@ def test_a_done_goal_keeps_its_steps_when_replanned(
     assert (
         ana["short-reminder"]["status"] == "cancelled" and ana["short-reminder"]["last_error"] == "goal done"
     )
-    assert ana["short-done"]["status"] == "waiting"
+    # A done goal's congratulations, still waiting, take the first free send day: the welcome keeps the
+    # start day, and the goal's own kickoff is no longer planned.
+    assert ana["short-done"]["status"] == "scheduled"
+    assert ana["short-done"]["due_at"] == dt.datetime(2027, 1, 12, 14, 0, tzinfo=UTC)
+    assert ana["welcome"]["due_at"] == dt.datetime(2027, 1, 11, 14, 0, tzinfo=UTC)
 
 
 def test_detail_changes_update_without_replanning(
@@ -213,10 +217,11 @@ def test_missing_rows_are_reported_and_stay_until_removed(
     assert all(d["status"] != "cancelled" for d in deliveries(store, "ben@example.com").values())
 
     with store.transaction() as conn:
-        cancelled = manage.remove_participant(conn, "test-cohort", "BEN@example.com", now)
+        cancelled = remove(conn, "test-cohort", "BEN@example.com", now).cancelled
     assert cancelled == 18
     with store.transaction() as conn:
-        assert manage.remove_participant(conn, "test-cohort", "ben@example.com", now) == 0
+        again = remove(conn, "test-cohort", "ben@example.com", now)
+    assert not again.changed and again.cancelled == 0
     assert {d["status"] for d in deliveries(store, "ben@example.com").values()} == {"cancelled"}
     report = sync(store, folder, now)
     assert report.missing == [("cleo@example.com", "Cleo Hart")]
@@ -227,14 +232,18 @@ def test_missing_rows_are_reported_and_stay_until_removed(
     assert figures["goals"]["short"]["open"] == 2
 
 
+def remove(conn, slug: str, email: str, now: dt.datetime) -> actions.Outcome:
+    return actions.remove(conn, actions.find_person(conn, slug, email), now)
+
+
 def test_remove_unknown_participant_or_cohort(
     store: Store, make_cohort: CohortFactory, now: dt.datetime
 ) -> None:
     sync(store, make_cohort(), now)
     with pytest.raises(DripError, match="not a participant"), store.transaction() as conn:
-        manage.remove_participant(conn, "test-cohort", "zed@example.com", now)
+        remove(conn, "test-cohort", "zed@example.com", now)
     with pytest.raises(DripError, match="known cohorts: test-cohort"), store.transaction() as conn:
-        manage.remove_participant(conn, "nope", "ana@example.com", now)
+        remove(conn, "nope", "ana@example.com", now)
 
 
 def test_late_start_records_why_mail_was_skipped(store: Store, make_cohort: CohortFactory) -> None:
@@ -351,7 +360,7 @@ def test_removed_participant_back_in_the_roster_is_reported(
     folder = make_cohort()
     sync(store, folder, now)
     with store.transaction() as conn:
-        manage.remove_participant(conn, "test-cohort", "ben@example.com", now)
+        remove(conn, "test-cohort", "ben@example.com", now)
     report = sync(store, folder, now)
     assert report.returned == [("ben@example.com", "Ben Ito")]
     assert {d["status"] for d in deliveries(store, "ben@example.com").values()} == {"cancelled"}

@@ -1,0 +1,528 @@
+"""Changes to one participant: a goal done, waived, reopened, snoozed or extended; a participant
+paused, resumed, removed, unsubscribed or bounced.
+
+One function per change, used alike by the link pages, replies and the CLI.
+Each runs in the caller's transaction, appends an event, re-plans what the
+change moves (``drip.replan``), and returns what it did in words a program
+owner can read. Doing a change twice is harmless: the second time says so and
+changes nothing. Like ``drip.queue``, this module holds the SQL of its own
+state changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, insert, select, update
+
+from drip import enrol, store
+from drip.errors import DripError
+from drip.plan import Timing, goal_dates, local_day
+from drip.program import Program, load_program
+from drip.replan import PARTICIPANT_REMOVED, Changes, replan
+from drip.roster import email_key, first_name
+from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.store import cohort_table, delivery_table, goal_table, participant_table
+
+#: how far one snooze pushes a deadline back
+SNOOZE = dt.timedelta(days=7)
+#: participants who get no more email, whatever happens to their goals
+_SILENT = frozenset({ParticipantStatus.UNSUBSCRIBED, ParticipantStatus.BOUNCED, ParticipantStatus.REMOVED})
+# User agents of mail security scanners and link previewers: such a visit is labelled, never refused.
+_SCANNER_AGENTS = re.compile(
+    r"bot|crawl|spider|preview|scan|safelinks|mimecast|proofpoint|barracuda|python-|curl/|wget/|"
+    r"go-http-client|headless|okhttp|java/|libwww",
+    re.IGNORECASE,
+)
+#: a visit sooner than this after the email was sent is probably a scanner's
+_TOO_SOON = dt.timedelta(seconds=10)
+
+
+class ActionError(DripError):
+    """A change that cannot be made, with why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where a change came from, kept with its event."""
+
+    #: link, reply or admin
+    via: str
+    ip: str | None = None
+    user_agent: str | None = None
+    #: the reply's Message-ID, for changes made by email
+    message_id: str | None = None
+    #: what drip's heuristics make of it (e.g. "possible link scanner"); never decides anything
+    label: str | None = None
+
+    def data(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+ADMIN = Evidence("admin")
+
+
+@dataclass(frozen=True)
+class GoalRow:
+    id: int
+    goal: str
+    status: GoalStatus
+    deadline: dt.date
+    completed_at: dt.datetime | None
+    via: str | None
+    deadline_override: dt.date | None
+    snoozed_at: dt.datetime | None
+
+
+@dataclass
+class Person:
+    """A participant with everything a change to them needs."""
+
+    id: int
+    email: str
+    name: str
+    timezone: str
+    fields: dict[str, Any]
+    status: ParticipantStatus
+    cohort_id: int
+    cohort_slug: str
+    cohort_name: str
+    cohort_settings: dict[str, Any]
+    start: dt.date
+    program: Program
+    goals: dict[str, GoalRow]
+
+    @property
+    def first_name(self) -> str:
+        return first_name(self.name, self.fields)
+
+    def timing(self, deadlines: dict[str, dt.date] | None = None) -> Timing:
+        return enrol.stored_timing(
+            self.cohort_settings,
+            self.start,
+            self.timezone,
+            deadlines or {key: goal.deadline for key, goal in self.goals.items()},
+        )
+
+    def goal(self, key: str) -> GoalRow:
+        if key not in self.goals:
+            known = ", ".join(self.goals)
+            raise ActionError(f"{self.cohort_slug!r} has no goal {key!r}; its goals are {known}")
+        return self.goals[key]
+
+    def next_goal(self, after: str) -> GoalRow | None:
+        """Return the first goal after ``after``, in the program's order, that is still open."""
+        keys = list(self.goals)
+        later = keys[keys.index(after) + 1 :] if after in keys else keys
+        return next((self.goals[key] for key in later if self.goals[key].status is GoalStatus.OPEN), None)
+
+    def title(self, key: str) -> str:
+        return self.program.goal(key).title
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a change did."""
+
+    person: Person
+    changed: bool
+    #: one or two sentences for the command line and the event log
+    summary: str
+    goal: str | None = None
+    cancelled: int = 0
+    #: (step, when) of mail the change planned
+    planned: tuple[tuple[str, dt.datetime], ...] = field(default_factory=tuple)
+
+
+# --- finding people ---------------------------------------------------------------
+
+
+_programs: dict[str, tuple[int, Program]] = {}
+
+
+def _program(path: str) -> Program:
+    """Load a program once, again only when its program.toml changes."""
+    stamp = (Path(path) / "program.toml").stat().st_mtime_ns
+    cached = _programs.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, load_program(Path(path)))
+        _programs[path] = cached
+    return cached[1]
+
+
+def _load(conn: Connection, where: Any) -> Person | None:
+    p, c = participant_table, cohort_table
+    row = conn.execute(
+        select(
+            p.c.id,
+            p.c.email,
+            p.c.name,
+            p.c.timezone,
+            p.c.fields,
+            p.c.status,
+            c.c.id.label("cohort_id"),
+            c.c.slug,
+            c.c.name.label("cohort_name"),
+            c.c.settings,
+            c.c.start_date,
+            c.c.program_path,
+        )  # fmt: skip
+        .join(c, c.c.id == p.c.cohort_id)
+        .where(where)
+    ).one_or_none()
+    if row is None:
+        return None
+    g = goal_table
+    goals = conn.execute(
+        select(
+            g.c.id,
+            g.c.goal,
+            g.c.status,
+            g.c.deadline,
+            g.c.completed_at,
+            g.c.via,
+            g.c.deadline_override,
+            g.c.snoozed_at,
+        ).where(g.c.participant_id == row.id)  # fmt: skip
+    ).all()
+    program = _program(row.program_path)
+    by_key = {goal.goal: GoalRow(**{**goal._mapping, "status": GoalStatus(goal.status)}) for goal in goals}
+    return Person(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        timezone=row.timezone,
+        fields=dict(row.fields),
+        status=ParticipantStatus(row.status),
+        cohort_id=row.cohort_id,
+        cohort_slug=row.slug,
+        cohort_name=row.cohort_name,
+        cohort_settings=dict(row.settings),
+        start=row.start_date,
+        program=program,
+        goals={key: by_key[key] for key in program.goal_keys if key in by_key},
+    )
+
+
+def person_by_id(conn: Connection, participant_id: int) -> Person | None:
+    return _load(conn, participant_table.c.id == participant_id)
+
+
+def person_by_goal(conn: Connection, goal_id: int) -> tuple[Person, str] | None:
+    """Return the participant a goal row belongs to, and the goal's key."""
+    found = conn.execute(
+        select(goal_table.c.participant_id, goal_table.c.goal).where(goal_table.c.id == goal_id)
+    ).one_or_none()
+    if found is None:
+        return None
+    person = person_by_id(conn, found.participant_id)
+    return None if person is None else (person, found.goal)
+
+
+def find_person(conn: Connection, slug: str, email: str) -> Person:
+    """Return a participant of cohort ``slug`` by address, or say clearly why not."""
+    cohort = store.find_cohort(conn, slug)
+    if cohort is None:
+        known = ", ".join(store.cohort_slugs(conn)) or "none"
+        raise ActionError(f"no cohort {slug!r}; known cohorts: {known}")
+    person = _load(
+        conn,
+        (participant_table.c.cohort_id == cohort.id) & (participant_table.c.email_key == email_key(email)),
+    )
+    if person is None:
+        raise ActionError(f"{email} is not a participant of {slug!r}")
+    return person
+
+
+# --- goals --------------------------------------------------------------------------
+
+
+def complete(conn: Connection, person: Person, key: str, now: dt.datetime, evidence: Evidence) -> Outcome:
+    """Record goal ``key`` done: its pending mail is cancelled and its congratulations planned."""
+    goal = person.goal(key)
+    if goal.status is GoalStatus.DONE:
+        when = goal.completed_at.date().isoformat() if goal.completed_at else "earlier"
+        said = f"{person.email}: {key} was already done ({when}, via {goal.via})."
+        return Outcome(person, False, said, key)
+    seconds = _seconds_since_sent(conn, person, key, now)
+    label = evidence.label or scanner_label(evidence.user_agent, seconds)
+    _set_goal(conn, goal, status=GoalStatus.DONE.value, completed_at=now, via=evidence.via)
+    person.goals[key] = replace(goal, status=GoalStatus.DONE, completed_at=now, via=evidence.via)
+    changes = _replan(conn, person, now)
+    data = {**replace(evidence, label=label).data(), "seconds_since_sent": seconds}
+    _event(conn, person, EventKind.COMPLETED, now, key, data)
+    return _outcome(person, key, f"{key} marked done via {evidence.via}", changes)
+
+
+def waive(
+    conn: Connection, person: Person, key: str, now: dt.datetime, evidence: Evidence = ADMIN
+) -> Outcome:
+    """Excuse goal ``key``: its pending mail, congratulations included, is cancelled."""
+    goal = person.goal(key)
+    if goal.status is GoalStatus.WAIVED:
+        return Outcome(person, False, f"{person.email}: {key} was already waived.", key)
+    _set_goal(conn, goal, status=GoalStatus.WAIVED.value, completed_at=None, via=evidence.via)
+    person.goals[key] = replace(goal, status=GoalStatus.WAIVED, completed_at=None, via=evidence.via)
+    changes = _replan(conn, person, now)
+    _event(conn, person, EventKind.WAIVED, now, key, evidence.data())
+    return _outcome(person, key, f"{key} waived", changes)
+
+
+def reopen(
+    conn: Connection, person: Person, key: str, now: dt.datetime, evidence: Evidence = ADMIN
+) -> Outcome:
+    """Open goal ``key`` again: its mail still to come is planned again, its congratulations wait."""
+    goal = person.goal(key)
+    if goal.status is GoalStatus.OPEN:
+        return Outcome(person, False, f"{person.email}: {key} is already open.", key)
+    _set_goal(conn, goal, status=GoalStatus.OPEN.value, completed_at=None, via=None)
+    person.goals[key] = replace(goal, status=GoalStatus.OPEN, completed_at=None, via=None)
+    changes = _replan(conn, person, now)
+    _event(conn, person, EventKind.REOPENED, now, key, {**evidence.data(), "was": goal.status.value})
+    return _outcome(person, key, f"{key} reopened", changes)
+
+
+def snooze(conn: Connection, person: Person, key: str, now: dt.datetime, evidence: Evidence) -> Outcome:
+    """Push goal ``key``'s deadline back a week, once, and re-plan the mail still to come."""
+    goal = person.goal(key)
+    if goal.status is not GoalStatus.OPEN:
+        said = f"{person.email}: {key} is {goal.status}; there is nothing to snooze."
+        return Outcome(person, False, said, key)
+    if goal.snoozed_at is not None:
+        return Outcome(
+            person, False, f"{person.email}: {key} was already snoozed once; it is due {goal.deadline}.", key
+        )
+    today = local_day(now, ZoneInfo(person.timezone))
+    new = max(goal.deadline, today) + SNOOZE
+    return _move_deadline(conn, person, key, new, now, evidence, EventKind.SNOOZED, snoozed=True)
+
+
+def extend(
+    conn: Connection, person: Person, key: str, to: dt.date, now: dt.datetime, evidence: Evidence = ADMIN
+) -> Outcome:
+    """Set goal ``key``'s deadline to ``to`` and re-plan the mail still to come."""
+    goal = person.goal(key)
+    if goal.deadline == to:
+        return Outcome(person, False, f"{person.email}: {key} is already due {to}.", key)
+    return _move_deadline(conn, person, key, to, now, evidence, EventKind.EXTENDED, snoozed=False)
+
+
+def _move_deadline(
+    conn: Connection,
+    person: Person,
+    key: str,
+    new: dt.date,
+    now: dt.datetime,
+    evidence: Evidence,
+    kind: EventKind,
+    *,
+    snoozed: bool,
+) -> Outcome:
+    goal = person.goals[key]
+    deadlines = {k: g.deadline for k, g in person.goals.items()} | {key: new}
+    _check_order(person, deadlines, key)
+    dates = goal_dates(person.program, person.timing(deadlines))
+    if new < dates[key].opens:
+        raise ActionError(f"{key} opens on {dates[key].opens}; its deadline cannot come before that")
+    values: dict[str, Any] = {
+        "deadline": new,
+        "deadline_at": dates[key].deadline_ends_at,
+        "deadline_override": new,
+    }
+    if snoozed:
+        values["snoozed_at"] = now
+    _set_goal(conn, goal, **values)
+    snoozed_at = now if snoozed else goal.snoozed_at
+    person.goals[key] = replace(goal, deadline=new, deadline_override=new, snoozed_at=snoozed_at)
+    conn.execute(
+        update(participant_table)
+        .where(participant_table.c.id == person.id)
+        .values(plan_signature=person.timing().signature(person.program), updated_at=now)
+    )
+    changes = _replan(conn, person, now)
+    data = {**evidence.data(), "from": goal.deadline.isoformat(), "to": new.isoformat()}
+    _event(conn, person, kind, now, key, data)
+    verb = "snoozed" if snoozed else "deadline moved"
+    return _outcome(person, key, f"{key} {verb} from {goal.deadline} to {new}", changes)
+
+
+def _check_order(person: Person, deadlines: dict[str, dt.date], moved: str) -> None:
+    keys = list(person.program.goal_keys)
+    for before, after in zip(keys, keys[1:], strict=False):
+        if deadlines[before] > deadlines[after]:
+            other = after if moved == before else before
+            raise ActionError(
+                f"{before} would be due {deadlines[before]}, after {after} ({deadlines[after]}); goals "
+                f"fall due in order, so move {other}'s deadline first"
+            )
+
+
+# --- participants -------------------------------------------------------------------
+
+
+def pause(conn: Connection, person: Person, now: dt.datetime, evidence: Evidence = ADMIN) -> Outcome:
+    """Hold a participant's email; what falls stale meanwhile is skipped when they are resumed."""
+    if person.status is ParticipantStatus.PAUSED:
+        return Outcome(person, False, f"{person.email} was already paused.")
+    if person.status is not ParticipantStatus.ACTIVE:
+        raise ActionError(f"{person.email} is {person.status}; pausing would change nothing")
+    _set_status(conn, person, ParticipantStatus.PAUSED, now)
+    _event(conn, person, EventKind.PAUSED, now, None, evidence.data())
+    return Outcome(person, True, f"{person.email} paused: their email waits until `drip participant resume`.")
+
+
+def resume(conn: Connection, person: Person, now: dt.datetime, evidence: Evidence = ADMIN) -> Outcome:
+    """Let a paused participant's email go again, or take back a removal."""
+    if person.status is ParticipantStatus.ACTIVE:
+        return Outcome(person, False, f"{person.email} was already active.")
+    if person.status in (ParticipantStatus.UNSUBSCRIBED, ParticipantStatus.BOUNCED):
+        why = "unsubscribed themselves" if person.status is ParticipantStatus.UNSUBSCRIBED else "bounced"
+        raise ActionError(
+            f"{person.email} {why}; drip does not email them again. If the address is right again, enrol "
+            "them in a new cohort"
+        )
+    was = person.status
+    _set_status(conn, person, ParticipantStatus.ACTIVE, now)
+    changes = _replan(conn, person, now) if was is ParticipantStatus.REMOVED else Changes()
+    _event(conn, person, EventKind.RESUMED, now, None, {**evidence.data(), "was": was.value})
+    return _outcome(person, None, f"resumed (was {was})", changes)
+
+
+def remove(conn: Connection, person: Person, now: dt.datetime, evidence: Evidence = ADMIN) -> Outcome:
+    """Stop all email to a participant and leave them out of the figures."""
+    if person.status is ParticipantStatus.REMOVED:
+        return Outcome(person, False, f"{person.email} was already removed.")
+    return _silence(
+        conn, person, ParticipantStatus.REMOVED, PARTICIPANT_REMOVED, now, evidence, EventKind.REMOVED
+    )
+
+
+def unsubscribe(conn: Connection, person: Person, now: dt.datetime, evidence: Evidence) -> Outcome:
+    """Honour an unsubscribe: no more email to this participant, ever."""
+    if person.status is ParticipantStatus.UNSUBSCRIBED:
+        return Outcome(person, False, f"{person.email} was already unsubscribed.")
+    return _silence(
+        conn, person, ParticipantStatus.UNSUBSCRIBED, "the participant unsubscribed", now, evidence,
+        EventKind.UNSUBSCRIBED,
+    )  # fmt: skip
+
+
+def bounce(conn: Connection, person: Person, now: dt.datetime, evidence: Evidence, reason: str) -> Outcome:
+    """Record that mail to the participant bounces for good: their pending mail is cancelled."""
+    if person.status is ParticipantStatus.BOUNCED:
+        return Outcome(person, False, f"{person.email} was already marked bounced.")
+    evidence = replace(evidence, label=reason[:200])
+    return _silence(
+        conn, person, ParticipantStatus.BOUNCED, "the address bounced", now, evidence, EventKind.BOUNCED
+    )
+
+
+def _silence(
+    conn: Connection,
+    person: Person,
+    status: ParticipantStatus,
+    reason: str,
+    now: dt.datetime,
+    evidence: Evidence,
+    kind: EventKind,
+) -> Outcome:
+    _set_status(conn, person, status, now)
+    cancelled = store.cancel_pending(conn, person.id, reason, now)
+    _event(conn, person, kind, now, None, {**evidence.data(), "cancelled": cancelled})
+    said = f"{person.email} {status}; {_count(cancelled, 'pending email')} cancelled."
+    return Outcome(person, True, said, cancelled=cancelled)
+
+
+# --- heuristics -------------------------------------------------------------------
+
+
+def scanner_label(user_agent: str | None, seconds_since_sent: float | None) -> str | None:
+    """Label a click that looks like a mail scanner's. A label is kept as evidence; it decides nothing."""
+    if user_agent is not None and (not user_agent.strip() or _SCANNER_AGENTS.search(user_agent)):
+        return "possible link scanner (user agent)"
+    if seconds_since_sent is not None and seconds_since_sent < _TOO_SOON.total_seconds():
+        return "possible link scanner (seconds after sending)"
+    return None
+
+
+# --- shared -------------------------------------------------------------------------
+
+
+def _seconds_since_sent(conn: Connection, person: Person, key: str, now: dt.datetime) -> float | None:
+    """Seconds since the last email about goal ``key`` (else any email) went to the participant."""
+    d = delivery_table
+    rows = conn.execute(
+        select(d.c.goal, d.c.sent_at).where(d.c.participant_id == person.id, d.c.sent_at.is_not(None))
+    ).all()
+    about = [row.sent_at for row in rows if row.goal == key] or [row.sent_at for row in rows]
+    return round((now - max(about)).total_seconds(), 1) if about else None
+
+
+def _replan(conn: Connection, person: Person, now: dt.datetime) -> Changes:
+    if person.status in _SILENT:
+        return Changes()
+    current = store.deliveries_of(conn, [person.id]).get(person.id, {})
+    goals = {key: (goal.status, goal.completed_at) for key, goal in person.goals.items()}
+    changes = replan(person.program, person.timing(), current, goals, now)
+    store.update_deliveries(conn, changes.rows(now))
+    store.insert_deliveries(
+        conn, [enrol.delivery_row(person.cohort_id, person.id, planned, now) for planned in changes.new]
+    )
+    return changes
+
+
+def _set_goal(conn: Connection, goal: GoalRow, **values: Any) -> None:
+    conn.execute(update(goal_table).where(goal_table.c.id == goal.id).values(**values))
+
+
+def _set_status(conn: Connection, person: Person, status: ParticipantStatus, now: dt.datetime) -> None:
+    store.set_participant_status(conn, person.id, status, now)
+    person.status = status
+
+
+def _event(
+    conn: Connection,
+    person: Person,
+    kind: EventKind,
+    now: dt.datetime,
+    goal: str | None,
+    data: dict[str, Any],
+) -> None:
+    conn.execute(
+        insert(store.event_table).values(
+            cohort_id=person.cohort_id,
+            participant_id=person.id,
+            goal=goal,
+            kind=kind.value,
+            at=now,
+            data=data,
+        )
+    )
+
+
+def _outcome(person: Person, key: str | None, did: str, changes: Changes) -> Outcome:
+    cancelled = sum(1 for _, _, status, _ in changes.moves if status is DeliveryStatus.CANCELLED)
+    planned = tuple(
+        (row.step, due_at)
+        for row, due_at, status, _ in changes.moves
+        if status is DeliveryStatus.SCHEDULED and due_at is not None and row.status is DeliveryStatus.WAITING
+    )
+    parts = [f"{person.email}: {did}"]
+    if cancelled:
+        parts.append(f"{_count(cancelled, 'pending email')} cancelled")
+    moved = len(changes.moves) - cancelled - len(planned)
+    if moved > 0:
+        parts.append(f"{_count(moved, 'email')} re-planned")
+    zone = ZoneInfo(person.timezone)
+    for step, due_at in planned:
+        parts.append(f"{step} planned for {due_at.astimezone(zone):%a %d %b %Y %H:%M} {person.timezone}")
+    return Outcome(person, True, "; ".join(parts) + ".", key, cancelled, planned)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
