@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/drip run --once --now $(DEMO_FROM) --until $(DEMO_UNTIL)
 	$(BIN)/drip status example --now $(DEMO_UNTIL)
 	@echo "Open $(DEMO_URL)/inbox to read what the executives received."
-	$(BIN)/drip serve
+	$(BIN)/drip serve --now $(DEMO_UNTIL)
 
 ## Run the whole test suite.
 test: $(VENV)/.installed

@@ -399,8 +399,11 @@ def _say(message: str) -> None:
     metavar="HOST:PORT",
     help="Listen on this address (default: DRIP_LISTEN, or DRIP_BASE_URL's host and port when local).",
 )
+@click.option(
+    "--now", type=Instant(), help="Act as if it were this moment, for trying a campaign in virtual time."
+)
 @pass_app
-def serve(app: App, listen: str | None) -> None:
+def serve(app: App, listen: str | None, now: dt.datetime | None) -> None:
     """Serve the web pages (link confirmations, and the mail catcher's inbox when no relay is set)."""
     import dataclasses
 
@@ -414,7 +417,8 @@ def serve(app: App, listen: str | None) -> None:
         settings = dataclasses.replace(settings, listen=parse_listen(listen, "option --listen"))
     host, port = settings.listen_address()
     _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
-    waitress.serve(create_app(settings), host=host, port=port, threads=8, _quiet=True)
+    clock = worker.Clock(now).now if now else None
+    waitress.serve(create_app(settings, clock), host=host, port=port, threads=8, _quiet=True)
 
 
 @main.group()

@@ -290,7 +290,7 @@ def _restore(text: str, tags: list[str], comments: list[str] | None = None) -> s
 
 
 @functools.lru_cache(maxsize=4096)  # a cohort's people share a few dozen dates; strftime is slow
-def _long_date(value: dt.date) -> str:
+def long_date(value: dt.date) -> str:
     return f"{value:%A} {value.day} {value:%B}"
 
 
@@ -311,7 +311,7 @@ def _environment(*, html: bool, trim: bool) -> ImmutableSandboxedEnvironment:
         lstrip_blocks=trim,
         keep_trailing_newline=True,
     )
-    env.filters.update(longdate=_long_date, shortdate=_short_date, days=_days)
+    env.filters.update(longdate=long_date, shortdate=_short_date, days=_days)
     return env
 
 

@@ -1,23 +1,43 @@
-"""The web app: the mail catcher's inbox (when no relay is set) and a health check.
+"""The web app: the pages behind the links in the emails, the mail catcher's inbox, a health check.
 
-Pages load nothing from elsewhere. A GET never changes anything.
+A GET or HEAD never changes anything: mail security scanners open every link
+in every email. Each link shows a page whose one button POSTs to the same
+address; only the POST acts, through ``drip.actions``. Pages load nothing
+from elsewhere.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
+import logging
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import MIMEPart
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from flask import Flask, Response, abort, render_template
+from flask import Flask, Response, abort, render_template, request
+from werkzeug.exceptions import HTTPException
 
-from drip import catcher
+from drip import actions, catcher
 from drip.config import Settings
+from drip.keys import signing_keys
+from drip.plan import goal_dates, local_day
+from drip.render import long_date
+from drip.states import GoalStatus, ParticipantStatus
+from drip.store import Store, meta_get
+from drip.tokens import Action, TokenError, TokenExpired, read_token
+
+logger = logging.getLogger(__name__)
 
 #: the largest request body accepted, in bytes
 MAX_BODY = 64 * 1024
+#: user agents are kept as evidence up to this length
+MAX_AGENT = 300
 
 
 @dataclass(frozen=True)
@@ -33,28 +53,303 @@ class Caught:
     has_html: bool
 
 
-def create_app(settings: Settings) -> Flask:
+@dataclass(frozen=True)
+class Page:
+    """One link page: a heading, a few sentences, and at most one button."""
+
+    title: str
+    paragraphs: Sequence[str] = ()
+    button: str | None = None
+    #: hidden form fields sent with the button
+    fields: Sequence[tuple[str, str]] = ()
+    note: str | None = None
+    program: str = ""
+    status: int = 200
+
+
+class _Database:
+    """The store and signing keys, opened on the first request that needs them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+        self._keys: tuple[str, ...] | None = None
+        self._lock = threading.Lock()
+
+    def store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = Store(self.settings.database_url)
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def keys(self, conn: Any) -> tuple[str, ...]:
+        """Return the keys links are verified with: DRIP_SECRET_KEY, or the one kept in the database."""
+        if self._keys is None:
+            if self.settings.secret_key:
+                self._keys = signing_keys(self.settings)
+            else:
+                stored = meta_get(conn, "secret_key")
+                if stored is None:  # no cohort was ever started here: no link can be genuine
+                    raise TokenError("this link is not one drip sent")
+                self._keys = (stored,)
+        return self._keys
+
+
+def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = None) -> Flask:
     """Return the app. The inbox exists only when drip keeps mail on this machine (no relay set)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    mail_dir = Path(settings.mail_dir)
+    database = _Database(settings)
+    app.extensions["drip.database"] = database  # closed by whoever serves the app
+    now = clock or (lambda: dt.datetime.now(dt.UTC))
+
+    @app.before_request
+    def _limit_body() -> None:
+        # Flask enforces MAX_CONTENT_LENGTH only when a view reads the body; refuse it up front.
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            abort(413)
+        if request.method == "POST" and request.content_length is None:
+            request.get_data(cache=True)  # a chunked body: reading it enforces the limit
 
     @app.after_request
     def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault(
-            "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'"
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'",
         )
+        if request.path.startswith(("/done/", "/snooze/", "/unsubscribe/")):
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.get("/healthz")
     def healthz() -> tuple[str, int, dict[str, str]]:
         return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
-    if settings.smtp_url:
-        return app
+    # --- the link pages ----------------------------------------------------------
 
+    def evidence() -> actions.Evidence:
+        agent = request.headers.get("User-Agent", "")[:MAX_AGENT]
+        return actions.Evidence("link", ip=request.remote_addr, user_agent=agent)
+
+    def goal_of(conn: Any, token: str, action: Action) -> tuple[actions.Person, str]:
+        claim = read_token(database.keys(conn), token, action, now().date())
+        found = actions.person_by_goal(conn, claim.object_id)
+        if found is None:
+            raise TokenExpired("this link belongs to a program that is no longer running")
+        return found
+
+    # GET (and the HEAD Flask derives from it) only reads; the POST routes are the only writers.
+
+    @app.get("/done/<token>")
+    def confirm_done(token: str) -> tuple[str, int]:
+        with database.store().reading() as conn:
+            person, key = goal_of(conn, token, Action.DONE)
+        return render(_confirm_done(person, key))
+
+    @app.post("/done/<token>")
+    def done(token: str) -> tuple[str, int]:
+        with database.store().transaction() as conn:
+            person, key = goal_of(conn, token, Action.DONE)
+            outcome = actions.complete(conn, person, key, now(), evidence())
+        return render(_thanks(person, key, outcome.changed, now()))
+
+    @app.get("/snooze/<token>")
+    def confirm_snooze(token: str) -> tuple[str, int]:
+        with database.store().reading() as conn:
+            person, key = goal_of(conn, token, Action.SNOOZE)
+        return render(_confirm_snooze(person, key, now()))
+
+    @app.post("/snooze/<token>")
+    def snooze(token: str) -> tuple[str, int]:
+        with database.store().transaction() as conn:
+            person, key = goal_of(conn, token, Action.SNOOZE)
+            before = person.goals[key]
+            outcome = actions.snooze(conn, person, key, now(), evidence())
+        return render(_snoozed(person, key, outcome.changed, before))
+
+    @app.get("/unsubscribe/<token>")
+    def confirm_unsubscribe(token: str) -> tuple[str, int]:
+        with database.store().reading() as conn:
+            person = person_of(conn, token)
+        return render(_confirm_unsubscribe(person))
+
+    @app.post("/unsubscribe/<token>")
+    def unsubscribe(token: str) -> tuple[str, int]:
+        # RFC 8058 one-click: a POST of List-Unsubscribe=One-Click, answered 200 with no redirect.
+        with database.store().transaction() as conn:
+            person = person_of(conn, token)
+            actions.unsubscribe(conn, person, now(), evidence())
+        return render(_unsubscribed(person))
+
+    def person_of(conn: Any, token: str) -> actions.Person:
+        claim = read_token(database.keys(conn), token, Action.UNSUBSCRIBE, now().date())
+        person = actions.person_by_id(conn, claim.object_id)
+        if person is None:
+            raise TokenExpired("this link belongs to a program that is no longer running")
+        return person
+
+    def render(page: Page) -> tuple[str, int]:
+        return render_template("page.html", page=page), page.status
+
+    @app.errorhandler(TokenError)
+    def bad_token(error: TokenError) -> tuple[str, int]:
+        if isinstance(error, TokenExpired):
+            return render(
+                Page(
+                    "This link has expired",
+                    [
+                        f"Sorry: {error}.",
+                        "If you meant to tell us a goal is done, reply to the email instead.",
+                    ],
+                    status=410,
+                )
+            )
+        return render(
+            Page(
+                "This link does not work",
+                [f"Sorry: {error}.", "Open the link from the email itself, or reply to the email instead."],
+                status=400,
+            )
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[str, int]:
+        return render(Page(error.name, [error.description or ""], status=error.code or 500))
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> tuple[str, int]:
+        logger.exception("error on %s %s", request.method, request.path)
+        return render(
+            Page(
+                "Something went wrong",
+                ["Sorry: drip could not do that just now. Please try again later."],
+                status=500,
+            )
+        )
+
+    if not settings.smtp_url:
+        _inbox(app, Path(settings.mail_dir))
+    return app
+
+
+# --- what each page says ----------------------------------------------------------------
+
+
+def _confirm_done(person: actions.Person, key: str) -> Page:
+    goal = person.goals[key]
+    title = person.title(key)
+    if goal.status is GoalStatus.DONE:
+        return _already_done(person, key)
+    return Page(
+        f"{person.first_name}, is this one done?",
+        [f"“{title}”", f"Due {long_date(goal.deadline)}."],
+        button="Yes, mark it done",
+        note="Not yet? Close this page: nothing has been recorded.",
+        program=person.cohort_name,
+    )
+
+
+def _already_done(person: actions.Person, key: str) -> Page:
+    goal = person.goals[key]
+    when = f" on {long_date(goal.completed_at.date())}" if goal.completed_at else ""
+    return Page(
+        "Already recorded",
+        [f"“{person.title(key)}” was marked done{when}. Nothing more to do here."],
+        program=person.cohort_name,
+    )
+
+
+def _thanks(person: actions.Person, key: str, changed: bool, now: dt.datetime) -> Page:
+    if not changed:
+        return _already_done(person, key)
+    paragraphs = [f"“{person.title(key)}” is recorded as done. Its reminders stop here."]
+    upcoming = person.next_goal(key)
+    if upcoming is None:
+        paragraphs.append("That was the last goal of the program: well done.")
+    else:
+        opens = goal_dates(person.program, person.timing())[upcoming.goal].opens
+        today = local_day(now, ZoneInfo(person.timezone))
+        start = "It is open now" if opens <= today else f"It opens {long_date(opens)}"
+        paragraphs.append(
+            f"Next: “{person.title(upcoming.goal)}”. {start}, due {long_date(upcoming.deadline)}."
+        )
+    return Page(f"Thank you, {person.first_name}", paragraphs, program=person.cohort_name)
+
+
+def _confirm_snooze(person: actions.Person, key: str, now: dt.datetime) -> Page:
+    goal = person.goals[key]
+    title = person.title(key)
+    if goal.status is not GoalStatus.OPEN:
+        return Page("Nothing to snooze", [f"“{title}” is already {goal.status}."], program=person.cohort_name)
+    if goal.snoozed_at is not None:
+        return Page(
+            "Already snoozed once",
+            [f"“{title}” is due {long_date(goal.deadline)}. A goal can be pushed back only once."],
+            program=person.cohort_name,
+        )
+    today = local_day(now, ZoneInfo(person.timezone))
+    new = max(goal.deadline, today) + actions.SNOOZE
+    return Page(
+        f"{person.first_name}, need another week?",
+        [
+            f"“{title}” is due {long_date(goal.deadline)}.",
+            f"Push it back to {long_date(new)}? You can do this once.",
+        ],
+        button="Yes, give me a week",
+        program=person.cohort_name,
+    )
+
+
+def _snoozed(person: actions.Person, key: str, changed: bool, before: actions.GoalRow) -> Page:
+    if not changed:
+        return Page(
+            "Already snoozed once",
+            [f"“{person.title(key)}” is due {long_date(before.deadline)}."],
+            program=person.cohort_name,
+        )
+    goal = person.goals[key]
+    return Page(
+        "Done: one more week",
+        [f"“{person.title(key)}” is now due {long_date(goal.deadline)}. Reminders will follow the new date."],
+        program=person.cohort_name,
+    )
+
+
+def _confirm_unsubscribe(person: actions.Person) -> Page:
+    if person.status is ParticipantStatus.UNSUBSCRIBED:
+        return _unsubscribed(person)
+    return Page(
+        "Stop these emails?",
+        [f"You will get no more emails from {person.cohort_name}."],
+        button="Unsubscribe",
+        fields=[("List-Unsubscribe", "One-Click")],
+        program=person.cohort_name,
+    )
+
+
+def _unsubscribed(person: actions.Person) -> Page:
+    owners = person.cohort_settings.get("owners") or []
+    contact = f" If that was a mistake, write to {owners[0]}." if owners else ""
+    return Page(
+        "You are unsubscribed",
+        [f"You will get no more emails from {person.cohort_name}.{contact}"],
+        program=person.cohort_name,
+    )
+
+
+# --- the mail catcher's inbox -------------------------------------------------------------
+
+
+def _inbox(app: Flask, mail_dir: Path) -> None:
     def load(name: str) -> bytes:
         if not catcher.NAME.match(name):
             abort(404)
@@ -108,8 +403,6 @@ def create_app(settings: Settings) -> Flask:
             mimetype="message/rfc822",
             headers={"Content-Disposition": f"attachment; filename={name}"},
         )
-
-    return app
 
 
 # The catcher keeps whatever reaches it, not only drip's own mail: read it leniently.

@@ -123,7 +123,7 @@ def run_forever(
         factory = stack.enter_context(transports(settings, say))
         dispatcher = Dispatcher(db, settings, factory)
         if web:
-            stack.enter_context(serving(settings, say))
+            stack.enter_context(serving(settings, say, clock.now))
 
         def dispatch() -> None:
             if time.monotonic() < paused_until[0] or stopping.is_set():
@@ -167,15 +167,18 @@ def run_forever(
 
 
 @contextmanager
-def serving(settings: Settings, say: Callable[[str], None]) -> Iterator[None]:
+def serving(
+    settings: Settings, say: Callable[[str], None], clock: Callable[[], dt.datetime] | None = None
+) -> Iterator[None]:
     """Serve the web app with waitress in a thread for the duration of the block."""
     from waitress.server import create_server
 
     from drip.web import create_app
 
     host, port = settings.listen_address()
+    app = create_app(settings, clock)
     try:
-        server = create_server(create_app(settings), host=host, port=port, threads=4)
+        server = create_server(app, host=host, port=port, threads=4)
     except OSError as exc:
         raise ConfigError(
             f"cannot serve the web pages on {host}:{port}: {exc.strerror or exc}; set DRIP_LISTEN to a free "
@@ -188,3 +191,4 @@ def serving(settings: Settings, say: Callable[[str], None]) -> Iterator[None]:
         yield
     finally:
         server.close()
+        app.extensions["drip.database"].close()

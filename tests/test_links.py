@@ -1,0 +1,274 @@
+"""The pages behind the links in the emails, in process, on SQLite and PostgreSQL: confirm on GET,
+act on POST, refuse forged or stale tokens kindly, and never change anything for a scanner."""
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Iterator
+from html import unescape
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from conftest import EMAILS, CohortFactory, SMTPServer
+from drip import enrol, keys
+from drip.cohort import load_cohort
+from drip.config import load_settings
+from drip.dispatch import Dispatcher
+from drip.keys import signing_keys
+from drip.store import Store, delivery_table, event_table, goal_table, meta_table, participant_table
+from drip.tokens import Action, make_token
+from drip.transport import open_transport
+from drip.web import create_app
+
+UTC = dt.UTC
+ENROLLED = dt.datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
+CLICKED = dt.datetime(2027, 1, 13, 15, 0, tzinfo=UTC)  # Wednesday morning in New York
+LINK_END = dt.date(2027, 6, 1)
+IPHONE = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"}
+
+
+@pytest.fixture
+def started(store: Store, make_cohort: CohortFactory) -> Store:
+    with store.transaction() as conn:
+        enrol.sync_cohort(conn, load_cohort(make_cohort(), [EMAILS]), ENROLLED)
+        keys.prepare(load_settings(environ={}), conn)  # as drip start does
+    return store
+
+
+@pytest.fixture
+def client(started: Store, database_url: str) -> Iterator[FlaskClient]:
+    app = create_app(settings(database_url), clock=lambda: CLICKED)
+    yield app.test_client()
+    app.extensions["drip.database"].close()
+
+
+def settings(database_url: str, **more):
+    base = load_settings(environ={}, options={"base_url": "https://drip.example.com"})
+    return dataclasses.replace(base, database_url=database_url, smtp_url="smtp://unused.example.com", **more)
+
+
+def ids(db: Store, email: str = "ana@example.com") -> tuple[int, dict[str, int]]:
+    with db.reading() as conn:
+        person = conn.execute(
+            select(participant_table.c.id).where(participant_table.c.email == email)
+        ).scalar_one()
+        goals = conn.execute(
+            select(goal_table.c.goal, goal_table.c.id).where(goal_table.c.participant_id == person)
+        )
+        return person, dict(goals.all())
+
+
+def token(db: Store, action: Action, object_id: int, expires: dt.date | None = LINK_END) -> str:
+    with db.reading() as conn:
+        keys = signing_keys(load_settings(environ={}), conn)
+    return make_token(keys, action, object_id, expires)
+
+
+def snapshot(db: Store) -> dict[str, list]:
+    """Every row that a click could change."""
+    tables = (participant_table, goal_table, delivery_table, event_table, meta_table)
+    with db.reading() as conn:
+        return {
+            table.name: sorted(map(tuple, conn.execute(select(table)).all()), key=repr) for table in tables
+        }
+
+
+def text_of(response) -> str:
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))).split())
+
+
+def test_done_asks_on_get_and_acts_on_post(started: Store, client: FlaskClient) -> None:
+    _, goals = ids(started)
+    url = f"/done/{token(started, Action.DONE, goals['short'])}"
+    before = snapshot(started)
+    page = client.get(url, headers=IPHONE)
+    assert page.status_code == 200
+    words = text_of(page)
+    assert "Ana, is this one done?" in words and "Crawl: your LinkedIn profile and 10 connections" in words
+    assert '<form method="post">' in page.get_data(as_text=True) and "Yes, mark it done" in words
+    assert page.headers["Cache-Control"] == "no-store" and page.headers["Referrer-Policy"] == "no-referrer"
+    assert "form-action 'self'" in page.headers["Content-Security-Policy"]
+    assert client.head(url).status_code == 200
+    assert snapshot(started) == before  # a GET or HEAD changes nothing
+
+    thanks = client.post(url, headers=IPHONE, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert thanks.status_code == 200
+    words = text_of(thanks)
+    assert "Thank you, Ana" in words and "is recorded as done" in words
+    assert (
+        "Next: “Walk: five voices worth reading daily”. It opens Monday 1 February, due Monday 1 March."
+        in words
+    )
+    with started.reading() as conn:
+        status, via = conn.execute(
+            select(goal_table.c.status, goal_table.c.via).where(goal_table.c.id == goals["short"])
+        ).one()
+        [event] = conn.execute(select(event_table).where(event_table.c.kind == "completed")).all()
+    assert (status, via) == ("done", "link")
+    assert event.data["ip"] == "198.51.100.7" and event.data["user_agent"] == IPHONE["User-Agent"]
+    assert event.data["via"] == "link" and "label" not in event.data
+
+    again = client.post(url)
+    assert again.status_code == 200 and "Already recorded" in text_of(again)
+    assert "Already recorded" in text_of(client.get(url))
+
+
+def test_a_scanner_that_posts_is_labelled_not_trusted_blindly(started: Store, client: FlaskClient) -> None:
+    _, goals = ids(started)
+    url = f"/done/{token(started, Action.DONE, goals['mid'])}"
+    client.post(url, headers={"User-Agent": "Mozilla/5.0 (compatible; Mimecast-URL-Protect)"})
+    with started.reading() as conn:
+        [event] = conn.execute(select(event_table).where(event_table.c.kind == "completed")).all()
+    assert event.data["label"] == "possible link scanner (user agent)"
+
+
+def test_the_last_goal_says_so(started: Store, client: FlaskClient) -> None:
+    _, goals = ids(started)
+    for key in ("short", "mid", "long"):
+        page = client.post(f"/done/{token(started, Action.DONE, goals[key])}")
+    assert "That was the last goal of the program: well done." in text_of(page)
+
+
+@pytest.mark.parametrize("body", ["urlencoded", "multipart"])
+def test_one_click_unsubscribe(started: Store, client: FlaskClient, body: str) -> None:
+    person, _ = ids(started)
+    url = f"/unsubscribe/{token(started, Action.UNSUBSCRIBE, person, None)}"
+    page = client.get(url)
+    assert page.status_code == 200 and "Stop these emails?" in text_of(page)
+    assert 'name="List-Unsubscribe" value="One-Click"' in page.get_data(as_text=True)
+    # RFC 8058: what a mail client sends; no cookie, no login, no redirect.
+    if body == "urlencoded":
+        done = client.post(
+            url, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+        )
+    else:
+        done = client.post(url, data={"List-Unsubscribe": "One-Click"}, content_type="multipart/form-data")
+    assert done.status_code == 200 and "Location" not in done.headers and "Set-Cookie" not in done.headers
+    assert "You are unsubscribed" in text_of(done) and "write to owner@example.com" in text_of(done)
+    with started.reading() as conn:
+        status = conn.execute(
+            select(participant_table.c.status).where(participant_table.c.id == person)
+        ).scalar_one()
+        pending = conn.execute(
+            select(delivery_table.c.id).where(
+                delivery_table.c.participant_id == person,
+                delivery_table.c.status.in_(["scheduled", "waiting"]),
+            )
+        ).all()
+    assert status == "unsubscribed" and pending == []
+    assert client.post(url, data="List-Unsubscribe=One-Click").status_code == 200  # again: still fine
+
+
+def test_snooze_once(started: Store, client: FlaskClient) -> None:
+    _, goals = ids(started)
+    url = f"/snooze/{token(started, Action.SNOOZE, goals['short'])}"
+    page = client.get(url)
+    assert "Push it back to Monday 8 February? You can do this once." in text_of(page)
+    done = client.post(url)
+    assert "is now due Monday 8 February" in text_of(done)
+    assert "Already snoozed once" in text_of(client.post(url))
+    assert "Already snoozed once" in text_of(client.get(url))
+
+
+@pytest.mark.parametrize(
+    ("make", "status", "words"),
+    [
+        (lambda url: url[:-1] + ("a" if url[-1] != "a" else "b"), 400, "not one drip sent"),
+        (lambda url: url[:-5], 400, "this link is incomplete"),
+        (lambda url: url.replace("/done/", "/snooze/"), 400, "this link is for something else"),
+        (lambda url: url + "'\"><script>", 400, "this link is incomplete"),
+    ],
+    ids=["tampered", "truncated", "wrong action", "injected"],
+)
+def test_bad_tokens_get_a_kind_page_and_change_nothing(
+    started: Store, client: FlaskClient, make, status: int, words: str
+) -> None:
+    _, goals = ids(started)
+    url = make(f"/done/{token(started, Action.DONE, goals['short'])}")
+    before = snapshot(started)
+    for method in (client.get, client.post):
+        page = method(url)
+        assert page.status_code == status and words in text_of(page)
+        assert "<script>" not in page.get_data(as_text=True) and "Traceback" not in page.get_data(
+            as_text=True
+        )
+    assert snapshot(started) == before
+
+
+def test_expired_and_unknown_tokens_are_gone(started: Store, client: FlaskClient) -> None:
+    _, goals = ids(started)
+    expired = client.post(f"/done/{token(started, Action.DONE, goals['short'], dt.date(2027, 1, 1))}")
+    assert expired.status_code == 410 and "this link expired on 01 January 2027" in text_of(expired)
+    assert "reply to the email" in text_of(expired)
+    unknown = client.get(f"/done/{token(started, Action.DONE, 99_999)}")
+    assert unknown.status_code == 410 and "no longer running" in text_of(unknown)
+    forged = make_token(("k" * 40,), Action.DONE, goals["short"], LINK_END)
+    assert client.post(f"/done/{forged}").status_code == 400
+
+
+def test_rotated_keys_still_verify_old_links(started: Store, database_url: str) -> None:
+    _, goals = ids(started)
+    old = "o" * 40
+    app = create_app(settings(database_url, secret_key=f"{'n' * 40},{old}"), clock=lambda: CLICKED)
+    try:
+        client = app.test_client()
+        assert (
+            client.get(f"/done/{make_token((old,), Action.DONE, goals['short'], LINK_END)}").status_code
+            == 200
+        )
+        retired = make_token(("r" * 40,), Action.DONE, goals["short"], LINK_END)
+        assert client.get(f"/done/{retired}").status_code == 400
+    finally:
+        app.extensions["drip.database"].close()
+
+
+def test_oversized_bodies_and_unknown_pages(started: Store, client: FlaskClient) -> None:
+    person, _ = ids(started)
+    url = f"/unsubscribe/{token(started, Action.UNSUBSCRIBE, person, None)}"
+    before = snapshot(started)
+    big = client.post(url, data="x" * (200 * 1024), content_type="application/x-www-form-urlencoded")
+    assert big.status_code == 413 and "Request Entity Too Large" in text_of(big)
+    assert snapshot(started) == before
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and "Not Found" in text_of(missing)
+    assert client.get("/healthz").data == b"ok\n"
+    assert client.put(url).status_code == 405
+
+
+def test_a_scanner_opening_every_link_of_a_campaign_changes_nothing(
+    started: Store, client: FlaskClient, smtp_server: SMTPServer
+) -> None:
+    """GET and HEAD every link of every email of a whole campaign, as Safe Links and Mimecast do."""
+    run = dataclasses.replace(
+        settings(started.engine.url.render_as_string(hide_password=False)), smtp_url=smtp_server.url
+    )
+    dispatcher = Dispatcher(started, run, lambda: open_transport(smtp_server.url))
+    moment = dt.datetime(2027, 1, 11, 12, 0, tzinfo=UTC)
+    while moment < dt.datetime(2027, 5, 1, tzinfo=UTC):
+        dispatcher.run_until_idle(moment)
+        moment += dt.timedelta(hours=12)
+    links: set[str] = set()
+    for received in smtp_server.messages:
+        message = received.message
+        texts = [str(message["List-Unsubscribe"])]
+        texts += [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"]
+        for text in texts:
+            links |= set(
+                re.findall(r"https://drip\.example\.com(/[a-z]+/[a-z0-9]+)", text.replace("\r\n ", ""))
+            )
+    kinds = {link.split("/")[1] for link in links}
+    assert kinds == {"done", "snooze", "unsubscribe"} and len(links) >= 9
+    before = snapshot(started)
+    for link in sorted(links):
+        assert client.get(link).status_code == 200, link
+        assert client.head(link).status_code == 200, link
+    assert snapshot(started) == before
+
+
+def test_a_stopped_database_gives_a_kind_error() -> None:
+    app = create_app(settings("postgresql+psycopg://postgres@127.0.0.1:1/drip"), clock=lambda: CLICKED)
+    page = app.test_client().get(f"/done/{'a' * 34}")
+    assert page.status_code == 500 and "Something went wrong" in text_of(page)
+    assert "Traceback" not in page.get_data(as_text=True)
