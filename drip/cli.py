@@ -14,7 +14,19 @@ from typing import Any
 
 import click
 
-from drip import __version__, actions, enrol, keys, preflight, preview, queue, report, transport, worker
+from drip import (
+    __version__,
+    actions,
+    enrol,
+    keys,
+    mailboxes,
+    preflight,
+    preview,
+    queue,
+    report,
+    transport,
+    worker,
+)
 from drip.cohort import Cohort, default_emails_dirs, load_cohort
 from drip.config import SETTING_NAMES, Settings, load_settings, redact_url
 from drip.dispatch import DispatchError, RelayPaused
@@ -387,6 +399,47 @@ def run(
         raise click.ClickException(
             f"{exc}. Nothing was marked failed; fix the relay settings and run again."
         ) from exc
+
+
+@main.command()
+@click.argument("file", required=False, metavar="[FILE|-]")
+@click.option("--mbox", type=click.Path(dir_okay=False), help="Read every message of this mbox file.")
+@click.option(
+    "--maildir", type=click.Path(file_okay=False), help="Read every message of this Maildir folder."
+)
+@click.option(
+    "--imap", metavar="URL", help="Read an IMAP folder: imaps://user@host/INBOX (prefer DRIP_INBOX_URL)."
+)
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@pass_app
+def ingest(
+    app: App,
+    file: str | None,
+    mbox: str | None,
+    maildir: str | None,
+    imap: str | None,
+    now: dt.datetime | None,
+) -> None:
+    """Act on replies: "done" completes the goal, bounces stop the mail, other replies are forwarded.
+
+    Reads one message (FILE, or - for standard input), an mbox, a Maildir, an IMAP folder, or with none
+    of these DRIP_INBOX_URL. A message is acted on once, however often it is read.
+    """
+    from drip.inbound import DEFAULT_DONE_WORDS
+    from drip.ingest import Ingester
+
+    settings = app.settings
+    source = mailboxes.source_for(
+        file=file, mbox=mbox, maildir=maildir, imap=imap, inbox_url=settings.inbox_url
+    )
+    words = settings.done_words or DEFAULT_DONE_WORDS
+    with mailboxes.opened(source), worker.forwarding(settings) as send:
+        tally = Ingester(app.store(), settings, send, words).read(source, now or dt.datetime.now(dt.UTC))
+    click.echo(f"{tally.summary()}.")
+    if tally.forward_failures:
+        raise click.ClickException(
+            f"{tally.forward_failures} forward(s) could not be sent; those messages are read again next time"
+        )
 
 
 def _say(message: str) -> None:

@@ -33,6 +33,7 @@ DEFAULT_LEASE_SECONDS = 300
 DEFAULT_CATCHER_PORT = 2525
 DEFAULT_MAIL_DIR = "drip-mail"
 DEFAULT_LISTEN = ("127.0.0.1", 8000)
+DEFAULT_INBOX_EVERY = 60
 ENV_PREFIX = "DRIP_"
 
 
@@ -63,6 +64,10 @@ class Settings:
     mail_dir: str = DEFAULT_MAIL_DIR
     #: where the web pages listen, "HOST:PORT"; None: the base URL's when local, else 127.0.0.1:8000
     listen: tuple[str, int] | None = None
+    #: words that, in a reply's new text, mark the goal done; None: drip's own list, in several languages
+    done_words: tuple[str, ...] | None = None
+    #: how often ``drip run`` reads DRIP_INBOX_URL, in seconds
+    inbox_every: int = DEFAULT_INBOX_EVERY
     #: where each value came from ("default", "drip.toml", "environment", "option")
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -81,7 +86,14 @@ class Settings:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origins")
-_NUMERIC = {"smtp_connections", "stale_after_hours", "max_attempts", "lease_seconds", "catcher_port"}
+_NUMERIC = {
+    "smtp_connections",
+    "stale_after_hours",
+    "max_attempts",
+    "lease_seconds",
+    "catcher_port",
+    "inbox_every",
+}
 
 
 def env_name(name: str) -> str:
@@ -284,7 +296,16 @@ def parse_listen(value: str, label: str) -> tuple[str, int]:
     return match.group(1), port
 
 
+def _words(value: str, label: str) -> tuple[str, ...]:
+    words = tuple(word.strip() for word in str(value).split(",") if word.strip())
+    if not words:
+        raise ConfigError(f'{label}: give the words, comma-separated, e.g. "done, finished, erledigt"')
+    return words
+
+
 _VALIDATORS: dict[str, Callable[[str, str], Any]] = {
+    "done_words": _words,
+    "inbox_every": _whole_number(10, 86400),
     "listen": parse_listen,
     "smtp_connections": _whole_number(1, 64),
     "smtp_rate": _rate,

@@ -22,6 +22,14 @@ class StoreError(DripError):
     """The database refused an operation or holds something unexpected."""
 
 
+def untrusted_certificate(where: str, verify_message: str) -> str:
+    """Say that a server's TLS certificate was refused, and how to trust a private CA."""
+    return (
+        f"TLS with {where} failed: its certificate is not trusted ({verify_message}); if it comes from "
+        "your organisation's own CA, set SSL_CERT_FILE to a PEM file holding that CA"
+    )
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with an input file, located precisely enough to fix it."""

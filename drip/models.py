@@ -207,6 +207,25 @@ class Event(Base):
     data: Mapped[dict[str, Any]]
 
 
+class Received(Base):
+    """A message read from the reply mailbox: never acted on twice, whichever mailbox it is read from."""
+
+    __tablename__ = "received"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: SHA-256 of the Message-ID (or of the bytes, when there is none)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime]
+    #: what it did: completed, unsubscribed, bounced, replied, auto_reply, unmatched ...
+    outcome: Mapped[str] = mapped_column(String(16))
+    cohort_id: Mapped[int | None] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="SET NULL"))
+    participant_id: Mapped[int | None] = mapped_column(Id, ForeignKey("participants.id", ondelete="SET NULL"))
+    #: a reply to hand on to a person, and when that was done
+    forward_to: Mapped[str | None] = mapped_column(String(320))
+    forwarded_at: Mapped[dt.datetime | None]
+
+
 class Meta(Base):
     """Values drip makes once per database and keeps: the link-signing key, the instance id."""
 

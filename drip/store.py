@@ -41,7 +41,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.pool import StaticPool
 
 from drip.errors import StoreError
-from drip.models import Cohort, Delivery, Event, Goal, Meta, Participant
+from drip.models import Cohort, Delivery, Event, Goal, Meta, Participant, Received
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ goal_table = cast(Table, Goal.__table__)
 delivery_table = cast(Table, Delivery.__table__)
 event_table = cast(Table, Event.__table__)
 meta_table = cast(Table, Meta.__table__)
+received_table = cast(Table, Received.__table__)
 
 #: how long a SQLite connection waits for another writer before giving up
 SQLITE_BUSY_TIMEOUT_MS = 30_000

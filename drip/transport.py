@@ -27,7 +27,7 @@ from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from drip.config import redact_url
-from drip.errors import ConfigError, DripError
+from drip.errors import ConfigError, DripError, untrusted_certificate
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +140,7 @@ class SMTPTransport:
         except smtplib.SMTPAuthenticationError as exc:
             error = RelayError(f"the SMTP server {s.host} refused the login: {exc.smtp_code} {_reply(exc)}")
         except ssl.SSLCertVerificationError as exc:
-            error = RelayError(
-                f"TLS with {s.host}:{s.port} failed: its certificate is not trusted "
-                f"({exc.verify_message or exc}); if it comes from your organisation's own CA, "
-                "set SSL_CERT_FILE to a PEM file holding that CA"
-            )
+            error = RelayError(untrusted_certificate(f"{s.host}:{s.port}", exc.verify_message or str(exc)))
         except ssl.SSLError as exc:
             hint = (
                 "; does it speak TLS from the start (smtps://) or after STARTTLS (smtp://...?starttls=true)?"

@@ -18,10 +18,13 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from drip import catcher
+from drip import catcher, mailboxes
 from drip.config import Settings, redact_url
 from drip.dispatch import Dispatcher, DispatchError, RelayPaused, Tally
 from drip.errors import ConfigError
+from drip.inbound import DEFAULT_DONE_WORDS
+from drip.ingest import Forward, Ingester
+from drip.ingest import Tally as InboxTally
 from drip.store import Store
 from drip.transport import SMTPSettings, SMTPTransport, Transport, open_transport
 
@@ -61,6 +64,53 @@ def transports(settings: Settings, say: Callable[[str], None]) -> Iterator[Calla
         yield lambda: SMTPTransport(SMTPSettings(host, port, tls=False, starttls=False))
 
 
+@contextmanager
+def forwarding(settings: Settings) -> Iterator[Callable[[Forward], None]]:
+    """Yield how to hand a reply on: through the relay, or into the mail catcher's folder."""
+    if not settings.smtp_url:
+
+        def keep(forward: Forward) -> None:
+            catcher.keep(Path(settings.mail_dir), forward.data)  # nothing leaves the machine
+
+        yield keep
+        return
+    opened: list[Transport] = []
+
+    def send(forward: Forward) -> None:
+        if not opened:
+            opened.append(open_transport(settings.smtp_url))
+        opened[0].send(forward.sender, [forward.to], forward.data, forward.message_id)
+
+    try:
+        yield send
+    finally:
+        for transport in opened:
+            transport.close()
+
+
+def read_inbox(
+    settings: Settings, db: Store, now: dt.datetime, say: Callable[[str], None]
+) -> InboxTally | None:
+    """Act on what arrived in DRIP_INBOX_URL; None when no inbox is set."""
+    if not settings.inbox_url:
+        return None
+    try:
+        with mailboxes.opened(mailboxes.source_for(inbox_url=settings.inbox_url)) as source:
+            with forwarding(settings) as send:
+                tally = Ingester(db, settings, send, settings.done_words or DEFAULT_DONE_WORDS).read(
+                    source, now
+                )
+    except mailboxes.MailboxError as exc:
+        logger.error(
+            "reading the inbox failed (sending goes on; next try in %s s): %s", settings.inbox_every, exc
+        )
+        say(f"Inbox not read: {exc}")
+        return None
+    if sum(tally.outcomes.values()):
+        say(f"Inbox: {tally.summary()}.")
+    return tally
+
+
 def run_once(
     settings: Settings,
     db: Store,
@@ -79,6 +129,7 @@ def run_once(
         with stop_on_signals(dispatcher, say):
             moment = now or dt.datetime.now(dt.UTC)
             end = until or moment
+            read_inbox(settings, db, moment, say)  # a reply may stop a reminder that is about to go
             while True:
                 tally = dispatcher.run_until_idle(moment)
                 for name in ("sent", "deferred", "failed", "skipped", "cancelled"):
@@ -151,13 +202,26 @@ def run_forever(
             next_run_time=dt.datetime.now(dt.UTC),
         )
 
+        if settings.inbox_url:
+            scheduler.add_job(
+                lambda: None if stopping.is_set() else read_inbox(settings, db, clock.now(), say),
+                "interval",
+                seconds=settings.inbox_every,
+                id="inbox",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+                next_run_time=dt.datetime.now(dt.UTC),
+            )
+
         logging.getLogger("apscheduler.scheduler").setLevel(
             logging.ERROR
         )  # a tick skipped while one runs is normal
         logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
         with stop_on_signals(dispatcher, say, stopping):
             scheduler.start()
-            say(f"Running: dispatch every {DISPATCH_EVERY.total_seconds():.0f} s. Stop with Ctrl-C.")
+            inbox = f", the inbox every {settings.inbox_every} s" if settings.inbox_url else ""
+            say(f"Running: dispatch every {DISPATCH_EVERY.total_seconds():.0f} s{inbox}. Stop with Ctrl-C.")
             try:
                 while not stopping.wait(1.0):
                     pass

@@ -1,0 +1,383 @@
+"""What a message in the reply mailbox does.
+
+- Sent to a plus-addressed "reply done" link (``comms+TOKEN@...``): the goal
+  is done (or, for the List-Unsubscribe address, the participant is
+  unsubscribed).
+- A reply to one of drip's emails (In-Reply-To / References) whose new text
+  says done: that email's goal is done. Any other reply is kept as an event
+  and forwarded to the cohort's reply_to (or first owner), unless that is the
+  very mailbox it was read from.
+- An auto-reply never does anything but leave an event.
+- A delivery status notification with a 5.x.x failure: the participant is
+  marked bounced and their pending email cancelled.
+- Anything else is not drip's, and is left alone.
+
+A message is acted on once, whichever way it is read again: its Message-ID
+is kept in the ``received`` table. A forward that could not be sent is tried
+again the next time the message is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from drip import actions, inbound
+from drip.config import Settings
+from drip.errors import DripError
+from drip.inbound import Incoming, Kind
+from drip.keys import reply_address, signing_keys
+from drip.mailboxes import Source
+from drip.mime import Mailbox
+from drip.roster import email_key
+from drip.states import EventKind, ParticipantStatus
+from drip.store import Store, delivery_table, event_table, participant_table, received_table
+from drip.tokens import Action, TokenError, read_token
+
+logger = logging.getLogger(__name__)
+
+#: how much of a reply's new text its event keeps
+EXCERPT = 500
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A reply to hand on to a person."""
+
+    sender: str
+    to: str
+    data: bytes
+    message_id: str
+
+
+@dataclass
+class Tally:
+    """What one pass over a mailbox did, by outcome."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    forwarded: int = 0
+    forward_failures: int = 0
+
+    def summary(self) -> str:
+        total = sum(self.outcomes.values())
+        if not total:
+            return "no new messages"
+        said = ", ".join(
+            f"{count} {_LABELS.get(outcome, outcome)}" for outcome, count in self.outcomes.most_common()
+        )
+        extra = f"; {self.forwarded} forwarded" if self.forwarded else ""
+        extra += f"; {self.forward_failures} forwards to retry" if self.forward_failures else ""
+        return f"{total} message{'s' if total != 1 else ''}: {said}{extra}"
+
+
+_LABELS = {
+    "completed": "completed a goal",
+    "already": "about a goal already done",
+    "unsubscribed": "unsubscribed",
+    "bounced": "bounced",
+    "replied": "replies kept",
+    "auto_reply": "auto-replies",
+    "unmatched": "not drip's",
+    "seen": "seen before",
+    "unreadable": "unreadable (left in the mailbox)",
+}
+
+
+class Ingester:
+    """Acts on messages from the reply mailbox; one per ``drip ingest`` or ``drip run``."""
+
+    def __init__(
+        self,
+        db: Store,
+        settings: Settings,
+        send: Callable[[Forward], None] | None = None,
+        done_words: Iterable[str] = inbound.DEFAULT_DONE_WORDS,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.send = send
+        self.done_words = tuple(done_words)
+
+    def read(self, source: Source, now: dt.datetime) -> Tally:
+        """Act on every new message of ``source``; tell it which are dealt with.
+
+        A message whose forward failed, or which could not be read, stays for the next pass.
+        """
+        tally = Tally()
+        for reference, data in source.messages():
+            try:
+                settled = self.ingest(data, now, tally)
+            except DripError:
+                raise  # the database or the mailbox: stop, and take it up again next time
+            except Exception:
+                logger.exception("could not read message %s; it stays in the mailbox", reference)
+                tally.outcomes["unreadable"] += 1
+                continue
+            if settled:
+                source.done(reference)
+        return tally
+
+    def ingest(self, data: bytes, now: dt.datetime, tally: Tally | None = None) -> bool:
+        """Act on one message, once; say whether it is dealt with (False: a forward is still to go)."""
+        tally = tally if tally is not None else Tally()
+        incoming = inbound.read(data)
+        key_hash = hashlib.sha256(incoming.key.encode()).hexdigest()
+        with self.db.transaction() as conn:
+            seen = conn.execute(
+                select(received_table.c.id, received_table.c.forward_to, received_table.c.forwarded_at).where(
+                    received_table.c.key_hash == key_hash
+                )
+            ).one_or_none()
+            if seen is None:
+                outcome, forward = self._act(conn, incoming, data, now)
+                row_id = conn.execute(
+                    insert(received_table)
+                    .values(
+                        key_hash=key_hash,
+                        message_id=incoming.key[:998],
+                        received_at=now,
+                        outcome=outcome.name,
+                        cohort_id=outcome.cohort_id,
+                        participant_id=outcome.participant_id,
+                        forward_to=forward.to if forward else None,
+                    )
+                    .returning(received_table.c.id)
+                ).scalar_one()
+                name = outcome.name
+            else:
+                row_id, name = seen.id, "seen"
+                forward = (
+                    self._forward_again(conn, incoming, data)
+                    if seen.forward_to and not seen.forwarded_at
+                    else None
+                )
+        tally.outcomes[name] += 1
+        return forward is None or self._deliver(forward, row_id, now, tally)
+
+    # --- deciding -------------------------------------------------------------------
+
+    def _act(
+        self, conn: Connection, incoming: Incoming, data: bytes, now: dt.datetime
+    ) -> tuple[_Outcome, Forward | None]:
+        if incoming.kind is Kind.BOUNCE:
+            return self._bounce(conn, incoming, now), None
+        evidence = actions.Evidence("reply", message_id=incoming.key[:300], user_agent=None)
+        for token in incoming.tokens:
+            outcome = self._token(conn, token, incoming, evidence, now)
+            if outcome is not None:
+                return outcome, None
+        delivery = self._answered(conn, incoming.answers)
+        if delivery is None:
+            return _Outcome("unmatched"), None
+        person = actions.person_by_id(conn, delivery.participant_id)
+        if person is None:
+            return _Outcome("unmatched"), None
+        if incoming.kind is Kind.AUTO_REPLY:
+            self._keep(conn, person, delivery, incoming, now, auto=True)
+            return _Outcome("auto_reply", person), None
+        if delivery.goal and incoming.says_done(self.done_words):
+            done = actions.complete(conn, person, delivery.goal, now, evidence)
+            return _Outcome("completed" if done.changed else "already", person), None
+        self._keep(conn, person, delivery, incoming, now, auto=False)
+        forward = self._forward(person, delivery.step, incoming, data)
+        return _Outcome("replied", person), forward
+
+    def _token(
+        self, conn: Connection, token: str, incoming: Incoming, evidence: actions.Evidence, now: dt.datetime
+    ) -> _Outcome | None:
+        """Act on a plus-addressed token; None when it is not a genuine, current one."""
+        if incoming.kind is Kind.AUTO_REPLY:
+            return None
+        keys = signing_keys(self.settings, conn)
+        for action in (Action.DONE, Action.UNSUBSCRIBE):
+            try:
+                claim = read_token(keys, token, action, now.date())
+            except TokenError:
+                continue
+            if action is Action.DONE:
+                found = actions.person_by_goal(conn, claim.object_id)
+                if found is None:
+                    return None
+                person, goal = found
+                done = actions.complete(conn, person, goal, now, evidence)
+                return _Outcome("completed" if done.changed else "already", person)
+            unsubscribing = actions.person_by_id(conn, claim.object_id)
+            if unsubscribing is None:
+                return None
+            actions.unsubscribe(conn, unsubscribing, now, evidence)
+            return _Outcome("unsubscribed", unsubscribing)
+        return None
+
+    def _bounce(self, conn: Connection, incoming: Incoming, now: dt.datetime) -> _Outcome:
+        """Mark the participants whose address failed for good as bounced."""
+        bounced: list[actions.Person] = []
+        evidence = actions.Evidence("reply", message_id=incoming.key[:300])
+        delivery = self._answered(conn, (incoming.bounced_message_id,) if incoming.bounced_message_id else ())
+        for failure in incoming.bounces:
+            people = self._people_at(conn, failure.address, delivery)
+            for person in people:
+                actions.bounce(conn, person, now, evidence, f"{failure.status} {failure.diagnostic}".strip())
+                bounced.append(person)
+        if not bounced:
+            return _Outcome("unmatched")
+        return _Outcome("bounced", bounced[0])
+
+    def _people_at(self, conn: Connection, address: str, delivery: Any) -> list[actions.Person]:
+        """The participants whose own address bounced: the one the bounced email went to, else every one."""
+        key = email_key(address)
+        if delivery is not None:
+            person = actions.person_by_id(conn, delivery.participant_id)
+            return [person] if person is not None and email_key(person.email) == key else []
+        ids = conn.execute(
+            select(participant_table.c.id).where(
+                participant_table.c.email_key == key,
+                participant_table.c.status.in_(
+                    [ParticipantStatus.ACTIVE.value, ParticipantStatus.PAUSED.value]
+                ),
+            )
+        ).scalars()
+        return [person for pid in ids if (person := actions.person_by_id(conn, pid)) is not None]
+
+    @staticmethod
+    def _answered(conn: Connection, message_ids: Sequence[str]) -> Any:
+        """Return the delivery one of ``message_ids`` names (the most recent reference first)."""
+        if not message_ids:
+            return None
+        d = delivery_table
+        rows = conn.execute(
+            select(d.c.id, d.c.participant_id, d.c.step, d.c.goal, d.c.message_id).where(
+                d.c.message_id.in_(list(message_ids))
+            )
+        ).all()
+        by_id = {row.message_id: row for row in rows}
+        return next((by_id[mid] for mid in message_ids if mid in by_id), None)
+
+    def _keep(
+        self,
+        conn: Connection,
+        person: actions.Person,
+        delivery: Any,
+        incoming: Incoming,
+        now: dt.datetime,
+        *,
+        auto: bool,
+    ) -> None:
+        data: dict[str, Any] = {
+            "message_id": incoming.key[:300],
+            "from": incoming.sender,
+            "subject": incoming.subject[:300],
+            "step": delivery.step,
+            "excerpt": incoming.new_text[:EXCERPT],
+        }
+        if auto:
+            data["auto"] = incoming.auto_reason
+        conn.execute(
+            insert(event_table).values(
+                cohort_id=person.cohort_id,
+                participant_id=person.id,
+                delivery_id=delivery.id,
+                goal=delivery.goal,
+                kind=EventKind.REPLIED.value,
+                at=now,
+                data=data,
+            )
+        )
+
+    # --- forwarding -----------------------------------------------------------------
+
+    def _forward(self, person: actions.Person, step: str, incoming: Incoming, data: bytes) -> Forward | None:
+        """A reply for a person: to the cohort's reply_to (else its first owner), unless replies go there."""
+        settings = person.cohort_settings
+        sender = Mailbox(*settings["sender"])
+        reply_to = Mailbox(*settings["reply_to"]) if settings.get("reply_to") else None
+        target = reply_to.address if reply_to else (settings.get("owners") or [None])[0]
+        inbox = reply_address(self.settings, sender, reply_to)
+        if not target or email_key(target) == email_key(inbox):
+            return None  # the reply already sits in the mailbox people read
+        message_id = make_msgid("drip.forward", domain=sender.address.rpartition("@")[2])
+        body = _forward_bytes(sender, target, person, step, incoming, data, message_id)
+        return Forward(sender.address, target, body, message_id)
+
+    def _forward_again(self, conn: Connection, incoming: Incoming, data: bytes) -> Forward | None:
+        delivery = self._answered(conn, incoming.answers)
+        person = actions.person_by_id(conn, delivery.participant_id) if delivery is not None else None
+        return None if person is None else self._forward(person, delivery.step, incoming, data)
+
+    def _deliver(self, forward: Forward, row_id: int, now: dt.datetime, tally: Tally) -> bool:
+        if self.send is None:
+            tally.forward_failures += 1
+            return False
+        try:
+            self.send(forward)
+        except (DripError, OSError) as exc:
+            logger.warning("could not forward a reply to %s (will try again): %s", forward.to, exc)
+            tally.forward_failures += 1
+            return False
+        with self.db.transaction() as conn:
+            conn.execute(update(received_table).where(received_table.c.id == row_id).values(forwarded_at=now))
+        tally.forwarded += 1
+        return True
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    name: str
+    person: actions.Person | None = None
+
+    @property
+    def cohort_id(self) -> int | None:
+        return self.person.cohort_id if self.person else None
+
+    @property
+    def participant_id(self) -> int | None:
+        return self.person.id if self.person else None
+
+
+_UNSAFE = re.compile(r"[\r\n\0]")
+
+
+def _header_text(value: str) -> str:
+    """Make text from someone else's message fit for a header we write (CVE-2024-6923)."""
+    return " ".join(_UNSAFE.sub(" ", value).replace("=?", "= ?").split())
+
+
+def _forward_bytes(
+    sender: Mailbox,
+    target: str,
+    person: actions.Person,
+    step: str,
+    incoming: Incoming,
+    data: bytes,
+    message_id: str,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = formataddr((_header_text(sender.name), sender.address))
+    message["To"] = target
+    message["Reply-To"] = formataddr((_header_text(person.name), person.email))
+    message["Subject"] = _header_text(f"Reply from {person.name}: {incoming.subject or '(no subject)'}")
+    message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-forwarded"  # RFC 3834: no auto-reply loops
+    message.set_content(
+        f"{person.name} <{person.email}>, in {person.cohort_name}, replied to the '{step}' email. "
+        "Answering this message writes to them.\n\n"
+        f"{incoming.new_text or '(no new text)'}\n\nTheir whole message is attached.\n"
+    )
+    original = message_from_bytes(data, policy=policy.default)
+    message.add_attachment(original)
+    return message.as_bytes(policy=_UNFOLDED)
+
+
+#: CRLF line ends; headers folded only past RFC 5322's hard limit, so a subject stays on its line
+_UNFOLDED = policy.SMTP.clone(max_line_length=998)

@@ -1,0 +1,280 @@
+"""Where replies are read from: one file or standard input, an mbox file, a Maildir, or IMAP.
+
+Each source yields messages and is told when one has been dealt with. IMAP
+marks it with a keyword (``$DripProcessed``) and never fetches it again; its
+``\\Seen`` flag is left alone, so people sharing the mailbox still see what
+is unread. Files and folders are left as they are: the ``received`` table is
+what keeps a message from being acted on twice.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import mailbox
+import re
+import ssl
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from drip.config import redact_url
+from drip.errors import DripError, untrusted_certificate
+
+#: the IMAP keyword drip sets on a message it has dealt with
+KEYWORD = "$DripProcessed"
+#: messages fetched per IMAP command
+FETCH_BATCH = 200
+DEFAULT_TIMEOUT = 30.0
+
+
+class MailboxError(DripError):
+    """A mailbox could not be opened or read, with what to change."""
+
+
+class Source(Protocol):
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        """Yield (reference, message bytes) for each message not yet dealt with."""
+        ...
+
+    def done(self, reference: str) -> None:
+        """Note that the message ``reference`` has been dealt with."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FileSource:
+    """One message in a file, or on standard input (``-``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        if self.path == "-":
+            yield "-", sys.stdin.buffer.read()
+            return
+        try:
+            yield self.path, Path(self.path).read_bytes()
+        except OSError as exc:
+            raise MailboxError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+
+    def done(self, reference: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MboxSource:
+    """Every message of an mbox file."""
+
+    def __init__(self, path: str) -> None:
+        if not Path(path).is_file():
+            raise MailboxError(f"{path} is not an mbox file")
+        self.box = mailbox.mbox(path, create=False)
+
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        for key in self.box.iterkeys():
+            yield str(key), self.box.get_bytes(key, from_=False)
+
+    def done(self, reference: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self.box.close()
+
+
+class MaildirSource:
+    """Every message of a Maildir folder (new and cur)."""
+
+    def __init__(self, path: str) -> None:
+        if not (Path(path) / "cur").is_dir() or not (Path(path) / "new").is_dir():
+            raise MailboxError(f"{path} is not a Maildir (it needs cur/ and new/ folders)")
+        self.box = mailbox.Maildir(path, factory=None, create=False)
+
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        for key in self.box.iterkeys():
+            try:
+                yield key, self.box.get_bytes(key)
+            except KeyError:  # taken away by a mail client meanwhile
+                continue
+
+    def done(self, reference: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self.box.close()
+
+
+@dataclass(frozen=True)
+class IMAPSettings:
+    host: str
+    port: int
+    tls: bool
+    starttls: bool
+    username: str
+    password: str
+    folder: str
+    timeout: float
+
+
+def parse_imap_url(url: str) -> IMAPSettings:
+    """Read ``imaps://user:pass@host[:port]/FOLDER`` or ``imap://...?starttls=true``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("imap", "imaps") or not parts.hostname:
+        raise MailboxError(
+            f"{redact_url(url)!r} is not an IMAP address; use imaps://user:password@host/INBOX"
+        )
+    if not parts.username:
+        raise MailboxError(f"{redact_url(url)!r} names no user; use imaps://user:password@host/INBOX")
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(query) - {"starttls", "timeout"}
+    if unknown:
+        raise MailboxError(
+            f"{redact_url(url)!r}: unknown option {sorted(unknown)[0]!r}; known: starttls, timeout"
+        )
+    tls = parts.scheme == "imaps"
+    starttls = query.get("starttls", "false").lower() in ("1", "true", "yes")
+    if not tls and not starttls and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise MailboxError(
+            f"{redact_url(url)!r} would send the password in clear; use imaps:// or add ?starttls=true"
+        )
+    try:
+        timeout = float(query.get("timeout", DEFAULT_TIMEOUT))
+    except ValueError:
+        raise MailboxError(f"{redact_url(url)!r}: timeout must be a number of seconds") from None
+    return IMAPSettings(
+        host=parts.hostname,
+        port=parts.port or (993 if tls else 143),
+        tls=tls,
+        starttls=starttls,
+        username=unquote(parts.username),
+        password=unquote(parts.password or ""),
+        folder=unquote(parts.path.lstrip("/")) or "INBOX",
+        timeout=timeout,
+    )
+
+
+class IMAPSource:
+    """The messages of one IMAP folder that drip has not dealt with yet."""
+
+    def __init__(self, url: str) -> None:
+        self.settings = parse_imap_url(url)
+        self.where = f"{self.settings.host}:{self.settings.port}"
+        self.imap = self._connect()
+        self.keyword = self._keyword()
+
+    def _connect(self) -> imaplib.IMAP4:
+        s = self.settings
+        context = ssl.create_default_context()
+        try:
+            if s.tls:
+                imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                    s.host, s.port, ssl_context=context, timeout=s.timeout
+                )
+            else:
+                imap = imaplib.IMAP4(s.host, s.port, timeout=s.timeout)
+                if s.starttls:
+                    imap.starttls(ssl_context=context)
+        except ssl.SSLCertVerificationError as exc:
+            raise MailboxError(untrusted_certificate(self.where, exc.verify_message or str(exc))) from None
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise MailboxError(f"cannot reach the IMAP server {self.where}: {exc}") from None
+        try:
+            imap.login(s.username, s.password)
+        except imaplib.IMAP4.error as exc:
+            raise MailboxError(
+                f"the IMAP server {self.where} refused the login of {s.username}: {_said(exc)}"
+            ) from None
+        status, _ = imap.select(_quote(s.folder))
+        if status != "OK":
+            imap.logout()
+            raise MailboxError(f"the IMAP server {self.where} has no folder {s.folder!r}")
+        return imap
+
+    def _keyword(self) -> str:
+        """Use drip's own keyword where the folder allows new keywords, else \\Seen."""
+        flags = " ".join(str(item) for item in self.imap.untagged_responses.get("OK", []) if item)
+        permanent = re.search(r"PERMANENTFLAGS \(([^)]*)\)", flags)
+        if permanent is None or "\\*" in permanent.group(1) or KEYWORD in permanent.group(1):
+            return KEYWORD
+        return "\\Seen"
+
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        criteria = ("UNSEEN",) if self.keyword == "\\Seen" else ("UNKEYWORD", self.keyword)
+        status, found = self.imap.uid("SEARCH", *criteria)
+        if status != "OK":
+            raise MailboxError(f"the IMAP server {self.where} refused a search: {found}")
+        uids = found[0].split() if found and found[0] else []
+        for start in range(0, len(uids), FETCH_BATCH):
+            batch = b",".join(uids[start : start + FETCH_BATCH]).decode()
+            status, data = self.imap.uid("FETCH", batch, "(UID BODY.PEEK[])")
+            if status != "OK":
+                raise MailboxError(f"the IMAP server {self.where} refused to fetch messages: {data}")
+            for item in data:
+                if isinstance(item, tuple):
+                    uid = re.search(rb"UID (\d+)", item[0])
+                    if uid:
+                        yield uid.group(1).decode(), item[1]
+
+    def done(self, reference: str) -> None:
+        status, data = self.imap.uid("STORE", reference, "+FLAGS.SILENT", f"({self.keyword})")
+        if status != "OK":
+            raise MailboxError(f"the IMAP server {self.where} would not flag message {reference}: {data}")
+
+    def close(self) -> None:
+        try:
+            self.imap.close()
+            self.imap.logout()
+        except (OSError, imaplib.IMAP4.error):
+            pass
+
+
+def _quote(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _said(exc: Exception) -> str:
+    text = exc.args[0] if exc.args else exc
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+
+
+def source_for(*, file: str | None = None, mbox: str | None = None, maildir: str | None = None,
+               imap: str | None = None, inbox_url: str | None = None) -> Source:  # fmt: skip
+    """Open the one source given; with none, the one in DRIP_INBOX_URL."""
+    given = [(kind, value) for kind, value in
+             (("file", file), ("mbox", mbox), ("maildir", maildir), ("imap", imap)) if value]  # fmt: skip
+    if len(given) > 1:
+        raise MailboxError("read one source at a time: a FILE, --mbox, --maildir or --imap")
+    if not given:
+        if not inbox_url:
+            raise MailboxError("nothing to read: give a FILE (or - for standard input), --mbox, --maildir, "
+                               "--imap, or set DRIP_INBOX_URL")  # fmt: skip
+        given = [_from_url(inbox_url)]
+    kind, value = given[0]
+    if kind == "file":
+        return FileSource(value)
+    if kind == "mbox":
+        return MboxSource(value)
+    if kind == "maildir":
+        return MaildirSource(value)
+    return IMAPSource(value)
+
+
+def _from_url(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme in ("imap", "imaps"):
+        return "imap", url
+    return parts.scheme, unquote(parts.path)
+
+
+@contextmanager
+def opened(source: Source) -> Iterator[Source]:
+    try:
+        yield source
+    finally:
+        source.close()
