@@ -186,7 +186,8 @@ class IMAPSource:
             raise MailboxError(f"cannot reach the IMAP server {self.where}: {exc}") from None
         try:
             imap.login(s.username, s.password)
-        except imaplib.IMAP4.error as exc:
+        except (OSError, imaplib.IMAP4.error) as exc:
+            imap.shutdown()
             raise MailboxError(
                 f"the IMAP server {self.where} refused the login of {s.username}: {_said(exc)}"
             ) from None
@@ -198,8 +199,12 @@ class IMAPSource:
 
     def _keyword(self) -> str:
         """Use drip's own keyword where the folder allows new keywords, else \\Seen."""
-        flags = " ".join(str(item) for item in self.imap.untagged_responses.get("OK", []) if item)
-        permanent = re.search(r"PERMANENTFLAGS \(([^)]*)\)", flags)
+        responses = self.imap.untagged_responses
+        said = [*responses.get("PERMANENTFLAGS", []), *responses.get("OK", [])]
+        text = " ".join(
+            item.decode(errors="replace") if isinstance(item, bytes) else str(item) for item in said
+        )
+        permanent = re.search(r"\(([^)]*)\)", text)
         if permanent is None or "\\*" in permanent.group(1) or KEYWORD in permanent.group(1):
             return KEYWORD
         return "\\Seen"

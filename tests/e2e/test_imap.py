@@ -1,0 +1,262 @@
+"""Replies read from a real Dovecot IMAP server on loopback: over TLS and STARTTLS, flagged, never twice."""
+
+import datetime as dt
+import imaplib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+
+from conftest import EMAILS, CohortFactory, _free_port
+from drip import enrol, keys
+from drip.cli import main
+from drip.cohort import load_cohort
+from drip.config import load_settings
+from drip.mailboxes import IMAPSource, MailboxError
+from drip.store import Store, delivery_table, goal_table, participant_table
+
+DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
+REPLIES = Path(__file__).parent.parent / "data" / "replies"
+UTC = dt.UTC
+
+
+@dataclass
+class Dovecot:
+    imap_port: int
+    imaps_port: int
+    cert: Path
+    user: str = "drip"
+    password: str = "s3cret/with@odd+chars"
+
+    def url(self, *, tls: bool = True, password: str | None = None) -> str:
+        from urllib.parse import quote
+
+        secret = quote(password or self.password, safe="")
+        if tls:
+            return f"imaps://{self.user}:{secret}@127.0.0.1:{self.imaps_port}/INBOX"
+        return f"imap://{self.user}:{secret}@127.0.0.1:{self.imap_port}/INBOX?starttls=true"
+
+    def client(self) -> imaplib.IMAP4:
+        imap = imaplib.IMAP4("127.0.0.1", self.imap_port)
+        imap.login(self.user, self.password)
+        imap.select("INBOX")
+        return imap
+
+    def append(self, *messages: bytes) -> None:
+        imap = self.client()
+        for data in messages:
+            imap.append("INBOX", None, None, data)
+        imap.logout()
+
+    def flags(self) -> list[str]:
+        imap = self.client()
+        _, data = imap.fetch("1:*", "(FLAGS)")
+        imap.logout()
+        return [item.decode() for item in data if item]
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    if DOVECOT is None or os.geteuid() != 0:
+        if os.environ.get("DRIP_TEST_REQUIRE_DOVECOT"):
+            pytest.fail(
+                "Dovecot is required here (DRIP_TEST_REQUIRE_DOVECOT) but is not installed or not runnable"
+            )
+        pytest.skip("Dovecot (Debian's dovecot-imapd) is not installed, or the tests do not run as root")
+    # Dovecot's own users must reach the files: not under pytest's private (0700) temporary folder.
+    root = Path(tempfile.mkdtemp(prefix="drip-dovecot-"))
+    root.chmod(0o755)
+    for folder in ("run", "state", "mail", "home"):
+        (root / folder).mkdir()
+    shutil.chown(root / "mail", "nobody", "nogroup")
+    shutil.chown(root / "home", "nobody", "nogroup")
+    cert, key = root / "cert.pem", root / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = Dovecot(_free_port(), _free_port(), cert)
+    (root / "users").write_text(f"{server.user}:{{PLAIN}}{server.password}\n")
+    (root / "dovecot.conf").write_text(
+        f"""
+protocols = imap
+listen = 127.0.0.1
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+instance_name = drip-test-{server.imap_port}
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:{root}/mail/%u
+first_valid_uid = 1
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {root}/users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={root}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {server.imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {server.imaps_port}
+    ssl = yes
+  }}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0666
+  }}
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+"""
+    )
+    process = subprocess.Popen([DOVECOT, "-F", "-c", str(root / "dovecot.conf")], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", server.imaps_port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail(f"Dovecot did not start: {(root / 'dovecot.log').read_text(errors='replace')}")
+    try:
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def trusted(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> Dovecot:
+    """Trust the server's certificate as an operator trusts their organisation's own CA."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.cert))
+    return dovecot
+
+
+@pytest.fixture
+def empty_inbox(dovecot: Dovecot) -> Dovecot:
+    imap = dovecot.client()
+    _, count = imap.select("INBOX")
+    if count[0] != b"0":
+        imap.store("1:*", "+FLAGS.SILENT", "(\\Deleted)")
+        imap.expunge()
+    imap.logout()
+    return dovecot
+
+
+@pytest.fixture
+def database(tmp_path: Path, make_cohort: CohortFactory) -> str:
+    url = f"sqlite:///{tmp_path / 'drip.db'}"
+    with Store(url) as db, db.transaction() as conn:
+        enrol.sync_cohort(conn, load_cohort(make_cohort(), [EMAILS]), dt.datetime(2027, 1, 4, 12, tzinfo=UTC))
+        keys.prepare(load_settings(environ={}), conn)
+        conn.execute(
+            update(delivery_table)
+            .where(
+                delivery_table.c.step == "short-kickoff",
+                delivery_table.c.participant_id.in_(
+                    select(participant_table.c.id).where(participant_table.c.email == "ana@example.com")
+                ),
+            )
+            .values(
+                status="sent",
+                sent_at=dt.datetime(2027, 1, 12, 14, tzinfo=UTC),
+                message_id="<kickoff.ana@drip.test>",
+            )
+        )
+    return url
+
+
+def reply(name: str) -> bytes:
+    return (REPLIES / name).read_bytes().replace(b"<PLACEHOLDER@drip.test>", b"<kickoff.ana@drip.test>")
+
+
+def ana_short(url: str) -> str:
+    with Store(url, migrate=False) as db, db.reading() as conn:
+        return conn.execute(
+            select(goal_table.c.status)
+            .join(participant_table)
+            .where(participant_table.c.email == "ana@example.com", goal_table.c.goal == "short")
+        ).scalar_one()
+
+
+def ingest(database: str, *args: str, env: dict | None = None) -> str:
+    result = CliRunner().invoke(
+        main, ["--database-url", database, "ingest", *args, "--now", "2027-01-13T16:00Z"], env=env or {}
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_replies_over_imaps_are_acted_on_once_and_left_unread(
+    trusted: Dovecot, empty_inbox: Dovecot, database: str
+) -> None:
+    unrelated = b"From: it@example.com\r\nTo: comms@example.com\r\nSubject: Printer\r\nMessage-ID: <p@x>\r\n\r\nFixed.\r\n"
+    trusted.append(reply("out_of_office.eml"), reply("outlook_top_posted.eml"), unrelated)
+    out = ingest(database, "--imap", trusted.url())
+    assert (
+        "3 messages:" in out
+        and "1 completed a goal" in out
+        and "1 auto-replies" in out
+        and "1 not drip's" in out
+    )
+    assert ana_short(database) == "done"
+    flags = trusted.flags()
+    assert all("$DripProcessed" in line for line in flags) and not any("\\Seen" in line for line in flags)
+    assert "no new messages" in ingest(database, "--imap", trusted.url())
+
+
+def test_starttls_and_drip_inbox_url(trusted: Dovecot, empty_inbox: Dovecot, database: str) -> None:
+    trusted.append(reply("gmail_top_posted.eml"))
+    out = ingest(database, env={"DRIP_INBOX_URL": trusted.url(tls=False)})
+    assert "1 message: 1 completed a goal" in out
+
+
+def test_drip_run_reads_the_inbox_before_sending(
+    trusted: Dovecot, empty_inbox: Dovecot, database: str, tmp_path: Path
+) -> None:
+    trusted.append(reply("apple_mail.eml"))
+    env = {"DRIP_INBOX_URL": trusted.url(), "DRIP_SMTP_URL": f"file://{tmp_path / 'outbox'}"}
+    result = CliRunner().invoke(
+        main, ["--database-url", database, "run", "--once", "--now", "2027-01-13T16:00Z"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "Inbox: 1 message: 1 completed a goal." in result.output
+    assert ana_short(database) == "done"
+
+
+def test_a_wrong_password_or_an_untrusted_certificate_says_what_to_change(dovecot: Dovecot) -> None:
+    with pytest.raises(MailboxError, match="certificate is not trusted .* set SSL_CERT_FILE"):
+        IMAPSource(dovecot.url())
+    os.environ["SSL_CERT_FILE"] = str(dovecot.cert)
+    try:
+        with pytest.raises(MailboxError, match="refused the login of drip") as caught:
+            IMAPSource(dovecot.url(password="wrong"))
+        assert "wrong" not in str(caught.value)
+        with pytest.raises(MailboxError, match="no folder 'Nowhere'"):
+            IMAPSource(dovecot.url().replace("/INBOX", "/Nowhere"))
+    finally:
+        del os.environ["SSL_CERT_FILE"]
