@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from drip import enrol, store
 from drip.errors import DripError
@@ -27,7 +28,7 @@ from drip.program import Program, load_program
 from drip.replan import PARTICIPANT_REMOVED, Changes, replan
 from drip.roster import email_key, first_name
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
-from drip.store import cohort_table, delivery_table, goal_table, participant_table
+from drip.store import cohort_table, goal_table, participant_table
 
 #: how far one snooze pushes a deadline back
 SNOOZE = dt.timedelta(days=7)
@@ -155,41 +156,40 @@ def _program(path: str) -> Program:
     return cached[1]
 
 
-def _load(conn: Connection, where: Any) -> Person | None:
-    p, c = participant_table, cohort_table
-    row = conn.execute(
-        select(
-            p.c.id,
-            p.c.email,
-            p.c.name,
-            p.c.timezone,
-            p.c.fields,
-            p.c.status,
-            c.c.id.label("cohort_id"),
-            c.c.slug,
-            c.c.name.label("cohort_name"),
-            c.c.settings,
-            c.c.start_date,
-            c.c.program_path,
-        )  # fmt: skip
-        .join(c, c.c.id == p.c.cohort_id)
-        .where(where)
-    ).one_or_none()
+# Built once: a statement object reused keeps its compiled form and cache key (link pages and
+# replies run these for every click and every message).
+_P, _C, _G = participant_table, cohort_table, goal_table
+_PERSON = (
+    select(
+        _P.c.id,
+        _P.c.email,
+        _P.c.name,
+        _P.c.timezone,
+        _P.c.fields,
+        _P.c.status,
+        _C.c.id.label("cohort_id"),
+        _C.c.slug,
+        _C.c.name.label("cohort_name"),
+        _C.c.settings,
+        _C.c.start_date,
+        _C.c.program_path,
+    )  # fmt: skip
+    .join(_C, _C.c.id == _P.c.cohort_id)
+    .where(_P.c.id == bindparam("pid"))
+)
+_GOALS = select(
+    _G.c.id, _G.c.goal, _G.c.status, _G.c.deadline, _G.c.completed_at, _G.c.via, _G.c.deadline_override,
+    _G.c.snoozed_at,
+).where(_G.c.participant_id == bindparam("pid"))  # fmt: skip
+_GOAL_OWNER = select(_G.c.participant_id, _G.c.goal).where(_G.c.id == bindparam("gid"))
+_INSERT_EVENT = insert(store.event_table)
+
+
+def person_by_id(conn: Connection, participant_id: int) -> Person | None:
+    row = conn.execute(_PERSON, {"pid": participant_id}).one_or_none()
     if row is None:
         return None
-    g = goal_table
-    goals = conn.execute(
-        select(
-            g.c.id,
-            g.c.goal,
-            g.c.status,
-            g.c.deadline,
-            g.c.completed_at,
-            g.c.via,
-            g.c.deadline_override,
-            g.c.snoozed_at,
-        ).where(g.c.participant_id == row.id)  # fmt: skip
-    ).all()
+    goals = conn.execute(_GOALS, {"pid": row.id}).all()
     program = _program(row.program_path)
     by_key = {goal.goal: GoalRow(**{**goal._mapping, "status": GoalStatus(goal.status)}) for goal in goals}
     return Person(
@@ -209,15 +209,9 @@ def _load(conn: Connection, where: Any) -> Person | None:
     )
 
 
-def person_by_id(conn: Connection, participant_id: int) -> Person | None:
-    return _load(conn, participant_table.c.id == participant_id)
-
-
 def person_by_goal(conn: Connection, goal_id: int) -> tuple[Person, str] | None:
     """Return the participant a goal row belongs to, and the goal's key."""
-    found = conn.execute(
-        select(goal_table.c.participant_id, goal_table.c.goal).where(goal_table.c.id == goal_id)
-    ).one_or_none()
+    found = conn.execute(_GOAL_OWNER, {"gid": goal_id}).one_or_none()
     if found is None:
         return None
     person = person_by_id(conn, found.participant_id)
@@ -230,10 +224,8 @@ def find_person(conn: Connection, slug: str, email: str) -> Person:
     if cohort is None:
         known = ", ".join(store.cohort_slugs(conn)) or "none"
         raise ActionError(f"no cohort {slug!r}; known cohorts: {known}")
-    person = _load(
-        conn,
-        (participant_table.c.cohort_id == cohort.id) & (participant_table.c.email_key == email_key(email)),
-    )
+    found = store.find_participant(conn, cohort.id, email_key(email))
+    person = person_by_id(conn, found.id) if found is not None else None
     if person is None:
         raise ActionError(f"{email} is not a participant of {slug!r}")
     return person
@@ -249,11 +241,12 @@ def complete(conn: Connection, person: Person, key: str, now: dt.datetime, evide
         when = goal.completed_at.date().isoformat() if goal.completed_at else "earlier"
         said = f"{person.email}: {key} was already done ({when}, via {goal.via})."
         return Outcome(person, False, said, key)
-    seconds = _seconds_since_sent(conn, person, key, now)
+    current = store.deliveries_of_one(conn, person.id)
+    seconds = _seconds_since_sent(current.values(), key, now)
     label = evidence.label or scanner_label(evidence.user_agent, seconds)
     _set_goal(conn, goal, status=GoalStatus.DONE.value, completed_at=now, via=evidence.via)
     person.goals[key] = replace(goal, status=GoalStatus.DONE, completed_at=now, via=evidence.via)
-    changes = _replan(conn, person, now)
+    changes = _replan(conn, person, now, current)
     data = {**replace(evidence, label=label).data(), "seconds_since_sent": seconds}
     _event(conn, person, EventKind.COMPLETED, now, key, data)
     return _outcome(person, key, f"{key} marked done via {evidence.via}", changes)
@@ -453,20 +446,20 @@ def scanner_label(user_agent: str | None, seconds_since_sent: float | None) -> s
 # --- shared -------------------------------------------------------------------------
 
 
-def _seconds_since_sent(conn: Connection, person: Person, key: str, now: dt.datetime) -> float | None:
+def _seconds_since_sent(deliveries: Iterable[store.DeliveryRow], key: str, now: dt.datetime) -> float | None:
     """Seconds since the last email about goal ``key`` (else any email) went to the participant."""
-    d = delivery_table
-    rows = conn.execute(
-        select(d.c.goal, d.c.sent_at).where(d.c.participant_id == person.id, d.c.sent_at.is_not(None))
-    ).all()
-    about = [row.sent_at for row in rows if row.goal == key] or [row.sent_at for row in rows]
+    sent = [(row.goal, row.sent_at) for row in deliveries if row.sent_at is not None]
+    about = [at for goal, at in sent if goal == key] or [at for _, at in sent]
     return round((now - max(about)).total_seconds(), 1) if about else None
 
 
-def _replan(conn: Connection, person: Person, now: dt.datetime) -> Changes:
+def _replan(
+    conn: Connection, person: Person, now: dt.datetime, current: dict[str, store.DeliveryRow] | None = None
+) -> Changes:
     if person.status in _SILENT:
         return Changes()
-    current = store.deliveries_of(conn, [person.id]).get(person.id, {})
+    if current is None:
+        current = store.deliveries_of_one(conn, person.id)
     goals = {key: (goal.status, goal.completed_at) for key, goal in person.goals.items()}
     changes = replan(person.program, person.timing(), current, goals, now)
     store.update_deliveries(conn, changes.rows(now))
@@ -494,14 +487,16 @@ def _event(
     data: dict[str, Any],
 ) -> None:
     conn.execute(
-        insert(store.event_table).values(
-            cohort_id=person.cohort_id,
-            participant_id=person.id,
-            goal=goal,
-            kind=kind.value,
-            at=now,
-            data=data,
-        )
+        _INSERT_EVENT,
+        {
+            "cohort_id": person.cohort_id,
+            "participant_id": person.id,
+            "delivery_id": None,
+            "goal": goal,
+            "kind": kind.value,
+            "at": now,
+            "data": data,
+        },
     )
 
 

@@ -426,6 +426,17 @@ def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int,
     return result
 
 
+_DELIVERIES_OF_ONE = select(*[delivery_table.c[name] for name in DeliveryRow.__dataclass_fields__]).where(
+    delivery_table.c.participant_id == bindparam("pid")
+)
+
+
+def deliveries_of_one(conn: Connection, participant_id: int) -> dict[str, DeliveryRow]:
+    """Return one participant's deliveries by step (a statement built once: this runs per click)."""
+    rows = conn.execute(_DELIVERIES_OF_ONE, {"pid": participant_id})
+    return {row.step: DeliveryRow(**{**row._mapping, "status": DeliveryStatus(row.status)}) for row in rows}
+
+
 def update_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Move deliveries in time; each row holds ``did``, ``due_at``, ``status``, ``last_error``."""
     if not rows:

@@ -279,3 +279,31 @@ def test_drip_ingest_command(started: Store, database_url: str, tmp_path: Path) 
     assert both.exit_code == 1 and "one source at a time" in both.output
     missing = runner.invoke(main, [*base, "ingest", "--maildir", str(tmp_path)])
     assert missing.exit_code == 1 and "is not a Maildir" in missing.output
+
+
+def test_a_message_that_fails_leaves_the_rest_of_its_batch_done(
+    started: Store, ingester: Ingester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drip import actions
+
+    real = actions.complete
+
+    def fails_for_ben(conn, person, key, now, evidence):
+        if person.email == "ben@example.com":
+            raise RuntimeError("a bug that only Ben's reply finds")
+        return real(conn, person, key, now, evidence)
+
+    monkeypatch.setattr(actions, "complete", fails_for_ben)
+    box = mailbox.mbox(tmp_path / "replies.mbox")
+    box.add(reply("gmail_top_posted.eml", "<kickoff.ben@drip.test>"))
+    box.add(reply("apple_mail.eml", "<kickoff.cleo@drip.test>"))
+    box.close()
+    marked: list[str] = []
+    with opened(MboxSource(str(tmp_path / "replies.mbox"))) as source:
+        monkeypatch.setattr(source, "done", marked.append)
+        tally = ingester.read(source, READ)
+    assert tally.outcomes == {"unreadable": 1, "completed": 1} and marked == ["1"]
+    assert goal_status(started, "cleo@example.com")[0] == "done"
+    assert goal_status(started, "ben@example.com")[0] == "open"
+    with started.reading() as conn:
+        assert conn.execute(select(received_table.c.outcome)).scalars().all() == ["completed"]
