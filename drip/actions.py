@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -143,52 +144,49 @@ class Outcome:
 # --- finding people ---------------------------------------------------------------
 
 
-_programs: dict[str, tuple[int, Program]] = {}
+#: how often, at most, a program's file is checked for edits
+CHECK_PROGRAM_EVERY = 2.0
+#: program folder -> (program.toml's modification time, when it was checked, the program)
+_programs: dict[str, tuple[int, float, Program]] = {}
 
 
 def _program(path: str) -> Program:
     """Load a program once, again only when its program.toml changes."""
-    stamp = (Path(path) / "program.toml").stat().st_mtime_ns
     cached = _programs.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, load_program(Path(path)))
-        _programs[path] = cached
-    return cached[1]
+    if cached is not None and time.monotonic() - cached[1] < CHECK_PROGRAM_EVERY:
+        return cached[2]
+    stamp = (Path(path) / "program.toml").stat().st_mtime_ns
+    program = cached[2] if cached is not None and cached[0] == stamp else load_program(Path(path))
+    _programs[path] = (stamp, time.monotonic(), program)
+    return program
 
 
 # Built once: a statement object reused keeps its compiled form and cache key (link pages and
 # replies run these for every click and every message).
 _P, _C, _G = participant_table, cohort_table, goal_table
-_PERSON = (
-    select(
-        _P.c.id,
-        _P.c.email,
-        _P.c.name,
-        _P.c.timezone,
-        _P.c.fields,
-        _P.c.status,
-        _C.c.id.label("cohort_id"),
-        _C.c.slug,
-        _C.c.name.label("cohort_name"),
-        _C.c.settings,
-        _C.c.start_date,
-        _C.c.program_path,
-    )  # fmt: skip
-    .join(_C, _C.c.id == _P.c.cohort_id)
-    .where(_P.c.id == bindparam("pid"))
-)
+_PEOPLE = select(
+    _P.c.id, _P.c.email, _P.c.name, _P.c.timezone, _P.c.fields, _P.c.status, _C.c.id.label("cohort_id"),
+    _C.c.slug, _C.c.name.label("cohort_name"), _C.c.settings, _C.c.start_date, _C.c.program_path,
+).join(_C, _C.c.id == _P.c.cohort_id)  # fmt: skip
+_PERSON = _PEOPLE.where(_P.c.id == bindparam("pid"))
 _GOALS = select(
     _G.c.id, _G.c.goal, _G.c.status, _G.c.deadline, _G.c.completed_at, _G.c.via, _G.c.deadline_override,
     _G.c.snoozed_at,
 ).where(_G.c.participant_id == bindparam("pid"))  # fmt: skip
-_GOAL_OWNER = select(_G.c.participant_id, _G.c.goal).where(_G.c.id == bindparam("gid"))
+_PERSON_OF_GOAL = (
+    _PEOPLE.add_columns(_G.c.goal.label("goal_key"))
+    .join(_G, _G.c.participant_id == _P.c.id)
+    .where(_G.c.id == bindparam("gid"))
+)
 _INSERT_EVENT = insert(store.event_table)
 
 
 def person_by_id(conn: Connection, participant_id: int) -> Person | None:
     row = conn.execute(_PERSON, {"pid": participant_id}).one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _person(conn, row)
+
+
+def _person(conn: Connection, row: Any) -> Person:
     goals = conn.execute(_GOALS, {"pid": row.id}).all()
     program = _program(row.program_path)
     by_key = {goal.goal: GoalRow(**{**goal._mapping, "status": GoalStatus(goal.status)}) for goal in goals}
@@ -211,11 +209,8 @@ def person_by_id(conn: Connection, participant_id: int) -> Person | None:
 
 def person_by_goal(conn: Connection, goal_id: int) -> tuple[Person, str] | None:
     """Return the participant a goal row belongs to, and the goal's key."""
-    found = conn.execute(_GOAL_OWNER, {"gid": goal_id}).one_or_none()
-    if found is None:
-        return None
-    person = person_by_id(conn, found.participant_id)
-    return None if person is None else (person, found.goal)
+    row = conn.execute(_PERSON_OF_GOAL, {"gid": goal_id}).one_or_none()
+    return None if row is None else (_person(conn, row), row.goal_key)
 
 
 def find_person(conn: Connection, slug: str, email: str) -> Person:
@@ -469,8 +464,18 @@ def _replan(
     return changes
 
 
+_SETTLE_GOAL = (
+    update(goal_table)
+    .where(goal_table.c.id == bindparam("gid"))
+    .values(status=bindparam("status"), completed_at=bindparam("completed_at"), via=bindparam("via"))
+)
+
+
 def _set_goal(conn: Connection, goal: GoalRow, **values: Any) -> None:
-    conn.execute(update(goal_table).where(goal_table.c.id == goal.id).values(**values))
+    if values.keys() == {"status", "completed_at", "via"}:  # done, waived, reopened: the common case
+        conn.execute(_SETTLE_GOAL, {"gid": goal.id, **values})
+    else:
+        conn.execute(update(goal_table).where(goal_table.c.id == goal.id).values(**values))
 
 
 def _set_status(conn: Connection, person: Person, status: ParticipantStatus, now: dt.datetime) -> None:

@@ -20,6 +20,11 @@ from conftest import ROOT
             "dispatch.py",
             ["| one process, one connection |", "| whole machine: two processes, one connection each |"],
         ),
+        ("completion.py", ["| POST /done/<token>: completes a goal |", "| GET /healthz: the ceiling |"]),
+        (
+            "ingest.py",
+            ["| drip ingest (read, parse, act, record, forward) |", "| ceiling: read and parse as drip"],
+        ),
     ],
 )
 def test_benchmark_smoke(script: str, rows: list[str]) -> None:

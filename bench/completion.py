@@ -1,0 +1,233 @@
+"""Benchmark the done button: POST /done/<token> under concurrent load, on SQLite.
+
+    python bench/completion.py             # 20 s of load per run, 3 runs (needs wrk: apt-get install wrk)
+    python bench/completion.py --smoke     # a few seconds, Python's own load if wrk is missing
+
+The server is ``drip serve`` (waitress, 8 threads) in its own process; the
+load comes from a second process on loopback, 8 connections, every request a
+different goal's done link, so each one completes a goal: cancels its
+reminders, plans its congratulations, writes the event. Beside it, in the same
+run and the same server, the ceiling: GET /healthz, which does no work at all.
+Latency percentiles are wrk's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import describe  # noqa: E402
+
+CONNECTIONS = 8
+NOW = "2027-01-13T15:00:00+00:00"
+COHORT_TOML = """\
+name = "Completion benchmark"
+program = "crawl-walk-run"
+start = 2027-01-11
+timezone = "America/New_York"
+sender = "Comms <comms@example.com>"
+"""
+LUA = """
+local paths = {}
+for line in io.lines(os.getenv("DRIP_BENCH_PATHS")) do paths[#paths + 1] = line end
+local i = 0
+local method = os.getenv("DRIP_BENCH_METHOD")
+request = function()
+  i = i + 1
+  if i > #paths then i = 1 end
+  return wrk.format(method, paths[i])
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def prepare(folder: Path, people: int) -> tuple[str, list[str]]:
+    """Start a cohort whose first emails went out; return its database URL and one done link per goal."""
+    from sqlalchemy import select, update
+
+    from drip import enrol, keys
+    from drip.cohort import load_cohort
+    from drip.config import load_settings
+    from drip.store import Store, delivery_table, goal_table
+    from drip.tokens import Action, make_token
+
+    cohort = folder / "cohorts" / "bench"
+    cohort.mkdir(parents=True)
+    (folder / "emails").symlink_to(ROOT / "emails", target_is_directory=True)
+    (cohort / "cohort.toml").write_text(COHORT_TOML)
+    rows = "".join(f"p{n}@example.com,Person {n}\n" for n in range(people))
+    (cohort / "roster.csv").write_text("email,name\n" + rows)
+    url = f"sqlite:///{folder / 'drip.db'}"
+    with Store(url) as db, db.transaction() as conn:
+        enrol.sync_cohort(
+            conn, load_cohort(cohort, [folder / "emails"]), dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
+        )
+        keys.prepare(load_settings(environ={}), conn)
+        sent = dt.datetime(2027, 1, 12, 14, tzinfo=dt.UTC)
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.step.in_(["welcome", "short-kickoff"]))
+            .values(status="sent", sent_at=sent)
+        )
+        secret = keys.signing_keys(load_settings(environ={}), conn)
+        goals = conn.execute(select(goal_table.c.id).order_by(goal_table.c.id)).scalars().all()
+    return url, [f"/done/{make_token(secret, Action.DONE, goal, dt.date(2027, 6, 1))}" for goal in goals]
+
+
+def serve(folder: Path, url: str, port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+    env.update(DRIP_BASE_URL=f"http://127.0.0.1:{port}", DRIP_SMTP_URL="smtp://127.0.0.1:1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "drip", "--database-url", url, "serve", "--listen", f"127.0.0.1:{port}",
+         "--now", NOW],
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("drip serve did not start")
+
+
+def wrk(port: int, method: str, paths: list[str], seconds: int, folder: Path) -> dict[str, float]:
+    (folder / "paths.txt").write_text("\n".join(paths) + "\n")
+    (folder / "load.lua").write_text(LUA)
+    env = {**os.environ, "DRIP_BENCH_PATHS": str(folder / "paths.txt"), "DRIP_BENCH_METHOD": method}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(folder / "load.lua"),
+         f"http://127.0.0.1:{port}"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"{errors.group(1)} requests failed:\n{out}")
+    figures = {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for label in ("50", "90", "99"):
+        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
+        figures[f"p{label}"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return figures
+
+
+def python_load(port: int, method: str, paths: list[str], seconds: int) -> dict[str, float]:
+    """A load of our own, for machines without wrk (the smoke run): 8 threads, keep-alive."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+    cursor = iter(range(10**9))
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        while time.monotonic() < end:
+            with lock:
+                path = paths[next(cursor) % len(paths)]
+            began = time.perf_counter()
+            connection.request(method, path)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"{method} {path}: {response.status}")
+            with lock:
+                latencies.append((time.perf_counter() - began) * 1000)
+
+    threads = [threading.Thread(target=worker) for _ in range(CONNECTIONS)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    took = time.monotonic() - began
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
+    return {"rate": len(latencies) / took, "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.runs = 2, 1
+    have_wrk = shutil.which("wrk") is not None
+    if not have_wrk and not args.smoke:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    # Every POST must complete a goal nobody completed before: enough goals for the fastest run.
+    people = 1_000 if args.smoke else 12_000
+    results: dict[str, list[dict[str, float]]] = {"done": [], "healthz": []}
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="drip-completion-") as tmp:
+            folder = Path(tmp)
+            url, paths = prepare(folder, people)
+            port = free_port()
+            server = serve(folder, url, port)
+            try:
+                for kind, method, targets in (("done", "POST", paths), ("healthz", "GET", ["/healthz"])):
+                    if have_wrk:
+                        results[kind].append(wrk(port, method, targets, args.seconds, folder))
+                    else:
+                        results[kind].append(python_load(port, method, targets, args.seconds))
+                done = _count_done(url)
+            finally:
+                server.terminate()
+                server.wait()
+        requests = results["done"][-1]["rate"] * args.seconds
+        if done < 0.95 * requests:
+            raise SystemExit(f"only {done} goals recorded done for about {requests:.0f} requests")
+    median = {
+        kind: {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        for kind, runs in results.items()
+    }
+    tool = "wrk" if have_wrk else "a Python load (no wrk)"
+    print(f"POST /done under load: {CONNECTIONS} connections from {tool}, {args.seconds} s each, ", end="")
+    print(f"median of {args.runs}")
+    print("(drip serve: waitress, 8 threads, SQLite)\n")
+    print("| request | requests/s | p50 ms | p90 ms | p99 ms |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for kind, label in (
+        ("done", "POST /done/<token>: completes a goal"),
+        ("healthz", "GET /healthz: the ceiling"),
+    ):
+        m = median[kind]
+        print(f"| {label} | {m['rate']:,.0f} | {m['p50']:.1f} | {m['p90']:.1f} | {m['p99']:.1f} |")
+    print(f"\ncompletions / ceiling: {median['done']['rate'] / median['healthz']['rate']:.0%}")
+    print(f"\n{describe()}")
+
+
+def _count_done(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from drip.store import Store, goal_table
+
+    with Store(url, migrate=False) as db, db.reading() as conn:
+        return conn.execute(select(func.count()).where(goal_table.c.status == "done")).scalar_one()
+
+
+if __name__ == "__main__":
+    main()
