@@ -169,7 +169,7 @@ _PEOPLE = select(
     _C.c.slug, _C.c.name.label("cohort_name"), _C.c.settings, _C.c.start_date, _C.c.program_path,
 ).join(_C, _C.c.id == _P.c.cohort_id)  # fmt: skip
 _PERSON = _PEOPLE.where(_P.c.id == bindparam("pid"))
-_GOALS = select(
+_GOALS = select(  # GoalRow's fields, in their order
     _G.c.id, _G.c.goal, _G.c.status, _G.c.deadline, _G.c.completed_at, _G.c.via, _G.c.deadline_override,
     _G.c.snoozed_at,
 ).where(_G.c.participant_id == bindparam("pid"))  # fmt: skip
@@ -189,7 +189,7 @@ def person_by_id(conn: Connection, participant_id: int) -> Person | None:
 def _person(conn: Connection, row: Any) -> Person:
     goals = conn.execute(_GOALS, {"pid": row.id}).all()
     program = _program(row.program_path)
-    by_key = {goal.goal: GoalRow(**{**goal._mapping, "status": GoalStatus(goal.status)}) for goal in goals}
+    by_key = {goal.goal: GoalRow(*goal[:2], GoalStatus(goal.status), *goal[3:]) for goal in goals}
     return Person(
         id=row.id,
         email=row.email,
@@ -237,12 +237,10 @@ def complete(conn: Connection, person: Person, key: str, now: dt.datetime, evide
         said = f"{person.email}: {key} was already done ({when}, via {goal.via})."
         return Outcome(person, False, said, key)
     current = store.deliveries_of_one(conn, person.id)
-    seconds = _seconds_since_sent(current.values(), key, now)
-    label = evidence.label or scanner_label(evidence.user_agent, seconds)
+    data = _attested(evidence, current, key, now)
     _set_goal(conn, goal, status=GoalStatus.DONE.value, completed_at=now, via=evidence.via)
     person.goals[key] = replace(goal, status=GoalStatus.DONE, completed_at=now, via=evidence.via)
     changes = _replan(conn, person, now, current)
-    data = {**replace(evidence, label=label).data(), "seconds_since_sent": seconds}
     _event(conn, person, EventKind.COMPLETED, now, key, data)
     return _outcome(person, key, f"{key} marked done via {evidence.via}", changes)
 
@@ -287,7 +285,8 @@ def snooze(conn: Connection, person: Person, key: str, now: dt.datetime, evidenc
         )
     today = local_day(now, ZoneInfo(person.timezone))
     new = max(goal.deadline, today) + SNOOZE
-    return _move_deadline(conn, person, key, new, now, evidence, EventKind.SNOOZED, snoozed=True)
+    data = _attested(evidence, store.deliveries_of_one(conn, person.id), key, now)
+    return _move_deadline(conn, person, key, new, now, data, EventKind.SNOOZED, snoozed=True)
 
 
 def extend(
@@ -297,7 +296,7 @@ def extend(
     goal = person.goal(key)
     if goal.deadline == to:
         return Outcome(person, False, f"{person.email}: {key} is already due {to}.", key)
-    return _move_deadline(conn, person, key, to, now, evidence, EventKind.EXTENDED, snoozed=False)
+    return _move_deadline(conn, person, key, to, now, evidence.data(), EventKind.EXTENDED, snoozed=False)
 
 
 def _move_deadline(
@@ -306,7 +305,7 @@ def _move_deadline(
     key: str,
     new: dt.date,
     now: dt.datetime,
-    evidence: Evidence,
+    evidence: dict[str, Any],
     kind: EventKind,
     *,
     snoozed: bool,
@@ -333,7 +332,7 @@ def _move_deadline(
         .values(plan_signature=person.timing().signature(person.program), updated_at=now)
     )
     changes = _replan(conn, person, now)
-    data = {**evidence.data(), "from": goal.deadline.isoformat(), "to": new.isoformat()}
+    data = {**evidence, "from": goal.deadline.isoformat(), "to": new.isoformat()}
     _event(conn, person, kind, now, key, data)
     verb = "snoozed" if snoozed else "deadline moved"
     return _outcome(person, key, f"{key} {verb} from {goal.deadline} to {new}", changes)
@@ -386,7 +385,7 @@ def remove(conn: Connection, person: Person, now: dt.datetime, evidence: Evidenc
     if person.status is ParticipantStatus.REMOVED:
         return Outcome(person, False, f"{person.email} was already removed.")
     return _silence(
-        conn, person, ParticipantStatus.REMOVED, PARTICIPANT_REMOVED, now, evidence, EventKind.REMOVED
+        conn, person, ParticipantStatus.REMOVED, PARTICIPANT_REMOVED, now, evidence.data(), EventKind.REMOVED
     )
 
 
@@ -394,8 +393,9 @@ def unsubscribe(conn: Connection, person: Person, now: dt.datetime, evidence: Ev
     """Honour an unsubscribe: no more email to this participant, ever."""
     if person.status is ParticipantStatus.UNSUBSCRIBED:
         return Outcome(person, False, f"{person.email} was already unsubscribed.")
+    data = _attested(evidence, store.deliveries_of_one(conn, person.id), None, now)
     return _silence(
-        conn, person, ParticipantStatus.UNSUBSCRIBED, "the participant unsubscribed", now, evidence,
+        conn, person, ParticipantStatus.UNSUBSCRIBED, "the participant unsubscribed", now, data,
         EventKind.UNSUBSCRIBED,
     )  # fmt: skip
 
@@ -404,9 +404,9 @@ def bounce(conn: Connection, person: Person, now: dt.datetime, evidence: Evidenc
     """Record that mail to the participant bounces for good: their pending mail is cancelled."""
     if person.status is ParticipantStatus.BOUNCED:
         return Outcome(person, False, f"{person.email} was already marked bounced.")
-    evidence = replace(evidence, label=reason[:200])
+    data = replace(evidence, label=reason[:200]).data()
     return _silence(
-        conn, person, ParticipantStatus.BOUNCED, "the address bounced", now, evidence, EventKind.BOUNCED
+        conn, person, ParticipantStatus.BOUNCED, "the address bounced", now, data, EventKind.BOUNCED
     )
 
 
@@ -416,12 +416,12 @@ def _silence(
     status: ParticipantStatus,
     reason: str,
     now: dt.datetime,
-    evidence: Evidence,
+    evidence: dict[str, Any],
     kind: EventKind,
 ) -> Outcome:
     _set_status(conn, person, status, now)
     cancelled = store.cancel_pending(conn, person.id, reason, now)
-    _event(conn, person, kind, now, None, {**evidence.data(), "cancelled": cancelled})
+    _event(conn, person, kind, now, None, {**evidence, "cancelled": cancelled})
     said = f"{person.email} {status}; {_count(cancelled, 'pending email')} cancelled."
     return Outcome(person, True, said, cancelled=cancelled)
 
@@ -441,7 +441,18 @@ def scanner_label(user_agent: str | None, seconds_since_sent: float | None) -> s
 # --- shared -------------------------------------------------------------------------
 
 
-def _seconds_since_sent(deliveries: Iterable[store.DeliveryRow], key: str, now: dt.datetime) -> float | None:
+def _attested(
+    evidence: Evidence, deliveries: dict[str, store.DeliveryRow], key: str | None, now: dt.datetime
+) -> dict[str, Any]:
+    """The evidence of a participant's own action, with seconds since the email and any scanner label."""
+    seconds = _seconds_since_sent(deliveries.values(), key, now)
+    label = evidence.label or scanner_label(evidence.user_agent, seconds)
+    return {**replace(evidence, label=label).data(), "seconds_since_sent": seconds}
+
+
+def _seconds_since_sent(
+    deliveries: Iterable[store.DeliveryRow], key: str | None, now: dt.datetime
+) -> float | None:
     """Seconds since the last email about goal ``key`` (else any email) went to the participant."""
     sent = [(row.goal, row.sent_at) for row in deliveries if row.sent_at is not None]
     about = [at for goal, at in sent if goal == key] or [at for _, at in sent]

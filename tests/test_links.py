@@ -172,6 +172,26 @@ def test_snooze_once(started: Store, client: FlaskClient) -> None:
     assert "Already snoozed once" in text_of(client.get(url))
 
 
+def test_every_action_keeps_its_evidence(started: Store, client: FlaskClient) -> None:
+    person, goals = ids(started)
+    with started.transaction() as conn:  # the kickoff about the short goal went out five seconds ago
+        conn.execute(
+            delivery_table.update()
+            .where(delivery_table.c.participant_id == person, delivery_table.c.goal == "short")
+            .values(status="sent", sent_at=CLICKED - dt.timedelta(seconds=5))
+        )
+    where = {"headers": IPHONE, "environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
+    client.post(f"/snooze/{token(started, Action.SNOOZE, goals['short'])}", **where)
+    client.post(f"/unsubscribe/{token(started, Action.UNSUBSCRIBE, person, None)}", **where)
+    with started.reading() as conn:
+        events = dict(conn.execute(select(event_table.c.kind, event_table.c.data)).all())
+    for kind in ("snoozed", "unsubscribed"):
+        data = events[kind]
+        assert (data["via"], data["ip"], data["user_agent"]) == ("link", "203.0.113.9", IPHONE["User-Agent"])
+        assert data["seconds_since_sent"] == 5.0
+        assert data["label"] == "possible link scanner (seconds after sending)"  # labelled, still acted on
+
+
 @pytest.mark.parametrize(
     ("make", "status", "words"),
     [
