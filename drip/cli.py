@@ -452,11 +452,13 @@ def _say(message: str) -> None:
     metavar="HOST:PORT",
     help="Listen on this address (default: DRIP_LISTEN, or DRIP_BASE_URL's host and port when local).",
 )
+@click.option("--host", help="Listen on this host, keeping the port (e.g. 0.0.0.0 behind a proxy).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Listen on this port, keeping the host.")
 @click.option(
     "--now", type=Instant(), help="Act as if it were this moment, for trying a campaign in virtual time."
 )
 @pass_app
-def serve(app: App, listen: str | None, now: dt.datetime | None) -> None:
+def serve(app: App, listen: str | None, host: str | None, port: int | None, now: dt.datetime | None) -> None:
     """Serve the web pages (link confirmations, and the mail catcher's inbox when no relay is set)."""
     import dataclasses
 
@@ -467,7 +469,13 @@ def serve(app: App, listen: str | None, now: dt.datetime | None) -> None:
 
     settings = app.settings
     if listen is not None:
+        if host is not None or port is not None:
+            raise click.UsageError("give either --listen HOST:PORT or --host/--port, not both")
         settings = dataclasses.replace(settings, listen=parse_listen(listen, "option --listen"))
+    if host is not None or port is not None:
+        default_host, default_port = settings.listen_address()
+        where = f"[{default_host if host is None else host}]:{port or default_port}"  # brackets: IPv6 too
+        settings = dataclasses.replace(settings, listen=parse_listen(where, "option --host"))
     host, port = settings.listen_address()
     _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
     clock = worker.Clock(now).now if now else None

@@ -359,3 +359,39 @@ def test_a_file_that_is_not_a_database(runner: CliRunner, make_cohort: CohortFac
         result = runner.invoke(main, ["--database-url", f"sqlite:///{junk}", *args])
         assert result.exit_code == 1 and "file is not a database" in result.output
         assert "Traceback" not in result.output
+
+
+def test_serve_listens_where_asked_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """`drip serve --host --port` in its own process: /healthz answers there, SIGTERM stops it."""
+    import signal
+    import time
+    import urllib.request
+
+    from conftest import _free_port
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+    drip = Path(sys.executable).with_name("drip")
+    server = subprocess.Popen(
+        [str(drip), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "drip serve did not come up"
+                time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, said = server.communicate(timeout=20)
+    assert f"on 127.0.0.1:{port}" in said
+
+
+def test_serve_refuses_two_ways_of_saying_where(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["serve", "--listen", "127.0.0.1:8000", "--port", "8001"])
+    assert result.exit_code == 2 and "not both" in result.output
