@@ -25,24 +25,20 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.header import Header
-from email.mime.message import MIMEMessage
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import make_msgid
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from drip import actions, inbound
+from drip import actions, inbound, mime
 from drip.config import Settings
 from drip.errors import DripError
 from drip.inbound import Incoming, Kind
 from drip.keys import reply_address, signing_keys
 from drip.mailboxes import Source
-from drip.mime import Mailbox
+from drip.mime import Mailbox, compose_forward
 from drip.roster import email_key
 from drip.states import EventKind, ParticipantStatus
 from drip.store import Store, delivery_table, event_table, participant_table, received_table
@@ -58,9 +54,9 @@ EXCERPT = 500
 BATCH = 200
 
 # Built once and reused: a message costs a handful of statements, and building them was a third of it.
-_SEEN = select(received_table.c.id, received_table.c.forward_to, received_table.c.forwarded_at).where(
-    received_table.c.key_hash == bindparam("key")
-)
+_SEEN = select(
+    received_table.c.key_hash, received_table.c.id, received_table.c.forward_to, received_table.c.forwarded_at
+).where(received_table.c.key_hash.in_(bindparam("keys", expanding=True)))
 _RECORD = insert(received_table).returning(received_table.c.id)
 _FORWARDED = (
     update(received_table).where(received_table.c.id == bindparam("rid")).values(forwarded_at=bindparam("at"))
@@ -70,6 +66,16 @@ _ANSWERED = select(
     delivery_table.c.message_id,
 ).where(delivery_table.c.message_id.in_(bindparam("ids", expanding=True)))  # fmt: skip
 _INSERT_EVENT = insert(event_table)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A message acted on before: in an earlier pass, or earlier in this batch."""
+
+    id: int
+    forward_to: str | None
+    forwarded_at: dt.datetime | None
+    this_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,20 +173,14 @@ class Ingester:
             except Exception:  # noqa: BLE001 - one odd message must not stop the others
                 logger.exception("could not read message %s; it stays in the mailbox", reference)
                 tally.outcomes["unreadable"] += 1
-        results: list[tuple[str, int, Forward | None]] = []
-        with self.db.transaction() as conn:
-            for reference, data, incoming in read:
-                try:
-                    with conn.begin_nested():
-                        name, row_id, forward = self._once(conn, incoming, data, now)
-                except DripError:
-                    raise  # the database: stop, and take it up again next time
-                except Exception:
-                    logger.exception("could not act on message %s; it stays in the mailbox", reference)
-                    tally.outcomes["unreadable"] += 1
-                    continue
-                tally.outcomes[name] += 1
-                results.append((reference, row_id, forward))
+        try:
+            # The usual case: every message goes through, in one transaction with no savepoints.
+            results, outcomes = self._act_on_all(read, now, careful=False)
+        except DripError:
+            raise  # the database: stop, and take it up again next time
+        except Exception:  # noqa: BLE001 - rolled back whole; now one savepoint per message
+            results, outcomes = self._act_on_all(read, now, careful=True)
+        tally.outcomes.update(outcomes)
         forwarded = []
         for reference, row_id, forward in results:
             if forward is not None:
@@ -192,15 +192,49 @@ class Ingester:
             with self.db.transaction() as conn:
                 conn.execute(_FORWARDED, [{"rid": row_id, "at": now} for row_id in forwarded])
 
+    def _act_on_all(
+        self, read: Sequence[tuple[str, bytes, Incoming]], now: dt.datetime, *, careful: bool
+    ) -> tuple[list[tuple[str, int, Forward | None]], Counter[str]]:
+        """Act on a batch in one transaction. Careful: a savepoint per message, and one that fails
+        is left in the mailbox; else the first failure rolls the whole batch back (and raises)."""
+        results: list[tuple[str, int, Forward | None]] = []
+        outcomes: Counter[str] = Counter()
+        hashes = [hashlib.sha256(incoming.key.encode()).hexdigest() for _, _, incoming in read]
+        with self.db.transaction() as conn:
+            seen = {
+                row.key_hash: _Seen(row.id, row.forward_to, row.forwarded_at)
+                for row in (conn.execute(_SEEN, {"keys": hashes}) if hashes else ())
+            }
+            for (reference, data, incoming), key_hash in zip(read, hashes, strict=True):
+                try:
+                    with conn.begin_nested() if careful else nullcontext():
+                        name, row_id, forward = self._once(conn, incoming, key_hash, seen, data, now)
+                except DripError:
+                    raise
+                except Exception:
+                    if not careful:
+                        raise
+                    logger.exception("could not act on message %s; it stays in the mailbox", reference)
+                    outcomes["unreadable"] += 1
+                    continue
+                outcomes[name] += 1
+                results.append((reference, row_id, forward))
+        return results, outcomes
+
     def _once(
-        self, conn: Connection, incoming: Incoming, data: bytes, now: dt.datetime
+        self,
+        conn: Connection,
+        incoming: Incoming,
+        key_hash: str,
+        seen: dict[str, _Seen],
+        data: bytes,
+        now: dt.datetime,
     ) -> tuple[str, int, Forward | None]:
         """Act on a message unless it was seen before; return its outcome, its row and any forward to send."""
-        key_hash = hashlib.sha256(incoming.key.encode()).hexdigest()
-        seen = conn.execute(_SEEN, {"key": key_hash}).one_or_none()
-        if seen is not None:
-            pending = seen.forward_to and not seen.forwarded_at
-            return "seen", seen.id, self._forward_again(conn, incoming, data) if pending else None
+        before = seen.get(key_hash)
+        if before is not None:
+            pending = before.forward_to and not before.forwarded_at and not before.this_batch
+            return "seen", before.id, self._forward_again(conn, incoming, data) if pending else None
         outcome, forward = self._act(conn, incoming, data, now)
         row_id = conn.execute(
             _RECORD,
@@ -215,6 +249,8 @@ class Ingester:
                 "forwarded_at": None,
             },
         ).scalar_one()
+        # The same message twice in one batch: the second is a repeat, and the first does any forward.
+        seen[key_hash] = _Seen(row_id, forward.to if forward else None, None, this_batch=True)
         return outcome.name, row_id, forward
 
     # --- deciding -------------------------------------------------------------------
@@ -407,25 +443,20 @@ def _forward_bytes(
     data: bytes,
     message_id: str,
 ) -> bytes:
-    # The compat32 classes: a forward is plain work, and the header registry would double its cost.
-    message = MIMEMultipart("mixed")
-    message["From"] = formataddr((_header_text(sender.name), sender.address), charset="utf-8")
-    message["To"] = target
-    message["Reply-To"] = formataddr((_header_text(person.name), person.email), charset="utf-8")
-    subject = _header_text(f"Reply from {person.name}: {incoming.subject or '(no subject)'}")
-    message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
-    message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-forwarded"  # RFC 3834: no auto-reply loops
     note = (
         f"{person.name} <{person.email}>, in {person.cohort_name}, replied to the '{step}' email. "
         "Answering this message writes to them.\n\n"
         f"{incoming.new_text or '(no new text)'}\n\nTheir whole message is attached.\n"
     )
-    message.attach(MIMEText(note, "plain", "utf-8"))
-    message.attach(MIMEMessage(message_from_bytes(data, policy=policy.compat32)))
-    return message.as_bytes(policy=_CRLF)
-
-
-#: CRLF line ends, as SMTP wants them
-_CRLF = policy.compat32.clone(linesep="\r\n")
+    return compose_forward(
+        mime.Forward(
+            sender=sender,
+            to=target,
+            reply_to=Mailbox(person.name, person.email),
+            subject=_header_text(f"Reply from {person.name}: {incoming.subject or '(no subject)'}"),
+            date=dt.datetime.now(dt.UTC),
+            message_id=message_id,
+            note=note,
+            original=data,
+        )
+    )

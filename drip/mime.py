@@ -127,6 +127,57 @@ def compose(message: Message) -> bytes:
     return "\r\n".join([*lines, "", *parts, ""]).encode("ascii")
 
 
+@dataclass(frozen=True)
+class Forward:
+    """Someone's message passed on: a note, and their message attached whole."""
+
+    sender: Mailbox
+    to: str
+    reply_to: Mailbox
+    subject: str
+    date: dt.datetime
+    message_id: str
+    note: str
+    #: the message as received, any line ends
+    original: bytes
+
+
+def compose_forward(forward: Forward) -> bytes:
+    """Return ``forward`` as bytes: the note as text, the original as message/rfc822 (RFC 2046 5.2.1)."""
+    original = forward.original.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip(b"\n")
+    original = original.replace(b"\n", b"\r\n") + b"\r\n"
+    # message/rfc822 may not be base64-encoded, so the original goes as it came: 7bit or 8bit.
+    encoding = "7bit" if original.isascii() else "8bit"
+    mixed = "=_drip_" + re.sub(r"[^A-Za-z0-9]", "", forward.message_id) + "_fwd"
+    while mixed.encode() in original:
+        mixed += "_"
+    head = [
+        header("From", mailbox(forward.sender)),
+        header("To", _address(forward.to)),
+        header("Reply-To", mailbox(forward.reply_to)),
+        header("Subject", unstructured(forward.subject)),
+        header("Date", format_datetime(forward.date.astimezone(dt.UTC))),
+        header("Message-ID", _ascii(forward.message_id, "Message-ID")),
+        "Auto-Submitted: auto-forwarded",  # RFC 3834: no auto-reply loops
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{mixed}"',
+        "",
+        f"--{mixed}",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        quoted_printable(forward.note),
+        f"--{mixed}",
+        "Content-Type: message/rfc822",
+        "Content-Disposition: attachment",
+        f"Content-Transfer-Encoding: {encoding}",
+        "",
+        "",
+    ]
+    tail = f"\r\n--{mixed}--\r\n"
+    return "\r\n".join(head).encode("ascii") + original + tail.encode("ascii")
+
+
 def header(name: str, value: str) -> str:
     """Return a header line, folding at the spaces of ``value`` to keep lines short."""
     line = f"{name}: {value}"

@@ -307,3 +307,19 @@ def test_a_message_that_fails_leaves_the_rest_of_its_batch_done(
     assert goal_status(started, "ben@example.com")[0] == "open"
     with started.reading() as conn:
         assert conn.execute(select(received_table.c.outcome)).scalars().all() == ["completed"]
+
+
+def test_the_same_reply_twice_in_one_read_is_acted_on_and_forwarded_once(
+    started: Store, ingester: Ingester, outbox: Outbox, tmp_path: Path
+) -> None:
+    box = mailbox.mbox(tmp_path / "replies.mbox")
+    for _ in range(2):  # e.g. the same export appended twice
+        box.add(reply("not_done_yet.eml"))
+        box.add(reply("gmail_top_posted.eml", "<kickoff.ben@drip.test>"))
+    box.close()
+    with opened(MboxSource(str(tmp_path / "replies.mbox"))) as source:
+        tally = ingester.read(source, READ)
+    assert tally.outcomes == {"replied": 1, "completed": 1, "seen": 2}
+    assert (
+        len(outbox) == 1 and len(events(started, "replied")) == 1 and len(events(started, "completed")) == 1
+    )

@@ -44,10 +44,10 @@ def lines(text: str, final: bool = False) -> str:
     return text + "\n" if final and not text.endswith("\n") else text
 
 
-def decoded_display_name(data: bytes) -> str:
-    """The To header's display name, decoded by the RFC 2047 rules (adjacent words join)."""
+def decoded_display_name(data: bytes, field: str = "To") -> str:
+    """A header's display name, decoded by the RFC 2047 rules (adjacent words join)."""
     head = data.split(b"\r\n\r\n", 1)[0].decode().replace("\r\n ", " ")
-    to = next(line for line in head.split("\r\n") if line.startswith("To: "))[4:]
+    to = next(line for line in head.split("\r\n") if line.startswith(f"{field}: "))[len(field) + 2 :]
     return str(make_header(decode_header(to.rsplit(" <", 1)[0])))
 
 
@@ -161,3 +161,47 @@ def test_a_very_long_word_is_encoded_so_lines_stay_under_998(field: str) -> None
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
     parsed = parse(data)
     assert (decoded_display_name(data) if field == "name" else str(parsed["subject"])) == long
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=safe_text,
+    note=body_text,
+    original_body=st.text(st.characters(blacklist_categories=["Cs"]), max_size=300),
+    line_end=st.sampled_from([b"\n", b"\r\n"]),
+)
+def test_a_forward_carries_the_original_whole(
+    name: str, note: str, original_body: str, line_end: bytes
+) -> None:
+    from drip.mime import Forward, compose_forward
+
+    original = line_end.join(
+        [b"From: Ana <ana@example.com>", b"Subject: Re: your goal", b"Message-ID: <a.1@example.com>",
+         b"Content-Type: text/plain; charset=utf-8", b"", *original_body.encode().splitlines()]
+    )  # fmt: skip
+    data = compose_forward(
+        Forward(
+            sender=Mailbox("Comms", "comms@example.com"),
+            to="owner@example.com",
+            reply_to=Mailbox(name, "ana@example.com"),
+            subject=f"Reply from {name}",
+            date=dt.datetime(2027, 1, 13, 16, tzinfo=dt.UTC),
+            message_id="<f.1@example.com>",
+            note=note,
+            original=original,
+        )
+    )
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF throughout
+    message = message_from_bytes(data, policy=policy.default)
+    assert not message.defects and message["Auto-Submitted"] == "auto-forwarded"
+    shown = message["Reply-To"].addresses[0].display_name
+    assert (shown if name.isascii() else decoded_display_name(data, "Reply-To")) == name
+    text, attached = message.iter_parts()
+    assert text.get_content().replace("\r\n", "\n").rstrip("\n") == note.replace("\r\n", "\n").replace(
+        "\r", "\n"
+    ).rstrip("\n")
+    assert attached.get_content_type() == "message/rfc822"
+    inner = attached.get_content()
+    assert inner["Message-ID"] == "<a.1@example.com>" and inner["Subject"] == "Re: your goal"
+    sent_body = inner.get_payload(decode=True).decode().replace("\r\n", "\n").rstrip("\n")
+    assert sent_body == b"\n".join(original_body.encode().splitlines()).decode().rstrip("\n")
