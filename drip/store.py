@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +39,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+
+try:
+    import fcntl
+except ImportError:  # Windows: threads of one process still queue; processes meet SQLite's busy handler
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.pool import StaticPool
 
@@ -73,12 +79,12 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine = _create_engine(url)
-        # SQLite has one writer at a time. Threads of one process (the link pages' server, sending
-        # threads) queue here rather than in SQLite's busy handler, which sleeps in steps of up to
-        # 100 ms and would put those sleeps in the pages' response times.
-        self._writer: threading.RLock | nullcontext[None] = (
-            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
-        )
+        # SQLite has one writer at a time. Writers of every process (link pages, sending, replies)
+        # queue on a lock beside the file rather than in SQLite's busy handler, which sleeps in
+        # steps of up to 100 ms and would put those sleeps in the pages' response times.
+        self._writer: _WriterLock | nullcontext[None] = nullcontext()
+        if self.engine.dialect.name == "sqlite":
+            self._writer = _WriterLock(self.engine.url.database)
         if migrate:
             try:
                 self.migrate()
@@ -92,6 +98,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if isinstance(self._writer, _WriterLock):
+            self._writer.close()
 
     def __enter__(self) -> Store:
         return self
@@ -169,6 +177,43 @@ def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(files("drip") / "migrations"))
     return config
+
+
+class _WriterLock:
+    """One SQLite writer at a time: a lock for this process's threads, then ``flock`` on a file
+    beside the database for the other processes. The kernel wakes the next waiter as soon as
+    the lock is let go, where SQLite's busy handler would poll with sleeps."""
+
+    def __init__(self, database: str | None) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0
+        local = database and database != ":memory:" and fcntl is not None
+        self._path = f"{database}.lock" if local else None
+        self._file: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._depth == 0 and self._path is not None:
+                if self._file is None:
+                    self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._file, fcntl.LOCK_EX)
+        except OSError:
+            self._threads.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def close(self) -> None:
+        with self._threads:
+            if self._file is not None:
+                os.close(self._file)
+                self._file = None
 
 
 def _create_engine(url: str) -> Engine:
@@ -431,8 +476,7 @@ def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int,
     result: dict[int, dict[str, DeliveryRow]] = defaultdict(dict)
     for batch in chunked(list(participant_ids)):
         for row in conn.execute(select(*columns).where(table.c.participant_id.in_(batch))):
-            delivery = DeliveryRow(**{**row._mapping, "status": DeliveryStatus(row.status)})
-            result[row.participant_id][row.step] = delivery
+            result[row.participant_id][row.step] = _delivery(row)
     return result
 
 
@@ -443,8 +487,13 @@ _DELIVERIES_OF_ONE = select(*[delivery_table.c[name] for name in DeliveryRow.__d
 
 def deliveries_of_one(conn: Connection, participant_id: int) -> dict[str, DeliveryRow]:
     """Return one participant's deliveries by step (a statement built once: this runs per click)."""
-    rows = conn.execute(_DELIVERIES_OF_ONE, {"pid": participant_id})
-    return {row.step: DeliveryRow(**{**row._mapping, "status": DeliveryStatus(row.status)}) for row in rows}
+    return {row.step: _delivery(row) for row in conn.execute(_DELIVERIES_OF_ONE, {"pid": participant_id})}
+
+
+def _delivery(row: Any) -> DeliveryRow:
+    """A row selected with DeliveryRow's columns, in their order, as a DeliveryRow."""
+    ident, participant, step, goal, due_at, status, last_error, sent_at = row
+    return DeliveryRow(ident, participant, step, goal, due_at, DeliveryStatus(status), last_error, sent_at)
 
 
 def update_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:

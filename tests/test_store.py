@@ -116,3 +116,37 @@ def test_events_keep_their_data(store: Store, now: dt.datetime) -> None:
         )
     with store.reading() as conn:
         assert conn.execute(select(event_table.c.data)).scalar_one() == {"n": 1, "é": "ü"}
+
+
+def test_sqlite_writers_of_other_processes_queue_on_the_lock_file(tmp_path) -> None:
+    """A writer in another process waits while this one writes, and goes as soon as it is done."""
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'drip.db'}"
+    script = (
+        "import sys, time; from sqlalchemy import text; from drip.store import Store\n"
+        "with Store(sys.argv[1], migrate=False) as db:\n"
+        "    print('ready', flush=True)\n"
+        "    with db.transaction() as conn:\n"
+        "        conn.execute(text(\"INSERT INTO meta (name, value) VALUES ('other', 'x')\"))\n"
+        "print(time.time())\n"
+    )
+    with Store(url) as db:
+        with db.transaction() as conn:
+            conn.execute(text("INSERT INTO meta (name, value) VALUES ('first', 'x')"))
+        # Hold only drip's writer lock: SQLite itself is free, so only the lock can hold the other back.
+        with db._writer:
+            other = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
+            assert other.stdout is not None and other.stdout.readline() == "ready\n"
+            time.sleep(1.0)
+            assert other.poll() is None  # up and waiting, neither failing nor writing
+            released = time.time()
+        out, _ = other.communicate(timeout=30)
+        assert other.returncode == 0
+        assert float(out) - released < 1.0  # woken as soon as the lock was let go
+        with db.reading() as conn:
+            names = conn.execute(text("SELECT name FROM meta WHERE name IN ('first', 'other')")).scalars()
+            assert sorted(names) == ["first", "other"]
+    assert (tmp_path / "drip.db.lock").exists()
