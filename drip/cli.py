@@ -479,7 +479,8 @@ def serve(app: App, listen: str | None, host: str | None, port: int | None, now:
     host, port = settings.listen_address()
     _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
     clock = worker.Clock(now).now if now else None
-    waitress.serve(create_app(settings, clock), host=host, port=port, threads=8, _quiet=True)
+    threads = settings.web_thread_count()
+    waitress.serve(create_app(settings, clock), host=host, port=port, threads=threads, _quiet=True)
 
 
 @main.group()

@@ -242,7 +242,7 @@ def serving(
     host, port = settings.listen_address()
     app = create_app(settings, clock)
     try:
-        server = create_server(app, host=host, port=port, threads=4)
+        server = create_server(app, host=host, port=port, threads=settings.web_thread_count())
     except OSError as exc:
         raise ConfigError(
             f"cannot serve the web pages on {host}:{port}: {exc.strerror or exc}; set DRIP_LISTEN to a free "

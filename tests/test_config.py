@@ -66,6 +66,8 @@ def test_bad_toml_is_reported_with_the_file(tmp_path: Path) -> None:
         ("DRIP_REPLY_ADDRESS", "comms.example.com", "not a valid email"),
         ("DRIP_INBOX_URL", "pop3://mail.example.com", "must start with imap://"),
         ("DRIP_LISTEN", "8000", "not an address to listen on"),
+        ("DRIP_WEB_THREADS", "0", "must be between 1 and 64"),
+        ("DRIP_WEB_THREADS", "many", "is not a whole number"),
         ("DRIP_LISTEN", "0.0.0.0:70000", "not an address to listen on"),
     ],
 )
@@ -113,3 +115,12 @@ def test_where_the_web_pages_listen(tmp_path: Path) -> None:
     assert listen(DRIP_BASE_URL="https://drip.example.com") == ("127.0.0.1", 8000)
     assert listen(DRIP_BASE_URL="https://drip.example.com", DRIP_LISTEN="0.0.0.0:9000") == ("0.0.0.0", 9000)
     assert listen(DRIP_LISTEN="[::1]:8080") == ("::1", 8080)
+
+
+def test_web_threads_follow_the_database_unless_set(tmp_path: Path) -> None:
+    def threads(**environ: str) -> int:
+        return load_settings(environ=environ, cwd=tmp_path).web_thread_count()
+
+    assert threads() == 1  # SQLite: writes take turns; one thread does the most
+    assert threads(DRIP_DATABASE_URL="postgresql+psycopg://drip@db.internal/drip") == 8
+    assert threads(DRIP_WEB_THREADS="4") == 4
