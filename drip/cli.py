@@ -382,17 +382,17 @@ def run(
     if until is not None and now is not None and until < now:
         raise click.UsageError("--until is before --now")
     say = _say
+    store = app.store()
+    worker.freeze_startup_objects()
     try:
         if once:
             began = time.perf_counter()
-            tally = worker.run_once(
-                app.settings, app.store(), now, until, dt.timedelta(minutes=step_minutes), say
-            )
+            tally = worker.run_once(app.settings, store, now, until, dt.timedelta(minutes=step_minutes), say)
             took = time.perf_counter() - began
             rate = f" ({tally.sent / took:,.0f}/s)" if tally.sent and took > 0 else ""
             click.echo(f"Done in {took:.2f} s: {tally.summary()}{rate}.")
         else:
-            worker.run_forever(app.settings, app.store(), now, not no_web, say)
+            worker.run_forever(app.settings, store, now, not no_web, say)
     except DispatchError as exc:
         raise click.ClickException(f"{exc}. What was not sent stays queued; run again.") from exc
     except RelayPaused as exc:
@@ -434,7 +434,9 @@ def ingest(
     )
     words = settings.done_words or DEFAULT_DONE_WORDS
     with mailboxes.opened(source), worker.forwarding(settings) as send:
-        tally = Ingester(app.store(), settings, send, words).read(source, now or dt.datetime.now(dt.UTC))
+        ingester = Ingester(app.store(), settings, send, words)
+        worker.freeze_startup_objects()
+        tally = ingester.read(source, now or dt.datetime.now(dt.UTC))
     click.echo(f"{tally.summary()}.")
     if tally.forward_failures:
         raise click.ClickException(
@@ -480,7 +482,9 @@ def serve(app: App, listen: str | None, host: str | None, port: int | None, now:
     _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
     clock = worker.Clock(now).now if now else None
     threads = settings.web_thread_count()
-    waitress.serve(create_app(settings, clock), host=host, port=port, threads=threads, _quiet=True)
+    web = create_app(settings, clock)
+    worker.freeze_startup_objects()
+    waitress.serve(web, host=host, port=port, threads=threads, _quiet=True)
 
 
 @main.group()

@@ -10,6 +10,7 @@ finish the message in flight, give back the rest, and exit.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import signal
 import threading
@@ -228,6 +229,14 @@ def run_forever(
             finally:
                 scheduler.shutdown(wait=True)
     say("Stopped.")
+
+
+def freeze_startup_objects() -> None:
+    """Leave what start-up made (modules, compiled statements, templates) out of every later
+    garbage collection. A long run otherwise walks all of it again in each full collection:
+    a tenth of the CPU of a click, counted in instructions."""
+    gc.collect()  # garbage first, or it would be kept for good
+    gc.freeze()
 
 
 @contextmanager
