@@ -17,13 +17,17 @@ def signing_keys(
 ) -> tuple[str, ...]:
     """Return the keys links are signed with: newest first.
 
-    ``DRIP_SECRET_KEY`` when set; otherwise a key generated once (``create``,
-    when a cohort is started) and kept in the database, so links keep working
-    across restarts. Without one (a preview before any start) a throwaway key:
+    ``DRIP_SECRET_KEY`` when set (followed by any key generated earlier, which
+    then only verifies); otherwise a key generated once (``create``, when a
+    cohort is started) and kept in the database, so links keep working across
+    restarts. Without one (a preview before any start) a throwaway key:
     such links are only for looking at.
     """
     if settings.secret_key:
-        return tuple(key for key in settings.secret_key.split(",") if key)
+        keys = tuple(key for key in settings.secret_key.split(",") if key)
+        # A key generated before DRIP_SECRET_KEY was set still verifies the links it signed.
+        stored = _meta(conn, "secret_key", lambda: "", create=False)
+        return keys + ((stored,) if stored and stored not in keys else ())
     stored = _meta(conn, "secret_key", lambda: secrets.token_urlsafe(32), create)
     return (stored or secrets.token_urlsafe(32),)
 

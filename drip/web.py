@@ -92,7 +92,7 @@ class _Database:
         """Return the keys links are verified with: DRIP_SECRET_KEY, or the one kept in the database."""
         if self._keys is None:
             if self.settings.secret_key:
-                self._keys = signing_keys(self.settings)
+                self._keys = signing_keys(self.settings, conn)
             else:
                 stored = meta_get(conn, "secret_key")
                 if stored is None:  # no cohort was ever started here: no link can be genuine

@@ -244,6 +244,27 @@ def test_rotated_keys_still_verify_old_links(started: Store, database_url: str) 
         app.extensions["drip.database"].close()
 
 
+def test_links_signed_before_a_secret_key_was_set_keep_working(started: Store, database_url: str) -> None:
+    """An operator who sets DRIP_SECRET_KEY mid-cohort must not break the links already emailed."""
+    _, goals = ids(started)
+    sent_earlier = token(started, Action.DONE, goals["short"])  # signed with the generated key
+    app = create_app(settings(database_url, secret_key="s" * 40), clock=lambda: CLICKED)
+    try:
+        client = app.test_client()
+        assert client.post(f"/done/{sent_earlier}").status_code == 200
+        assert goal_status(started, goals["short"]) == "done"
+        with started.reading() as conn:  # new links are signed with the key that was set
+            keys = signing_keys(load_settings(environ={"DRIP_SECRET_KEY": "s" * 40}), conn)
+        assert keys[0] == "s" * 40 and len(keys) == 2
+    finally:
+        app.extensions["drip.database"].close()
+
+
+def goal_status(db: Store, goal_id: int) -> str:
+    with db.reading() as conn:
+        return conn.execute(select(goal_table.c.status).where(goal_table.c.id == goal_id)).scalar_one()
+
+
 def test_oversized_bodies_and_unknown_pages(started: Store, client: FlaskClient) -> None:
     person, _ = ids(started)
     url = f"/unsubscribe/{token(started, Action.UNSUBSCRIBE, person, None)}"
