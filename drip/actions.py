@@ -410,6 +410,29 @@ def bounce(conn: Connection, person: Person, now: dt.datetime, evidence: Evidenc
     )
 
 
+# --- cohorts ------------------------------------------------------------------------
+
+
+def set_cohort_status(
+    conn: Connection, slug: str, status: str, now: dt.datetime, evidence: Evidence = ADMIN
+) -> tuple[bool, str]:
+    """Pause ("paused") or resume ("active") a whole cohort; say whether it changed, and what."""
+    cohort = store.find_cohort(conn, slug)
+    if cohort is None:
+        known = ", ".join(store.cohort_slugs(conn)) or "none"
+        raise ActionError(f"no cohort {slug!r}; known cohorts: {known}")
+    was = conn.execute(select(cohort_table.c.status).where(cohort_table.c.id == cohort.id)).scalar_one()
+    word = "paused" if status == "paused" else "active"
+    if was == status:
+        return False, f"Cohort {slug!r} was already {word}; nothing changed."
+    conn.execute(update(cohort_table).where(cohort_table.c.id == cohort.id).values(status=status))
+    kind = EventKind.PAUSED if status == "paused" else EventKind.RESUMED
+    store.record_event(conn, cohort.id, kind, now, data={**evidence.data(), "was": was})
+    if status == "paused":
+        return True, f"Cohort {slug!r} paused: its email waits until `drip cohort resume {slug}`."
+    return True, f"Cohort {slug!r} resumed: email that fell stale meanwhile is skipped, the rest goes."
+
+
 def _silence(
     conn: Connection,
     person: Person,

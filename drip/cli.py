@@ -22,7 +22,6 @@ from drip import (
     mailboxes,
     preflight,
     preview,
-    queue,
     report,
     transport,
     worker,
@@ -513,9 +512,8 @@ def _set_cohort_status(app: App, slug: str, status: str) -> None:
     if store is None:
         raise click.ClickException(f"no database at {redact_url(app.settings.database_url)}")
     with store.transaction() as conn:
-        if not queue.set_cohort_status(conn, slug, status):
-            raise click.ClickException(f"no cohort {slug!r}")
-    click.echo(f"Cohort {slug!r} is {status}.")
+        _, said = actions.set_cohort_status(conn, slug, status, dt.datetime.now(dt.UTC))
+    click.echo(said)
 
 
 @main.group()

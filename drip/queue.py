@@ -339,9 +339,3 @@ def load_batch(conn: Connection, rows: Sequence[Claimed]) -> Batch:
     for goal in conn.execute(select(goal_table).where(goal_table.c.participant_id.in_(participant_ids))):
         goals.setdefault(goal.participant_id, []).append(goal)
     return Batch(cohorts, people, goals)
-
-
-def set_cohort_status(conn: Connection, slug: str, status: str) -> int:
-    """Pause or resume a cohort; return how many cohorts changed (0 or 1)."""
-    result = conn.execute(update(cohort_table).where(cohort_table.c.slug == slug).values(status=status))
-    return result.rowcount

@@ -395,3 +395,18 @@ def test_serve_listens_where_asked_and_stops_on_sigterm(tmp_path: Path) -> None:
 def test_serve_refuses_two_ways_of_saying_where(runner: CliRunner) -> None:
     result = runner.invoke(main, ["serve", "--listen", "127.0.0.1:8000", "--port", "8001"])
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_cohort_pause_and_resume_say_what_changed(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    run(runner, "start", str(make_cohort()), *NOW, db=database_url)
+    assert "Cohort 'test-cohort' paused" in run(runner, "cohort", "pause", "test-cohort", db=database_url)
+    again = run(runner, "cohort", "pause", "test-cohort", db=database_url)
+    assert "was already paused; nothing changed" in again
+    assert "Cohort 'test-cohort' resumed" in run(runner, "cohort", "resume", "test-cohort", db=database_url)
+    result = runner.invoke(main, ["--database-url", database_url, "cohort", "pause", "nope"])
+    assert result.exit_code == 1 and "no cohort 'nope'; known cohorts: test-cohort" in result.output
+    with Store(database_url, migrate=False) as db, db.reading() as conn:
+        kinds = conn.execute(select(event_table.c.kind).order_by(event_table.c.id)).scalars().all()
+    assert kinds[-2:] == ["paused", "resumed"]  # the repeated pause left no event

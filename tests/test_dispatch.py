@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select, update
 
 from conftest import EMAILS, CohortFactory, SMTPServer
-from drip import enrol
+from drip import actions, enrol
 from drip.cohort import load_cohort
 from drip.config import load_settings
 from drip.dispatch import Dispatcher, RelayPaused
@@ -156,17 +156,16 @@ def test_reminders_of_a_done_goal_are_cancelled(started: Store, relay: SMTPServe
 
 
 def test_paused_participants_and_cohorts_wait(started: Store, relay: SMTPServer) -> None:
-    from drip import queue
 
     with started.transaction() as conn:
         conn.execute(
             update(participant_table).where(participant_table.c.email == BEN).values(status="paused")
         )
-        queue.set_cohort_status(conn, "test-cohort", "active")
+        actions.set_cohort_status(conn, "test-cohort", "active", WELCOMES_DUE)
     assert dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE).sent == 2
     assert statuses(started)[BEN][0] == "scheduled"
     with started.transaction() as conn:
-        queue.set_cohort_status(conn, "test-cohort", "paused")
+        actions.set_cohort_status(conn, "test-cohort", "paused", WELCOMES_DUE)
         conn.execute(update(participant_table).values(status="active"))
     assert dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE).sent == 0
 
