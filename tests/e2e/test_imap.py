@@ -248,6 +248,50 @@ def test_drip_run_reads_the_inbox_before_sending(
     assert ana_short(database) == "done"
 
 
+def test_a_running_drip_serves_the_pages_and_polls_the_inbox(
+    trusted: Dovecot, empty_inbox: Dovecot, database: str, tmp_path: Path
+) -> None:
+    """`drip run` as deployed: its web pages answer, and a reply that arrives later is read on schedule."""
+    import signal
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+    env.update(
+        DRIP_INBOX_URL=trusted.url(),
+        DRIP_INBOX_EVERY="10",
+        DRIP_SMTP_URL=f"file://{tmp_path / 'outbox'}",
+        DRIP_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    drip = Path(sys.executable).with_name("drip")
+    worker = subprocess.Popen(
+        [str(drip), "--database-url", database, "run", "--now", "2027-01-13T16:00Z"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the pages come up with the worker
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert worker.poll() is None and time.monotonic() < deadline, "drip run served no pages"
+                time.sleep(0.2)
+        time.sleep(1)  # past the first read of the inbox, made at start
+        trusted.append(reply("outlook_top_posted.eml"))
+        deadline = time.monotonic() + 30
+        while ana_short(database) != "done":
+            assert worker.poll() is None and time.monotonic() < deadline, "the reply was never read"
+            time.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, said = worker.communicate(timeout=30)
+    assert worker.returncode == 0, said
+    assert "the inbox every 10 s" in said and f"Web pages on 127.0.0.1:{port}" in said
+
+
 def test_a_wrong_password_or_an_untrusted_certificate_says_what_to_change(dovecot: Dovecot) -> None:
     with pytest.raises(MailboxError, match="certificate is not trusted .* set SSL_CERT_FILE"):
         IMAPSource(dovecot.url())
