@@ -139,6 +139,26 @@ def says_done(text: str, words: Iterable[str] = DEFAULT_DONE_WORDS) -> bool:
     return False
 
 
+#: two words that say "not yet", in the languages of the negations above
+_NOT_YET = frozenset(
+    {("not", "yet"), ("noch", "nicht"), ("pas", "encore"), ("todavía", "no"), ("aún", "no"),
+     ("nog", "niet"), ("ainda", "não"), ("non", "ancora")}
+)  # fmt: skip
+
+
+def takes_back(text: str, words: Iterable[str] = DEFAULT_DONE_WORDS) -> bool:
+    """Say whether ``text`` says the goal is not done: "not yet", or a done word taken back."""
+    wanted = {_fold(word) for word in words}
+    for sentence in re.split(r"(?<=[.!?\n])", text):
+        tokens = [_fold(token) for token in _WORD.findall(sentence)]
+        if _NOT_YET.intersection(zip(tokens, tokens[1:], strict=False)):
+            return True
+        for index, token in enumerate(tokens):
+            if token in wanted and _NEGATIONS.intersection(tokens[max(0, index - 3) : index]):
+                return True
+    return False
+
+
 def new_text(message: Message) -> str:
     """Return what the sender wrote: the plain part (or the HTML's text) with quotes and signature cut."""
     plain = _body(message, "plain")

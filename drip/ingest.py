@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from drip import actions, inbound, mime
+from drip import actions, inbound, mime, store
 from drip.config import Settings
 from drip.errors import DripError
 from drip.inbound import Incoming, Kind
@@ -261,11 +261,15 @@ class Ingester:
         if incoming.kind is Kind.BOUNCE:
             return self._bounce(conn, incoming, now), None
         evidence = actions.Evidence("reply", message_id=incoming.key[:300], user_agent=None)
+        taken_back: tuple[actions.Person, str] | None = None
         for token in incoming.tokens:
             outcome = self._token(conn, token, incoming, evidence, now)
-            if outcome is not None:
+            if isinstance(outcome, _Outcome):
                 return outcome, None
+            taken_back = taken_back or outcome
         delivery = self._answered(conn, incoming.answers)
+        if delivery is None and taken_back is not None:
+            delivery = _last_sent(conn, *taken_back)  # "not yet" to a reply-done address, out of thread
         if delivery is None:
             return _Outcome("unmatched"), None
         person = actions.person_by_id(conn, delivery.participant_id)
@@ -283,8 +287,12 @@ class Ingester:
 
     def _token(
         self, conn: Connection, token: str, incoming: Incoming, evidence: actions.Evidence, now: dt.datetime
-    ) -> _Outcome | None:
-        """Act on a plus-addressed token; None when it is not a genuine, current one."""
+    ) -> _Outcome | tuple[actions.Person, str] | None:
+        """Act on a plus-addressed token; None when it is not a genuine, current one.
+
+        A message to a reply-done address whose text takes it back ("not yet", "almost finished")
+        completes nothing: the participant and goal come back, so it is kept and forwarded as a reply.
+        """
         if incoming.kind is Kind.AUTO_REPLY:
             return None
         keys = signing_keys(self.settings, conn)
@@ -298,6 +306,8 @@ class Ingester:
                 if found is None:
                     return None
                 person, goal = found
+                if inbound.takes_back(incoming.new_text, self.done_words):
+                    return person, goal
                 done = actions.complete(conn, person, goal, now, evidence)
                 return _Outcome("completed" if done.changed else "already", person)
             unsubscribing = actions.person_by_id(conn, claim.object_id)
@@ -410,6 +420,14 @@ class Ingester:
             return False
         tally.forwarded += 1
         return True
+
+
+def _last_sent(conn: Connection, person: actions.Person, goal: str) -> store.DeliveryRow | None:
+    """The last email about ``goal`` that went to ``person``, the one a reply-done message answers."""
+    sent = [
+        row for row in store.deliveries_of_one(conn, person.id).values() if row.sent_at and row.goal == goal
+    ]
+    return max(sent, key=lambda row: row.sent_at or dt.datetime.min, default=None)
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,22 @@ def test_any_body_is_read_without_an_error(body: str, subtype: str) -> None:
     incoming = inbound.read(message.as_bytes(policy=policy.SMTP))
     assert isinstance(incoming.new_text, str) and isinstance(incoming.says_done(), bool)
     assert message_from_bytes(message.as_bytes(), policy=policy.default)["From"] == "a@example.com"
+
+
+@pytest.mark.parametrize(
+    ("text", "taken_back"),
+    [
+        ("", False),
+        ("Done!", False),
+        ("Done! Not bad at all.", False),
+        ("Not yet, I need another week.", True),
+        ("I have not finished it.", True),
+        ("Almost done.", True),
+        ("Noch nicht, sorry.", True),
+        ("Pas encore.", True),
+    ],
+)
+def test_what_takes_a_reply_done_message_back(text: str, taken_back: bool) -> None:
+    from drip.inbound import takes_back
+
+    assert takes_back(text) is taken_back

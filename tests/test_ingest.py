@@ -197,15 +197,20 @@ def test_a_bounce_of_the_delegate_leaves_the_participant_alone(started: Store, i
     assert events(started, "bounced") == []
 
 
-def test_the_reply_done_link(started: Store, ingester: Ingester, outbox: Outbox) -> None:
-    with started.reading() as conn:
+def done_token(db: Store, goal: str) -> tuple[int, str]:
+    """Ana's goal row id and the token of its reply-done address."""
+    with db.reading() as conn:
         goal_id = conn.execute(
             select(goal_table.c.id)
             .join(participant_table)
-            .where(participant_table.c.email == "ana@example.com", goal_table.c.goal == "mid")
+            .where(participant_table.c.email == "ana@example.com", goal_table.c.goal == goal)
         ).scalar_one()
         secret = keys.signing_keys(load_settings(environ={}), conn)
-    token = make_token(secret, Action.DONE, goal_id, dt.date(2027, 6, 1))
+    return goal_id, make_token(secret, Action.DONE, goal_id, dt.date(2027, 6, 1))
+
+
+def test_the_reply_done_link(started: Store, ingester: Ingester, outbox: Outbox) -> None:
+    goal_id, token = done_token(started, "mid")
     assert ingester.ingest(reply("mailto_done.eml", TOKEN=token), READ)
     assert goal_status(started, goal="mid") == ("done", "reply") and outbox == []
     forged = make_token(("f" * 40,), Action.DONE, goal_id, dt.date(2027, 6, 1))
@@ -323,3 +328,21 @@ def test_the_same_reply_twice_in_one_read_is_acted_on_and_forwarded_once(
     assert (
         len(outbox) == 1 and len(events(started, "replied")) == 1 and len(events(started, "completed")) == 1
     )
+
+
+def test_not_yet_to_the_reply_done_address_completes_nothing_and_reaches_a_person(
+    started: Store, ingester: Ingester, outbox: Outbox
+) -> None:
+    _, token = done_token(started, "short")
+    message = reply(
+        "mailto_done.eml", TOKEN=token, **{"Sent from my iPhone": "Not yet, I need another week."}
+    )
+    assert ingester.ingest(message, READ)
+    assert goal_status(started)[0] == "open"
+    [event] = events(started, "replied")
+    assert event.data["step"] == "short-kickoff" and event.data["excerpt"].startswith("Not yet")
+    assert len(outbox) == 1  # the owner reads it
+    empty = reply(
+        "mailto_done.eml", TOKEN=token, **{"5E0B1D2C": "5E0B1D2D"}
+    )  # just sent, as the link makes it
+    assert ingester.ingest(empty, READ) and goal_status(started)[0] == "done"
