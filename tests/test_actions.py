@@ -227,8 +227,12 @@ def test_resume_takes_back_a_removal(store: Store, folder: Path) -> None:
     before = plan_of(store)
     removed = change(store, actions.remove)
     assert removed.cancelled == 16 and {s for s, _, _ in plan_of(store).values()} == {"sent", "cancelled"}
+    [event] = events_of(store, "removed")
+    assert event.data == {"via": "admin", "cancelled": 16}
     change(store, actions.resume)
     assert plan_of(store) == before
+    [back] = events_of(store, "resumed")
+    assert back.data == {"via": "admin", "was": "removed"}
 
 
 def test_unsubscribe_is_for_good(store: Store, folder: Path) -> None:

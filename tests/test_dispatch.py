@@ -155,6 +155,28 @@ def test_reminders_of_a_done_goal_are_cancelled(started: Store, relay: SMTPServe
     assert status == "cancelled" and reason == "the goal short is done"
 
 
+def test_an_unsubscribe_between_claim_and_send_is_honoured(
+    started: Store, relay: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The click lands after a worker claimed Ben's welcome and before it went: nothing goes to Ben."""
+    prepare = Dispatcher._prepare
+
+    def unsubscribe_then_prepare(self, rows, now, tally):
+        with started.transaction() as conn:  # as the link page's transaction would, after the claim
+            conn.execute(
+                update(participant_table)
+                .where(participant_table.c.email == BEN)
+                .values(status="unsubscribed")
+            )
+        return prepare(self, rows, now, tally)
+
+    monkeypatch.setattr(Dispatcher, "_prepare", unsubscribe_then_prepare)
+    tally = dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE)
+    assert BEN not in {m.recipients[0] for m in relay.messages} and tally.sent == len(relay.messages) >= 1
+    status, reason, _ = statuses(started)[BEN]
+    assert (status, reason) == ("cancelled", "the participant is unsubscribed")
+
+
 def test_paused_participants_and_cohorts_wait(started: Store, relay: SMTPServer) -> None:
 
     with started.transaction() as conn:
