@@ -28,9 +28,9 @@ from drip.config import Settings
 from drip.enrol import stored_timing
 from drip.errors import DripError, TemplateError
 from drip.keys import instance_id, reply_address, signing_keys
-from drip.message import CohortView, GoalView, Recipient, build, links_for
+from drip.message import CohortView, build, links_for, recipient_of
 from drip.mime import Mailbox, addresses, compose
-from drip.plan import goal_dates, program_end
+from drip.plan import program_end
 from drip.program import Program, load_program
 from drip.render import Templates
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
@@ -430,26 +430,13 @@ class Dispatcher:
         settings = parts.settings
         deadlines = {key: goal.deadline for key, goal in goal_rows.items()}
         timing = stored_timing(settings, parts.start, person.timezone, deadlines)
-        dates = goal_dates(parts.program, timing)
-        recipient = Recipient(
-            email=person.email,
-            name=person.name,
-            timezone=person.timezone,
-            delegate_email=person.delegate_email,
-            fields=dict(person.fields),
-            id=person.id,
-            goals=tuple(
-                GoalView(
-                    g.key,
-                    g.title,
-                    g.description,
-                    dates[g.key].deadline,
-                    dates[g.key].opens,
-                    goal_rows[g.key].status,
-                    goal_rows[g.key].id,
-                )  # fmt: skip
-                for g in parts.program.goals
-            ),
+        recipient = recipient_of(
+            person,
+            parts.program,
+            timing,
+            {key: goal.id for key, goal in goal_rows.items()},
+            {key: goal.status for key, goal in goal_rows.items()},
+            participant_id=person.id,
         )
         links = links_for(
             self.settings.base_url, self.keys, parts.reply_address, program_end(parts.program, timing)

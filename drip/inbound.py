@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
@@ -129,14 +129,23 @@ def read(data: bytes) -> Incoming:
 def says_done(text: str, words: Iterable[str] = DEFAULT_DONE_WORDS) -> bool:
     """Say whether ``text`` reports a goal done: a done word, not taken back, not asked about."""
     wanted = {_fold(word) for word in words}
-    for sentence in re.split(r"(?<=[.!?\n])", text):
+    for sentence, tokens in _sentences(text):
         if sentence.strip().endswith("?"):
             continue  # "is it done?" asks, it does not tell
-        tokens = [_fold(token) for token in _WORD.findall(sentence)]
-        for index, token in enumerate(tokens):
-            if token in wanted and not _NEGATIONS.intersection(tokens[max(0, index - 3) : index]):
-                return True
+        if any(token in wanted and not _negated(tokens, index) for index, token in enumerate(tokens)):
+            return True
     return False
+
+
+def _sentences(text: str) -> Iterator[tuple[str, list[str]]]:
+    """Each sentence of ``text`` with its words, folded for comparison."""
+    for sentence in re.split(r"(?<=[.!?\n])", text):
+        yield sentence, [_fold(token) for token in _WORD.findall(sentence)]
+
+
+def _negated(tokens: list[str], index: int) -> bool:
+    """Say whether one of the three words before ``tokens[index]`` takes it back."""
+    return bool(_NEGATIONS.intersection(tokens[max(0, index - 3) : index]))
 
 
 #: two words that say "not yet", in the languages of the negations above
@@ -149,13 +158,11 @@ _NOT_YET = frozenset(
 def takes_back(text: str, words: Iterable[str] = DEFAULT_DONE_WORDS) -> bool:
     """Say whether ``text`` says the goal is not done: "not yet", or a done word taken back."""
     wanted = {_fold(word) for word in words}
-    for sentence in re.split(r"(?<=[.!?\n])", text):
-        tokens = [_fold(token) for token in _WORD.findall(sentence)]
+    for _, tokens in _sentences(text):
         if _NOT_YET.intersection(zip(tokens, tokens[1:], strict=False)):
             return True
-        for index, token in enumerate(tokens):
-            if token in wanted and _NEGATIONS.intersection(tokens[max(0, index - 3) : index]):
-                return True
+        if any(token in wanted and _negated(tokens, index) for index, token in enumerate(tokens)):
+            return True
     return False
 
 

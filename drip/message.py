@@ -299,8 +299,9 @@ def recipient_of(
     timing: Timing,
     goal_ids: Mapping[str, int] | None = None,
     statuses: Mapping[str, str] | None = None,
+    participant_id: int = 0,
 ) -> Recipient:
-    """Return the Recipient for a roster participant (ids 0 and goals open until stored)."""
+    """Return the Recipient for a participant (ids 0 and goals open until stored)."""
     ids, states = goal_ids or {}, statuses or {}
     dates = goal_dates(program, timing)
     return Recipient(
@@ -309,6 +310,7 @@ def recipient_of(
         timezone=participant.timezone,
         delegate_email=participant.delegate_email,
         fields=dict(participant.fields),
+        id=participant_id,
         goals=tuple(
             GoalView(
                 g.key,

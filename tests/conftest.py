@@ -169,6 +169,22 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_pages(process, port: int, what: str, seconds: float = 20) -> None:
+    """Wait until ``process`` answers /healthz on ``port``; fail if it exits or takes too long."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                assert answer.status == 200
+                return
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, f"{what} served no pages"
+            time.sleep(0.1)
+
+
 @contextmanager
 def running_smtp_server(**options) -> Iterator[SMTPServer]:
     from aiosmtpd.controller import Controller

@@ -364,10 +364,8 @@ def test_a_file_that_is_not_a_database(runner: CliRunner, make_cohort: CohortFac
 def test_serve_listens_where_asked_and_stops_on_sigterm(tmp_path: Path) -> None:
     """`drip serve --host --port` in its own process: /healthz answers there, SIGTERM stops it."""
     import signal
-    import time
-    import urllib.request
 
-    from conftest import _free_port
+    from conftest import _free_port, wait_for_pages
 
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
@@ -377,15 +375,7 @@ def test_serve_listens_where_asked_and_stops_on_sigterm(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "drip serve did not come up"
-                time.sleep(0.1)
+        wait_for_pages(server, port, "drip serve")
     finally:
         server.send_signal(signal.SIGTERM)
         _, said = server.communicate(timeout=20)

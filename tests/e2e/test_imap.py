@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from conftest import EMAILS, CohortFactory, _free_port
+from conftest import EMAILS, CohortFactory, _free_port, wait_for_pages
 from drip import enrol, keys
 from drip.cli import main
 from drip.cohort import load_cohort
@@ -254,7 +254,6 @@ def test_a_running_drip_serves_the_pages_and_polls_the_inbox(
     """`drip run` as deployed: its web pages answer, and a reply that arrives later is read on schedule."""
     import signal
     import sys
-    import urllib.request
 
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
@@ -270,15 +269,7 @@ def test_a_running_drip_serves_the_pages_and_polls_the_inbox(
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:  # the pages come up with the worker
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert worker.poll() is None and time.monotonic() < deadline, "drip run served no pages"
-                time.sleep(0.2)
+        wait_for_pages(worker, port, "drip run")  # the pages come up with the worker
         time.sleep(1)  # past the first read of the inbox, made at start
         trusted.append(reply("outlook_top_posted.eml"))
         deadline = time.monotonic() + 30
