@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from drip import enrol, store
 from drip.errors import DripError
+from drip.plainsql import Plain
 from drip.plan import Timing, goal_dates, local_day
 from drip.program import Program, load_program
 from drip.replan import PARTICIPANT_REMOVED, Changes, replan
@@ -161,56 +162,58 @@ def _program(path: str) -> Program:
     return program
 
 
-# Built once: a statement object reused keeps its compiled form and cache key (link pages and
-# replies run these for every click and every message).
-_P, _C, _G = participant_table, cohort_table, goal_table
-_PEOPLE = select(
-    _P.c.id, _P.c.email, _P.c.name, _P.c.timezone, _P.c.fields, _P.c.status, _C.c.id.label("cohort_id"),
-    _C.c.slug, _C.c.name.label("cohort_name"), _C.c.settings, _C.c.start_date, _C.c.program_path,
-).join(_C, _C.c.id == _P.c.cohort_id)  # fmt: skip
-_PERSON = _PEOPLE.where(_P.c.id == bindparam("pid"))
-_GOALS = select(  # GoalRow's fields, in their order
-    _G.c.id, _G.c.goal, _G.c.status, _G.c.deadline, _G.c.completed_at, _G.c.via, _G.c.deadline_override,
-    _G.c.snoozed_at,
-).where(_G.c.participant_id == bindparam("pid"))  # fmt: skip
-_PERSON_OF_GOAL = (
-    _PEOPLE.add_columns(_G.c.goal.label("goal_key"))
-    .join(_G, _G.c.participant_id == _P.c.id)
-    .where(_G.c.id == bindparam("gid"))
-)
-_INSERT_EVENT = insert(store.event_table)
+# Plain SQL (``drip.plainsql``): the link pages and replies find a person for every click and
+# every message.
+_PEOPLE = """
+SELECT p.id, p.email, p.name, p.timezone, p.fields, p.status, c.id, c.slug, c.name, c.settings,
+       c.start_date, c.program_path{goal}
+FROM participants p JOIN cohorts c ON c.id = p.cohort_id"""
+_PERSON = _PEOPLE.format(goal="") + " WHERE p.id = ?"
+_PERSON_OF_GOAL = _PEOPLE.format(goal=", g.goal") + " JOIN goals g ON g.participant_id = p.id WHERE g.id = ?"
+#: GoalRow's fields, in their order
+_GOALS = """
+SELECT id, goal, status, deadline, completed_at, via, deadline_override, snoozed_at
+FROM goals WHERE participant_id = ?"""
 
 
 def person_by_id(conn: Connection, participant_id: int) -> Person | None:
-    row = conn.execute(_PERSON, {"pid": participant_id}).one_or_none()
-    return None if row is None else _person(conn, row)
-
-
-def _person(conn: Connection, row: Any) -> Person:
-    goals = conn.execute(_GOALS, {"pid": row.id}).all()
-    program = _program(row.program_path)
-    by_key = {goal.goal: GoalRow(*goal[:2], GoalStatus(goal.status), *goal[3:]) for goal in goals}
-    return Person(
-        id=row.id,
-        email=row.email,
-        name=row.name,
-        timezone=row.timezone,
-        fields=dict(row.fields),
-        status=ParticipantStatus(row.status),
-        cohort_id=row.cohort_id,
-        cohort_slug=row.slug,
-        cohort_name=row.cohort_name,
-        cohort_settings=dict(row.settings),
-        start=row.start_date,
-        program=program,
-        goals={key: by_key[key] for key in program.goal_keys if key in by_key},
-    )
+    sql = Plain(conn)
+    rows = sql.rows(_PERSON, (participant_id,))
+    return _person(sql, rows[0]) if rows else None
 
 
 def person_by_goal(conn: Connection, goal_id: int) -> tuple[Person, str] | None:
     """Return the participant a goal row belongs to, and the goal's key."""
-    row = conn.execute(_PERSON_OF_GOAL, {"gid": goal_id}).one_or_none()
-    return None if row is None else (_person(conn, row), row.goal_key)
+    sql = Plain(conn)
+    rows = sql.rows(_PERSON_OF_GOAL, (goal_id,))
+    return (_person(sql, rows[0]), rows[0][-1]) if rows else None
+
+
+def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
+    ident, address, name, zone, fields, status, cohort_id, slug, cohort_name, settings, start, path = row[:12]
+    program = _program(path)
+    by_key = {}
+    for goal in sql.rows(_GOALS, (ident,)):
+        goal_id, key, goal_status, deadline, completed_at, via, override, snoozed_at = goal
+        by_key[key] = GoalRow(
+            goal_id, key, GoalStatus(goal_status), sql.read_date(deadline), sql.read_instant(completed_at),
+            via, sql.read_optional_date(override), sql.read_instant(snoozed_at),
+        )  # fmt: skip
+    return Person(
+        id=ident,
+        email=address,
+        name=name,
+        timezone=zone,
+        fields=dict(sql.read_json(fields)),
+        status=ParticipantStatus(status),
+        cohort_id=cohort_id,
+        cohort_slug=slug,
+        cohort_name=cohort_name,
+        cohort_settings=dict(sql.read_json(settings)),
+        start=sql.read_date(start),
+        program=program,
+        goals={key: by_key[key] for key in program.goal_keys if key in by_key},
+    )
 
 
 def find_person(conn: Connection, slug: str, email: str) -> Person:
@@ -238,7 +241,7 @@ def complete(conn: Connection, person: Person, key: str, now: dt.datetime, evide
         return Outcome(person, False, said, key)
     current = store.deliveries_of_one(conn, person.id)
     data = _attested(evidence, current, key, now)
-    _set_goal(conn, goal, status=GoalStatus.DONE.value, completed_at=now, via=evidence.via)
+    _settle_goal(conn, goal, GoalStatus.DONE, now, evidence.via)
     person.goals[key] = replace(goal, status=GoalStatus.DONE, completed_at=now, via=evidence.via)
     changes = _replan(conn, person, now, current)
     _event(conn, person, EventKind.COMPLETED, now, key, data)
@@ -252,7 +255,7 @@ def waive(
     goal = person.goal(key)
     if goal.status is GoalStatus.WAIVED:
         return Outcome(person, False, f"{person.email}: {key} was already waived.", key)
-    _set_goal(conn, goal, status=GoalStatus.WAIVED.value, completed_at=None, via=evidence.via)
+    _settle_goal(conn, goal, GoalStatus.WAIVED, None, evidence.via)
     person.goals[key] = replace(goal, status=GoalStatus.WAIVED, completed_at=None, via=evidence.via)
     changes = _replan(conn, person, now)
     _event(conn, person, EventKind.WAIVED, now, key, evidence.data())
@@ -266,7 +269,7 @@ def reopen(
     goal = person.goal(key)
     if goal.status is GoalStatus.OPEN:
         return Outcome(person, False, f"{person.email}: {key} is already open.", key)
-    _set_goal(conn, goal, status=GoalStatus.OPEN.value, completed_at=None, via=None)
+    _settle_goal(conn, goal, GoalStatus.OPEN, None, None)
     person.goals[key] = replace(goal, status=GoalStatus.OPEN, completed_at=None, via=None)
     changes = _replan(conn, person, now)
     _event(conn, person, EventKind.REOPENED, now, key, {**evidence.data(), "was": goal.status.value})
@@ -498,18 +501,23 @@ def _replan(
     return changes
 
 
-_SETTLE_GOAL = (
-    update(goal_table)
-    .where(goal_table.c.id == bindparam("gid"))
-    .values(status=bindparam("status"), completed_at=bindparam("completed_at"), via=bindparam("via"))
+_SETTLE_GOAL = "UPDATE goals SET status = ?, completed_at = ?, via = ? WHERE id = ?"
+_INSERT_EVENT = (
+    "INSERT INTO events (cohort_id, participant_id, delivery_id, goal, kind, at, data) "
+    "VALUES (?, ?, NULL, ?, ?, ?, ?)"
 )
 
 
+def _settle_goal(
+    conn: Connection, goal: GoalRow, status: GoalStatus, at: dt.datetime | None, via: str | None
+) -> None:
+    """Done, waived or reopened: the change a click makes."""
+    sql = Plain(conn)
+    sql.run(_SETTLE_GOAL, (status.value, sql.instant(at), via, goal.id))
+
+
 def _set_goal(conn: Connection, goal: GoalRow, **values: Any) -> None:
-    if values.keys() == {"status", "completed_at", "via"}:  # done, waived, reopened: the common case
-        conn.execute(_SETTLE_GOAL, {"gid": goal.id, **values})
-    else:
-        conn.execute(update(goal_table).where(goal_table.c.id == goal.id).values(**values))
+    conn.execute(update(goal_table).where(goal_table.c.id == goal.id).values(**values))
 
 
 def _set_status(conn: Connection, person: Person, status: ParticipantStatus, now: dt.datetime) -> None:
@@ -525,18 +533,8 @@ def _event(
     goal: str | None,
     data: dict[str, Any],
 ) -> None:
-    conn.execute(
-        _INSERT_EVENT,
-        {
-            "cohort_id": person.cohort_id,
-            "participant_id": person.id,
-            "delivery_id": None,
-            "goal": goal,
-            "kind": kind.value,
-            "at": now,
-            "data": data,
-        },
-    )
+    sql = Plain(conn)
+    sql.run(_INSERT_EVENT, (person.cohort_id, person.id, goal, kind.value, sql.instant(now), sql.json(data)))
 
 
 def _outcome(person: Person, key: str | None, did: str, changes: Changes) -> Outcome:

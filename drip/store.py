@@ -49,6 +49,7 @@ from sqlalchemy.pool import StaticPool
 
 from drip.errors import StoreError
 from drip.models import Cohort, Delivery, Event, Goal, Meta, Participant, Received
+from drip.plainsql import Plain
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 
 logger = logging.getLogger(__name__)
@@ -480,14 +481,24 @@ def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int,
     return result
 
 
-_DELIVERIES_OF_ONE = select(*[delivery_table.c[name] for name in DeliveryRow.__dataclass_fields__]).where(
-    delivery_table.c.participant_id == bindparam("pid")
+_DELIVERIES_OF_ONE = (  # DeliveryRow's fields, in their order
+    "SELECT id, participant_id, step, goal, due_at, status, last_error, sent_at "
+    "FROM deliveries WHERE participant_id = ?"
 )
 
 
 def deliveries_of_one(conn: Connection, participant_id: int) -> dict[str, DeliveryRow]:
-    """Return one participant's deliveries by step (a statement built once: this runs per click)."""
-    return {row.step: _delivery(row) for row in conn.execute(_DELIVERIES_OF_ONE, {"pid": participant_id})}
+    """Return one participant's deliveries by step (plain SQL: this runs for every click)."""
+    sql = Plain(conn)
+    found = {}
+    for ident, participant, step, goal, due_at, status, last_error, sent_at in sql.rows(
+        _DELIVERIES_OF_ONE, (participant_id,)
+    ):
+        found[step] = DeliveryRow(
+            ident, participant, step, goal, sql.read_instant(due_at), DeliveryStatus(status), last_error,
+            sql.read_instant(sent_at),
+        )  # fmt: skip
+    return found
 
 
 def _delivery(row: Any) -> DeliveryRow:
@@ -496,24 +507,27 @@ def _delivery(row: Any) -> DeliveryRow:
     return DeliveryRow(ident, participant, step, goal, due_at, DeliveryStatus(status), last_error, sent_at)
 
 
+_MOVE_DELIVERY = "UPDATE deliveries SET due_at = ?, status = ?, last_error = ?, updated_at = ? WHERE id = ?"
+
+
 def update_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Move deliveries in time; each row holds ``did``, ``due_at``, ``status``, ``last_error``."""
-    if not rows:
-        return
+    """Move deliveries in time; each row holds ``did``, ``due_at``, ``status``, ``last_error``,
+    ``updated_at`` (plain SQL: a click moves its goal's mail)."""
+    sql = Plain(conn)
     for batch in chunked(rows):
-        conn.execute(_MOVE_DELIVERY, list(batch))
-
-
-_MOVE_DELIVERY = (
-    update(delivery_table)
-    .where(delivery_table.c.id == bindparam("did"))
-    .values(
-        due_at=bindparam("due_at"),
-        status=bindparam("status"),
-        last_error=bindparam("last_error"),
-        updated_at=bindparam("updated_at"),
-    )
-)
+        sql.run_many(
+            _MOVE_DELIVERY,
+            [
+                (
+                    sql.instant(row["due_at"]),
+                    row["status"],
+                    row["last_error"],
+                    sql.instant(row["updated_at"]),
+                    row["did"],
+                )
+                for row in batch
+            ],
+        )
 
 
 def cancel_pending(conn: Connection, participant_id: int, reason: str, now: dt.datetime) -> int:

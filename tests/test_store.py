@@ -9,6 +9,7 @@ from sqlalchemy import insert, select, text
 
 from drip.errors import StoreError
 from drip.models import metadata
+from drip.plainsql import Plain
 from drip.store import Store, cohort_table, event_table
 
 
@@ -150,3 +151,56 @@ def test_sqlite_writers_of_other_processes_queue_on_the_lock_file(tmp_path) -> N
             names = conn.execute(text("SELECT name FROM meta WHERE name IN ('first', 'other')")).scalars()
             assert sorted(names) == ["first", "other"]
     assert (tmp_path / "drip.db.lock").exists()
+
+
+def test_plain_sql_reads_and_writes_values_as_the_models_do(store: Store) -> None:
+    """The click path's driver-level SQL and SQLAlchemy agree on every type, both ways."""
+    tokyo = dt.timezone(dt.timedelta(hours=9))
+    created = dt.datetime(2027, 1, 11, 9, 0, 0, 123456, tzinfo=tokyo)
+    settings = {"owners": ["Zoë <zoe@example.com>"], "n": 1.5, "nested": {"ok": True, "none": None}}
+    with store.transaction() as conn:
+        conn.execute(insert(cohort_table), {**cohort_row(created), "settings": settings})
+    with store.reading() as conn:
+        sql = Plain(conn)
+        [(start, at, kept)] = sql.rows(
+            "SELECT start_date, created_at, settings FROM cohorts WHERE slug = ?", ("c",)
+        )
+        assert sql.read_date(start) == dt.date(2027, 1, 11)
+        assert sql.read_instant(at) == created and sql.read_instant(at).tzinfo is dt.UTC
+        assert sql.read_json(kept) == settings
+
+    later = dt.datetime(2027, 2, 28, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    with store.transaction() as conn:
+        sql = Plain(conn)
+        changed = sql.run(
+            "UPDATE cohorts SET start_date = ?, updated_at = ?, settings = ? WHERE slug = ?",
+            (sql.date(dt.date(2027, 3, 1)), sql.instant(later), sql.json({"é": "ü"}), "c"),
+        )
+        assert changed == 1
+    with store.reading() as conn:
+        row = conn.execute(select(cohort_table).where(cohort_table.c.slug == "c")).one()
+    assert row.start_date == dt.date(2027, 3, 1)
+    assert row.updated_at == later and row.updated_at.tzinfo is dt.UTC
+    assert row.settings == {"é": "ü"}
+
+
+def test_plain_sql_refuses_naive_instants(store: Store) -> None:
+    with store.reading() as conn, pytest.raises(ValueError, match="instants must be aware"):
+        Plain(conn).instant(dt.datetime(2027, 1, 11, 9, 0))
+
+
+def test_plain_sql_errors_are_store_errors_and_write_nothing(store: Store, now: dt.datetime) -> None:
+    with store.transaction() as conn:
+        conn.execute(insert(cohort_table), cohort_row(now))
+    with pytest.raises(StoreError, match="(?i)unique"):
+        with store.transaction() as conn:
+            sql = Plain(conn)
+            sql.run("UPDATE cohorts SET name = ? WHERE slug = ?", ("Renamed", "c"))
+            sql.run(
+                "INSERT INTO cohorts (slug, name, program, program_path, folder, status, settings, start_date, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ("c", "Again", "p", "/p", "/c", "active", sql.json({}), sql.date(now.date()), sql.instant(now),
+                 sql.instant(now)),
+            )  # fmt: skip
+    with store.reading() as conn:
+        assert conn.execute(select(cohort_table.c.name)).scalars().all() == ["C"]
