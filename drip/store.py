@@ -48,6 +48,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.pool import StaticPool
 
 from drip.errors import StoreError
+from drip.leader import Lead
 from drip.models import Cohort, Delivery, Event, Goal, Meta, Participant, Received
 from drip.plainsql import Plain
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
@@ -123,6 +124,10 @@ class Store:
                 yield conn
             finally:
                 conn.rollback()
+
+    def lead(self, job: str) -> Lead:
+        """The lead for a job that one worker at a time must run (``drip.leader``)."""
+        return Lead(self.engine, job)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

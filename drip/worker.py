@@ -26,6 +26,7 @@ from drip.errors import ConfigError
 from drip.inbound import DEFAULT_DONE_WORDS
 from drip.ingest import Forward, Ingester
 from drip.ingest import Tally as InboxTally
+from drip.leader import Lead
 from drip.store import Store
 from drip.transport import SMTPSettings, SMTPTransport, Transport, open_transport
 
@@ -90,11 +91,16 @@ def forwarding(settings: Settings) -> Iterator[Callable[[Forward], None]]:
 
 
 def read_inbox(
-    settings: Settings, db: Store, now: dt.datetime, say: Callable[[str], None]
+    settings: Settings, db: Store, now: dt.datetime, say: Callable[[str], None], lead: Lead
 ) -> InboxTally | None:
-    """Act on what arrived in DRIP_INBOX_URL; None when no inbox is set."""
+    """Act on what arrived in DRIP_INBOX_URL; None when no inbox is set, or another worker reads it."""
     if not settings.inbox_url:
         return None
+    was_held = lead.holding
+    if not lead.held():
+        return None
+    if not was_held:
+        say("This worker reads the inbox; other workers on this database leave it.")
     try:
         with mailboxes.opened(mailboxes.source_for(inbox_url=settings.inbox_url)) as source:
             with forwarding(settings) as send:
@@ -130,7 +136,8 @@ def run_once(
         with stop_on_signals(dispatcher, say):
             moment = now or dt.datetime.now(dt.UTC)
             end = until or moment
-            read_inbox(settings, db, moment, say)  # a reply may stop a reminder that is about to go
+            with db.lead("inbox") as lead:  # a reply may stop a reminder that is about to go
+                read_inbox(settings, db, moment, say, lead)
             while True:
                 tally = dispatcher.run_until_idle(moment)
                 for name in ("sent", "deferred", "failed", "skipped", "cancelled"):
@@ -204,8 +211,9 @@ def run_forever(
         )
 
         if settings.inbox_url:
+            lead = stack.enter_context(db.lead("inbox"))
             scheduler.add_job(
-                lambda: None if stopping.is_set() else read_inbox(settings, db, clock.now(), say),
+                lambda: None if stopping.is_set() else read_inbox(settings, db, clock.now(), say, lead),
                 "interval",
                 seconds=settings.inbox_every,
                 id="inbox",

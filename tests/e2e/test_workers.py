@@ -2,10 +2,12 @@
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -37,12 +39,25 @@ def cohort_db(tmp_path: Path, make_cohort: CohortFactory) -> str:
 class Worker:
     """A ``drip run`` process whose output goes to a file."""
 
-    def __init__(self, url: str, smtp: SMTPServer, cwd: Path, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
-        env.update(DRIP_DATABASE_URL=url, DRIP_SMTP_URL=smtp.url, DRIP_BASE_URL="https://drip.example.com")
+    def __init__(
+        self,
+        url: str,
+        smtp: SMTPServer,
+        cwd: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wrap: Sequence[str] = (),
+    ) -> None:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+        environ.update(
+            DRIP_DATABASE_URL=url, DRIP_SMTP_URL=smtp.url, DRIP_BASE_URL="https://drip.example.com"
+        )
+        environ.update(env or {})
         self.log = cwd / f"worker-{time.monotonic_ns()}.log"
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen([DRIP, "run", *args], cwd=cwd, env=env, stdout=out, stderr=out)
+            self.process = subprocess.Popen(
+                [*wrap, DRIP, "run", *args], cwd=cwd, env=environ, stdout=out, stderr=out
+            )
 
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout)
@@ -124,3 +139,101 @@ def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
     assert rest.wait(60) == 0
     received = [str(m.message["Message-ID"]) for m in smtp_server.messages]
     assert len(received) == len(set(received)) == PEOPLE
+
+
+# --- many workers on one PostgreSQL database ------------------------------------------------
+
+MANY = 10_000
+
+
+@pytest.fixture
+def postgres_cohort(make_cohort: CohortFactory) -> Iterator[str]:
+    """A database of its own holding a cohort of 10,000 whose welcomes are all due at DUE."""
+    from conftest import throwaway_postgres_database
+
+    roster = "email,name,timezone\n" + "".join(
+        f"p{n}@example.com,Person {n},America/New_York\n" for n in range(MANY)
+    )
+    with throwaway_postgres_database() as url:
+        with Store(url) as db, db.transaction() as conn:
+            enrol.sync_cohort(
+                conn, load_cohort(make_cohort(roster), [EMAILS]), dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
+            )
+        yield url
+
+
+def sent_welcomes(url: str) -> int:
+    with Store(url, migrate=False) as db, db.reading() as conn:
+        query = select(func.count()).where(
+            delivery_table.c.step == "welcome", delivery_table.c.status == "sent"
+        )
+        return conn.execute(query).scalar_one()
+
+
+def held_by(url: str, host: str) -> int:
+    with Store(url, migrate=False) as db, db.reading() as conn:
+        query = select(func.count()).where(
+            delivery_table.c.status.in_(["claimed", "sending"]),
+            delivery_table.c.lease_owner.like(f"{host}:%"),
+        )
+        return conn.execute(query).scalar_one()
+
+
+@pytest.mark.postgres
+def test_four_workers_send_ten_thousand_emails_each_exactly_once(
+    postgres_cohort: str, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    workers = [spawn(postgres_cohort, smtp_server, tmp_path, "--once", "--now", DUE) for _ in range(4)]
+    for worker in workers:
+        assert worker.wait(240) == 0, worker.output()
+    received = [str(m.message["Message-ID"]) for m in smtp_server.messages]
+    assert len(received) == len(set(received)) == MANY
+    assert set(received) == welcome_ids(postgres_cohort)
+    shares = [int(re.search(r"(\d+) sent", worker.output()).group(1)) for worker in workers]  # type: ignore[union-attr]
+    assert sum(shares) == MANY and min(shares) > 0, f"every worker took a share: {shares}"
+
+
+def _can_pose_as_another_host() -> bool:
+    try:
+        return subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not _can_pose_as_another_host(), reason="needs `unshare --uts` (root) to pose as another host"
+)
+def test_a_worker_on_another_machine_killed_mid_batch_loses_nothing(
+    postgres_cohort: str, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    """kill -9 on a worker of another host: no pid to check, so only its lease running out frees its
+    claims. It also held the lead for the inbox, which another worker takes over."""
+    inbox = tmp_path / "inbox"
+    for sub in ("cur", "new", "tmp"):
+        (inbox / sub).mkdir(parents=True)
+    env = {"DRIP_LEASE_SECONDS": "10", "DRIP_INBOX_URL": f"maildir://{inbox}", "DRIP_INBOX_EVERY": "10"}
+    smtp_server.handler.delay = 0.001
+    elsewhere = Worker(
+        postgres_cohort, smtp_server, tmp_path, "--no-web", "--now", DUE, env=env,
+        wrap=["unshare", "--uts", "sh", "-c", 'hostname elsewhere && exec "$@"', "sh"],
+    )  # fmt: skip
+    wait_for(lambda: "reads the inbox" in elsewhere.output(), timeout=60)
+    here = [
+        Worker(postgres_cohort, smtp_server, tmp_path, "--no-web", "--now", DUE, env=env) for _ in range(3)
+    ]
+    wait_for(lambda: len(smtp_server.messages) >= 2_000 and held_by(postgres_cohort, "elsewhere") > 0, 120)
+    elsewhere.send_signal(signal.SIGKILL)
+    elsewhere.wait(10)
+    assert held_by(postgres_cohort, "elsewhere") > 0, "it died holding claims"
+    wait_for(lambda: sent_welcomes(postgres_cohort) == MANY, timeout=180)
+    wait_for(lambda: any("reads the inbox" in worker.output() for worker in here), timeout=60)
+    for worker in here:
+        worker.send_signal(signal.SIGTERM)
+    for worker in here:
+        assert worker.wait(30) == 0, worker.output()
+    assert sum("reads the inbox" in worker.output() for worker in here) == 1
+    received = [str(m.message["Message-ID"]) for m in smtp_server.messages]
+    assert set(received) == welcome_ids(postgres_cohort) and len(set(received)) == MANY
+    assert len(received) - len(set(received)) <= 1  # only the message in flight may go twice
+    assert held_by(postgres_cohort, "") == 0
