@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +66,9 @@ def start_sink(port: int) -> subprocess.Popen | None:
     raise SystemExit("smtp-sink did not start")
 
 
-def prepare(folder: Path, people: int, name: str) -> str:
-    """Start a cohort of ``people`` whose welcomes are all due; return its database URL."""
+def prepare(folder: Path, people: int, name: str, url: str | None = None) -> str:
+    """Start a cohort of ``people`` whose welcomes are all due (in a new SQLite file unless ``url`` is
+    given); return its database URL."""
     from drip import enrol
     from drip.cohort import load_cohort
     from drip.store import Store
@@ -77,11 +80,29 @@ def prepare(folder: Path, people: int, name: str) -> str:
     (cohort / "cohort.toml").write_text(COHORT_TOML)
     rows = "".join(f"p{n}@example.com,Person {n}\n" for n in range(people))
     (cohort / "roster.csv").write_text("email,name\n" + rows)
-    url = f"sqlite:///{folder / (name + '.db')}"
+    url = url or f"sqlite:///{folder / (name + '.db')}"
     enrolled = dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
     with Store(url) as db, db.transaction() as conn:
         enrol.sync_cohort(conn, load_cohort(cohort, [folder / "emails"]), enrolled)
     return url
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``admin_url``, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"drip_bench_{os.getpid()}_{time.monotonic_ns()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def drip_runs(urls: list[str], smtp_url: str, folder: Path) -> float:
@@ -155,6 +176,13 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="60 emails, one run; aiosmtpd if there is no sink"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get("DRIP_BENCH_POSTGRES_URL"),
+        help="also run two workers on one PostgreSQL database, made on this server for each run "
+        "(default: $DRIP_BENCH_POSTGRES_URL)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.emails, args.runs = 60, 1
@@ -172,7 +200,7 @@ def main() -> None:
         controller.start()
     smtp_url = f"smtp://127.0.0.1:{port}"
     results: dict[str, list[float]] = {
-        key: [] for key in ("one process", "one ceiling", "machine", "machine ceiling")
+        key: [] for key in ("one process", "one ceiling", "machine", "machine ceiling", "postgres")
     }
     try:
         with tempfile.TemporaryDirectory(prefix="drip-dispatch-") as tmp:
@@ -188,6 +216,10 @@ def main() -> None:
                 pair = [prepare(folder, half, f"pair{run}a"), prepare(folder, half, f"pair{run}b")]
                 results["machine"].append(drip_runs(pair, smtp_url, folder))
                 results["machine ceiling"].append(raw_runs(port, [half, half], message))
+                if args.postgres:
+                    with postgres_database(args.postgres) as shared:
+                        prepare(folder, args.emails, f"pg{run}", shared)
+                        results["postgres"].append(drip_runs([shared, shared], smtp_url, folder))
             size = message.stat().st_size
     finally:
         if sink is not None:
@@ -196,7 +228,7 @@ def main() -> None:
         if controller is not None:
             controller.stop()
 
-    median = {key: statistics.median(values) for key, values in results.items()}
+    median = {key: statistics.median(values) for key, values in results.items() if values}
     target = "Postfix smtp-sink" if sink is not None else "aiosmtpd (smoke run)"
     print(f"Dispatch of {args.emails:,} emails ({size:,} bytes each) to {target} on loopback; ", end="")
     print(f"median of {args.runs}\n")
@@ -206,6 +238,10 @@ def main() -> None:
         ("one process, one connection", median["one process"], median["one ceiling"]),
         ("whole machine: two processes, one connection each", median["machine"], median["machine ceiling"]),
     ):
+        print(f"| {label} | {drip:,.0f} | {ceiling:,.0f} | {drip / ceiling:.0%} |")
+    if "postgres" in median:
+        drip, ceiling = median["postgres"], median["machine ceiling"]
+        label = "two workers sharing one PostgreSQL database"
         print(f"| {label} | {drip:,.0f} | {ceiling:,.0f} | {drip / ceiling:.0%} |")
     print(f"\n{describe()}")
 
