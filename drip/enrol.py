@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from sqlalchemy import Connection
 from drip import store
 from drip.cohort import COHORT_FILE, Cohort
 from drip.errors import StoreError
-from drip.plan import PlannedStep, Timing, goal_dates, plan_participant
+from drip.plan import GoalDates, PlannedStep, Timing, goal_dates, plan_participant
+from drip.program import Program
 from drip.replan import replan
 from drip.roster import Participant
 from drip.states import EventKind, GoalStatus, ParticipantStatus
@@ -69,10 +70,39 @@ class SyncReport:
     last_send: tuple[dt.datetime, str] | None = None
 
 
+class _Plans:
+    """Plans of new participants, made once per distinct timing.
+
+    Planning is a pure function of the program, the timing and ``now``, and most of a
+    cohort shares a few timings (one per zone, unless deadlines are set per person).
+    """
+
+    def __init__(self, program: Program, now: dt.datetime) -> None:
+        self.program = program
+        self.now = now
+        self._steps: dict[tuple[object, ...], list[PlannedStep]] = {}
+        self._goals: dict[tuple[object, ...], dict[str, GoalDates]] = {}
+
+    def steps(self, timing: Timing) -> list[PlannedStep]:
+        key = timing.key()
+        found = self._steps.get(key)
+        if found is None:
+            found = self._steps[key] = plan_participant(self.program, timing, self.now)
+        return found
+
+    def goals(self, timing: Timing) -> dict[str, GoalDates]:
+        key = timing.key()
+        found = self._goals.get(key)
+        if found is None:
+            found = self._goals[key] = goal_dates(self.program, timing)
+        return found
+
+
 def plan_cohort(cohort: Cohort, now: dt.datetime) -> Iterable[tuple[Participant, list[PlannedStep]]]:
     """Yield each participant's plan as if enrolled at ``now``; writes nothing."""
+    plans = _Plans(cohort.program, now)
     for participant in cohort.participants:
-        yield participant, plan_participant(cohort.program, cohort.timing(participant), now)
+        yield participant, plans.steps(cohort.timing(participant))
 
 
 def cohort_values(cohort: Cohort) -> dict[str, Any]:
@@ -134,9 +164,10 @@ def sync_cohort(
         for key, row in stored.items()
         if key not in roster_keys and row.status is not ParticipantStatus.REMOVED
     ]
+    plans = _Plans(cohort.program, now)
     for start in range(0, len(fresh), ENROL_BATCH):
         batch = fresh[start : start + ENROL_BATCH]
-        _enrol(conn, cohort, cohort_id, batch, now, report)
+        _enrol(conn, cohort, cohort_id, batch, plans, report)
         if progress:
             progress(len(batch))
     _resync(conn, cohort, cohort_id, known, stored, now, report)
@@ -245,9 +276,10 @@ def _enrol(
     cohort: Cohort,
     cohort_id: int,
     batch: Sequence[Participant],
-    now: dt.datetime,
+    plans: _Plans,
     report: SyncReport,
 ) -> None:
+    now = plans.now
     rows = [
         {
             **_participant_values(cohort, p),
@@ -260,33 +292,39 @@ def _enrol(
         for p in batch
     ]
     ids = store.insert_participants(conn, rows)
-    goal_rows, delivery_rows, event_rows = [], [], []
-    for participant_id, participant in zip(ids, batch, strict=True):
-        timing = cohort.timing(participant)
-        for key, dates in goal_dates(cohort.program, timing).items():
-            goal_rows.append(
-                {
-                    "participant_id": participant_id,
-                    "goal": key,
-                    "deadline": dates.deadline,
-                    "deadline_at": dates.deadline_ends_at,
-                    "status": GoalStatus.OPEN.value,
-                }
-            )
-        for planned in plan_participant(cohort.program, timing, now):
-            delivery_rows.append(delivery_row(cohort_id, participant_id, planned, now))
-            report.planned[planned.status.value] += 1
-        event_rows.append(
+    timings = [cohort.timing(participant) for participant in batch]
+    goal_rows = [
+        {
+            "participant_id": participant_id,
+            "goal": key,
+            "deadline": dates.deadline,
+            "deadline_at": dates.deadline_ends_at,
+            "status": GoalStatus.OPEN.value,
+        }
+        for participant_id, timing in zip(ids, timings, strict=True)
+        for key, dates in plans.goals(timing).items()
+    ]
+    store.insert_goals(conn, goal_rows)
+
+    def deliveries() -> Iterator[dict[str, Any]]:
+        for participant_id, timing in zip(ids, timings, strict=True):
+            for planned in plans.steps(timing):
+                report.planned[planned.status.value] += 1
+                yield delivery_row(cohort_id, participant_id, planned, now)
+
+    store.insert_deliveries(conn, deliveries())
+    store.record_events(
+        conn,
+        [
             {
                 "cohort_id": cohort_id,
                 "participant_id": participant_id,
                 "kind": EventKind.ENROLLED.value,
                 "at": now,
             }
-        )
-    store.insert_goals(conn, goal_rows)
-    store.insert_deliveries(conn, delivery_rows)
-    store.record_events(conn, event_rows)
+            for participant_id in ids
+        ],
+    )
     report.enrolled += len(batch)
 
 

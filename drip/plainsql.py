@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,6 +54,16 @@ class Plain:
             return
         with self._cursor(sql, params) as cursor:
             cursor.executemany(self._sql(sql), params)
+
+    def copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Append rows with PostgreSQL's COPY, several times quicker than INSERTs for thousands of
+        rows. Values as ``instant`` and ``json`` give them; COPY reads text into each column's type.
+        """
+        with self._cursor(f"COPY {table}", ()) as cursor:
+            statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
 
     @contextmanager
     def _cursor(self, sql: str, params: Any) -> Iterator[Any]:

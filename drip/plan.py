@@ -62,6 +62,11 @@ class Timing:
     #: the cohort's own end date; otherwise the program's ``ends`` anchor decides
     end: dt.date | None = None
 
+    def key(self) -> tuple[object, ...]:
+        """Return a hashable value equal for equal timings: they place every step alike."""
+        deadlines = tuple(sorted(self.deadlines.items()))
+        return (self.start, self.timezone, self.send_time, self.skip_weekends, deadlines, self.end)
+
     def signature(self, program: Program) -> str:
         """Return a digest that changes whenever re-planning could move a step."""
         parts = [

@@ -32,6 +32,7 @@ from drip.message import (
 )
 from drip.mime import Mailbox
 from drip.plan import plan_participant, program_end
+from drip.program import Step
 from drip.render import Templates
 from drip.roster import Participant
 from drip.values import InvalidValue, check_header_safe
@@ -62,7 +63,9 @@ def check_rendering(
     start = dt.datetime.combine(cohort.start, cohort.send_time, dt.UTC)
     seen_shapes: set[tuple[object, ...]] = set()
     failed_templates: set[str] = set()
+    subjects = _Subjects(templates)
     for participant in cohort.participants:
+        fit = _fit_for_headers(participant)
         timing = cohort.timing(participant)
         recipient = recipient_of(participant, cohort.program, timing)
         links = links_for(base_url, keys, reply, program_end(cohort.program, timing))
@@ -76,7 +79,7 @@ def check_rendering(
                 continue
             try:
                 if base is not None:
-                    _check_subject(templates, step.template, step_context(base, step), recipient)
+                    subjects.check(step, base, recipient, fit)
                     continue
                 # In full: at the step's own moment (days_left as it will be), with the goals
                 # still open and once more all done, down to the MIME bytes.
@@ -96,6 +99,31 @@ def check_rendering(
         raise CohortError(_summarise(problems))
 
 
+class _Subjects:
+    """Checks subjects participant by participant, each once per distinct set of values it reads.
+
+    A subject reads a few values (a first name, a deadline): once it rendered and passed
+    from given values, the same values pass again. A participant with a roster value unfit
+    for a header has every subject checked, since any may carry it.
+    """
+
+    def __init__(self, templates: Templates) -> None:
+        self.templates = templates
+        self.passed: set[tuple[str, tuple[object, ...]]] = set()
+
+    def check(self, step: Step, base: dict[str, object], recipient: Recipient, fit: bool) -> None:
+        compiled = self.templates.step(step.template)
+        context = None if compiled.subject_inputs == () else step_context(base, step)
+        inputs = () if context is None else compiled.subject_key(context)
+        key = (step.template, inputs) if fit and inputs is not None else None
+        if key is not None and key in self.passed:
+            return
+        values = context if context is not None else step_context(base, step)
+        _check_subject(self.templates, step.template, values, recipient)
+        if key is not None:
+            self.passed.add(key)
+
+
 def _moments(cohort: Cohort, participant: Participant) -> dict[str, dt.datetime]:
     """Return when each step would go: planned moments, and for steps that wait, the goal's deadline."""
     timing = cohort.timing(participant)
@@ -108,6 +136,15 @@ def _moments(cohort: Cohort, participant: Participant) -> dict[str, dt.datetime]
             deadline = participant.deadlines[planned.step.goal]
             moments[planned.step.key] = dt.datetime.combine(deadline, cohort.send_time, dt.UTC)
     return moments
+
+
+def _fit_for_headers(participant: Participant) -> bool:
+    try:
+        for value in participant.fields.values():
+            check_header_safe(value)
+    except InvalidValue:
+        return False
+    return True
 
 
 def _all_done(recipient: Recipient) -> Recipient:

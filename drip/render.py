@@ -344,6 +344,13 @@ class CompiledStep:
     subject_origins: tuple[tuple[Path, int], ...]
     #: for a hand-written text template
     text_origins: tuple[tuple[Path, int], ...] | None
+    #: what the subject reads from its context (``template_inputs``); None if that cannot be told
+    subject_inputs: tuple[tuple[str, str | None], ...] | None = None
+
+    def subject_key(self, context: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Return a key equal for two contexts whenever the subject renders the same from both,
+        or None when that cannot be told (see ``inputs_key``)."""
+        return None if self.subject_inputs is None else inputs_key(self.subject_inputs, context)
 
 
 class Templates:
@@ -418,9 +425,8 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
         raise TemplateError(f"{default}: no subject; add {{% block subject %}}...{{% endblock %}}")
     subject_pieces = tree.expand(tree.blocks["subject"])
     subject_origins = _origins(subject_pieces)
-    subject = _compile_checked(
-        _TEXT_ENV, _text(subject_pieces), f"<drip:{name}:subject>", subject_origins, default
-    )
+    subject_source = _text(subject_pieces)
+    subject = _compile_checked(_TEXT_ENV, subject_source, f"<drip:{name}:subject>", subject_origins, default)
 
     hidden, tags, comments = _hide(flat)
     inlined = Premailer(
@@ -465,7 +471,86 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
         tuple(origins),
         tuple(subject_origins),
         text_origins,
+        template_inputs(subject_source),
     )
+
+
+# --- what a template reads ------------------------------------------------------------------
+
+# Statements that bring names of their own, or other templates, into a template: their reads
+# cannot be told from the names alone.
+_OPAQUE = (
+    jinja2.nodes.For, jinja2.nodes.Assign, jinja2.nodes.AssignBlock, jinja2.nodes.Macro,
+    jinja2.nodes.CallBlock, jinja2.nodes.FilterBlock, jinja2.nodes.With, jinja2.nodes.Import,
+    jinja2.nodes.FromImport, jinja2.nodes.Include, jinja2.nodes.Extends, jinja2.nodes.Block,
+)  # fmt: skip
+
+
+def template_inputs(source: str) -> tuple[tuple[str, str | None], ...] | None:
+    """Return what a text template reads from its context: (name, attribute) for ``name.attribute``
+    or ``name["attribute"]``, (name, None) for a whole value; None when it cannot be told.
+
+    Checking a cohort renders each subject for every participant; two participants
+    whose inputs are equal get the same subject, so it is checked once.
+    """
+    tree = _TEXT_ENV.parse(source)
+    if next(tree.find_all(_OPAQUE), None) is not None:
+        return None
+    found: set[tuple[str, str | None]] = set()
+
+    def visit(node: jinja2.nodes.Node) -> None:
+        if isinstance(node, jinja2.nodes.Getattr) and isinstance(node.node, jinja2.nodes.Name):
+            found.add((node.node.name, node.attr))
+        elif (
+            isinstance(node, jinja2.nodes.Getitem)
+            and isinstance(node.node, jinja2.nodes.Name)
+            and isinstance(node.arg, jinja2.nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            found.add((node.node.name, node.arg.value))
+        elif isinstance(node, jinja2.nodes.Name):
+            found.add((node.name, None))
+        else:
+            for child in node.iter_child_nodes():
+                visit(child)
+
+    visit(tree)
+    return tuple(sorted(found, key=lambda pair: (pair[0], pair[1] or "")))
+
+
+_NO_KEY: Any = object()
+
+
+def inputs_key(
+    inputs: Sequence[tuple[str, str | None]], context: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """Return the values ``inputs`` name in ``context``, as a hashable key; None if one of them is
+    missing or not plain data (a function, an object), whose equality says nothing about what
+    it renders."""
+    key: list[Any] = []
+    for name, attribute in inputs:
+        value = context.get(name, _NO_KEY)
+        if attribute is not None:
+            value = value.get(attribute, _NO_KEY) if isinstance(value, dict) else _NO_KEY
+        frozen = _frozen(value)
+        if frozen is None:
+            return None
+        key.append(frozen)
+    return tuple(key)
+
+
+def _frozen(value: Any) -> Any:
+    if value is None:
+        return ("None",)
+    if isinstance(value, dict):
+        items = [(key, _frozen(item)) for key, item in value.items()]
+        return None if any(item is None for _, item in items) else ("dict", tuple(items))
+    if isinstance(value, list | tuple):
+        items = [_frozen(item) for item in value]
+        return None if any(item is None for item in items) else ("seq", tuple(items))
+    if isinstance(value, str | int | float | bool | dt.date):
+        return (type(value).__name__, value)
+    return None
 
 
 def _where(lineno: int | None, origins: Sequence[tuple[Path, int]], default: Path) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib.resources import files
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    JSON,
     Connection,
     Engine,
     Integer,
@@ -49,7 +51,7 @@ from sqlalchemy.pool import StaticPool
 
 from drip.errors import StoreError
 from drip.leader import Lead
-from drip.models import Cohort, Delivery, Event, Goal, Meta, Participant, Received
+from drip.models import Cohort, Delivery, Event, Goal, Meta, Participant, Received, UTCDateTime
 from drip.plainsql import Plain
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 
@@ -301,6 +303,38 @@ def chunked(rows: Sequence[Any], size: int = BATCH_ROWS) -> Iterator[Sequence[An
         yield rows[start : start + size]
 
 
+def insert_rows(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Insert rows that all have the same keys: batched executemany on SQLite, COPY on PostgreSQL
+    (a ``drip start`` of 100,000 people writes 1.8 million deliveries). ``rows`` may be a
+    generator: on PostgreSQL it is consumed while the server stores what came before."""
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return
+    every = chain([first], iterator)
+    if conn.dialect.name != "postgresql":
+        while batch := list(islice(every, BATCH_ROWS)):
+            conn.execute(insert(table), batch)
+        return
+    sql = Plain(conn)
+    names = list(first)
+    convert = [(name, _copy_converter(sql, table.c[name].type)) for name in names]
+    sql.copy(
+        table.name,
+        names,
+        ([row[name] if to is None else to(row[name]) for name, to in convert] for row in every),
+    )
+
+
+def _copy_converter(sql: Plain, column_type: Any) -> Callable[[Any], Any] | None:
+    """How a value is written for COPY, as the column's SQLAlchemy type would bind it."""
+    if isinstance(column_type, UTCDateTime):
+        return sql.instant
+    if isinstance(column_type, JSON):
+        return sql.json
+    return None
+
+
 # --- cohorts ------------------------------------------------------------------
 
 
@@ -388,10 +422,23 @@ def count_participants(conn: Connection, cohort_id: int, email_keys: Iterable[st
 
 
 def insert_participants(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Insert participants in bulk; return their ids in the order given."""
+    """Insert participants of one cohort in bulk; return their ids in the order given."""
     table = participant_table
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return list(conn.execute(statement, list(rows)).scalars())
+    if conn.dialect.name != "postgresql" or not rows:
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return list(conn.execute(statement, list(rows)).scalars())
+    # COPY, then the ids by address: an INSERT ... RETURNING of thousands of rows costs more
+    # in building the statement than in storing them.
+    insert_rows(conn, table, rows)
+    cohort_id = rows[0]["cohort_id"]
+    found = dict(
+        Plain(conn).rows(
+            "SELECT p.email_key, p.id FROM unnest(?::text[]) AS k (email_key) "
+            "JOIN participants p ON p.cohort_id = ? AND p.email_key = k.email_key",
+            ([row["email_key"] for row in rows], cohort_id),
+        )
+    )
+    return [found[row["email_key"]] for row in rows]
 
 
 def update_participants(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -422,8 +469,7 @@ def set_participant_status(
 
 
 def insert_goals(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    for batch in chunked(rows):
-        conn.execute(insert(goal_table), list(batch))
+    insert_rows(conn, goal_table, rows)
 
 
 def update_goal_deadlines(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -470,9 +516,8 @@ def deadline_overrides(conn: Connection, participant_ids: Iterable[int]) -> dict
 # --- deliveries ---------------------------------------------------------------
 
 
-def insert_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    for batch in chunked(rows):
-        conn.execute(insert(delivery_table), list(batch))
+def insert_deliveries(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    insert_rows(conn, delivery_table, rows)
 
 
 def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int, dict[str, DeliveryRow]]:
@@ -553,8 +598,7 @@ def cancel_pending(conn: Connection, participant_id: int, reason: str, now: dt.d
 def record_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Append events; each row holds cohort_id, kind, at, and optionally the rest."""
     full = [{"participant_id": None, "delivery_id": None, "goal": None, "data": {}, **row} for row in rows]
-    for batch in chunked(full):
-        conn.execute(insert(event_table), list(batch))
+    insert_rows(conn, event_table, full)
 
 
 def record_event(conn: Connection, cohort_id: int, kind: EventKind, at: dt.datetime, **values: Any) -> None:

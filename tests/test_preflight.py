@@ -1,5 +1,6 @@
 """drip start and drip plan render every email before anything is written."""
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -97,3 +98,55 @@ def test_branches_taken_only_later_are_checked(
     folder = make_cohort(toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'))
     result = runner.invoke(main, ["plan", str(folder), *NOW])
     assert result.exit_code == 1 and template in result.output
+
+
+def test_a_subject_is_checked_for_each_distinct_value_it_reads(
+    runner: CliRunner, make_cohort: CohortFactory, program: Path
+) -> None:
+    """Subjects are checked once per distinct set of values they read, so a value only one
+    participant has is still rendered; here it divides by zero."""
+    edit(
+        program / "welcome.html",
+        "{% block subject %}",
+        "{% block subject %}{{ 100 // (participant.seats|int) }}: ",
+    )
+    roster = "email,name,seats\nana@example.com,Ana,4\nben@example.com,Ana,4\ncy@example.com,Ana,0\n"
+    folder = make_cohort(roster, toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'))
+    result = runner.invoke(main, ["plan", str(folder), *NOW])
+    assert result.exit_code == 1
+    assert "fails for cy@example.com" in result.output and "division" in result.output
+    assert "ana@example.com" not in result.output and "ben@example.com" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("source", "inputs"),
+    [
+        ("Plain words", ()),
+        ("{{ participant.first_name }}, {{ goal['deadline']|shortdate }}",
+         (("goal", "deadline"), ("participant", "first_name"))),
+        ("{% if other_goals_open %}{{ participant.name }}{% endif %}",
+         (("other_goals_open", None), ("participant", "name"))),
+        ("{{ participant[field] }}", (("field", None), ("participant", None))),
+        ("{% for g in goals %}{{ g.title }}{% endfor %}", None),
+        ("{% set n = participant.name %}{{ n }}", None),
+    ],
+)  # fmt: skip
+def test_what_a_subject_reads(source: str, inputs: object) -> None:
+    from drip.render import template_inputs
+
+    assert template_inputs(source) == inputs
+
+
+def test_subjects_key_on_plain_values_only() -> None:
+    from drip.render import inputs_key
+
+    reads = (("goal", "deadline"), ("participant", "first_name"))
+    ana = {"participant": {"first_name": "Ana"}, "goal": {"deadline": dt.date(2027, 2, 1)}}
+    also_ana = {
+        "participant": {"first_name": "Ana", "email": "x@example.com"},
+        "goal": {"deadline": dt.date(2027, 2, 1)},
+    }
+    ben = {"participant": {"first_name": "Ben"}, "goal": {"deadline": dt.date(2027, 2, 1)}}
+    assert inputs_key(reads, ana) == inputs_key(reads, also_ana) != inputs_key(reads, ben)
+    assert inputs_key(reads, {"participant": {}, "goal": {}}) is None  # missing: render and see
+    assert inputs_key((("done_url", None),), {"done_url": lambda goal: goal}) is None

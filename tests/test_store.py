@@ -10,7 +10,7 @@ from sqlalchemy import insert, select, text
 from drip.errors import StoreError
 from drip.models import metadata
 from drip.plainsql import Plain
-from drip.store import Store, cohort_table, event_table
+from drip.store import Store, cohort_table, event_table, participant_table
 
 
 def test_migrations_build_exactly_the_models(store: Store) -> None:
@@ -204,3 +204,37 @@ def test_plain_sql_errors_are_store_errors_and_write_nothing(store: Store, now: 
             )  # fmt: skip
     with store.reading() as conn:
         assert conn.execute(select(cohort_table.c.name)).scalars().all() == ["C"]
+
+
+def test_bulk_inserts_keep_every_value_on_both_databases(store: Store, now: dt.datetime) -> None:
+    """insert_rows: executemany on SQLite, COPY on PostgreSQL, from a generator, with the same rows back."""
+    from drip.store import insert_participants, insert_rows
+
+    paris = dt.timezone(dt.timedelta(hours=1))
+    with store.transaction() as conn:
+        cohort_id = conn.execute(
+            insert(cohort_table).returning(cohort_table.c.id), cohort_row(now)
+        ).scalar_one()
+        people = [
+            {"cohort_id": cohort_id, "email": f"P{n}@Example.com", "email_key": f"p{n}@example.com",
+             "name": f"Zoë\t{n}", "timezone": "Europe/Paris", "delegate_email": None,
+             "fields": {"title": "CEO", "n": n}, "status": "active", "plan_signature": "x", "roster_row": n + 2,
+             "created_at": now, "updated_at": now}
+            for n in (3, 1, 2)
+        ]  # fmt: skip
+        ids = insert_participants(conn, people)
+        events = (
+            {"cohort_id": cohort_id, "participant_id": pid, "delivery_id": None, "goal": None, "kind": "k",
+             "at": dt.datetime(2027, 1, 11, 9, 0, 0, 5, tzinfo=paris), "data": {"é": [1, None, "a\\b\n"]}}
+            for pid in ids
+        )  # fmt: skip
+        insert_rows(conn, event_table, events)
+    with store.reading() as conn:
+        stored = {row.id: row for row in conn.execute(select(participant_table))}
+        kept = conn.execute(select(event_table).order_by(event_table.c.id)).all()
+    assert [stored[pid].email_key for pid in ids] == ["p3@example.com", "p1@example.com", "p2@example.com"]
+    assert stored[ids[0]].fields == {"title": "CEO", "n": 3} and stored[ids[0]].name == "Zoë\t3"
+    assert stored[ids[0]].delegate_email is None and stored[ids[0]].created_at == now
+    assert [row.participant_id for row in kept] == ids
+    assert kept[0].at == dt.datetime(2027, 1, 11, 8, 0, 0, 5, tzinfo=dt.UTC)
+    assert kept[0].data == {"é": [1, None, "a\\b\n"]}
