@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 #: participants planned and inserted per batch: bounds memory on large rosters
 ENROL_BATCH = 1_000
+#: enrolling this many at once refreshes the database's statistics, so that its plans for
+#: status, claims and reports fit the new size at once rather than after autovacuum's next visit
+ANALYZE_AFTER = 10_000
 #: participants whose deliveries are never re-planned
 _FROZEN = frozenset({ParticipantStatus.UNSUBSCRIBED, ParticipantStatus.BOUNCED, ParticipantStatus.REMOVED})
 
@@ -171,6 +174,8 @@ def sync_cohort(
         if progress:
             progress(len(batch))
     _resync(conn, cohort, cohort_id, known, stored, now, report)
+    if len(fresh) >= ANALYZE_AFTER:
+        store.refresh_statistics(conn)
     if progress and known:
         progress(len(known))
 

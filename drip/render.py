@@ -39,7 +39,6 @@ from typing import Any
 import jinja2
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from premailer import Premailer
 
 from drip.errors import TemplateError
 
@@ -427,6 +426,8 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
     subject_origins = _origins(subject_pieces)
     subject_source = _text(subject_pieces)
     subject = _compile_checked(_TEXT_ENV, subject_source, f"<drip:{name}:subject>", subject_origins, default)
+
+    from premailer import Premailer  # only when a template is compiled: it takes a while to import
 
     hidden, tags, comments = _hide(flat)
     inlined = Premailer(

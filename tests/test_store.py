@@ -238,3 +238,22 @@ def test_bulk_inserts_keep_every_value_on_both_databases(store: Store, now: dt.d
     assert [row.participant_id for row in kept] == ids
     assert kept[0].at == dt.datetime(2027, 1, 11, 8, 0, 0, 5, tzinfo=dt.UTC)
     assert kept[0].data == {"é": [1, None, "a\\b\n"]}
+
+
+def test_the_newest_revision_is_known_from_the_file_names() -> None:
+    from drip.store import head_revision, known_revision
+
+    assert known_revision() == head_revision()
+
+
+def test_opening_an_up_to_date_database_leaves_alembic_unloaded(database_url: str) -> None:
+    """Every command opens the database; when nothing needs migrating that is one query."""
+    import subprocess
+    import sys
+
+    Store(database_url).close()
+    script = "import sys; from drip.store import Store; Store(sys.argv[1]).close(); print('alembic' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", script, database_url], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
