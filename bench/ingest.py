@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from figures import Figure, add_option, save  # noqa: E402
 from machine import describe  # noqa: E402
 
 REPLIES = ROOT / "tests" / "data" / "replies"
@@ -174,6 +175,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=3_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="200 messages, one run")
+    add_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.messages, args.people, args.runs = 200, 50, 1
@@ -201,6 +203,14 @@ def main() -> None:
     scale = "for scale: parsing alone with the email package's default policy"
     print(f"| {scale} | {plain:,.0f} | {plain / ceiling:.0%} |")
     print(f"\n{describe()}")
+    figure = Figure(
+        f"drip ingest --mbox, {args.messages:,} replies, SQLite",
+        f"{drip:,.0f} messages/s",
+        f"read and parse only: {ceiling:,.0f}/s ({drip / ceiling:.0%})",
+        ">= 1,000/s",
+        drip >= 1000,
+    )
+    save(args.json, [figure], args.smoke)
 
 
 if __name__ == "__main__":

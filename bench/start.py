@@ -3,6 +3,8 @@
     python bench/start.py                      # 10,000 participants, 3 runs each
     python bench/start.py --participants 2000 --runs 5
     python bench/start.py --smoke              # tiny, to check the benchmark still works
+    python bench/start.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+                                               # also 100,000 participants on PostgreSQL, and drip status
 
 Each run is a fresh process on a fresh SQLite file, so the figures include
 start-up, validation, planning and the insert, and peak memory is the whole
@@ -26,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from machine import describe  # noqa: E402
+from figures import Figure, add_option, save  # noqa: E402
+from machine import describe, postgres_database  # noqa: E402
 
 NOW = "2027-01-04T12:00Z"
 ZONES = [
@@ -126,12 +129,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="50 participants, one run")
     parser.add_argument("--orm-worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get("DRIP_BENCH_POSTGRES_URL"),
+        help="also start a larger cohort on PostgreSQL (a database made on this server for each run) and "
+        "time drip status on it (default: $DRIP_BENCH_POSTGRES_URL)",
+    )
+    parser.add_argument("--postgres-participants", type=int, default=100_000)
+    add_option(parser)
     args = parser.parse_args()
     if args.orm_worker:
         orm_row_by_row(*args.orm_worker)
         return
     if args.smoke:
-        args.participants, args.runs = 50, 1
+        args.participants, args.postgres_participants, args.runs = 50, 60, 1
 
     drip = str(Path(sys.executable).with_name("drip"))
     results: dict[str, list[tuple[float, float]]] = {"drip start": [], "ORM, row by row": []}
@@ -151,6 +163,7 @@ def main() -> None:
                 timed([sys.executable, __file__, "--orm-worker", str(cohort), str(database)], work)
             )
         rows = sqlite3.connect(work / "start-0.db").execute("SELECT count(*) FROM deliveries").fetchone()[0]
+        big = on_postgres(args, drip) if args.postgres else None
 
     fast = statistics.median(t for t, _ in results["drip start"])
     print(
@@ -163,7 +176,63 @@ def main() -> None:
         seconds = statistics.median(t for t, _ in runs)
         memory = statistics.median(m for _, m in runs)
         print(f"| {name} | {seconds:.2f} | {memory:.0f} | {rows / seconds:,.0f} | {seconds / fast:.1f}x |")
+    fast_memory = statistics.median(m for _, m in results["drip start"])
+    slow = statistics.median(t for t, _ in results["ORM, row by row"])
+    figures = [
+        Figure(
+            f"drip start, {args.participants:,} participants, SQLite",
+            f"{fast:.2f} s, {fast_memory:.0f} MB",
+            f"ORM row by row: {slow:.2f} s ({slow / fast:.1f}x drip's time)",
+            "< 10 s, < 300 MB",
+            fast < 10 and fast_memory < 300,
+        )
+    ]
+    if big is not None:
+        n, pg_rows, seconds, memory, status = big
+        print(
+            f"\nThe same on PostgreSQL, {n:,} participants, {pg_rows:,} deliveries; median of {args.runs}\n"
+        )
+        print("| command | seconds (median) | peak memory MB (median) | deliveries/s |")
+        print("| --- | ---: | ---: | ---: |")
+        print(f"| drip start | {seconds:.2f} | {memory:.0f} | {pg_rows / seconds:,.0f} |")
+        print(f"| drip status (whole process) | {status:.2f} | | |")
+        figures += [
+            Figure(
+                f"drip start, {n:,} participants, PostgreSQL",
+                f"{seconds:.2f} s, {memory:.0f} MB",
+                f"{pg_rows / seconds:,.0f} deliveries/s against {rows / fast:,.0f} on SQLite above",
+                "< 60 s, < 500 MB",
+                seconds < 60 and memory < 500,
+            ),
+            Figure(
+                f"drip status, {n:,} participants, PostgreSQL", f"{status:.2f} s", "", "< 1 s", status < 1
+            ),
+        ]
     print(f"\n{describe()}")
+    save(args.json, figures, args.smoke)
+
+
+def on_postgres(args: argparse.Namespace, drip: str) -> tuple[int, int, float, float, float]:
+    """Time drip start of a larger cohort on PostgreSQL, then drip status on it; medians of the runs."""
+    from sqlalchemy import create_engine, text
+
+    starts, statuses = [], []
+    rows = 0
+    with tempfile.TemporaryDirectory(prefix="drip-bench-pg-") as tmp:
+        work = Path(tmp)
+        cohort = make_cohort(work, args.postgres_participants)
+        for _ in range(args.runs):
+            with postgres_database(args.postgres) as url:
+                starts.append(timed([drip, "--database-url", url, "start", str(cohort), "--now", NOW], work))
+                status = [drip, "--database-url", url, "status", "bench", "--now", NOW]
+                statuses.append(statistics.median(timed(status, work)[0] for _ in range(3)))
+                engine = create_engine(url)
+                with engine.connect() as conn:
+                    rows = conn.execute(text("SELECT count(*) FROM deliveries")).scalar_one()
+                engine.dispose()
+    seconds = statistics.median(t for t, _ in starts)
+    memory = statistics.median(m for _, m in starts)
+    return args.postgres_participants, rows, seconds, memory, statistics.median(statuses)
 
 
 if __name__ == "__main__":

@@ -75,11 +75,11 @@ def test_a_hand_written_text_template_wins(folder: Path) -> None:
 
 
 def test_inlining_happens_once_per_template(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import drip.render
+    import premailer
 
     calls = []
-    real = drip.render.Premailer
-    monkeypatch.setattr(drip.render, "Premailer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = premailer.Premailer
+    monkeypatch.setattr(premailer, "Premailer", lambda *a, **k: calls.append(1) or real(*a, **k))
     templates = Templates(folder)
     for _ in range(50):
         templates.render("step", CONTEXT)
