@@ -198,6 +198,12 @@ class SentRecorder:
         self.owner = owner
         self.raw = engine.raw_connection()
         self.sqlite = engine.dialect.name == "sqlite"
+        if not self.sqlite:
+            # One round trip per email: the UPDATE commits itself, as it does on SQLite. The
+            # connection is this recorder's alone, and closed, not pooled, when it is done.
+            driver: Any = self.raw.driver_connection
+            driver.autocommit = True
+            self.raw.detach()
         mark = "?" if self.sqlite else "%s"
         self.update = (
             f"UPDATE deliveries SET status = 'sent', sent_at = {mark}, last_error = {mark}, "
@@ -210,17 +216,8 @@ class SentRecorder:
         stamp: Any = sqlite_text(at) if self.sqlite else at
         cursor = self.raw.cursor()
         try:
-            cursor.execute(
-                self.update, (stamp, note, stamp, row.id, self.owner)
-            )  # SQLite: its own transaction
-            held = cursor.rowcount == 1
-            if not self.sqlite:
-                self.raw.commit()
-            return held
-        except BaseException:
-            if not self.sqlite:
-                self.raw.rollback()
-            raise
+            cursor.execute(self.update, (stamp, note, stamp, row.id, self.owner))  # its own transaction
+            return bool(cursor.rowcount == 1)
         finally:
             cursor.close()
 
