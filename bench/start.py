@@ -77,9 +77,10 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float]:
     """Run a command; return (seconds, peak resident MB of that process)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, _, usage = os.wait4(process.pid, 0)
+    _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
-    if process.returncode not in (None, 0) or usage is None:
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
         raise SystemExit(f"{command} failed: {process.stderr.read() if process.stderr else ''}")
     return elapsed, usage.ru_maxrss / 1024
 
@@ -116,7 +117,7 @@ def orm_row_by_row(cohort_dir: str, database: str) -> None:
                 )  # fmt: skip
                 session.flush()
             for planned in plan:
-                session.add(Delivery(**enrol._delivery_row(row.id, participant.id, planned, now)))
+                session.add(Delivery(**enrol.delivery_row(row.id, participant.id, planned, now)))
                 session.flush()
     store.close()
 
