@@ -115,6 +115,32 @@ def test_done_asks_on_get_and_acts_on_post(started: Store, client: FlaskClient) 
     assert "Already recorded" in text_of(client.get(url))
 
 
+def test_link_servers_behind_a_load_balancer_act_as_one(started: Store, database_url: str) -> None:
+    """Each server keeps nothing of its own: a click on one is known to the others at once."""
+    apps = [create_app(settings(database_url), clock=lambda: CLICKED) for _ in range(3)]
+    try:
+        first, second, third = (app.test_client() for app in apps)
+        _, goals = ids(started)
+        done = f"/done/{token(started, Action.DONE, goals['short'])}"
+        assert "is this one done?" in text_of(second.get(done))
+        assert "Thank you, Ana" in text_of(first.post(done, headers=IPHONE))
+        assert "Already recorded" in text_of(second.get(done))
+        assert "Already recorded" in text_of(third.post(done))
+        person, _ = ids(started)
+        unsubscribe = f"/unsubscribe/{token(started, Action.UNSUBSCRIBE, person, None)}"
+        assert third.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert "You are unsubscribed" in text_of(first.get(unsubscribe))
+        with started.reading() as conn:
+            kinds = conn.execute(
+                select(event_table.c.kind).where(event_table.c.participant_id == person)
+            ).scalars()
+            counted = [kind for kind in kinds if kind in ("completed", "unsubscribed")]
+        assert sorted(counted) == ["completed", "unsubscribed"]  # each once, whichever server was asked
+    finally:
+        for app in apps:
+            app.extensions["drip.database"].close()
+
+
 def test_a_scanner_that_posts_is_labelled_not_trusted_blindly(started: Store, client: FlaskClient) -> None:
     _, goals = ids(started)
     url = f"/done/{token(started, Action.DONE, goals['mid'])}"
