@@ -3,6 +3,7 @@ throwaway PostgreSQL databases."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sqlite3
@@ -43,3 +44,13 @@ def postgres_database(admin_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def add_postgres_option(parser: argparse.ArgumentParser, does: str) -> None:
+    """--postgres URL: the server on which a benchmark makes (and drops) a database for each run."""
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get("DRIP_BENCH_POSTGRES_URL"),
+        help=f"{does}, on a database made on this server for each run (default: $DRIP_BENCH_POSTGRES_URL)",
+    )

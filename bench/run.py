@@ -29,7 +29,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from machine import describe  # noqa: E402
+from machine import add_postgres_option, describe  # noqa: E402
 
 #: script, what it measures, and whether it takes --postgres
 SCRIPTS = [
@@ -68,7 +68,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that every benchmark runs")
-    parser.add_argument("--postgres", metavar="URL", default=os.environ.get("DRIP_BENCH_POSTGRES_URL"))
+    add_postgres_option(parser, "also the PostgreSQL benchmarks")
     parser.add_argument("--only", metavar="NAMES", help="a comma-separated subset, e.g. start,ingest")
     parser.add_argument("--out", type=Path, default=BENCH / "results.md")
     args = parser.parse_args()

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import Figure, add_option, save  # noqa: E402
-from machine import describe, postgres_database  # noqa: E402
+from machine import add_postgres_option, describe, postgres_database  # noqa: E402
 
 NOW = "2027-01-04T12:00Z"
 ZONES = [
@@ -130,13 +130,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="50 participants, one run")
     parser.add_argument("--orm-worker", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--postgres",
-        metavar="URL",
-        default=os.environ.get("DRIP_BENCH_POSTGRES_URL"),
-        help="also start a larger cohort on PostgreSQL (a database made on this server for each run) and "
-        "time drip status on it (default: $DRIP_BENCH_POSTGRES_URL)",
-    )
+    add_postgres_option(parser, "also start a larger cohort on PostgreSQL and time drip status on it")
     parser.add_argument("--postgres-participants", type=int, default=100_000)
     add_option(parser)
     args = parser.parse_args()

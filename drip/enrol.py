@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -87,18 +87,17 @@ class _Plans:
         self._goals: dict[tuple[object, ...], dict[str, GoalDates]] = {}
 
     def steps(self, timing: Timing) -> list[PlannedStep]:
-        key = timing.key()
-        found = self._steps.get(key)
-        if found is None:
-            found = self._steps[key] = plan_participant(self.program, timing, self.now)
-        return found
+        return self._once(self._steps, timing, lambda: plan_participant(self.program, timing, self.now))
 
     def goals(self, timing: Timing) -> dict[str, GoalDates]:
+        return self._once(self._goals, timing, lambda: goal_dates(self.program, timing))
+
+    @staticmethod
+    def _once(made: dict[tuple[object, ...], Any], timing: Timing, make: Callable[[], Any]) -> Any:
         key = timing.key()
-        found = self._goals.get(key)
-        if found is None:
-            found = self._goals[key] = goal_dates(self.program, timing)
-        return found
+        if key not in made:
+            made[key] = make()
+        return made[key]
 
 
 def plan_cohort(cohort: Cohort, now: dt.datetime) -> Iterable[tuple[Participant, list[PlannedStep]]]:
@@ -311,13 +310,12 @@ def _enrol(
     ]
     store.insert_goals(conn, goal_rows)
 
-    def deliveries() -> Iterator[dict[str, Any]]:
-        for participant_id, timing in zip(ids, timings, strict=True):
-            for planned in plans.steps(timing):
-                report.planned[planned.status.value] += 1
-                yield delivery_row(cohort_id, participant_id, planned, now)
-
-    store.insert_deliveries(conn, deliveries())
+    planned = [
+        (participant_id, step) for participant_id, timing in zip(ids, timings, strict=True)
+        for step in plans.steps(timing)
+    ]  # fmt: skip
+    report.planned.update(step.status.value for _, step in planned)
+    store.insert_deliveries(conn, [delivery_row(cohort_id, pid, step, now) for pid, step in planned])
     store.record_events(
         conn,
         [

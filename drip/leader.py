@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import Engine
@@ -68,10 +69,10 @@ class Lead:
     def close(self) -> None:
         """Give the lead up (stopping does it too)."""
         if self._connection is not None:
-            try:
-                self._connection.close()  # detached from the pool: this ends the session and its lock
-            except self._engine.dialect.loaded_dbapi.Error:
-                pass  # a dead connection has nothing left to release
+            # Detached from the pool: closing ends the session and its lock. A dead connection
+            # has nothing left to release, so its error on closing is of no interest.
+            with suppress(self._engine.dialect.loaded_dbapi.Error):
+                self._connection.close()
             self._connection = None
         if self._file is not None:
             os.close(self._file)
