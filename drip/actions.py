@@ -151,7 +151,7 @@ CHECK_PROGRAM_EVERY = 2.0
 _programs: dict[str, tuple[int, float, Program]] = {}
 
 
-def _program(path: str) -> Program:
+def program_at(path: str) -> Program:
     """Load a program once, again only when its program.toml changes."""
     cached = _programs.get(path)
     if cached is not None and time.monotonic() - cached[1] < CHECK_PROGRAM_EVERY:
@@ -191,7 +191,7 @@ def person_by_goal(conn: Connection, goal_id: int) -> tuple[Person, str] | None:
 
 def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
     ident, address, name, zone, fields, status, cohort_id, slug, cohort_name, settings, start, path = row[:12]
-    program = _program(path)
+    program = program_at(path)
     by_key = {}
     for goal in sql.rows(_GOALS, (ident,)):
         goal_id, key, goal_status, deadline, completed_at, via, override, snoozed_at = goal

@@ -20,8 +20,10 @@ from drip import (
     enrol,
     keys,
     mailboxes,
+    pages,
     preflight,
     preview,
+    progress,
     report,
     transport,
     worker,
@@ -258,25 +260,112 @@ def plan(
 
 @main.command()
 @click.argument("cohort", required=False)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+    help="json lists every overdue participant, failure and bounce; csv has one row per cohort and goal.",
+)  # fmt: skip
 @click.option("--now", type=Instant(), help=NOW_HELP)
 @pass_app
 def status(app: App, cohort: str | None, fmt: str, now: dt.datetime | None) -> None:
     """Show progress of COHORT (its id, usually the folder name), or of every cohort."""
     now = now or dt.datetime.now(dt.UTC)
     store = app.existing_store()
-    figures = report.cohort_status(store, cohort, now) if store else []
+    names = report.STATUS_NAMES if fmt == "table" else None
+    figures = report.cohort_status(store, cohort, now, names) if store else []
     if cohort is not None and not figures:
-        raise click.ClickException(
-            f"no cohort {cohort!r} in {redact_url(app.settings.database_url)}; start it with `drip start`"
-        )
+        raise _no_cohort(app, cohort)
     if fmt == "json":
         payload: Any = figures[0] if cohort is not None else figures
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(report.write_csv(report.status_rows(figures), report.STATUS_COLUMNS), nl=False)
     elif not figures:
         click.echo("No cohorts yet. Launch one with: drip start cohorts/NAME")
     else:
         click.echo(report.format_status(figures))
+
+
+@main.command("report")
+@click.argument("cohort")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report here (default: COHORT-report.html; - for standard output).",
+)  # fmt: skip
+@click.option(
+    "--within", type=click.IntRange(1, 365), default=progress.DEFAULT_WITHIN.days, show_default=True,
+    help="Count a goal done this many days after an email as following from it.",
+)  # fmt: skip
+@click.option("--now", type=Instant(), help=NOW_HELP)
+@pass_app
+def report_command(app: App, cohort: str, out: Path | None, within: int, now: dt.datetime | None) -> None:
+    """Write COHORT's progress report: one HTML file with a chart, every participant, every email."""
+    found = _progress(app, cohort, now, dt.timedelta(days=within))
+    html = pages.report_html(found)
+    if out is not None and str(out) == "-":
+        click.echo(html, nl=False)
+        return
+    target = out or Path(f"{found.slug}-report.html")
+    _write_whole(target, html)
+    click.echo(f"Wrote {target} ({len(found.people)} participants). Open it in a browser, or print it.")
+
+
+@main.command("export")
+@click.argument("cohort")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+    help="csv: a row per participant with each goal's status and dates; jsonl: every event, a line each.",
+)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of standard output."
+)
+@click.option("--now", type=Instant(), help="Judge what is overdue at this moment (csv).")
+@pass_app
+def export_command(app: App, cohort: str, fmt: str, out: Path | None, now: dt.datetime | None) -> None:
+    """Export COHORT's participants and goals (csv) or its events (jsonl), for a spreadsheet or an archive."""
+    if fmt == "csv":
+        found = _progress(app, cohort, now, progress.DEFAULT_WITHIN)
+        text = report.write_csv(
+            report.export_rows(found), report.export_columns([g.key for g in found.goals])
+        )
+    else:
+        store = app.existing_store()
+        lines = report.event_lines(store, cohort) if store else None
+        if lines is None:
+            raise _no_cohort(app, cohort)
+        text = "".join(line + "\n" for line in lines)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        _write_whole(out, text)
+        click.echo(f"Wrote {out}.", err=True)
+
+
+def _progress(app: App, cohort: str, now: dt.datetime | None, within: dt.timedelta) -> progress.Progress:
+    store = app.existing_store()
+    found = None
+    if store is not None:
+        with store.reading() as conn:
+            found = progress.read_progress(conn, cohort, now or dt.datetime.now(dt.UTC), within)
+    if found is None:
+        raise _no_cohort(app, cohort)
+    return found
+
+
+def _no_cohort(app: App, cohort: str) -> click.ClickException:
+    return click.ClickException(
+        f"no cohort {cohort!r} in {redact_url(app.settings.database_url)}; start it with `drip start`"
+    )
+
+
+def _write_whole(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` whole or not at all: a reader never sees half a file."""
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
 @main.command("preview")

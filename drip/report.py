@@ -7,12 +7,14 @@ import datetime as dt
 import io
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from drip import store
+from sqlalchemy import select
+
+from drip import progress, store
 from drip.cohort import Cohort
 from drip.enrol import SyncReport
 from drip.plan import PlannedStep
@@ -181,11 +183,7 @@ def format_timeline(entries: Sequence[Entry], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([e.row() for e in entries], indent=2, ensure_ascii=False)
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=PLAN_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(e.row() for e in entries)
-        return buffer.getvalue()
+        return write_csv([e.row() for e in entries], PLAN_COLUMNS)
     out: list[str] = []
     for email, group in itertools.groupby(entries, key=lambda e: e.email):
         items = list(group)
@@ -197,8 +195,14 @@ def format_timeline(entries: Sequence[Entry], fmt: str) -> str:
     return "\n".join(out).rstrip()
 
 
-def cohort_status(db: store.Store, slug: str | None, now: dt.datetime) -> list[dict[str, Any]]:
-    """Return the figures of one cohort, or of all; see ``drip status --format json``."""
+def cohort_status(
+    db: store.Store, slug: str | None, now: dt.datetime, names: int | None = None
+) -> list[dict[str, Any]]:
+    """Return the figures of one cohort, or of all; see ``drip status --format json``.
+
+    ``names`` caps the overdue participants listed per goal, and the failures and bounces listed
+    (their counts are always whole); None lists every one.
+    """
     result = []
     with db.reading() as conn:
         for cohort in store.cohort_rows(conn, slug):
@@ -208,18 +212,40 @@ def cohort_status(db: store.Store, slug: str | None, now: dt.datetime) -> list[d
                 key: figures["goals"].get(key, dict.fromkeys(["open", "done", "waived", "overdue"], 0))
                 for key in order
             }
+            overdue = progress.overdue_names(conn, cohort.id, now, names)
+            failed = progress.failures(conn, cohort.id, names)
+            bounced = progress.bounces(conn, cohort.id, names)
             result.append(
                 {
                     "cohort": cohort.slug,
                     "name": cohort.name,
                     "program": cohort.program,
+                    "status": cohort.status,
                     "participants": figures["participants"],
                     "participant_status": figures["participant_status"],
                     "goals": goals,
+                    "overdue": {
+                        key: [
+                            {"name": row.name, "email": row.email, "deadline": row.deadline.isoformat()}
+                            for row in overdue.get(key, [])
+                        ]
+                        for key in order
+                    },
                     "deliveries": figures["deliveries"],
+                    "failures": [_problem(p) for p in failed],
+                    "bounces": [_problem(p) for p in bounced],
                 }
             )
     return result
+
+
+def _problem(problem: progress.Problem) -> dict[str, Any]:
+    item = {"at": _iso(problem.at), "name": problem.name, "email": problem.email, "reason": problem.reason}
+    return item | ({"step": problem.step} if problem.step else {})
+
+
+def _iso(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
@@ -227,11 +253,60 @@ def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def format_status(figures: Sequence[dict[str, Any]]) -> str:
+STATUS_COLUMNS = ("cohort", "goal", "participants", "done", "waived", "open", "overdue", "percent_done")
+
+
+def status_rows(figures: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return one row per cohort and goal: the counts of ``drip status --format csv``."""
+    rows = []
+    for item in figures:
+        for goal, counts in item["goals"].items():
+            total = counts["open"] + counts["done"] + counts["waived"]
+            rows.append(
+                {
+                    "cohort": item["cohort"],
+                    "goal": goal,
+                    "participants": total,
+                    "done": counts["done"],
+                    "waived": counts["waived"],
+                    "open": counts["open"],
+                    "overdue": counts["overdue"],
+                    "percent_done": f"{100 * counts['done'] / total:.1f}" if total else "0.0",
+                }
+            )
+    return rows
+
+
+def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Return ``rows`` as CSV with a header line.
+
+    A cell that a spreadsheet would take for a formula (=, +, -, @ first) gets a leading
+    apostrophe: roster names reach these files, and a file opened in Excel must not run them.
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: _inert(value) for key, value in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+def _inert(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+#: how many overdue participants per goal, and failures and bounces, the status table names
+STATUS_NAMES = 5
+
+
+def format_status(figures: Sequence[dict[str, Any]], names: int = STATUS_NAMES) -> str:
+    """Return the status table: progress bars per goal, who is overdue, what failed or bounced."""
     out = []
     for item in figures:
         states = ", ".join(f"{n} {s}" for s, n in item["participant_status"].items() if n and s != "removed")
-        out.append(f"{item['cohort']}: {item['name']} ({item['program']})")
+        paused = "  [paused]" if item.get("status") == "paused" else ""
+        out.append(f"{item['cohort']}: {item['name']} ({item['program']}){paused}")
         out.append(f"  participants  {item['participants']}" + (f" ({states})" if states else ""))
         for goal, counts in item["goals"].items():
             total = counts["open"] + counts["done"] + counts["waived"]
@@ -241,8 +316,105 @@ def format_status(figures: Sequence[dict[str, Any]]) -> str:
                 f"  {goal:<12}  {progress_bar(finished, total)} {counts['done']}/{total} done"
                 f"{', ' + str(counts['waived']) + ' waived' if counts['waived'] else ''}{overdue}"
             )
+            late = item["overdue"].get(goal, [])
+            if late:
+                shown = ", ".join(person["name"] for person in late[:names])
+                more = counts["overdue"] - min(len(late), names)
+                out.append(f"  {'':<12}  overdue: {shown}" + (f" and {more} more" if more > 0 else ""))
         deliveries = item["deliveries"]
         shown = ", ".join(f"{n} {s}" for s, n in deliveries.items() if n)
         out.append(f"  emails        {shown or 'none'}")
+        for label, key, total in (
+            ("failed", "failures", deliveries.get("failed", 0)),
+            ("bounced", "bounces", item["participant_status"].get("bounced", 0)),
+        ):
+            listed = item[key][:names]
+            if listed:
+                more = f", the {len(listed)} latest of {total}" if total > len(listed) else ""
+                out.append(f"  {label}{more}:")
+                out += [f"    {_problem_line(p)}" for p in listed]
         out.append("")
     return "\n".join(out).rstrip()
+
+
+def _problem_line(problem: dict[str, Any]) -> str:
+    step = f", {problem['step']}" if problem.get("step") else ""
+    reason = f": {problem['reason']}" if problem["reason"] else ""
+    return f"{problem['name']} <{problem['email']}>{step}{reason}"
+
+
+# --- exports ------------------------------------------------------------------------------------
+
+
+def export_columns(goals: Sequence[str]) -> list[str]:
+    columns = ["email", "name", "timezone", "status"]
+    for goal in goals:
+        columns += [
+            f"{goal}_status",
+            f"{goal}_deadline",
+            f"{goal}_completed_at",
+            f"{goal}_via",
+            f"{goal}_overdue",
+        ]
+    return columns
+
+
+def export_rows(found: progress.Progress) -> list[dict[str, Any]]:
+    """Return one row per participant with each goal's status and dates (``drip export --format csv``)."""
+    rows = []
+    for person in found.people:
+        row: dict[str, Any] = {
+            "email": person.email,
+            "name": person.name,
+            "timezone": person.timezone,
+            "status": person.status,
+        }
+        for goal in found.goals:
+            state = person.goals.get(goal.key)
+            row |= {
+                f"{goal.key}_status": state.status if state else "",
+                f"{goal.key}_deadline": state.deadline.isoformat() if state else "",
+                f"{goal.key}_completed_at": _iso(state.completed_at) if state and state.completed_at else "",
+                f"{goal.key}_via": (state.via or "") if state and state.completed_at else "",
+                f"{goal.key}_overdue": ("yes" if state.overdue else "no") if state else "",
+            }
+        rows.append(row)
+    return rows
+
+
+def event_lines(db: store.Store, slug: str) -> list[str] | None:
+    """Return cohort ``slug``'s events as JSON lines, oldest first (None if it was never started)."""
+    with db.reading() as conn:
+        cohort = store.find_cohort(conn, slug)
+        return None if cohort is None else list(export_events(conn, cohort.id))
+
+
+def export_events(conn: Any, cohort_id: int) -> Iterator[str]:
+    """Yield the cohort's events as JSON lines, oldest first (``drip export --format jsonl``)."""
+    people, event, delivery = store.participant_table, store.event_table, store.delivery_table
+    query = (
+        select(
+            event.c.id,
+            event.c.at,
+            event.c.kind,
+            event.c.goal,
+            event.c.data,
+            people.c.email,
+            people.c.name,
+            delivery.c.step,
+        )  # fmt: skip
+        .outerjoin(people, people.c.id == event.c.participant_id)
+        .outerjoin(delivery, delivery.c.id == event.c.delivery_id)
+        .where(event.c.cohort_id == cohort_id)
+        .order_by(event.c.id)
+        .execution_options(yield_per=2000)
+    )
+    for row in conn.execute(query):
+        item = {"id": row.id, "at": _iso(row.at), "kind": row.kind}
+        item |= {
+            k: v
+            for k, v in (("email", row.email), ("name", row.name), ("goal", row.goal), ("step", row.step))
+            if v
+        }
+        item["data"] = row.data or {}
+        yield json.dumps(item, ensure_ascii=False)

@@ -1,0 +1,251 @@
+"""What owners see: status, the HTML report and the exports, checked against a campaign walked in virtual time."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, CohortFactory, SMTPServer
+from drip import actions, enrol, pages, progress, worker
+from drip.cli import main
+from drip.cohort import load_cohort
+from drip.config import load_settings
+from drip.ingest import Ingester
+from drip.mailboxes import source_for
+from drip.store import Store
+
+UTC = dt.UTC
+ROSTER = """\
+email,name,timezone
+ana@example.com,Ana Ruiz,America/New_York
+ben@example.com,Ben Ito,Asia/Tokyo
+cleo@example.com,Cleo Hart,Europe/London
+dora@example.com,=Dora <b>Diaz</b>,America/New_York
+"""
+ENROLLED = dt.datetime(2027, 1, 4, 12, tzinfo=UTC)
+#: the end of Thursday 4 February in New York, the cohort's zone
+AS_OF = dt.datetime(2027, 2, 5, tzinfo=UTC)
+ANA_DONE = dt.datetime(2027, 1, 30, 15, tzinfo=UTC)  # Saturday 10:00 in New York
+BEN_DONE = dt.datetime(2027, 2, 3, 10, tzinfo=UTC)  # Wednesday 05:00 in New York, overdue by then
+CLEO_BOUNCED = dt.datetime(2027, 2, 2, 12, tzinfo=UTC)
+BEN_REPLIED = dt.datetime(2027, 1, 31, 8, tzinfo=UTC)
+
+
+@dataclasses.dataclass
+class Walked:
+    url: str
+    folder: Path
+
+
+@pytest.fixture
+def walked(database_url: str, smtp_server: SMTPServer, make_cohort: CohortFactory) -> Walked:
+    """Four executives to the end of Thursday 4 February.
+
+    The short goal is due Monday 1 February. Ana does it on 30 January, a day after its reminder;
+    Ben replies to his reminder without doing it, then does it on 3 February; Cleo's address
+    bounces on 2 February; the relay refuses every email to Dora.
+    """
+    folder = make_cohort(roster=ROSTER)
+    smtp_server.handler.rcpt_replies["dora@example.com"] = ["550 5.1.1 <dora@example.com>: no such user"] * 40
+    settings = dataclasses.replace(
+        load_settings(environ={}, options={"base_url": "https://drip.example.com"}),
+        database_url=database_url,
+        smtp_url=smtp_server.url,
+    )
+    cohort = load_cohort(folder, [ROOT / "emails"])
+    say = lambda message: None  # noqa: E731
+    step = dt.timedelta(hours=6)
+    with Store(database_url) as db:
+        with db.transaction() as conn:
+            enrol.sync_cohort(conn, cohort, ENROLLED)
+        worker.run_once(settings, db, dt.datetime(2027, 1, 10, tzinfo=UTC), ANA_DONE, step, say)
+        with db.transaction() as conn:
+            ana = actions.find_person(conn, "test-cohort", "ana@example.com")
+            actions.complete(conn, ana, "short", ANA_DONE, actions.Evidence("link"))
+        reminder = next(
+            m.message
+            for m in smtp_server.messages
+            if m.message["To"].addresses[0].addr_spec == "ben@example.com"
+            and m.message["X-Drip-Step"] == "short-reminder"
+        )
+        reply = (
+            "From: Ben Ito <ben@example.com>\r\nTo: comms@example.com\r\n"
+            f"Subject: Re: {reminder['Subject']}\r\nIn-Reply-To: {reminder['Message-ID']}\r\n"
+            "Message-ID: <ben-1@example.com>\r\nDate: Sun, 31 Jan 2027 08:00:00 +0000\r\n\r\n"
+            "Travelling this week, will get to it on Wednesday.\r\n"
+        ).encode()
+        source = tmp_reply(folder, reply)
+        Ingester(db, settings, None, ("done",)).read(source_for(file=str(source)), BEN_REPLIED)
+        with db.transaction() as conn:
+            cleo = actions.find_person(conn, "test-cohort", "cleo@example.com")
+            actions.bounce(conn, cleo, CLEO_BOUNCED, actions.Evidence("reply"), "5.1.1 mailbox unavailable")
+        worker.run_once(settings, db, ANA_DONE, BEN_DONE, step, say)
+        with db.transaction() as conn:
+            ben = actions.find_person(conn, "test-cohort", "ben@example.com")
+            actions.complete(conn, ben, "short", BEN_DONE, actions.Evidence("link"))
+        worker.run_once(settings, db, BEN_DONE, AS_OF, step, say)
+    return Walked(database_url, folder)
+
+
+def tmp_reply(folder: Path, data: bytes) -> Path:
+    path = folder / "reply.eml"
+    path.write_bytes(data)
+    return path
+
+
+def read(walked: Walked, now: dt.datetime = AS_OF) -> progress.Progress:
+    with Store(walked.url) as db, db.reading() as conn:
+        found = progress.read_progress(conn, "test-cohort", now)
+    assert found is not None
+    return found
+
+
+def cli(runner: CliRunner, walked: Walked, *args: str) -> str:
+    result = runner.invoke(main, ["--database-url", walked.url, *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_progress_matches_what_happened(walked: Walked) -> None:
+    found = read(walked)
+    assert [g.key for g in found.goals] == ["short", "mid", "long"]
+    assert found.goals[0].title.startswith("Crawl")
+    assert found.counts("short") == {"open": 2, "done": 2, "waived": 0, "overdue": 2, "total": 4}
+    assert found.counts("mid") == {"open": 4, "done": 0, "waived": 0, "overdue": 0, "total": 4}
+    assert sorted(p.email for p in found.overdue("short")) == ["cleo@example.com", "dora@example.com"]
+    by_email = {p.email: p for p in found.people}
+    assert by_email["ana@example.com"].goals["short"].completed_at == ANA_DONE
+    assert by_email["ana@example.com"].goals["short"].via == "link"
+    assert by_email["cleo@example.com"].status == "bounced"
+
+    # Completion over time, by day in the cohort's zone: Ana on Saturday 30, Ben on Wednesday 3.
+    days, series = found.days(), found.series("short")
+    assert days[0] == dt.date(2027, 1, 11) and days[-1] == dt.date(2027, 2, 4)
+    at = {day: count for day, count in zip(days, series, strict=True)}
+    assert at[dt.date(2027, 1, 29)] == 0 and at[dt.date(2027, 1, 30)] == 1
+    assert at[dt.date(2027, 2, 2)] == 1 and at[dt.date(2027, 2, 3)] == 2
+    assert found.completions(BEN_DONE - dt.timedelta(days=1), AS_OF)[0][0].email == "ben@example.com"
+
+    steps = {s.step: s for s in found.steps}
+    # Dora got nothing; Ana's short goal stopped her short-due; both Ana and Ben did it within 7 days.
+    assert (steps["short-reminder"].sent, steps["short-reminder"].completed) == (3, 2)
+    assert (steps["short-due"].sent, steps["short-due"].completed) == (1, 1)  # Ben's; Cleo had bounced
+    assert steps["welcome"].completed is None and steps["welcome"].sent == 3
+    assert list(steps)[:2] == ["welcome", "short-kickoff"], "in the order the cohort met them"
+
+    assert {f.email for f in found.failures} == {"dora@example.com"}
+    assert all("550" in f.reason for f in found.failures)
+    assert [(b.email, b.reason) for b in found.bounces] == [("cleo@example.com", "5.1.1 mailbox unavailable")]
+    assert [(r.email, r.outcome) for r in found.replies] == [("ben@example.com", "reply")]
+    assert "Travelling this week" in found.replies[0].text
+
+
+def test_a_shorter_window_counts_fewer_completions(walked: Walked) -> None:
+    with Store(walked.url) as db, db.reading() as conn:
+        found = progress.read_progress(conn, "test-cohort", AS_OF, dt.timedelta(days=2))
+    assert found is not None
+    assert {s.step: s.completed for s in found.steps}["short-reminder"] == 1  # Ana's, not Ben's
+
+
+def test_status_names_the_overdue_and_what_failed_or_bounced(walked: Walked, runner: CliRunner) -> None:
+    out = cli(runner, walked, "status", "test-cohort", "--now", AS_OF.isoformat())
+    assert "short         ██████████░░░░░░░░░░ 2/4 done, 2 overdue" in out
+    assert "overdue: Cleo Hart, =Dora <b>Diaz</b>" in out
+    assert re.search(
+        r"failed, the 5 latest of 7:\n    =Dora <b>Diaz</b> <dora@example.com>, \S+: the server refused dora@example.com: 550",
+        out,
+    )
+    assert "bounced:\n    Cleo Hart <cleo@example.com>: 5.1.1 mailbox unavailable" in out
+
+    payload = json.loads(
+        cli(runner, walked, "status", "test-cohort", "--format", "json", "--now", AS_OF.isoformat())
+    )
+    assert [p["email"] for p in payload["overdue"]["short"]] == ["cleo@example.com", "dora@example.com"]
+    assert payload["overdue"]["mid"] == []
+    assert len(payload["failures"]) == payload["deliveries"]["failed"] > 5, "json lists every one"
+    assert payload["bounces"][0]["email"] == "cleo@example.com"
+
+    rows = list(
+        csv.DictReader(
+            io.StringIO(cli(runner, walked, "status", "--format", "csv", "--now", AS_OF.isoformat()))
+        )
+    )
+    assert rows[0] == {
+        "cohort": "test-cohort", "goal": "short", "participants": "4", "done": "2", "waived": "0",
+        "open": "2", "overdue": "2", "percent_done": "50.0",
+    }  # fmt: skip
+    assert [row["goal"] for row in rows] == ["short", "mid", "long"]
+
+
+def test_export_csv_has_a_row_per_participant_and_no_formulas(walked: Walked, runner: CliRunner) -> None:
+    rows = list(
+        csv.DictReader(io.StringIO(cli(runner, walked, "export", "test-cohort", "--now", AS_OF.isoformat())))
+    )
+    assert [row["email"] for row in rows] == [
+        "ana@example.com", "ben@example.com", "cleo@example.com", "dora@example.com",
+    ]  # fmt: skip
+    ana, ben, cleo, dora = rows
+    assert ana["short_status"] == "done" and ana["short_completed_at"] == "2027-01-30T15:00:00Z"
+    assert ana["short_via"] == "link" and ana["short_overdue"] == "no" and ana["mid_deadline"] == "2027-03-01"
+    assert ben["short_completed_at"] == "2027-02-03T10:00:00Z"
+    assert cleo["status"] == "bounced" and cleo["short_overdue"] == "yes"
+    assert dora["name"] == "'=Dora <b>Diaz</b>", "a spreadsheet must not take a name for a formula"
+
+
+def test_export_jsonl_is_the_event_log(walked: Walked, runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    cli(runner, walked, "export", "test-cohort", "--format", "jsonl", "--out", str(out))
+    events = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    kinds = [e["kind"] for e in events]
+    assert {"enrolled", "cohort_started", "sent", "failed", "completed", "replied", "bounced"} <= set(kinds)
+    done = [e for e in events if e["kind"] == "completed"]
+    assert [(e["email"], e["goal"], e["at"]) for e in done] == [
+        ("ana@example.com", "short", "2027-01-30T15:00:00Z"),
+        ("ben@example.com", "short", "2027-02-03T10:00:00Z"),
+    ]
+    assert next(e for e in events if e["kind"] == "replied")["step"] == "short-reminder"
+    assert not list(tmp_path.glob(".*partial")), "written whole"
+
+
+def test_report_is_one_self_contained_file(walked: Walked, runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    said = cli(runner, walked, "report", "test-cohort", "--out", str(out), "--now", AS_OF.isoformat())
+    assert f"Wrote {out} (4 participants)" in said
+    html = out.read_text(encoding="utf-8")
+    assert "<svg" in html and html.count("<polyline") == 3
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "nothing loaded from elsewhere"
+    assert "<link" not in html and "<script" not in html and "@import" not in html
+    assert "=Dora &lt;b&gt;Diaz&lt;/b&gt;" in html and "<b>Diaz</b>" not in html
+    assert "Travelling this week, will get to it on Wednesday." in html
+    assert "550 5.1.1" in html and "5.1.1 mailbox unavailable" in html
+    assert "@media print" in html
+    assert "2 / 4" in html  # the short goal's card
+
+
+def test_report_refuses_an_unknown_cohort_and_writes_nothing(
+    walked: Walked, runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        main, ["--database-url", walked.url, "report", "nope", "--out", str(tmp_path / "r.html")]
+    )
+    assert result.exit_code == 1 and "no cohort 'nope'" in result.output
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_chart_lines_rise_with_completions(walked: Walked) -> None:
+    chart = pages.completion_chart(read(walked))
+    short = chart.lines[0]
+    ys = [float(point.split(",")[1]) for point in short.points.split()]
+    assert ys[0] == chart.bottom and min(ys) == pytest.approx(chart.bottom - (chart.bottom - chart.top) / 2)
+    assert ys == sorted(ys, reverse=True), "a cumulative line never falls"
+    assert [tick.label for tick in chart.deadlines] == ["short"]
+    assert "Crawl: your LinkedIn profile and 10 connections: 2 of 4 done" in chart.description
