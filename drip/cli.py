@@ -29,7 +29,7 @@ from drip import (
     worker,
 )
 from drip.cohort import Cohort, default_emails_dirs, load_cohort
-from drip.config import SETTING_NAMES, Settings, load_settings, redact_url
+from drip.config import SECRET_SETTINGS, SETTING_NAMES, Settings, load_settings, redact_url
 from drip.dispatch import DispatchError, RelayPaused
 from drip.errors import DripError
 from drip.store import Store
@@ -135,7 +135,7 @@ class DripGroup(click.Group):
 
 def _setting_options(command: Any) -> Any:
     for name in reversed(SETTING_NAMES):
-        if name == "secret_key":
+        if name in SECRET_SETTINGS:
             continue  # never on a command line, where other users can read it
         command = click.option(
             f"--{name.replace('_', '-')}",

@@ -34,6 +34,8 @@ DEFAULT_CATCHER_PORT = 2525
 DEFAULT_MAIL_DIR = "drip-mail"
 DEFAULT_LISTEN = ("127.0.0.1", 8000)
 DEFAULT_INBOX_EVERY = 60
+#: the dashboard is on the open web: a password shorter than this is refused
+MIN_ADMIN_PASSWORD = 12
 ENV_PREFIX = "DRIP_"
 
 
@@ -45,6 +47,8 @@ class Settings:
     smtp_url: str | None = None
     base_url: str = DEFAULT_BASE_URL
     secret_key: str | None = field(default=None, repr=False)
+    #: the password of the read-only dashboard at /admin; None: the dashboard is off
+    admin_password: str | None = field(default=None, repr=False)
     inbox_url: str | None = None
     reply_address: str | None = None
     emails_dir: str = DEFAULT_EMAILS_DIR
@@ -100,6 +104,8 @@ class Settings:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origins")
+#: settings read from the environment or drip.toml only, never from a command line
+SECRET_SETTINGS = frozenset({"secret_key", "admin_password"})
 _NUMERIC = {
     "smtp_connections",
     "stale_after_hours",
@@ -260,6 +266,15 @@ def _secret_key(value: str, label: str) -> str:
     return ",".join(keys)
 
 
+def _admin_password(value: str, label: str) -> str:
+    if len(value) < MIN_ADMIN_PASSWORD:
+        raise ConfigError(
+            f"{label}: use at least {MIN_ADMIN_PASSWORD} characters; generate one with "
+            '`python -c "import secrets; print(secrets.token_urlsafe(18))"`'
+        )
+    return value
+
+
 def _reply_address(value: str, label: str) -> str:
     try:
         return parse_email(value)
@@ -334,6 +349,7 @@ _VALIDATORS: dict[str, Callable[[str, str], Any]] = {
     "base_url": _base_url,
     "inbox_url": _inbox_url,
     "secret_key": _secret_key,
+    "admin_password": _admin_password,
     "reply_address": _reply_address,
 }
 

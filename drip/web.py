@@ -24,6 +24,7 @@ from flask import Flask, Response, abort, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from drip import actions, catcher
+from drip.admin import add_dashboard
 from drip.config import Settings
 from drip.keys import signing_keys
 from drip.plan import goal_dates, local_day
@@ -236,6 +237,7 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
             )
         )
 
+    add_dashboard(app, settings, database.store, now)
     if not settings.smtp_url:
         _inbox(app, Path(settings.mail_dir))
     return app

@@ -25,6 +25,9 @@ EMAILS = ROOT / "emails"
 PROGRAM = EMAILS / "crawl-walk-run"
 POSTGRES_ENV = "DRIP_TEST_POSTGRES_URL"
 
+#: fixtures kept in modules of their own
+pytest_plugins = ["walked"]
+
 COHORT_TOML = """\
 name = "Test cohort"
 program = "crawl-walk-run"
