@@ -17,6 +17,7 @@ import click
 from drip import (
     __version__,
     actions,
+    digest,
     enrol,
     keys,
     mailboxes,
@@ -307,6 +308,43 @@ def report_command(app: App, cohort: str, out: Path | None, within: int, now: dt
     target = out or Path(f"{found.slug}-report.html")
     _write_whole(target, html)
     click.echo(f"Wrote {target} ({len(found.people)} participants). Open it in a browser, or print it.")
+
+
+@main.command("digest")
+@click.argument("cohort")
+@click.option("--preview", is_flag=True, help="Print the digest instead of sending it; records nothing.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "html", "eml"]), default="text", show_default=True,
+    help="With --preview: the plain-text part, the HTML part, or the whole message.",
+)  # fmt: skip
+@click.option("--now", type=Instant(), help="The end of the week it covers (default: now).")
+@pass_app
+def digest_command(app: App, cohort: str, preview: bool, fmt: str, now: dt.datetime | None) -> None:
+    """Send COHORT's owners its digest of the seven days to now (drip run sends one every week)."""
+    now = now or dt.datetime.now(dt.UTC)
+    store = app.existing_store()
+    if store is None:
+        raise _no_cohort(app, cohort)
+    if preview:
+        found = digest.preview(store, app.settings, cohort, now)
+        if found is None:
+            raise _no_cohort(app, cohort)
+        text, html = digest.render_digest(found)
+        if fmt == "eml":
+            owner = (found.progress.owners or ("owner@example.invalid",))[0]
+            data = digest.compose_digest(
+                found, owner, f"<digest.preview@{found.sender.address.rpartition('@')[2]}>", now
+            )
+            click.echo(data.decode("ascii"), nl=False)
+        else:
+            click.echo(text if fmt == "text" else html, nl=False)
+        return
+    with worker.sending_one_by_one(app.settings) as send:
+        sent = digest.send_now(store, app.settings, cohort, now, send)
+    if sent is None:
+        raise _no_cohort(app, cohort)
+    where = "" if app.settings.smtp_url else f" (kept by the mail catcher in {app.settings.mail_dir})"
+    click.echo(f"Sent the digest of {cohort} to {len(sent)} owner(s){where}.")
 
 
 @main.command("export")

@@ -37,8 +37,28 @@ DEFAULT_SEND_TIME = dt.time(9, 0)
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KNOWN_FIELDS = {
     "name", "slug", "program", "start", "end", "timezone", "send_time", "skip_weekends",
-    "sender", "reply_to", "owners", "goals", "roster", "skip_steps",
+    "sender", "reply_to", "owners", "goals", "roster", "skip_steps", "digest",
 }  # fmt: skip
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class DigestTime:
+    """When the owners' weekly digest goes: a weekday and a time, in the cohort's zone."""
+
+    weekday: int
+    at: dt.time
+
+    def record(self) -> dict[str, str]:
+        return {"day": WEEKDAYS[self.weekday], "time": self.at.strftime("%H:%M")}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, str]) -> DigestTime:
+        return cls(WEEKDAYS.index(record["day"]), parse_clock(record["time"]))
+
+
+#: Mondays at 08:00, unless cohort.toml says otherwise
+DEFAULT_DIGEST = DigestTime(0, dt.time(8, 0))
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,8 @@ class Cohort:
     warnings: tuple[str, ...] = ()
     #: whether cohort.toml names the slug (else it is the folder's name)
     slug_is_explicit: bool = False
+    #: when the owners' weekly digest goes; None: no digest
+    digest: DigestTime | None = DEFAULT_DIGEST
 
     def timing(self, participant: Participant) -> Timing:
         """Return what places this participant's steps in time."""
@@ -153,6 +175,7 @@ class _CohortLoader:
         sender = self.value(data, "sender", lambda v: parse_mailbox(_text(v)), None, required=True)
         reply_to = self.value(data, "reply_to", lambda v: parse_mailbox(_text(v)), None)
         owners = self.value(data, "owners", _owners, ())
+        digest = self.value(data, "digest", _digest, DEFAULT_DIGEST)
         if "name" in data:
             self.value(data, "name", lambda v: check_header_safe(_text(v)))
         deadlines = self.deadlines(data.get("goals", {}), program, start)
@@ -191,6 +214,7 @@ class _CohortLoader:
             participants=roster.participants,
             roster_file=self.path / roster_name,
             slug_is_explicit="slug" in data,
+            digest=digest,
         )
         return replace(cohort, warnings=(*self.warnings, *_timing_warnings(cohort)))
 
@@ -311,6 +335,23 @@ def deadline_order_problems(
             )
         previous = (key, deadline)
     return messages
+
+
+def _digest(value: object) -> DigestTime | None:
+    """Read ``digest = false`` or ``[digest]`` with ``day`` and ``time``."""
+    if value is False:
+        return None
+    example = 'write [digest] with day = "monday" and time = "08:00", or digest = false for none'
+    if not isinstance(value, dict):
+        raise InvalidValue(example)
+    unknown = set(value) - {"day", "time"}
+    if unknown:
+        raise InvalidValue(f"unknown digest field(s) {', '.join(sorted(unknown))}; {example}")
+    day = str(value.get("day", WEEKDAYS[DEFAULT_DIGEST.weekday])).strip().lower()
+    if day not in WEEKDAYS:
+        raise InvalidValue(f"digest day {day!r} is not a weekday; write one of {', '.join(WEEKDAYS)}")
+    at = parse_clock(value["time"]) if "time" in value else DEFAULT_DIGEST.at
+    return DigestTime(WEEKDAYS.index(day), at)
 
 
 def _text(value: object) -> str:

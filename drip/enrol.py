@@ -116,6 +116,7 @@ def cohort_values(cohort: Cohort) -> dict[str, Any]:
         "sender": list(cohort.sender),
         "reply_to": list(cohort.reply_to) if cohort.reply_to else None,
         "owners": list(cohort.owners),
+        "digest": cohort.digest.record() if cohort.digest else None,
         "deadlines": {key: day.isoformat() for key, day in cohort.deadlines.items()},
         "end": cohort.end.isoformat() if cohort.end else None,
         "roster": str(cohort.roster_file),

@@ -121,7 +121,8 @@ def compose(message: Message) -> bytes:
                 header("Content-Disposition", f'attachment; filename="{filename}"'),
                 "Content-Transfer-Encoding: base64",
                 "",
-                base64.encodebytes(attachment.data).decode("ascii").rstrip("\n"),
+                # encodebytes ends each 76-character line with a bare LF; SMTP lines end in CRLF
+                *base64.encodebytes(attachment.data).decode("ascii").splitlines(),
             ]
         parts.append(f"--{mixed}--")
     return "\r\n".join([*lines, "", *parts, ""]).encode("ascii")

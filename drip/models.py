@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Dialect,
@@ -224,6 +225,26 @@ class Received(Base):
     #: a reply to hand on to a person, and when that was done
     forward_to: Mapped[str | None] = mapped_column(String(320))
     forwarded_at: Mapped[dt.datetime | None]
+
+
+class Digest(Base):
+    """One weekly digest to one owner, recorded before it is sent so that no week goes twice."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("cohort_id", "period_end", "recipient", "manual"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    cohort_id: Mapped[int] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="CASCADE"))
+    #: the end of the week it covers: its scheduled moment, or when someone asked for it
+    period_end: Mapped[dt.datetime]
+    recipient: Mapped[str] = mapped_column(String(320))
+    #: scheduled by drip run, or asked for with drip digest
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    message_id: Mapped[str] = mapped_column(String(255))
+    #: sending (claimed, perhaps in flight), sent
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]
 
 
 class Meta(Base):

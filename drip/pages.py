@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import PackageLoader, StrictUndefined
+from jinja2 import PackageLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from drip.progress import Progress
@@ -117,7 +117,8 @@ def completion_chart(progress: Progress) -> Chart:
 def _environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         loader=PackageLoader("drip", "templates"),
-        autoescape=True,
+        # HTML is escaped; the digest's plain-text part is text, where escaping would only garble names.
+        autoescape=select_autoescape(disabled_extensions=("txt",), default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -49,7 +49,7 @@ from sqlalchemy.pool import StaticPool
 
 from drip.errors import StoreError
 from drip.leader import Lead
-from drip.models import Cohort, Delivery, Event, Goal, Meta, Participant, Received, UTCDateTime
+from drip.models import Cohort, Delivery, Digest, Event, Goal, Meta, Participant, Received, UTCDateTime
 from drip.plainsql import Plain
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 
@@ -63,6 +63,7 @@ delivery_table = cast(Table, Delivery.__table__)
 event_table = cast(Table, Event.__table__)
 meta_table = cast(Table, Meta.__table__)
 received_table = cast(Table, Received.__table__)
+digest_table = cast(Table, Digest.__table__)
 
 #: how long a SQLite connection waits for another writer before giving up
 SQLITE_BUSY_TIMEOUT_MS = 30_000

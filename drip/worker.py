@@ -1,8 +1,9 @@
 """``drip run``: APScheduler drives the periodic jobs; the deliveries table is the queue.
 
 There is one job per purpose, never one per email: dispatch every few
-seconds (coalesced, one at a time, and a late run is never dropped), later
-the inbox poll and the weekly digest. ``--once`` sends what is due and exits,
+seconds (coalesced, one at a time, and a late run is never dropped), the
+inbox poll and the owners' weekly digest (each in the one worker holding
+its lead, ``drip.leader``). ``--once`` sends what is due and exits,
 for cron and tests; ``--now`` runs on a virtual clock; SIGTERM or SIGINT
 finish the message in flight, give back the rest, and exit.
 """
@@ -15,12 +16,13 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from drip import catcher, mailboxes
+from drip import catcher, digest, mailboxes
 from drip.config import Settings, redact_url
+from drip.digest import Send
 from drip.dispatch import Dispatcher, DispatchError, RelayPaused, Tally
 from drip.errors import ConfigError
 from drip.inbound import DEFAULT_DONE_WORDS
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: how often the dispatch job runs
 DISPATCH_EVERY = dt.timedelta(seconds=5)
+#: how often the digest job looks for a digest due
+DIGEST_EVERY = dt.timedelta(minutes=1)
 #: how long sending waits after the relay refused drip itself
 PAUSE_AFTER_RELAY_ERROR = dt.timedelta(minutes=5)
 
@@ -67,27 +71,57 @@ def transports(settings: Settings, say: Callable[[str], None]) -> Iterator[Calla
 
 
 @contextmanager
-def forwarding(settings: Settings) -> Iterator[Callable[[Forward], None]]:
-    """Yield how to hand a reply on: through the relay, or into the mail catcher's folder."""
+def sending_one_by_one(settings: Settings) -> Iterator[Send]:
+    """Yield how to send the odd message (a forwarded reply, a digest asked for by hand): through
+    the relay, or into the mail catcher's folder when there is none."""
     if not settings.smtp_url:
 
-        def keep(forward: Forward) -> None:
-            catcher.keep(Path(settings.mail_dir), forward.data)  # nothing leaves the machine
+        def keep(sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None:
+            catcher.keep(Path(settings.mail_dir), data)  # nothing leaves the machine
 
         yield keep
         return
+    url = settings.smtp_url
+    with opened_on_first_use(lambda: open_transport(url)) as send:
+        yield send
+
+
+@contextmanager
+def opened_on_first_use(factory: Callable[[], Transport]) -> Iterator[Send]:
+    """Yield a sender that opens one transport when first used, and close it afterwards."""
     opened: list[Transport] = []
 
-    def send(forward: Forward) -> None:
+    def send(sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None:
         if not opened:
-            opened.append(open_transport(settings.smtp_url))
-        opened[0].send(forward.sender, [forward.to], forward.data, forward.message_id)
+            opened.append(factory())
+        opened[0].send(sender, recipients, data, message_id)
 
     try:
         yield send
     finally:
         for transport in opened:
             transport.close()
+
+
+@contextmanager
+def forwarding(settings: Settings) -> Iterator[Callable[[Forward], None]]:
+    """Yield how to hand a reply on: through the relay, or into the mail catcher's folder."""
+    with sending_one_by_one(settings) as send:
+        yield lambda forward: send(forward.sender, [forward.to], forward.data, forward.message_id)
+
+
+def send_digests(
+    settings: Settings, db: Store, now: dt.datetime, factory: Callable[[], Transport], lead: Lead,
+    say: Callable[[str], None],
+) -> int:  # fmt: skip
+    """Send the owners' digests due at ``now``, from the one worker holding the digest lead."""
+    if not lead.held():
+        return 0
+    with opened_on_first_use(factory) as send:
+        sent = digest.send_due(db, settings, now, send)
+    if sent:
+        say(f"Sent {len(sent)} weekly digest(s) to cohort owners.")
+    return len(sent)
 
 
 def read_inbox(
@@ -131,15 +165,18 @@ def run_once(
     SIGTERM or SIGINT finish the message in flight, give back the rest, and return.
     """
     total = Tally()
-    with transports(settings, say) as factory:
+    with ExitStack() as stack:
+        factory = stack.enter_context(transports(settings, say))
         dispatcher = Dispatcher(db, settings, factory)
         with stop_on_signals(dispatcher, say):
             moment = now or dt.datetime.now(dt.UTC)
             end = until or moment
             with db.lead("inbox") as lead:  # a reply may stop a reminder that is about to go
                 read_inbox(settings, db, moment, say, lead)
+            digests = stack.enter_context(db.lead("digest"))
             while True:
                 tally = dispatcher.run_until_idle(moment)
+                send_digests(settings, db, moment, factory, digests, say)
                 for name in ("sent", "deferred", "failed", "skipped", "cancelled"):
                     setattr(total, name, getattr(total, name) + getattr(tally, name))
                 total.problems += [p for p in tally.problems if p not in total.problems]
@@ -222,6 +259,20 @@ def run_forever(
                 misfire_grace_time=None,
                 next_run_time=dt.datetime.now(dt.UTC),
             )
+
+        digests = stack.enter_context(db.lead("digest"))
+        scheduler.add_job(
+            lambda: (
+                None if stopping.is_set() else send_digests(settings, db, clock.now(), factory, digests, say)
+            ),
+            "interval",
+            seconds=DIGEST_EVERY.total_seconds(),
+            id="digest",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+            next_run_time=dt.datetime.now(dt.UTC),
+        )
 
         logging.getLogger("apscheduler.scheduler").setLevel(
             logging.ERROR

@@ -5,7 +5,7 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from drip.mime import Attachment, Mailbox, Message, compose
@@ -205,3 +205,15 @@ def test_a_forward_carries_the_original_whole(
     assert inner["Message-ID"] == "<a.1@example.com>" and inner["Subject"] == "Re: your goal"
     sent_body = inner.get_payload(decode=True).decode().replace("\r\n", "\n").rstrip("\n")
     assert sent_body == b"\n".join(original_body.encode().splitlines()).decode().rstrip("\n")
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(min_size=0, max_size=4000) | st.binary(min_size=58, max_size=4000))
+@example(data=b"x" * 500)  # several base64 lines
+def test_attachments_of_any_size_keep_every_line_end_crlf(data: bytes) -> None:
+    """A bare LF is refused by strict relays (and is how SMTP smuggling starts); lines stay under 998."""
+    composed = compose(message(attachments=(Attachment("application/octet-stream", "report.bin", data),)))
+    assert b"\n" not in composed.replace(b"\r\n", b"")
+    assert max(len(line) for line in composed.split(b"\r\n")) <= 998
+    (attached,) = list(parse(composed).iter_attachments())
+    assert attached.get_content() == data

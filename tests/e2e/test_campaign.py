@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import email.utils
+from zoneinfo import ZoneInfo
 
 from conftest import ROOT, SMTPServer
 from drip import enrol, report, worker
@@ -33,7 +34,11 @@ def test_campaign_in_virtual_time_matches_the_plan(database_url: str, smtp_serve
         start, end = dt.datetime(2027, 1, 10, tzinfo=UTC), dt.datetime(2027, 5, 1, tzinfo=UTC)
         tally = worker.run_once(settings, db, start, end, STEP, lambda message: None)
     received = {}
+    digests = []
     for message in (m.message for m in smtp_server.messages):
+        if message["X-Drip-Step"] == "digest":  # the owners' weekly summary, not the participants' mail
+            digests.append(email.utils.parsedate_to_datetime(str(message["Date"])))
+            continue
         key = (message["To"].addresses[0].addr_spec, str(message["X-Drip-Step"]))
         assert key not in received, f"{key} arrived twice"
         received[key] = email.utils.parsedate_to_datetime(str(message["Date"]))
@@ -41,3 +46,9 @@ def test_campaign_in_virtual_time_matches_the_plan(database_url: str, smtp_serve
     assert tally.sent == len(planned) and tally.skipped == tally.failed == 0
     for key, due in planned.items():
         assert due <= received[key] <= due + STEP, key  # sent at the first tick after its moment
+    # One digest a week to the one owner, Mondays at 08:00 in New York, from the first Monday after the start.
+    new_york = ZoneInfo("America/New_York")
+    mondays = [dt.date(2027, 1, 18) + dt.timedelta(weeks=n) for n in range(len(digests))]
+    assert digests and [d.astimezone(new_york).date() for d in digests] == mondays
+    assert all(d.astimezone(new_york).time() >= dt.time(8) for d in digests)
+    assert mondays[-1] >= max(received.values()).astimezone(new_york).date(), "the last covers the last email"

@@ -237,3 +237,34 @@ def test_a_worker_on_another_machine_killed_mid_batch_loses_nothing(
     assert set(received) == welcome_ids(postgres_cohort) and len(set(received)) == MANY
     assert len(received) - len(set(received)) <= 1  # only the message in flight may go twice
     assert held_by(postgres_cohort, "") == 0
+
+
+def test_two_workers_send_each_weekly_digest_once(
+    database_url: str, smtp_server: SMTPServer, make_cohort: CohortFactory, tmp_path: Path
+) -> None:
+    """Both walk seven weeks of virtual time at once; each week's digest reaches each owner once."""
+    from conftest import COHORT_TOML
+
+    toml = COHORT_TOML.replace(
+        'owners = ["owner@example.com"]', 'owners = ["owner@example.com", "sponsor@example.com"]'
+    )
+    with Store(database_url) as db, db.transaction() as conn:
+        enrol.sync_cohort(
+            conn, load_cohort(make_cohort(toml=toml), [EMAILS]), dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
+        )
+    walk = ("--once", "--now", "2027-01-10T00:00Z", "--until", "2027-03-01T00:00Z")
+    workers = [spawn(database_url, smtp_server, tmp_path, *walk) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(120) == 0, worker.output()
+    digests = [m for m in smtp_server.messages if m.message["X-Drip-Step"] == "digest"]
+    weeks = [f"{day} {month}" for day, month in
+             [("18", "January"), ("25", "January"), ("1", "February"), ("8", "February"), ("15", "February"),
+              ("22", "February")]]  # fmt: skip
+    got = sorted((m.recipients[0], str(m.message["Subject"])) for m in digests)
+    assert got == sorted(
+        (owner, f"Test cohort: the week to {week}")
+        for owner in ("owner@example.com", "sponsor@example.com")
+        for week in weeks
+    )
+    assert len({m.message["Message-ID"] for m in digests}) == len(digests) == 12
+    assert sum("weekly digest" in worker.output() for worker in workers) == 1, "one worker sends them"
