@@ -236,42 +236,30 @@ def run_forever(
                 logger.info("dispatch: %s", tally.summary())
 
         scheduler = BackgroundScheduler(timezone=dt.UTC)
-        scheduler.add_job(
-            dispatch,
-            "interval",
-            seconds=DISPATCH_EVERY.total_seconds(),
-            id="dispatch",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=None,
-            next_run_time=dt.datetime.now(dt.UTC),
-        )
 
-        if settings.inbox_url:
-            lead = stack.enter_context(db.lead("inbox"))
+        def every(seconds: float, name: str, job: Callable[[], object]) -> None:
+            # Coalesced, one at a time, first run now; a late run is never dropped (APScheduler's
+            # default grace of one second would drop it silently).
             scheduler.add_job(
-                lambda: None if stopping.is_set() else read_inbox(settings, db, clock.now(), say, lead),
+                lambda: None if stopping.is_set() else job(),
                 "interval",
-                seconds=settings.inbox_every,
-                id="inbox",
+                seconds=seconds,
+                id=name,
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=None,
                 next_run_time=dt.datetime.now(dt.UTC),
             )
 
+        every(DISPATCH_EVERY.total_seconds(), "dispatch", dispatch)
+        if settings.inbox_url:
+            lead = stack.enter_context(db.lead("inbox"))
+            every(settings.inbox_every, "inbox", lambda: read_inbox(settings, db, clock.now(), say, lead))
         digests = stack.enter_context(db.lead("digest"))
-        scheduler.add_job(
-            lambda: (
-                None if stopping.is_set() else send_digests(settings, db, clock.now(), factory, digests, say)
-            ),
-            "interval",
-            seconds=DIGEST_EVERY.total_seconds(),
-            id="digest",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=None,
-            next_run_time=dt.datetime.now(dt.UTC),
+        every(
+            DIGEST_EVERY.total_seconds(),
+            "digest",
+            lambda: send_digests(settings, db, clock.now(), factory, digests, say),
         )
 
         logging.getLogger("apscheduler.scheduler").setLevel(

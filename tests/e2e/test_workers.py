@@ -268,3 +268,20 @@ def test_two_workers_send_each_weekly_digest_once(
     )
     assert len({m.message["Message-ID"] for m in digests}) == len(digests) == 12
     assert sum("weekly digest" in worker.output() for worker in workers) == 1, "one worker sends them"
+
+
+def test_a_scheduled_worker_sends_the_digest_that_is_due(
+    cohort_db: str, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    # Monday 18 January, 08:00:30 in New York: the first digest is due, with a week of mail behind it.
+    worker = spawn(cohort_db, smtp_server, tmp_path, "--no-web", "--now", "2027-01-18T13:00:30Z")
+    try:
+        wait_for(lambda: any(m.message["X-Drip-Step"] == "digest" for m in smtp_server.messages), timeout=60)
+        time.sleep(1.0)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0, worker.output()
+    digests = [m for m in smtp_server.messages if m.message["X-Drip-Step"] == "digest"]
+    assert [m.recipients for m in digests] == [["owner@example.com"]]
+    assert str(digests[0].message["Subject"]) == "Test cohort: the week to 18 January"
+    assert "Sent 1 weekly digest(s) to cohort owners." in worker.output()
