@@ -23,6 +23,9 @@ from drip.progress import Progress
 #: line colours of the goals, in order; each has a 3:1 contrast or better on white and on the dark theme
 GOAL_COLOURS = ("#0a66c2", "#c2410c", "#15803d", "#7c3aed", "#be185d", "#0f766e")
 
+#: participants shown in the report's grid; a larger cohort's full list is ``drip export``'s job
+GRID_LIMIT = 2000
+
 #: the chart's drawing area, in SVG user units
 WIDTH, HEIGHT = 480, 220
 LEFT, RIGHT, TOP, BOTTOM = 44, 24, 14, 28
@@ -141,6 +144,7 @@ def report_html(progress: Progress, *, link_back: str | None = None) -> str:
         zone=ZoneInfo(progress.timezone),
         within_days=progress.within.days,
         link_back=link_back,
+        grid_limit=GRID_LIMIT,
     )
 
 

@@ -166,3 +166,10 @@ def test_chart_lines_rise_with_completions(walked: Walked) -> None:
     assert ys == sorted(ys, reverse=True), "a cumulative line never falls"
     assert [tick.label for tick in chart.deadlines] == ["short"]
     assert "Crawl: your LinkedIn profile and 10 connections: 2 of 4 done" in chart.description
+
+
+def test_a_large_cohort_s_grid_is_cut_with_a_pointer_to_the_export(walked: Walked, monkeypatch) -> None:
+    monkeypatch.setattr(pages, "GRID_LIMIT", 3)
+    html = pages.report_html(read(walked))
+    assert html.count('<th scope="row">') == 3
+    assert "The first 3 of 4 participants" in html and "drip export test-cohort" in html
