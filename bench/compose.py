@@ -1,6 +1,6 @@
 """Benchmark composing messages: render + complete MIME bytes, on one core.
 
-    python bench/compose.py            # 216 messages (12 participants x 18 steps), 5 rounds
+    python bench/compose.py            # 288 messages (12 participants x 24: 18 steps, 6 check-ins), 5 rounds
     python bench/compose.py --smoke    # one round of 18
 
 drip renders templates whose CSS was inlined when they were loaded and writes
@@ -33,7 +33,7 @@ from machine import describe  # noqa: E402
 
 from drip.cohort import load_cohort  # noqa: E402
 from drip.message import build, cohort_view, context, links_for, recipient_of  # noqa: E402
-from drip.plan import program_end  # noqa: E402
+from drip.plan import expand_steps, program_end  # noqa: E402
 from drip.render import Templates  # noqa: E402
 
 WHEN = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)
@@ -49,7 +49,7 @@ def workload(limit: int | None):
         links = links_for(
             "https://drip.example.com", ["k" * 32], "comms@example.com", program_end(cohort.program, timing)
         )
-        items += [(recipient, links, step) for step in cohort.program.steps]
+        items += [(recipient, links, step) for step in expand_steps(cohort.program, timing)]
     return view, templates, items[:limit]
 
 

@@ -51,13 +51,14 @@ deadline = 2027-02-01
 """
 
 
-def make_cohort(folder: Path, participants: int, seed: int = 7) -> Path:
+def make_cohort(folder: Path, participants: int, seed: int = 7, name: str = "bench", extra: str = "") -> Path:
     """Write a cohort folder with a realistic, varied roster."""
     rng = random.Random(seed)
-    cohort = folder / "cohorts" / "bench"
+    cohort = folder / "cohorts" / name
     cohort.mkdir(parents=True)
-    (folder / "emails").symlink_to(ROOT / "emails", target_is_directory=True)
-    (cohort / "cohort.toml").write_text(COHORT_TOML)
+    if not (folder / "emails").exists():
+        (folder / "emails").symlink_to(ROOT / "emails", target_is_directory=True)
+    (cohort / "cohort.toml").write_text(extra + COHORT_TOML)
     lines = ["email,name,timezone,delegate_email,objective,short_deadline"]
     for n in range(participants):
         delegate = f"assistant{n}@example.com" if rng.random() < 0.1 else ""
@@ -183,17 +184,21 @@ def main() -> None:
         )
     ]
     if big is not None:
-        n, pg_rows, seconds, memory, status = big
+        n, pg_rows, seconds, memory, status, whole_rows, whole_seconds = big
         print(
-            f"\nThe same on PostgreSQL, {n:,} participants, {pg_rows:,} deliveries; median of {args.runs}\n"
+            f"\nOn PostgreSQL, {n:,} participants: the training ({pg_rows:,} deliveries, median of "
+            f"{args.runs}), then the whole program with its monthly check-ins ({whole_rows:,}, one run)\n"
         )
-        print("| command | seconds (median) | peak memory MB (median) | deliveries/s |")
+        print("| command | seconds | peak memory MB | deliveries/s |")
         print("| --- | ---: | ---: | ---: |")
-        print(f"| drip start | {seconds:.2f} | {memory:.0f} | {pg_rows / seconds:,.0f} |")
+        print(f"| drip start, the training | {seconds:.2f} | {memory:.0f} | {pg_rows / seconds:,.0f} |")
         print(f"| drip status (whole process) | {status:.2f} | | |")
+        print(
+            f"| drip start, with the check-ins | {whole_seconds:.2f} | | {whole_rows / whole_seconds:,.0f} |"
+        )
         figures += [
             Figure(
-                f"drip start, {n:,} participants, PostgreSQL",
+                f"drip start, {n:,} participants ({pg_rows:,} deliveries), PostgreSQL",
                 f"{seconds:.2f} s, {memory:.0f} MB",
                 f"{pg_rows / seconds:,.0f} deliveries/s against {rows / fast:,.0f} on SQLite above",
                 "< 60 s, < 500 MB",
@@ -207,27 +212,53 @@ def main() -> None:
     save(args.json, figures, args.smoke)
 
 
-def on_postgres(args: argparse.Namespace, drip: str) -> tuple[int, int, float, float, float]:
-    """Time drip start of a larger cohort on PostgreSQL, then drip status on it; medians of the runs."""
-    from sqlalchemy import create_engine, text
+#: the PostgreSQL target is set for the training itself (18 emails each, ~1.8 million for 100,000);
+#: the monthly check-ins that follow it are timed too, once, and reported beside it
+TRAINING_ONLY = 'skip_steps = ["sustain"]\n'
 
+
+def on_postgres(args: argparse.Namespace, drip: str) -> tuple[int, int, float, float, float, int, float]:
+    """Time drip start of a larger cohort on PostgreSQL, then drip status on it; medians of the runs.
+
+    Returns the participants, deliveries, seconds, MB and status seconds of the training alone, then
+    the deliveries and seconds of one start of the whole program, check-ins included.
+    """
     starts, statuses = [], []
     rows = 0
     with tempfile.TemporaryDirectory(prefix="drip-bench-pg-") as tmp:
         work = Path(tmp)
-        cohort = make_cohort(work, args.postgres_participants)
+        cohort = make_cohort(work, args.postgres_participants, extra=TRAINING_ONLY)
         for _ in range(args.runs):
             with postgres_database(args.postgres) as url:
                 starts.append(timed([drip, "--database-url", url, "start", str(cohort), "--now", NOW], work))
                 status = [drip, "--database-url", url, "status", "bench", "--now", NOW]
                 statuses.append(statistics.median(timed(status, work)[0] for _ in range(3)))
-                engine = create_engine(url)
-                with engine.connect() as conn:
-                    rows = conn.execute(text("SELECT count(*) FROM deliveries")).scalar_one()
-                engine.dispose()
+                rows = _deliveries(url)
+        whole = make_cohort(work, args.postgres_participants, name="whole")
+        with postgres_database(args.postgres) as url:
+            whole_seconds = timed([drip, "--database-url", url, "start", str(whole), "--now", NOW], work)[0]
+            whole_rows = _deliveries(url)
     seconds = statistics.median(t for t, _ in starts)
     memory = statistics.median(m for _, m in starts)
-    return args.postgres_participants, rows, seconds, memory, statistics.median(statuses)
+    return (
+        args.postgres_participants,
+        rows,
+        seconds,
+        memory,
+        statistics.median(statuses),
+        whole_rows,
+        whole_seconds,
+    )
+
+
+def _deliveries(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = int(conn.execute(text("SELECT count(*) FROM deliveries")).scalar_one())
+    engine.dispose()
+    return rows
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from drip.errors import CohortError, Problem
-from drip.plan import Timing, timing_warnings
+from drip.plan import Timing, repeat_warnings, timing_warnings
 from drip.program import Program, find_program, load_program
 from drip.roster import Participant, read_roster
 from drip.values import (
@@ -216,7 +216,8 @@ class _CohortLoader:
             slug_is_explicit="slug" in data,
             digest=digest,
         )
-        return replace(cohort, warnings=(*self.warnings, *_timing_warnings(cohort)))
+        warnings = (*self.warnings, *_timing_warnings(cohort), *_repeat_warnings(cohort))
+        return replace(cohort, warnings=warnings)
 
     def deadlines_after_end(
         self,
@@ -310,6 +311,27 @@ def _timing_warnings(cohort: Cohort) -> list[str]:
             f"{cohort.roster_file}: {len(found)} participant(s) (rows {rows}) have too little time for "
             f"{goal}: {found[0][1]}; some of those emails will arrive out of order or be skipped. "
             "Space the deadlines further apart"
+        )
+    return messages
+
+
+def _repeat_warnings(cohort: Cohort) -> list[str]:
+    """Say, once per repeating step, which participants' timelines reach past its most occurrences."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    seen: dict[tuple[object, ...], list[str]] = {}
+    for participant in cohort.participants:
+        timing = cohort.timing(participant)
+        if timing.key() not in seen:
+            seen[timing.key()] = repeat_warnings(cohort.program, timing)
+        for warning in seen[timing.key()]:
+            found.setdefault(warning.split(" ", 1)[0], []).append((participant.row, warning))
+    messages = []
+    for rows_and_warnings in found.values():
+        rows = ", ".join(str(row) for row, _ in rows_and_warnings[:8])
+        more = ", ..." if len(rows_and_warnings) > 8 else ""
+        messages.append(
+            f"{cohort.roster_file}: {len(rows_and_warnings)} participant(s) (rows {rows}{more}): "
+            f"{rows_and_warnings[0][1]}. Set an earlier end, or an until for the step"
         )
     return messages
 

@@ -30,8 +30,8 @@ from drip.errors import DripError, TemplateError
 from drip.keys import instance_id, reply_address, signing_keys
 from drip.message import CohortView, build, links_for, recipient_of
 from drip.mime import Mailbox, addresses, compose
-from drip.plan import program_end
-from drip.program import Program, load_program
+from drip.plan import Timing, find_step, program_end
+from drip.program import Program, Step, load_program
 from drip.render import Templates
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.transport import PermanentSendError, RelayError, TokenBucket, TransientSendError, Transport
@@ -97,6 +97,24 @@ class _Ending:
     kind: EventKind
     #: which Tally count it adds to
     outcome: str
+
+
+def _timing(parts: _CohortParts, row: queue.Claimed, batch: queue.Batch) -> Timing:
+    """Return the stored timing of the participant a delivery goes to."""
+    person = batch.participants[row.participant_id]
+    deadlines = {goal.goal: goal.deadline for goal in batch.goals.get(row.participant_id, [])}
+    return stored_timing(parts.settings, parts.start, person.timezone, deadlines)
+
+
+def _step(
+    parts: _CohortParts, row: queue.Claimed, batch: queue.Batch, timing: Timing | None = None
+) -> Step | None:
+    """Return the step a delivery is for, or None if the program no longer has it for this participant."""
+    step = parts.program.step(row.step)
+    if step is not None and step.repeat is None:
+        return step
+    # An occurrence of a repeating step: it exists while the participant's timing still reaches it.
+    return find_step(parts.program, row.step, timing or _timing(parts, row, batch))
 
 
 def _cancel(reason: str) -> _Ending:
@@ -386,7 +404,7 @@ class Dispatcher:
         if person.status != ParticipantStatus.ACTIVE.value:
             return _cancel(f"the participant is {person.status}")
         parts = self._cohort(cohort)
-        step = next((s for s in parts.program.steps if s.key == row.step), None)
+        step = _step(parts, row, batch)
         if step is None:
             return _cancel("the step is no longer in the program")
         if step.goal:
@@ -427,9 +445,7 @@ class Dispatcher:
         person = batch.participants[row.participant_id]
         parts = self._cohort(batch.cohorts[row.cohort_id])
         goal_rows = {g.goal: g for g in batch.goals.get(row.participant_id, [])}
-        settings = parts.settings
-        deadlines = {key: goal.deadline for key, goal in goal_rows.items()}
-        timing = stored_timing(settings, parts.start, person.timezone, deadlines)
+        timing = _timing(parts, row, batch)
         recipient = recipient_of(
             person,
             parts.program,
@@ -441,7 +457,9 @@ class Dispatcher:
         links = links_for(
             self.settings.base_url, self.keys, parts.reply_address, program_end(parts.program, timing)
         )
-        step = next(s for s in parts.program.steps if s.key == row.step)
+        step = _step(parts, row, batch, timing)
+        if step is None:  # checked just before; only a program edited in between gets here
+            raise KeyError(f"step {row.step} is no longer in the program")
         built = build(
             parts.templates, parts.view, recipient, step, when=row.due_at, delivery_id=str(row.id),
             instance=self.instance, links=links, dated=max(now, row.due_at),

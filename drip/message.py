@@ -177,6 +177,9 @@ def step_context(base: dict[str, Any], step: Step) -> dict[str, Any]:
         "next_goal": following,
         "other_goals_open": others_open,
         "step": step.key,
+        # Which occurrence of a repeating step this is, from 1, and of how many; None otherwise.
+        "occurrence": step.occurrence,
+        "occurrences": step.occurrences,
     }
 
 

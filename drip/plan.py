@@ -29,6 +29,12 @@ Rules, in the order they apply:
    that has no other email for the participant: they never push planned mail
    aside. The other steps of a goal that is settled (done or waived) are not
    planned at all.
+7. A repeating step becomes one step per occurrence (``KEY-1``, ``KEY-2``,
+   ...), each placed by the rules above like any other: its day is the first
+   occurrence's plus the interval times the occurrences before it, up to and
+   including ``until``'s day and never after the program's end. An occurrence
+   that weekends or spacing would push past the program's end is skipped,
+   with the reason.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from drip.program import Anchor, AnchorKind, LatePolicy, Program, Step
+from drip.program import MAX_OCCURRENCES, Anchor, AnchorKind, LatePolicy, Program, Step
 from drip.states import DeliveryStatus
 
 UTC = dt.UTC
@@ -202,6 +208,68 @@ def program_end(program: Program, timing: Timing, goals: Mapping[str, GoalDates]
     return anchor_day(program.ends, timing, goals or goal_dates(program, timing), None)
 
 
+def expand_steps(
+    program: Program,
+    timing: Timing,
+    goals: Mapping[str, GoalDates] | None = None,
+    end: dt.date | None = None,
+) -> list[Step]:
+    """Return the steps of one participant's plan: the program's, each repeating one as its occurrences."""
+    if all(step.repeat is None for step in program.steps):
+        return list(program.steps)
+    goals = goals or goal_dates(program, timing)
+    end = end or program_end(program, timing, goals)
+    expanded: list[Step] = []
+    for step in program.steps:
+        if step.repeat is None:
+            expanded.append(step)
+        else:
+            count = min(_occurrence_count(step, timing, goals, end), MAX_OCCURRENCES)
+            expanded += [step.nth(number, count) for number in range(1, count + 1)]
+    return expanded
+
+
+def _occurrence_count(step: Step, timing: Timing, goals: Mapping[str, GoalDates], end: dt.date) -> int:
+    """Return how many occurrences of repeating ``step`` fall from its anchor up to its until and the end."""
+    assert step.repeat is not None
+    first = anchor_day(step.at, timing, goals, end)
+    last = end
+    if step.repeat.until is not None:
+        last = min(last, anchor_day(step.repeat.until, timing, goals, end))
+    return 0 if last < first else (last - first).days // step.repeat.every_days + 1
+
+
+def find_step(program: Program, key: str, timing: Timing) -> Step | None:
+    """Return the step that a delivery's key names in one participant's plan, or None if it has none.
+
+    An occurrence's key names it only while it is one of the participant's
+    occurrences (its until and the program's end have not moved before it).
+    """
+    step = program.step(key)
+    if step is not None and step.repeat is None:
+        return step
+    if program.occurrence_of(key) is None:
+        return None
+    return next((s for s in expand_steps(program, timing) if s.key == key), None)
+
+
+def repeat_warnings(program: Program, timing: Timing) -> list[str]:
+    """Say which repeating steps would repeat more often than drip plans for one participant."""
+    goals = goal_dates(program, timing)
+    end = program_end(program, timing, goals)
+    warnings = []
+    for step in program.steps:
+        if (
+            step.repeat is not None
+            and (count := _occurrence_count(step, timing, goals, end)) > MAX_OCCURRENCES
+        ):
+            warnings.append(
+                f"{step.key} would repeat {count} times up to {end}; "
+                f"only the first {MAX_OCCURRENCES} are planned"
+            )
+    return warnings
+
+
 def next_window(now: dt.datetime, timing: Timing, zone: ZoneInfo) -> dt.date:
     """Return the first send day whose send time is at or after ``now``."""
     day = local_day(now, zone)
@@ -245,8 +313,9 @@ def plan_participant(
     others: list[_Wanted] = []
     completions: list[_Wanted] = []
     left_out = set(settled)
+    steps = expand_steps(program, timing, goals, end)
 
-    for step in program.steps:
+    for step in steps:
         if step.key in fixed:
             continue
         if step.waits_for_completion:
@@ -272,6 +341,8 @@ def plan_participant(
             deadline = goals[step.at.goal].deadline  # type: ignore[index]
             # A reminder must arrive before the deadline day, the due-day email on it.
             latest = deadline - _ONE_DAY if step.at.offset_days < 0 else deadline
+        if step.occurrence is not None:
+            latest = end if latest is None else min(latest, end)  # never after the program's end
         day = nominal
         if timing.skip_weekends:
             day = max(off_weekend(nominal, earlier=before_deadline), timing.start)
@@ -306,10 +377,12 @@ def plan_participant(
     for item, due in placed.values():
         if due is None:
             reason = f"every send day up to {item.latest} already had an email"
+            if item.step.occurrence is not None and item.latest == end:
+                reason = f"no send day was left for it from {item.nominal} to the program's end, {end}"
             result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SKIPPED, None, item.nominal, reason)
         else:
             result[item.step.key] = PlannedStep(item.step, DeliveryStatus.SCHEDULED, due, item.nominal)
-    return [result[step.key] for step in program.steps if step.key in result]
+    return [result[step.key] for step in steps if step.key in result]
 
 
 def _openings_first(placed: dict[str, tuple[_Wanted, dt.datetime | None]], zone: ZoneInfo) -> None:

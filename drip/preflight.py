@@ -2,11 +2,12 @@
 
 Every step is rendered in full for one participant of each *shape* (which
 roster columns are filled, whether there is a delegate), and its subject for
-every participant. Template mistakes (an undefined name, a bad filter, a
+every participant; a repeating step, once for each of the participant's
+occurrences. Template mistakes (an undefined name, a bad filter, a
 syntax error) depend on the shape, not on the values, so one render per
 shape finds them all; the one thing values change is what reaches a header,
 and subjects are rendered for everyone. Rendering all of 10,000 participants'
-18 emails in full would take longer than the whole launch is allowed to.
+24 emails in full would take longer than the whole launch is allowed to.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from drip.message import (
     step_context,
 )
 from drip.mime import Mailbox
-from drip.plan import plan_participant, program_end
-from drip.program import Step
+from drip.plan import Timing, expand_steps, plan_participant, program_end
+from drip.program import Program, Step
 from drip.render import Templates
 from drip.roster import Participant
 from drip.values import InvalidValue, check_header_safe
@@ -64,6 +65,7 @@ def check_rendering(
     seen_shapes: set[tuple[object, ...]] = set()
     failed_templates: set[str] = set()
     subjects = _Subjects(templates)
+    steps_of: dict[tuple[object, ...], list[Step]] = {}
     for participant in cohort.participants:
         fit = _fit_for_headers(participant)
         timing = cohort.timing(participant)
@@ -74,7 +76,9 @@ def check_rendering(
         seen_shapes.add(shape)
         moments = _moments(cohort, participant) if full else {}
         base = None if full else base_context(view, recipient, start, links)
-        for step in cohort.program.steps:
+        if timing.key() not in steps_of:
+            steps_of[timing.key()] = _steps(cohort.program, timing)
+        for step in steps_of[timing.key()]:
             if step.template in failed_templates:
                 continue
             try:
@@ -122,6 +126,20 @@ class _Subjects:
         _check_subject(self.templates, step.template, values, recipient)
         if key is not None:
             self.passed.add(key)
+
+
+def _steps(program: Program, timing: Timing) -> list[Step]:
+    """Return the steps to render for one participant: every occurrence of a repeating step.
+
+    A repeating step with no occurrence for this participant is rendered as a
+    lone first one, so that its template is checked all the same.
+    """
+    steps = expand_steps(program, timing)
+    keys = {step.key for step in steps}
+    for step in program.steps:
+        if step.repeat is not None and step.nth(1, 1).key not in keys:
+            steps.append(step.nth(1, 1))
+    return steps
 
 
 def _moments(cohort: Cohort, participant: Participant) -> dict[str, dt.datetime]:

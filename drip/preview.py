@@ -23,7 +23,8 @@ from drip.errors import DripError
 from drip.keys import instance_id, reply_address, signing_keys
 from drip.message import Built, build, cohort_view, links_for, recipient_of
 from drip.mime import Mailbox, addresses, compose
-from drip.plan import plan_participant, program_end
+from drip.plan import Timing, expand_steps, plan_participant, program_end
+from drip.plan import find_step as find_planned_step
 from drip.program import Step
 from drip.render import Templates
 from drip.roster import Participant, email_key
@@ -49,9 +50,17 @@ def find_participant(cohort: Cohort, email: str | None) -> Participant:
 
 
 def find_step(cohort: Cohort, key: str) -> Step:
-    for step in cohort.program.steps:
-        if step.key == key:
-            return step
+    """Return the step ``key`` names: a step of the program, or an occurrence of a repeating one.
+
+    A repeating step's own key stands for its first occurrence.
+    """
+    step = cohort.program.step(key)
+    if step is not None:
+        return step.nth(1, 1) if step.repeat is not None else step
+    found = cohort.program.occurrence_of(key)
+    if found is not None:
+        repeating, number = found
+        return repeating.nth(number, number)  # how many there are depends on the participant
     keys = [step.key for step in cohort.program.steps]
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
@@ -87,7 +96,7 @@ def proofs(
     planned = {p.step.key: p.due_at for p in plan_participant(cohort.program, timing, now)}
     instance = instance_id(conn)
     result = []
-    for step in steps:
+    for step in (_occurrence(cohort, participant, timing, step) for step in steps):
         delivery = delivery_refs.get(step.key)
         when = (delivery[1] if delivery else planned.get(step.key)) or now
         if test:
@@ -100,6 +109,23 @@ def proofs(
         )  # fmt: skip
         result.append(Proof(step, built, live_links=bool(stored) and not test))
     return result
+
+
+def _occurrence(cohort: Cohort, participant: Participant, timing: Timing, step: Step) -> Step:
+    """Return the participant's own occurrence for an occurrence (or a repeating step: its first)."""
+    if step.repeat is None and step.occurrence is None:
+        return step
+    key = step.key if step.occurrence is not None else step.nth(1, 1).key
+    own = find_planned_step(cohort.program, key, timing)
+    if own is not None:
+        return own
+    if step.repeat is not None or step.occurrence == 1:
+        # None planned for this participant: the first one, to look at its template all the same.
+        return step.nth(1, 1) if step.repeat is not None else step
+    base = key.rsplit("-", 1)[0]
+    planned = expand_steps(cohort.program, timing)
+    count = sum(1 for s in planned if s.occurrence and s.key.rsplit("-", 1)[0] == base)
+    raise DripError(f"{participant.email} gets {count} occurrence(s) of {base}, not {key}")
 
 
 def _stored(

@@ -9,6 +9,15 @@ e.g. ``"short.deadline-3d"``: three days before the participant's short-term
 deadline. A goal opens at ``start`` unless it says otherwise (``opens =
 "short.deadline"``). Steps anchored on ``GOAL.completed`` wait until the goal
 is done; all others are planned at enrolment.
+
+A step with ``every = "30d"`` repeats: its first occurrence is at ``at``, the
+next ones every so many days (or weeks) after, up to and including the day of
+``until`` (an anchor; default ``end``), never after the program's end and at
+most ``MAX_OCCURRENCES`` times. Each occurrence is a delivery of its own, keyed
+``KEY-1``, ``KEY-2``, ...; all render the step's one template. A repeating step
+belongs to no goal unless ``goal = "..."`` says so: it outlives the deadline it
+is anchored on, whatever became of that goal. ``goal = false`` makes any step
+belong to no goal.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +40,10 @@ from drip.values import InvalidValue, check_header_safe, parse_offset
 PROGRAM_FILE = "program.toml"
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 GOAL_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+#: the most occurrences one repeating step may have for one participant
+MAX_OCCURRENCES = 60
+#: a delivery's step key holds 64 characters; an occurrence adds "-" and its number
+REPEATING_KEY_LENGTH = 64 - len(f"-{MAX_OCCURRENCES}")
 
 
 class AnchorKind(StrEnum):
@@ -93,6 +106,15 @@ class Goal:
 
 
 @dataclass(frozen=True)
+class Repeat:
+    """How a repeating step recurs."""
+
+    every_days: int
+    #: the last day an occurrence may fall on (inclusive); None: the program's end
+    until: Anchor | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     key: str
     goal: str | None
@@ -101,10 +123,37 @@ class Step:
     late: LatePolicy
     #: position in program.toml; breaks ties between steps on the same day
     order: int
+    #: set on a repeating step as program.toml declares it; its occurrences are steps of their own
+    repeat: Repeat | None = None
+    #: set on one occurrence of a repeating step: its number, from 1
+    occurrence: int | None = None
+    #: set on one occurrence: how many occurrences the participant gets in all
+    occurrences: int | None = None
 
     @property
     def waits_for_completion(self) -> bool:
         return self.at.kind is AnchorKind.COMPLETED
+
+    def nth(self, number: int, of: int) -> Step:
+        """Return occurrence ``number`` (of ``of``) of this repeating step."""
+        assert self.repeat is not None, f"{self.key} does not repeat"
+        offset = self.at.offset_days + (number - 1) * self.repeat.every_days
+        return replace(
+            self,
+            key=occurrence_key(self.key, number),
+            at=replace(self.at, offset_days=offset),
+            repeat=None,
+            occurrence=number,
+            occurrences=of,
+        )
+
+
+def occurrence_key(key: str, number: int) -> str:
+    """Return the step key of occurrence ``number`` of repeating step ``key``."""
+    return f"{key}-{number}"
+
+
+_OCCURRENCE_KEY = re.compile(r"^(.+)-([1-9][0-9]*)$")
 
 
 @dataclass(frozen=True)
@@ -120,6 +169,25 @@ class Program:
     def goal(self, key: str) -> Goal:
         return next(goal for goal in self.goals if goal.key == key)
 
+    def step(self, key: str) -> Step | None:
+        """Return the step declared as ``key`` (a repeating one as declared), or None."""
+        return self._steps_by_key.get(key)
+
+    def occurrence_of(self, key: str) -> tuple[Step, int] | None:
+        """Return the repeating step and occurrence number that step key ``key`` names, or None."""
+        match = _OCCURRENCE_KEY.match(key)
+        if match is None:
+            return None
+        step = self._steps_by_key.get(match[1])
+        number = int(match[2])
+        if step is None or step.repeat is None or number > MAX_OCCURRENCES:
+            return None
+        return step, number
+
+    @cached_property
+    def _steps_by_key(self) -> dict[str, Step]:
+        return {step.key: step for step in self.steps}
+
     @property
     def goal_keys(self) -> tuple[str, ...]:
         return tuple(goal.key for goal in self.goals)
@@ -129,10 +197,18 @@ class Program:
         """Return a digest of everything in the program that moves a step in time."""
         timing = [
             [[g.key, g.deadline_days, str(g.opens)] for g in self.goals],
-            [[s.key, s.goal, str(s.at), s.late, s.order] for s in self.steps],
+            [[s.key, s.goal, str(s.at), s.late, s.order, *_repeat_timing(s)] for s in self.steps],
             str(self.ends),
         ]
         return hashlib.sha256(json.dumps(timing).encode()).hexdigest()[:16]
+
+
+def _repeat_timing(step: Step) -> list[object]:
+    # Nothing for a step that does not repeat, so that the digests stored before
+    # repeating steps existed still match.
+    if step.repeat is None:
+        return []
+    return [step.repeat.every_days, str(step.repeat.until) if step.repeat.until else None]
 
 
 def available_programs(emails_dir: Path) -> list[str]:
@@ -167,6 +243,8 @@ class _ProgramLoader:
         self.label = str(self.file)
         self.problems: list[Problem] = []
         self.text = ""
+        #: each step's location in program.toml, for problems found after its entry was read
+        self.places: dict[str, tuple[str, int | None]] = {}
 
     def problem(self, message: str, key: str | None = None, line: int | None = None) -> None:
         self.problems.append(Problem(self.label, message, key=key, line=line))
@@ -196,6 +274,7 @@ class _ProgramLoader:
         ends = Anchor(AnchorKind.DEADLINE, goal_keys[-1]) if goal_keys else Anchor(AnchorKind.START)
         if "ends" in data:
             ends = self.anchor(data["ends"], "ends", goal_keys, None, allowed=_FIXED_KINDS) or ends
+        self.check_repeats(steps, {goal.key: goal for goal in goals}, ends)
         if self.problems:
             raise CohortError(self.problems)
         return Program(
@@ -350,25 +429,168 @@ class _ProgramLoader:
 
     def steps(self, raw: object, goal_keys: list[str]) -> list[Step]:
         steps: list[Step] = []
-        fields = {"key", "goal", "at", "template", "late"}
+        fields = {"key", "goal", "at", "template", "late", "every", "until"}
         for index, (item, where, line, key) in enumerate(self.entries(raw, "step", fields, KEY_PATTERN)):
+            self.places.setdefault(key, (where, line))
             anchor = self.anchor(item.get("at"), f"{where}at", goal_keys, line)
-            goal = item.get("goal", anchor.goal if anchor else None)
-            if goal is not None and goal not in goal_keys:
-                self.problem(f"unknown goal {goal!r}; {_choices(str(goal), goal_keys)}", f"{where}goal", line)
+            repeat = self.repeat(item, where, line, key, anchor, goal_keys)
+            # A repeating step outlives the deadline it is anchored on: no goal unless it names one.
+            default_goal = anchor.goal if anchor and "every" not in item else None
+            goal = item.get("goal", default_goal)
+            if goal is False:
+                goal = None  # about no goal, whatever its anchor: it goes whether the goal is done or not
+            elif goal is not None and goal not in goal_keys:
+                choices = _choices(str(goal), goal_keys)
+                self.problem(f"unknown goal {goal!r}; {choices}, or false for none", f"{where}goal", line)
             late_value = item.get("late", LatePolicy.SKIP.value)
             if late_value not in set(LatePolicy):
                 self.problem(f'late must be "skip" or "send", not {late_value!r}', f"{where}late", line)
                 late_value = LatePolicy.SKIP.value
+            if "every" in item and late_value == LatePolicy.SEND.value:
+                self.problem(
+                    "a repeating step cannot be sent late: each occurrence whose moment passed before "
+                    "enrolment is skipped, so a late start never brings a burst of them; "
+                    'remove late = "send"',
+                    f"{where}late",
+                    line,
+                )
             template = self.string(item, "template", where) or key
             if template and not (self.path / f"{template}.html").is_file():
                 self.problem(f"template {template}.html not found in {self.path}", f"{where}template", line)
             if key and anchor:
-                steps.append(Step(key, goal, anchor, template, LatePolicy(late_value), index))
+                steps.append(Step(key, goal, anchor, template, LatePolicy(late_value), index, repeat))
+        self.check_occurrence_keys(steps)
         return steps
+
+    def repeat(
+        self,
+        item: dict[str, Any],
+        where: str,
+        line: int | None,
+        key: str,
+        anchor: Anchor | None,
+        goal_keys: list[str],
+    ) -> Repeat | None:
+        """Return how a step repeats (``every``, ``until``); None for a step sent once."""
+        if "every" not in item:
+            if "until" in item:
+                self.problem(
+                    'until only applies to a repeating step; add every = "30d", or remove until',
+                    f"{where}until",
+                    line,
+                )
+            return None
+        value = item["every"]
+        every: int | None = None
+        try:
+            if not isinstance(value, str):
+                raise InvalidValue(
+                    f'write every as a number of days or weeks in quotes, e.g. "30d", not {value!r}'
+                )
+            every = parse_offset(value)
+        except InvalidValue as exc:
+            self.problem(str(exc), f"{where}every", line)
+        if every is not None and every <= 0:
+            self.problem(
+                f'every = {value!r} must be a positive interval, e.g. "30d" or "4w"', f"{where}every", line
+            )
+            every = None
+        if anchor is not None and anchor.kind is AnchorKind.COMPLETED:
+            self.problem(
+                f"a step anchored on {anchor.goal}.completed goes once, when the goal is done, and cannot "
+                f'repeat; anchor it on a day such as "{anchor.goal}.deadline+30d", or remove every',
+                f"{where}every",
+                line,
+            )
+            every = None
+        if len(key) > REPEATING_KEY_LENGTH:
+            self.problem(
+                f"a repeating step's key may have at most {REPEATING_KEY_LENGTH} characters, so that its "
+                f"occurrences' keys ({key[:8]}...-{MAX_OCCURRENCES}) fit; shorten it",
+                f"{where}key",
+                line,
+            )
+        until = None
+        if "until" in item:
+            allowed = _FIXED_KINDS | {AnchorKind.END}
+            until = self.anchor(item["until"], f"{where}until", goal_keys, line, allowed=allowed)
+            if until is None:
+                return None
+        return Repeat(every, until) if every is not None else None
+
+    def check_occurrence_keys(self, steps: list[Step]) -> None:
+        """Refuse a step key that an occurrence of a repeating step would also have."""
+        for repeating in (step for step in steps if step.repeat is not None):
+            pattern = re.compile(rf"{re.escape(repeating.key)}-[0-9]+")
+            for step in steps:
+                if pattern.fullmatch(step.key):
+                    where, line = self.places[step.key]
+                    first, second = occurrence_key(repeating.key, 1), occurrence_key(repeating.key, 2)
+                    self.problem(
+                        f"step key {step.key!r} has the form of an occurrence of the repeating step "
+                        f"{repeating.key!r} ({first}, {second}, ...); rename one of the two",
+                        f"{where}key",
+                        line,
+                    )
+
+    def check_repeats(self, steps: list[Step], goals: dict[str, Goal], ends: Anchor) -> None:
+        """Check each repeating step on the default deadlines: it starts, stops, and is not endless."""
+        for step in steps:
+            if step.repeat is None:
+                continue
+            where, line = self.places[step.key]
+            first, end = _default_day(step.at, goals, ends), _default_day(ends, goals, ends)
+            until = end if step.repeat.until is None else _default_day(step.repeat.until, goals, ends)
+            if first is None or end is None or until is None:
+                continue  # goals that open in a circle, reported already
+            defaults = "counted from the start with the program's default deadlines"
+            if first > end:
+                self.problem(
+                    f'the first occurrence, "{step.at}", falls after the program ends at "{ends}" (day '
+                    f'{first} against day {end}, {defaults}); start it earlier, or set "ends" later',
+                    f"{where}at",
+                    line,
+                )
+            elif until < first:
+                self.problem(
+                    f'until "{step.repeat.until}" falls before the first occurrence, "{step.at}" (day '
+                    f"{until} against day {first}, {defaults}); move until later, or leave it out to "
+                    "repeat until the program ends",
+                    f"{where}until",
+                    line,
+                )
+            elif (count := (min(until, end) - first) // step.repeat.every_days + 1) > MAX_OCCURRENCES:
+                stop = f'"{step.repeat.until}"' if step.repeat.until else "the program's end"
+                self.problem(
+                    f'every {step.repeat.every_days} days from "{step.at}" to {stop} makes {count} '
+                    f"occurrences ({defaults}); at most {MAX_OCCURRENCES} are allowed: repeat less often, "
+                    "or stop sooner with until",
+                    f"{where}every",
+                    line,
+                )
 
 
 _FIXED_KINDS = frozenset({AnchorKind.START, AnchorKind.OPENS, AnchorKind.DEADLINE})
+
+
+def _default_day(anchor: Anchor, goals: dict[str, Goal], ends: Anchor, depth: int = 0) -> int | None:
+    """Return the day after the start ``anchor`` falls on with the program's default deadlines.
+
+    None for a completion, which has no day, and for goals that open in a circle.
+    """
+    if depth > len(goals) + 1:
+        return None
+    if anchor.kind is AnchorKind.START:
+        base: int | None = 0
+    elif anchor.kind is AnchorKind.END:
+        base = _default_day(ends, goals, ends, depth + 1) if ends.kind is not AnchorKind.END else None
+    elif anchor.kind is AnchorKind.DEADLINE and anchor.goal in goals:
+        base = goals[anchor.goal].deadline_days
+    elif anchor.kind is AnchorKind.OPENS and anchor.goal in goals:
+        base = _default_day(goals[anchor.goal].opens, goals, ends, depth + 1)
+    else:
+        return None
+    return None if base is None else base + anchor.offset_days
 
 
 def _choices(value: str, known: list[str]) -> str:

@@ -7,10 +7,11 @@ changes; the caller writes them.
 
 What may move: mail still to come (``scheduled`` for later), ``skipped`` and
 ``waiting`` mail, and mail cancelled only because its step left the program,
-its goal was settled or the participant was removed (so that it comes back
-when the step, the goal or the participant does). Nothing that has left, may
-have left, or is already due moves: sending or skipping that is dispatch's
-call. A settled goal's pending mail is
+its occurrence of a repeating step fell past the step's until or the
+program's end, its goal was settled or the participant was removed (so that
+it comes back when the step, the occurrence, the goal or the participant
+does). Nothing that has left, may have left, or is already due moves: sending
+or skipping that is dispatch's call. A settled goal's pending mail is
 cancelled with the reason, except a done goal's own completion steps, which
 are placed.
 """
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from drip.plan import PlannedStep, Timing, plan_participant
+from drip.plan import PlannedStep, Timing, expand_steps, plan_participant
 from drip.program import Program
 from drip.states import DISPATCHED, DeliveryStatus, GoalStatus
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 STEP_REMOVED = "the step was removed from the program"
 #: why a participant's mail was cancelled when they were removed; it comes back if they are resumed
 PARTICIPANT_REMOVED = "the participant was removed"
+#: why an occurrence of a repeating step was cancelled when its day moved past the step's until or the
+#: program's end; it comes back if they move back
+OCCURRENCE_DROPPED = "the occurrence now falls after its step's until or the program's end"
 
 
 def settled_reason(goal: str, status: str) -> str:
@@ -97,12 +101,13 @@ def replan(
             changes.new.append(step)
         elif step.step.key in movable:
             changes.move(current[step.step.key], step.due_at, step.status, step.reason)
-    steps = {step.key for step in program.steps}
+    steps = {step.key for step in expand_steps(program, timing)}
     for key, row in current.items():
         if key not in movable:
             continue
         if key not in steps:
-            changes.move(row, row.due_at, DeliveryStatus.CANCELLED, STEP_REMOVED)
+            reason = OCCURRENCE_DROPPED if program.occurrence_of(key) else STEP_REMOVED
+            changes.move(row, row.due_at, DeliveryStatus.CANCELLED, reason)
         elif row.goal in settled and not (settled[row.goal] is GoalStatus.DONE and key in waits):
             changes.move(
                 row, row.due_at, DeliveryStatus.CANCELLED, settled_reason(row.goal, settled[row.goal])
@@ -126,7 +131,7 @@ def _movable(
     if row.status is DeliveryStatus.SKIPPED:
         return status is GoalStatus.OPEN  # a settled goal's history stays as it was
     if row.status is DeliveryStatus.CANCELLED:
-        if row.last_error in (STEP_REMOVED, PARTICIPANT_REMOVED):
+        if row.last_error in (STEP_REMOVED, OCCURRENCE_DROPPED, PARTICIPANT_REMOVED):
             return True
         # Cancelled because its goal was settled: it comes back when the goal is reopened,
         # and a done goal's completion step comes back to be sent.

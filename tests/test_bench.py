@@ -17,7 +17,7 @@ ROWS = [
     "| drip ingest --mbox, 200 replies, SQLite |",
 ]
 POSTGRES_ROWS = [
-    "| drip start, 60 participants, PostgreSQL |",
+    "| drip start, 60 participants (1,080 deliveries), PostgreSQL |",
     "| drip status, 60 participants, PostgreSQL |",
     ": two workers, one PostgreSQL database |",
 ]

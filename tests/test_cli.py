@@ -31,7 +31,7 @@ def test_start_then_status(runner: CliRunner, make_cohort: CohortFactory, databa
     out = run(runner, "start", str(folder), *NOW, db=database_url)
     assert "Started cohort 'test-cohort'" in out
     assert "3 enrolled" in out
-    assert "54 planned: 45 scheduled, 9 waiting for a goal to be done" in out
+    assert "72 planned: 63 scheduled, 9 waiting for a goal to be done" in out
     assert "first send    2027-01-11 00:00 UTC  (Mon 2027-01-11 09:00 JST, Asia/Tokyo)" in out
     assert "short due     Mon 2027-02-01" in out
 
@@ -42,7 +42,7 @@ def test_start_then_status(runner: CliRunner, make_cohort: CohortFactory, databa
     assert payload["goals"]["short"] == {"open": 3, "done": 0, "waived": 0, "overdue": 0}
     for key in ("scheduled", "sent", "failed", "skipped", "cancelled"):
         assert isinstance(payload["deliveries"][key], int)
-    assert payload["deliveries"]["scheduled"] == 45
+    assert payload["deliveries"]["scheduled"] == 63  # 21 each: 15 steps and 6 check-ins
 
     listing = json.loads(run(runner, "status", "--format", "json", *NOW, db=database_url))
     assert [item["cohort"] for item in listing] == ["test-cohort"]
@@ -89,14 +89,14 @@ def test_plan_formats(runner: CliRunner, make_cohort: CohortFactory) -> None:
     assert "welcome" in table and "Mon 2027-01-11 09:00 JST" in table
 
     rows = list(csv.DictReader(io.StringIO(run(runner, "plan", folder, "--format", "csv", *NOW))))
-    assert len(rows) == 54
+    assert len(rows) == 72  # 24 each: 18 steps and 6 monthly check-ins
     welcome = next(r for r in rows if r["email"] == "ana@example.com" and r["step"] == "welcome")
     assert welcome["local_time"] == "2027-01-11T09:00:00-05:00" and welcome["utc"] == "2027-01-11T14:00:00Z"
 
     data = json.loads(
         run(runner, "plan", folder, "--participant", "CLEO@example.com", "--format", "json", *NOW)
     )
-    assert {r["email"] for r in data} == {"cleo@example.com"} and len(data) == 18
+    assert {r["email"] for r in data} == {"cleo@example.com"} and len(data) == 24
     waiting = [r for r in data if r["status"] == "waiting"]
     assert [r["note"] for r in waiting] == [
         "sent when short is done",
@@ -131,7 +131,7 @@ def test_status_of_unknown_cohort_and_empty_database(
 def test_participant_remove(runner: CliRunner, make_cohort: CohortFactory, database_url: str) -> None:
     run(runner, "start", str(make_cohort()), *NOW, db=database_url)
     out = run(runner, "participant", "remove", "test-cohort", "ben@example.com", *NOW, db=database_url)
-    assert "ben@example.com removed; 18 pending emails cancelled." in out
+    assert "ben@example.com removed; 24 pending emails cancelled." in out
     payload = json.loads(run(runner, "status", "test-cohort", "--format", "json", *NOW, db=database_url))
     assert payload["participants"] == 2
 

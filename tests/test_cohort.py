@@ -387,6 +387,14 @@ def test_goals_with_no_time_between_them_are_warned_about(make_cohort: CohortFac
     assert "Space the deadlines further apart" in warning
 
 
+def test_an_end_years_away_warns_that_the_check_ins_stop_at_sixty(make_cohort: CohortFactory) -> None:
+    cohort = load(make_cohort("email,name\nana@example.com,Ana\n", extra_toml="end = 2032-12-31\n"))
+    (warning,) = [w for w in cohort.warnings if "would repeat" in w]
+    assert "1 participant(s) (rows 2): sustain would repeat 69 times up to 2032-12-31" in warning
+    assert "only the first 60 are planned. Set an earlier end, or an until for the step" in warning
+    assert not [w for w in load(make_cohort()).warnings if "would repeat" in w]
+
+
 def test_missing_folder_and_file(tmp_path: Path) -> None:
     assert "no such cohort folder" in only_problem(tmp_path / "nope").message
     (tmp_path / "empty").mkdir()

@@ -140,6 +140,35 @@ def test_stale_email_is_skipped_with_the_reason(started: Store, relay: SMTPServe
     assert status == "skipped" and "hours late" in reason and "too stale" in reason
 
 
+FIRST_CHECK_IN_DUE = dt.datetime(2027, 5, 5, 14, 0, tzinfo=UTC)  # after 09:00 on 5 May in all three zones
+
+
+def test_a_monthly_check_in_goes_out_as_its_own_occurrence(started: Store, relay: SMTPServer) -> None:
+    dispatcher(started, relay.url).run_until_idle(FIRST_CHECK_IN_DUE)  # what came before is stale by now
+    assert {row[:2] for row in statuses(started, "sustain-1").values()} == {("sent", None)}
+    sent = [r.message for r in relay.messages if str(r.message["X-Drip-Step"]) == "sustain-1"]
+    assert len(sent) == 3
+    for message in sent:
+        assert str(message["Subject"]) == "What did you share this month?" and message["X-Drip-Goal"] is None
+        assert "monthly check-in 1 of 6" in message.get_body(("plain",)).get_content()
+
+
+def test_a_check_in_the_participant_no_longer_reaches_is_cancelled_when_due(
+    started: Store, relay: SMTPServer
+) -> None:
+    from drip.store import cohort_table
+
+    # The cohort's end moved before the first check-in, and no drip start has re-planned it yet.
+    with started.transaction() as conn:
+        settings = conn.execute(select(cohort_table.c.settings)).scalar_one()
+        conn.execute(update(cohort_table).values(settings={**settings, "end": "2027-05-01"}))
+    dispatcher(started, relay.url).run_until_idle(FIRST_CHECK_IN_DUE)
+    assert set(statuses(started, "sustain-1").values()) == {
+        ("cancelled", "the step is no longer in the program", 0)
+    }
+    assert not [r for r in relay.messages if str(r.message["X-Drip-Step"]) == "sustain-1"]
+
+
 def test_reminders_of_a_done_goal_are_cancelled(started: Store, relay: SMTPServer) -> None:
     with started.transaction() as conn:
         conn.execute(update(goal_table).where(goal_table.c.goal == "short").values(status="done", via="link"))

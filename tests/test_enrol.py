@@ -51,11 +51,12 @@ def test_start_stores_participants_goals_and_the_plan(
 ) -> None:
     report = sync(store, make_cohort(), now)
     assert report.created and report.enrolled == 3
-    assert report.planned == {"scheduled": 45, "waiting": 9}
+    # 24 each: 18 steps and the 6 monthly check-ins (sustain-1 to sustain-6); 3 wait for a goal
+    assert report.planned == {"scheduled": 63, "waiting": 9}
     assert (count(store, participant_table), count(store, goal_table), count(store, delivery_table)) == (
         3,
         9,
-        54,
+        72,
     )
     ana = deliveries(store, "ana@example.com")
     assert ana["welcome"]["due_at"] == dt.datetime(2027, 1, 11, 14, 0, tzinfo=UTC)  # 09:00 in New York
@@ -78,7 +79,7 @@ def test_running_start_again_duplicates_nothing(
     report = sync(store, folder, now + dt.timedelta(days=3))
     assert not report.created
     assert (report.enrolled, report.replanned, report.updated, report.unchanged) == (0, 0, 0, 3)
-    assert count(store, delivery_table) == 54
+    assert count(store, delivery_table) == 72
     assert deliveries(store, "ana@example.com") == before
 
 
@@ -88,7 +89,7 @@ def test_new_rows_are_enrolled(store: Store, make_cohort: CohortFactory, now: dt
     make_cohort(ROSTER + "dee@example.com,Dee Park,Europe/Paris,sales\n")
     report = sync(store, folder, now)
     assert (report.enrolled, report.unchanged) == (1, 3)
-    assert len(deliveries(store, "dee@example.com")) == 18
+    assert len(deliveries(store, "dee@example.com")) == 24
 
 
 def test_changed_deadline_replans_only_unsent_mail(
@@ -126,7 +127,7 @@ def test_changed_deadline_replans_only_unsent_mail(
             .where(participant_table.c.email == "ana@example.com", goal_table.c.goal == "short")
         ).one()
     assert deadline == (dt.date(2027, 2, 8), dt.datetime(2027, 2, 9, 5, 0, tzinfo=UTC))
-    assert count(store, delivery_table) == 36
+    assert count(store, delivery_table) == 48
 
 
 def test_a_done_goal_keeps_its_steps_when_replanned(
@@ -218,7 +219,7 @@ def test_missing_rows_are_reported_and_stay_until_removed(
 
     with store.transaction() as conn:
         cancelled = remove(conn, "test-cohort", "BEN@example.com", now).cancelled
-    assert cancelled == 18
+    assert cancelled == 24
     with store.transaction() as conn:
         again = remove(conn, "test-cohort", "ben@example.com", now)
     assert not again.changed and again.cancelled == 0
@@ -270,7 +271,7 @@ def test_status_figures_count_overdue(store: Store, make_cohort: CohortFactory, 
         figures = cohort_figures(conn, 1, after_deadline)
     assert figures["goals"]["short"] == {"open": 2, "done": 1, "waived": 0, "overdue": 2}
     assert figures["goals"]["mid"] == {"open": 3, "done": 0, "waived": 0, "overdue": 0}
-    assert figures["deliveries"]["scheduled"] == 45 and figures["deliveries"]["waiting"] == 9
+    assert figures["deliveries"]["scheduled"] == 63 and figures["deliveries"]["waiting"] == 9
 
 
 def test_switching_program_is_refused(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> None:
@@ -323,7 +324,7 @@ def test_two_starts_at_once_enrol_everyone_once(
         thread.join(timeout=60)
     assert errors == []
     assert sorted(r.enrolled for r in reports) == [0, 3]
-    assert count(store, participant_table) == 3 and count(store, delivery_table) == 54
+    assert count(store, participant_table) == 3 and count(store, delivery_table) == 72
 
 
 def test_a_step_put_back_in_the_program_comes_back(
@@ -425,3 +426,88 @@ def test_changing_send_time_during_the_day_does_not_drop_todays_mail(
     sync(store, folder, noon)
     due = deliveries(store, "ana@example.com")["short-due"]
     assert due["status"] == "scheduled" and due["due_at"] > noon
+
+
+# --- the monthly check-ins (a repeating step) ---------------------------------------
+
+
+def check_ins(db: Store, email: str = "ana@example.com") -> dict[str, dict]:
+    return {step: row for step, row in deliveries(db, email).items() if step.startswith("sustain-")}
+
+
+@pytest.mark.parametrize("leaving", ["unsubscribe", "remove"])
+def test_a_participant_who_left_gets_no_more_check_ins(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime, leaving: str
+) -> None:
+    folder = make_cohort()
+    sync(store, folder, now)
+    first = check_ins(store)["sustain-1"]["due_at"]
+    with store.transaction() as conn:  # everything up to the first check-in went out
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.status == "scheduled", delivery_table.c.due_at <= first)
+            .values(status="sent", sent_at=delivery_table.c.due_at)
+        )
+    later = first + dt.timedelta(days=1)
+    with store.transaction() as conn:
+        person = actions.find_person(conn, "test-cohort", "ana@example.com")
+        if leaving == "unsubscribe":
+            actions.unsubscribe(conn, person, later, actions.Evidence("link"))
+        else:
+            actions.remove(conn, person, later)
+    statuses = {step: row["status"] for step, row in check_ins(store).items()}
+    assert statuses == {"sustain-1": "sent", **{f"sustain-{n}": "cancelled" for n in range(2, 7)}}
+    # A later deadline for her, which would move the check-ins of anyone still in, brings none back.
+    make_cohort(
+        ROSTER.replace("objective\n", "objective,long_deadline\n").replace(",sales\n", ",sales,2027-04-19\n")
+    )
+    report = sync(store, folder, later)
+    assert report.replanned == 0 and sum(report.planned.values()) == 0
+    assert {step: row["status"] for step, row in check_ins(store).items()} == statuses
+    assert not any(row["status"] == "scheduled" for row in deliveries(store, "ana@example.com").values())
+
+
+@pytest.mark.parametrize("how", ["extend", "roster"])
+def test_a_later_long_deadline_moves_the_check_ins_anchored_on_it(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime, how: str
+) -> None:
+    folder = make_cohort("email,name,long_deadline\nana@example.com,Ana,\n")
+    sync(store, folder, now)
+    before = {step: row["due_at"] for step, row in check_ins(store).items()}
+    assert sorted(before) == [f"sustain-{n}" for n in range(1, 7)]
+    later = dt.date(2027, 4, 19)  # two weeks after the default, 5 April
+    if how == "extend":
+        with store.transaction() as conn:
+            person = actions.find_person(conn, "test-cohort", "ana@example.com")
+            actions.extend(conn, person, "long", later, now)
+    else:
+        make_cohort(f"email,name,long_deadline\nana@example.com,Ana,{later}\n")
+        assert sync(store, folder, now).replanned == 1
+    after = {step: row["due_at"] for step, row in check_ins(store).items()}
+    # Two weeks later each, same weekday, same local time (EDT from May to October).
+    assert after == {step: due + dt.timedelta(weeks=2) for step, due in before.items()}
+    assert {row["status"] for row in check_ins(store).values()} == {"scheduled"}
+
+
+def test_a_check_in_pushed_past_the_cohorts_end_is_cancelled_and_comes_back(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime
+) -> None:
+    # The cohort ends on 30 September: check-ins on 5 May, 4 June, 5 July (4th a Sunday), 3 August, 2 September.
+    folder = make_cohort("email,name\nana@example.com,Ana\n", extra_toml="end = 2027-09-30\n")
+    sync(store, folder, now)
+    assert sorted(check_ins(store)) == [f"sustain-{n}" for n in range(1, 6)]
+
+    def extend(to: dt.date) -> None:
+        with store.transaction() as conn:
+            actions.extend(conn, actions.find_person(conn, "test-cohort", "ana@example.com"), "long", to, now)
+
+    extend(dt.date(2027, 5, 10))  # the fifth would fall on 7 October, after the end
+    fifth = check_ins(store)["sustain-5"]
+    assert (fifth["status"], fifth["last_error"]) == (
+        "cancelled", "the occurrence now falls after its step's until or the program's end",
+    )  # fmt: skip
+    assert check_ins(store)["sustain-4"]["due_at"] == dt.datetime(2027, 9, 7, 13, 0, tzinfo=UTC)
+    extend(dt.date(2027, 4, 5))  # back again
+    fifth = check_ins(store)["sustain-5"]
+    assert (fifth["status"], fifth["last_error"]) == ("scheduled", None)
+    assert fifth["due_at"] == dt.datetime(2027, 9, 2, 13, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 from conftest import COHORT_TOML, EMAILS, ROOT, CohortFactory
 from drip.cohort import load_cohort
 from drip.message import build, cohort_view, links_for, recipient_of
-from drip.plan import program_end
+from drip.plan import expand_steps, program_end
 from drip.render import Templates
 from drip.tokens import Action, read_token
 
@@ -20,7 +20,7 @@ GOLDEN = ROOT / "tests" / "data" / "golden"
 
 
 def emails(folder: Path, email: str | None = None):
-    """Build every step for one participant of the cohort in ``folder``."""
+    """Build every email of one participant of the cohort in ``folder``: each step, each occurrence."""
     cohort = load_cohort(folder, [EMAILS])
     person = next(p for p in cohort.participants if email is None or p.email == email)
     timing = cohort.timing(person)
@@ -31,7 +31,7 @@ def emails(folder: Path, email: str | None = None):
     )
     templates = Templates(cohort.program.path)
     view = cohort_view(cohort)
-    for step in cohort.program.steps:
+    for step in expand_steps(cohort.program, timing):
         yield (
             step,
             build(
@@ -90,7 +90,8 @@ def test_links_are_signed_and_bound_to_the_goal() -> None:
     due = next(b for s, b in emails(EXAMPLE) if s.key == "short-due").message
     token = due.text.split("https://drip.example.com/done/")[1][:34]
     claim = read_token(KEYS, token, Action.DONE, dt.date(2027, 2, 1))
-    assert claim.object_id == 11 and claim.expires == dt.date(2027, 4, 19) + dt.timedelta(days=30)
+    # 30 days after the program's end, six months after the long deadline (5 April)
+    assert claim.object_id == 11 and claim.expires == dt.date(2027, 10, 4) + dt.timedelta(days=30)
     mailto = due.html.split('href="mailto:')[1].split('"')[0]
     local = mailto.split("@")[0]
     assert local.startswith("comms+") and len(local) <= 64
@@ -120,7 +121,7 @@ def test_every_step_renders_for_a_non_ascii_name_and_for_empty_optional_columns(
         "email,name,timezone,objective,title\nzoe@example.com,Zoë Ñúñez-Øberg 田中,Asia/Tokyo,,\n"
     )
     built = list(emails(folder))
-    assert len(built) == 18
+    assert len(built) == 24  # 18 steps and 6 monthly check-ins
     for step, message in built:
         data = message.as_bytes()
         assert data.isascii()
@@ -128,10 +129,18 @@ def test_every_step_renders_for_a_non_ascii_name_and_for_empty_optional_columns(
     welcome = dict((s.key, b) for s, b in built)["welcome"].message
     assert "For you that goal is" not in welcome.text  # no objective: the general sentence instead
     bare = make_cohort("email,name\nbo@example.com,Bo\n", name="bare")
-    assert len(list(emails(bare))) == 18
+    assert len(list(emails(bare))) == 24
 
 
-STEPS = [step.key for step in load_cohort(EXAMPLE, [EMAILS]).program.steps]
+def _golden_steps() -> list[str]:
+    """Every step's key, and of a repeating step its first and last occurrences (the text varies)."""
+    cohort = load_cohort(EXAMPLE, [EMAILS])
+    person = next(p for p in cohort.participants if p.email == "eleanor.hughes@northwind.example")
+    steps = expand_steps(cohort.program, cohort.timing(person))
+    return [step.key for step in steps if step.occurrence in (None, 1, step.occurrences)]
+
+
+STEPS = _golden_steps()
 
 
 @pytest.mark.parametrize("step_key", STEPS)

@@ -1,6 +1,7 @@
 """Planning: time zones, daylight saving, weekends, late starts, one email a day."""
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -9,8 +10,26 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import PROGRAM
-from drip.plan import PlannedStep, Timing, local_instant, plan_participant
-from drip.program import Anchor, AnchorKind, Goal, LatePolicy, Program, Step, load_program, parse_anchor
+from drip.plan import (
+    PlannedStep,
+    Timing,
+    expand_steps,
+    find_step,
+    local_instant,
+    plan_participant,
+    repeat_warnings,
+)
+from drip.program import (
+    Anchor,
+    AnchorKind,
+    Goal,
+    LatePolicy,
+    Program,
+    Repeat,
+    Step,
+    load_program,
+    parse_anchor,
+)
 from drip.states import DeliveryStatus
 
 UTC = dt.UTC
@@ -284,8 +303,9 @@ def test_late_start_never_bursts_stale_reminders() -> None:
 
 def test_enrolled_after_the_program_ended_gets_nothing() -> None:
     deadlines = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 4, 5)}
+    # The program ends six months after the long deadline, when the last monthly check-in is due.
     plan = plan_participant(
-        CWR, timing(dt.date(2027, 1, 11), **deadlines), dt.datetime(2027, 6, 1, tzinfo=UTC)
+        CWR, timing(dt.date(2027, 1, 11), **deadlines), dt.datetime(2027, 10, 6, tzinfo=UTC)
     )
     assert {p.status for p in plan} == {DeliveryStatus.SKIPPED, DeliveryStatus.WAITING}
 
@@ -310,6 +330,173 @@ def test_completion_steps_wait() -> None:
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         plan_participant(CWR, timing(dt.date(2027, 1, 11)), dt.datetime(2027, 1, 1))
+
+
+# --- repeating steps --------------------------------------------------------------
+
+
+def repeating(
+    every_days: int, at: str = "g.deadline+7d", until: str | None = None, ends_days: int = 56
+) -> Program:
+    """A one-goal program: a welcome at the start, and "check" every ``every_days`` from ``at``.
+
+    The goal is due three weeks after the start; the program ends ``ends_days`` after that.
+    """
+    goal = Goal("g", "Goal", "", 21, Anchor(AnchorKind.START))
+    repeat = Repeat(every_days, parse_anchor(until) if until else None)
+    steps = (
+        Step("welcome", None, parse_anchor("start"), "welcome", LatePolicy.SEND, 0),
+        Step("check", None, parse_anchor(at), "check", LatePolicy.SKIP, 1, repeat),
+    )
+    return Program("test", Path("."), "Test", "", (goal,), steps, Anchor(AnchorKind.DEADLINE, "g", ends_days))
+
+
+def checks(plan: list[PlannedStep]) -> list[PlannedStep]:
+    return [p for p in plan if p.step.key.startswith("check-")]
+
+
+@pytest.mark.parametrize(
+    ("zone", "change", "before", "after"),
+    [
+        ("America/New_York", dt.date(2027, 3, 14), "14:00", "13:00"),  # EST to EDT
+        ("Europe/London", dt.date(2027, 3, 28), "09:00", "08:00"),  # GMT to BST
+        ("Australia/Sydney", dt.date(2027, 4, 4), "22:00", "23:00"),  # AEDT to AEST, the day before in UTC
+    ],
+)
+def test_occurrences_keep_the_local_send_time_across_a_daylight_saving_change(
+    zone: str, change: dt.date, before: str, after: str
+) -> None:
+    # Due Monday 22 February 2027; a weekly check-in from 1 March to the end, 19 April: eight Mondays.
+    plan = checks(plan_participant(repeating(7), timing(dt.date(2027, 2, 1), zone), EARLY))
+    assert [p.step.key for p in plan] == [f"check-{n}" for n in range(1, 9)]
+    walls = [local(p.due_at, zone) for p in plan]
+    assert [w.date() for w in walls] == [dt.date(2027, 3, 1) + dt.timedelta(weeks=n) for n in range(8)]
+    assert {w.strftime("%H:%M") for w in walls} == {"09:00"}
+    utc = [(w.date(), local(p.due_at, "UTC").strftime("%H:%M")) for w, p in zip(walls, plan, strict=True)]
+    assert {at for day, at in utc if day < change} == {before}
+    assert {at for day, at in utc if day > change} == {after}
+
+
+def test_an_occurrence_in_the_spring_gap_goes_at_the_first_instant_after_it() -> None:
+    # 2027-03-14 in New York: 02:30 does not exist. The second weekly check-in falls on that Sunday.
+    program = repeating(7, at="g.deadline+7d", until="g.deadline+21d")
+    plan = checks(plan_participant(program, timing(dt.date(2027, 2, 7), at="02:30", weekends=False), EARLY))
+    walls = [local(p.due_at, "America/New_York").strftime("%Y-%m-%d %H:%M %Z") for p in plan]
+    assert walls == ["2027-03-07 02:30 EST", "2027-03-14 03:00 EDT", "2027-03-21 02:30 EDT"]
+
+
+def test_an_occurrence_on_a_weekend_moves_to_the_monday_after() -> None:
+    # Due Monday 25 January 2027; every 30 days from 24 February. The third falls on Sunday 25 April.
+    program, start = repeating(30, at="g.deadline+30d", ends_days=26 * 7), dt.date(2027, 1, 4)
+    plan = checks(plan_participant(program, timing(start), EARLY))
+    days = [local(p.due_at, "America/New_York").date() for p in plan]
+    assert days[:3] == [dt.date(2027, 2, 24), dt.date(2027, 3, 26), dt.date(2027, 4, 26)]
+    assert plan[2].nominal_day == dt.date(2027, 4, 25)
+    assert days[5] == dt.date(2027, 7, 26)  # Saturday 24 July: the Monday after, the program's last day
+    assert all(day.weekday() < 5 for day in days)
+    unmoved = checks(plan_participant(program, timing(start, weekends=False), EARLY))
+    assert local(unmoved[2].due_at, "America/New_York").date() == dt.date(2027, 4, 25)
+
+
+def test_an_occurrence_that_a_weekend_would_push_past_the_end_is_skipped() -> None:
+    # The program ends on Sunday 25 July; the sixth check-in falls on Saturday 24 July.
+    program = repeating(30, at="g.deadline+30d", ends_days=181)
+    plan = by_key(plan_participant(program, timing(dt.date(2027, 1, 4)), EARLY))
+    assert [key for key in plan if key.startswith("check-")] == [f"check-{n}" for n in range(1, 7)]
+    last = plan["check-6"]
+    assert (last.status, last.due_at, last.nominal_day) == (
+        DeliveryStatus.SKIPPED,
+        None,
+        dt.date(2027, 7, 24),
+    )
+    assert last.reason == "no send day was left for it from 2027-07-24 to the program's end, 2027-07-25"
+    assert plan["check-5"].status is DeliveryStatus.SCHEDULED
+
+
+def test_an_occurrence_before_a_deadline_moves_to_the_friday_before_like_a_reminder() -> None:
+    # Due Saturday 20 February 2027 (the start is 30 January): a weekly countdown lands on Saturdays.
+    program = repeating(7, at="g.deadline-14d", until="g.deadline")
+    plan = checks(plan_participant(program, timing(dt.date(2027, 1, 30)), EARLY))
+    days = [local(p.due_at, "America/New_York").date() for p in plan]
+    assert days == [dt.date(2027, 2, 5), dt.date(2027, 2, 12), dt.date(2027, 2, 19)]
+
+
+@pytest.mark.parametrize(
+    ("until", "end", "count"),
+    [
+        (None, None, 8),  # weekly from the deadline + 7 days to its + 56, the program's end: inclusive
+        ("g.deadline+21d", None, 3),  # until is inclusive: 7, 14 and 21 days after the deadline
+        ("g.deadline+20d", None, 2),
+        ("g.deadline+100d", None, 8),  # never after the program's end
+        (None, dt.date(2027, 2, 22) + dt.timedelta(days=30), 4),  # the cohort's own, earlier end
+        (None, dt.date(2027, 2, 22) + dt.timedelta(days=6), 0),  # the cohort ends before the first
+    ],
+)
+def test_occurrences_stop_at_until_and_never_pass_the_end(
+    until: str | None, end: dt.date | None, count: int
+) -> None:
+    program = repeating(7, until=until)
+    t = replace(timing(dt.date(2027, 2, 1)), end=end)  # due Monday 22 February
+    plan = checks(plan_participant(program, t, EARLY))
+    assert [p.step.key for p in plan] == [f"check-{n}" for n in range(1, count + 1)]
+    assert [(p.step.occurrence, p.step.occurrences) for p in plan] == [
+        (n, count) for n in range(1, count + 1)
+    ]
+    last_day = end or dt.date(2027, 2, 22) + dt.timedelta(days=56)
+    assert all(p.status is DeliveryStatus.SCHEDULED for p in plan)
+    assert all(local(p.due_at, "America/New_York").date() <= last_day for p in plan)
+
+
+def test_a_repeating_step_is_planned_at_most_sixty_times_and_the_rest_is_warned_about() -> None:
+    t = replace(timing(dt.date(2027, 2, 1)), end=dt.date(2032, 1, 1))
+    plan = checks(plan_participant(repeating(7), t, EARLY))
+    assert len(plan) == 60 and plan[-1].step.key == "check-60"
+    (warning,) = repeat_warnings(repeating(7), t)
+    assert warning == "check would repeat 253 times up to 2032-01-01; only the first 60 are planned"
+    assert repeat_warnings(repeating(7), timing(dt.date(2027, 2, 1))) == []
+
+
+def test_a_late_start_skips_the_check_ins_that_passed_and_bursts_nothing() -> None:
+    now = dt.datetime(2027, 3, 17, 18, 0, tzinfo=UTC)  # Wednesday, after the third check-in (Monday 15th)
+    plan = by_key(plan_participant(repeating(7), timing(dt.date(2027, 2, 1)), now))
+    for key in ("check-1", "check-2", "check-3"):
+        assert plan[key].status is DeliveryStatus.SKIPPED
+        assert "had passed when it was planned" in (plan[key].reason or "")
+    assert local(plan["welcome"].due_at, "America/New_York").date() == dt.date(2027, 3, 18)  # late = "send"
+    later = [local(plan[f"check-{n}"].due_at, "America/New_York").date() for n in range(4, 9)]
+    assert later == [dt.date(2027, 3, 22) + dt.timedelta(weeks=n) for n in range(5)]  # each on its own Monday
+
+
+def test_a_moved_deadline_moves_the_occurrences_anchored_on_it() -> None:
+    def days(deadline: dt.date) -> list[dt.date]:
+        plan = checks(plan_participant(repeating(7), timing(dt.date(2027, 2, 1), g=deadline), EARLY))
+        return [local(p.due_at, "America/New_York").date() for p in plan]
+
+    assert days(dt.date(2027, 3, 8)) == [day + dt.timedelta(weeks=2) for day in days(dt.date(2027, 2, 22))]
+
+
+def test_an_occurrence_key_names_a_step_only_while_the_participant_has_it() -> None:
+    deadlines = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 4, 5)}
+    t = timing(dt.date(2027, 1, 11), **deadlines)
+    sixth = find_step(CWR, "sustain-6", t)
+    assert sixth is not None and (sixth.occurrence, sixth.occurrences, sixth.template) == (6, 6, "sustain")
+    assert find_step(CWR, "sustain-7", t) is None
+    assert find_step(CWR, "sustain", t) is None  # the step as declared is no delivery of its own
+    assert find_step(CWR, "closing", t) is CWR.step("closing")
+    shorter = replace(t, end=dt.date(2027, 7, 1))  # a cohort that ends early: two check-ins
+    assert find_step(CWR, "sustain-2", shorter) is not None and find_step(CWR, "sustain-3", shorter) is None
+
+
+def test_the_shipped_program_checks_in_monthly_for_six_months_after_the_long_deadline() -> None:
+    deadlines = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 4, 5)}
+    plan = by_key(plan_participant(CWR, timing(dt.date(2027, 1, 11), **deadlines), EARLY))
+    days = [local(plan[f"sustain-{n}"].due_at, "America/New_York").date() for n in range(1, 7)]
+    assert days == [
+        dt.date(2027, 5, 5), dt.date(2027, 6, 4), dt.date(2027, 7, 5), dt.date(2027, 8, 3),
+        dt.date(2027, 9, 2), dt.date(2027, 10, 4),
+    ]  # fmt: skip
+    assert local(plan["closing"].due_at, "America/New_York").date() == dt.date(2027, 4, 19)
+    assert "sustain-7" not in plan and plan["sustain-1"].step.goal is None
 
 
 # --- properties -----------------------------------------------------------------
@@ -344,7 +531,7 @@ def test_every_send_is_at_send_time_and_times_strictly_increase(
     tz = ZoneInfo(zone)
     now = EARLY if late_by is None else local_instant(start, dt.time(0), tz) + dt.timedelta(hours=late_by)
     plan = plan_participant(CWR, t, now)
-    assert {p.step.key for p in plan} == {s.key for s in CWR.steps}
+    assert {p.step.key for p in plan} == {s.key for s in expand_steps(CWR, t)}
     scheduled = sorted(p.due_at for p in plan if p.status is DeliveryStatus.SCHEDULED)
     for due in scheduled:
         assert due.tzinfo is UTC and due >= now

@@ -56,6 +56,37 @@ def test_a_mistake_only_some_participants_reach_is_found(
     assert result.exit_code == 1 and "fails for cy@example.com" in result.output and "titel" in result.output
 
 
+def test_a_mistake_only_the_last_check_in_reaches_is_found(
+    runner: CliRunner, make_cohort: CohortFactory, program: Path, tmp_path: Path
+) -> None:
+    edit(
+        program / "sustain.html",
+        "<p>This is the last check-in.",
+        "<p>{{ participant.frist_name }}, this is the last check-in.",
+    )
+    folder = make_cohort(toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'))
+    result = runner.invoke(main, ["start", str(folder), "--dry-run", *NOW])
+    assert result.exit_code == 1
+    assert "step 'sustain-6' fails for ana@example.com" in result.output and "frist_name" in result.output
+    assert "sustain-1" not in result.output  # the earlier check-ins render
+
+
+def test_a_check_in_template_is_checked_even_when_no_one_gets_a_check_in(
+    runner: CliRunner, make_cohort: CohortFactory, program: Path
+) -> None:
+    edit(
+        program / "sustain.html",
+        "<p>Hi {{ participant.first_name }},</p>",
+        "<p>Hi {{ participant.frist_name }},</p>",
+    )
+    # The cohort ends before the first check-in is due: the template is checked all the same.
+    folder = make_cohort(
+        toml=COHORT_TOML.replace('"crawl-walk-run"', f'"{program}"'), extra_toml="end = 2027-04-20\n"
+    )
+    result = runner.invoke(main, ["plan", str(folder), *NOW])
+    assert result.exit_code == 1 and "step 'sustain-1' fails for ana@example.com" in result.output
+
+
 def test_a_roster_value_that_would_break_a_subject_is_named(
     runner: CliRunner, make_cohort: CohortFactory, program: Path
 ) -> None:

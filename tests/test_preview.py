@@ -69,6 +69,22 @@ def test_preview_of_a_started_cohort_uses_its_ids_and_moments(runner: CliRunner,
     assert message["Date"].datetime.isoformat() == "2027-01-29T14:00:00+00:00"  # 09:00 in New York
 
 
+def test_preview_of_a_monthly_check_in(runner: CliRunner, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'drip.db'}"
+    first = invoke(runner, "preview", EXAMPLE, "--step", "sustain", "--format", "text", *NOW, db=db)
+    assert first.stdout.startswith("Subject: What did you share this month?\n")
+    assert "monthly check-in 1 of 6" in first.stdout and "once a month" in first.stdout
+    last = invoke(runner, "preview", EXAMPLE, "--step", "sustain-6", "--format", "eml", *NOW, db=db)
+    message = message_from_bytes(last.stdout.encode(), policy=policy.default)
+    assert str(message["Subject"]) == "Last check-in: what did you share this month?"
+    assert message["X-Drip-Step"] == "sustain-6"
+    assert message["Date"].datetime.isoformat() == "2027-10-04T13:00:00+00:00"  # Monday, 09:00 in New York
+    assert "This is the last check-in." in message.get_body(("plain",)).get_content()
+    beyond = runner.invoke(main, ["preview", EXAMPLE, "--step", "sustain-7", *NOW])
+    assert beyond.exit_code == 1
+    assert "margaret.okafor@northwind.example gets 6 occurrence(s) of sustain, not sustain-7" in beyond.output
+
+
 def test_preview_mistakes(runner: CliRunner) -> None:
     result = runner.invoke(main, ["preview", EXAMPLE, "--step", "short-remnder", *NOW])
     assert result.exit_code == 1 and "did you mean 'short-reminder'" in result.output
@@ -89,14 +105,14 @@ def test_send_test_goes_to_the_tester_only_and_records_nothing(
         "--participant", "james.whitaker@northwind.example", *NOW, db=db, env={"DRIP_SMTP_URL": smtp_server.url},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert len(smtp_server.messages) == 18
+    assert len(smtp_server.messages) == 19  # a repeating step: its first occurrence
     for received in smtp_server.messages:
         assert received.recipients == ["tester@example.com"]  # not James, not his delegate
         message = received.message
         assert str(message["Subject"]).startswith("[TEST] ")
         assert message["Cc"] is None and message["To"].addresses[0].addr_spec == "tester@example.com"
     ids = {r.message["Message-ID"] for r in smtp_server.messages}
-    assert len(ids) == 18
+    assert len(ids) == 19
     from drip.tokens import TOKEN_LENGTH
 
     for received in smtp_server.messages:

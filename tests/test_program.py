@@ -1,3 +1,5 @@
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -5,20 +7,97 @@ import pytest
 
 from conftest import EMAILS, PROGRAM
 from drip.errors import CohortError
-from drip.program import Anchor, AnchorKind, find_program, load_program, parse_anchor
+from drip.program import Anchor, AnchorKind, Repeat, find_program, load_program, parse_anchor
 from drip.values import InvalidValue
 
 
 def test_shipped_program() -> None:
     program = load_program(PROGRAM)
     assert program.goal_keys == ("short", "mid", "long")
-    assert len(program.steps) == 18
+    assert len(program.steps) == 19
     per_goal = {goal: [s.key for s in program.steps if s.goal == goal] for goal in program.goal_keys}
     for goal, keys in per_goal.items():
         assert keys == [f"{goal}-{kind}" for kind in ("kickoff", "reminder", "due", "overdue", "done")]
+    # The closing email and the check-ins are anchored on the long deadline but go whatever became of it.
     ungoaled = [s.key for s in program.steps if s.goal is None]
-    assert ungoaled == ["welcome", "policy", "closing"]
+    assert ungoaled == ["welcome", "policy", "closing", "sustain"]
     assert program.goal("mid").opens == Anchor(AnchorKind.DEADLINE, "short")
+    assert program.ends == Anchor(AnchorKind.DEADLINE, "long", 26 * 7)
+    sustain = program.step("sustain")
+    assert sustain is not None and sustain.template == "sustain"
+    assert (sustain.at, sustain.repeat) == (
+        Anchor(AnchorKind.DEADLINE, "long", 30),
+        Repeat(30, Anchor(AnchorKind.END)),
+    )
+
+
+def test_an_occurrence_is_the_repeating_step_moved_by_whole_intervals() -> None:
+    sustain = load_program(PROGRAM).step("sustain")
+    assert sustain is not None
+    third = sustain.nth(3, 6)
+    assert (third.key, third.at, third.template, third.goal) == (
+        "sustain-3", Anchor(AnchorKind.DEADLINE, "long", 90), "sustain", None,
+    )  # fmt: skip
+    assert (third.occurrence, third.occurrences, third.repeat, third.order) == (3, 6, None, sustain.order)
+
+
+@pytest.mark.parametrize(
+    ("key", "found"),
+    [
+        ("sustain-1", 1),
+        ("sustain-60", 60),
+        ("sustain-61", None),  # more than any participant can have
+        ("sustain-0", None),
+        ("sustain-01", None),  # one spelling per occurrence
+        ("sustain", None),  # the step itself, not an occurrence
+        ("closing-1", None),  # closing does not repeat
+        ("short-due", None),
+    ],
+)
+def test_occurrence_keys(key: str, found: int | None) -> None:
+    result = load_program(PROGRAM).occurrence_of(key)
+    if found is None:
+        assert result is None
+    else:
+        assert result is not None and (result[0].key, result[1]) == ("sustain", found)
+
+
+def test_a_changed_interval_or_until_changes_the_timing_signature(program_copy: Path) -> None:
+    before = load_program(program_copy).timing_signature
+    edit(program_copy, '\nevery = "30d"', '\nevery = "4w"')
+    every = load_program(program_copy).timing_signature
+    edit(program_copy, 'until = "end"', 'until = "end-1w"')
+    until = load_program(program_copy).timing_signature
+    assert len({before, every, until}) == 3
+
+
+def test_a_program_without_repeating_steps_keeps_the_signature_stored_before_they_existed(
+    program_copy: Path,
+) -> None:
+    """Participants stored before repeating steps existed are not all re-planned by an upgrade."""
+    edit(
+        program_copy,
+        '[[steps]]\nkey = "sustain"\nat = "long.deadline+30d"\nevery = "30d"\nuntil = "end"\n',
+        "",
+    )
+    program = load_program(program_copy)
+    assert all(step.repeat is None for step in program.steps)
+    timing = [  # the digest as it was computed before
+        [[g.key, g.deadline_days, str(g.opens)] for g in program.goals],
+        [[s.key, s.goal, str(s.at), s.late, s.order] for s in program.steps],
+        str(program.ends),
+    ]
+    assert program.timing_signature == hashlib.sha256(json.dumps(timing).encode()).hexdigest()[:16]
+
+
+def test_goal_false_detaches_a_step_from_its_anchors_goal(program_copy: Path) -> None:
+    edit(
+        program_copy,
+        'key = "short-overdue"\nat = "short.deadline+3d"',
+        'key = "short-overdue"\nat = "short.deadline+3d"\ngoal = false',
+    )
+    overdue = load_program(program_copy).step("short-overdue")
+    assert overdue is not None and overdue.goal is None and overdue.at.goal == "short"
 
 
 @pytest.mark.parametrize(
@@ -110,6 +189,11 @@ def edit(folder: Path, old: str, new: str) -> None:
 def test_program_errors_name_line_field_and_fix(
     program_copy: Path, old: str, new: str, message: str, location: str
 ) -> None:
+    assert_refused(program_copy, old, new, message, location)
+
+
+def assert_refused(program_copy: Path, old: str, new: str, message: str, location: str) -> None:
+    """Edit program.toml; loading it must fail on ``location`` with ``message``, naming file and line."""
     edit(program_copy, old, new)
     with pytest.raises(CohortError) as caught:
         load_program(program_copy)
@@ -118,6 +202,95 @@ def test_program_errors_name_line_field_and_fix(
     assert message in problems[0].message
     assert problems[0].line is not None
     assert str(problems[0]).startswith(f"{program_copy / 'program.toml'}, line ")
+
+
+# The shipped program's repeating step is its 19th: steps[18].
+@pytest.mark.parametrize(
+    ("old", "new", "message", "location"),
+    [
+        ('\nevery = "30d"', '\nevery = "monthly"', "'monthly' is not an offset", "steps[18].every"),
+        ('\nevery = "30d"', "\nevery = 30", 'in quotes, e.g. "30d", not 30', "steps[18].every"),
+        (
+            '\nevery = "30d"',
+            '\nevery = "0d"',
+            'must be a positive interval, e.g. "30d" or "4w"',
+            "steps[18].every",
+        ),
+        ('\nevery = "30d"', '\nevery = "-2w"', "must be a positive interval", "steps[18].every"),
+        (
+            '\nevery = "30d"',
+            '\nevery = "1d"',
+            "makes 153 occurrences (counted from the start with the program's default deadlines); "
+            "at most 60 are allowed: repeat less often, or stop sooner with until",
+            "steps[18].every",
+        ),
+        (
+            'at = "long.deadline+30d"',
+            'at = "long.completed"',
+            "goes once, when the goal is done, and cannot repeat; anchor it on a day such as "
+            '"long.deadline+30d", or remove every',
+            "steps[18].every",
+        ),
+        (
+            'until = "end"',
+            'until = "long.deadline+2w"',
+            'until "long.deadline+14d" falls before the first occurrence, "long.deadline+30d" (day 98 '
+            "against day 114, counted from the start with the program's default deadlines); move until "
+            "later, or leave it out to repeat until the program ends",
+            "steps[18].until",
+        ),
+        ('until = "end"', 'until = "long.completed"', "completed cannot be used here", "steps[18].until"),
+        (
+            'until = "end"',
+            'until = "lng.deadline"',
+            "unknown goal 'lng'; did you mean 'long'",
+            "steps[18].until",
+        ),
+        (
+            'at = "long.deadline+30d"',
+            'at = "end+1d"',
+            'the first occurrence, "end+1d", falls after the program ends at "long.deadline+182d" (day 267 '
+            "against day 266, counted from the start with the program's default deadlines); start it "
+            'earlier, or set "ends" later',
+            "steps[18].at",
+        ),
+        (
+            'until = "end"',
+            'until = "end"\nlate = "send"',
+            "a repeating step cannot be sent late",
+            "steps[18].late",
+        ),
+        (
+            'at = "long.deadline+2w"',
+            'at = "long.deadline+2w"\nuntil = "end"',
+            'until only applies to a repeating step; add every = "30d", or remove until',
+            "steps[17].until",
+        ),
+        (
+            'key = "closing"',
+            'key = "sustain-2"\ntemplate = "closing"',
+            "step key 'sustain-2' has the form of an occurrence of the repeating step 'sustain' "
+            "(sustain-1, sustain-2, ...); rename one of the two",
+            "steps[17].key",
+        ),
+        (
+            'key = "sustain"',
+            f'key = "{"s" * 62}"\ntemplate = "sustain"',
+            "a repeating step's key may have at most 61 characters",
+            "steps[18].key",
+        ),
+        (
+            "\ngoal = false",
+            '\ngoal = "nope"',
+            "unknown goal 'nope'; goals: short, mid, long, or false for none",
+            "steps[17].goal",
+        ),
+    ],
+)
+def test_repeating_step_errors_name_the_file_line_step_and_fix(
+    program_copy: Path, old: str, new: str, message: str, location: str
+) -> None:
+    assert_refused(program_copy, old, new, message, location)
 
 
 def test_goals_opening_in_a_circle(program_copy: Path) -> None:

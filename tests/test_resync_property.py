@@ -76,7 +76,7 @@ def test_resync_keeps_its_promises(make_cohort, first, second, hours, sent_every
             rows = conn.execute(
                 select(delivery_table, participant_table.c.timezone).join(participant_table)
             ).all()
-        assert len(rows) == 3 * 18
+        assert len(rows) == 3 * 24  # 18 steps and 6 monthly check-ins each
         assert {r.id: tuple(r[: len(delivery_table.c)]) for r in rows if r.id in sent_before} == sent_before
         by_person: dict[int, list] = {}
         for r in rows:
