@@ -23,7 +23,8 @@ demo: $(VENV)/.installed
 	$(BIN)/drip start cohorts/example --now $(DEMO_NOW)
 	$(BIN)/drip run --once --now $(DEMO_FROM) --until $(DEMO_UNTIL)
 	$(BIN)/drip status example --now $(DEMO_UNTIL)
-	@echo "Open $(DEMO_URL)/inbox to read what the executives received."
+	$(BIN)/drip report example --now $(DEMO_UNTIL) --out example-report.html
+	@echo "Open $(DEMO_URL)/inbox to read what the executives (and, on Mondays, the owner) received."
 	$(BIN)/drip serve --now $(DEMO_UNTIL)
 
 ## Run the whole test suite.
@@ -37,4 +38,4 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) drip.db drip.db-shm drip.db-wal .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) drip.db drip.db-shm drip.db-wal example-report.html .pytest_cache .mypy_cache .ruff_cache .hypothesis
