@@ -470,9 +470,13 @@ def scanner_label(user_agent: str | None, seconds_since_sent: float | None) -> s
 def _attested(
     evidence: Evidence, deliveries: dict[str, store.DeliveryRow], key: str | None, now: dt.datetime
 ) -> dict[str, Any]:
-    """The evidence of a participant's own action, with seconds since the email and any scanner label."""
+    """The evidence of a participant's own action, with seconds since the email and any scanner label.
+
+    Only a click can be a scanner's: a reply or a comms person's command right after a send is not.
+    """
     seconds = _seconds_since_sent(deliveries.values(), key, now)
-    label = evidence.label or scanner_label(evidence.user_agent, seconds)
+    guess = scanner_label(evidence.user_agent, seconds) if evidence.via == "link" else None
+    label = evidence.label or guess
     return {**replace(evidence, label=label).data(), "seconds_since_sent": seconds}
 
 

@@ -107,6 +107,23 @@ def test_done_cancels_the_goals_mail_and_plans_its_congratulations(store: Store,
     assert len(events_of(store, "completed")) == 1 and plan_of(store) == plan
 
 
+@pytest.mark.parametrize(("evidence", "label"), [
+    (CLICK, "possible link scanner (seconds after sending)"),
+    (actions.ADMIN, None),
+    (Evidence("reply", message_id="<r@example.com>"), None),
+])  # fmt: skip
+def test_only_a_click_soon_after_the_email_is_labelled_a_possible_scanner(
+    store: Store, folder: Path, evidence: Evidence, label: str | None
+) -> None:
+    sent_until(store, at("2027-01-12"))
+    moment = at("2027-01-12") + dt.timedelta(seconds=3)  # three seconds after the kickoff went
+    with store.transaction() as conn:
+        actions.complete(conn, actions.find_person(conn, "test-cohort", ANA), "short", moment, evidence)
+    [event] = events_of(store, "completed")
+    assert event.data.get("label") == label and event.data["seconds_since_sent"] == 3.0
+    assert goal_of(store, "short").status == "done", "a label never decides"
+
+
 def test_congratulations_never_push_planned_mail_aside(store: Store, folder: Path) -> None:
     friday = dt.datetime(2027, 1, 22, 15, 0, tzinfo=UTC)  # Monday's window already holds the policy email
     sent_until(store, friday)
