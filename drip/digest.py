@@ -260,7 +260,7 @@ def preview(db: store.Store, settings: Settings, slug: str, now: dt.datetime) ->
 
 
 class DigestError(DripError):
-    pass
+    """A digest that cannot go, said so that the person asking can fix it."""
 
 
 def _send_week(

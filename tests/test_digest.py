@@ -303,3 +303,24 @@ def test_drip_digest_without_a_relay_goes_to_the_mail_catcher(
     assert result.exit_code == 0 and "kept by the mail catcher" in result.stdout
     kept = list(mail.glob("*.eml"))
     assert len(kept) == 1 and b"X-Drip-Step: digest" in kept[0].read_bytes()
+
+
+def test_drip_digest_of_a_cohort_without_owners_says_how_to_add_them(
+    make_cohort: CohortFactory, runner: CliRunner, tmp_path: Path
+) -> None:
+    from conftest import COHORT_TOML
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    folder = make_cohort(toml=COHORT_TOML.replace('owners = ["owner@example.com"]\n', ""))
+    assert (
+        runner.invoke(
+            main, ["--database-url", url, "start", str(folder), "--now", "2027-01-04T12:00Z"]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        main, ["--database-url", url, "--mail-dir", str(tmp_path / "mail"), "digest", "test-cohort"]
+    )
+    assert result.exit_code == 1
+    assert "cohort 'test-cohort' has no owners; list them in cohort.toml: owners = [...]" in result.output
+    assert not (tmp_path / "mail").exists()
