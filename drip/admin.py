@@ -92,9 +92,12 @@ def add_dashboard(
     """Serve /admin on ``app``: refused entirely while DRIP_ADMIN_PASSWORD is unset."""
     limit = FailureLimit()
 
+    def dashboard_page() -> bool:
+        return request.path == "/admin" or request.path.startswith("/admin/")
+
     @app.before_request
     def _guard() -> Response | None:
-        if request.path != "/admin" and not request.path.startswith("/admin/"):
+        if not dashboard_page():
             return None
         if not settings.admin_password:
             abort(403, "The dashboard is off. An operator turns it on by setting DRIP_ADMIN_PASSWORD.")
@@ -116,7 +119,7 @@ def add_dashboard(
 
     @app.after_request
     def _private(response: Response) -> Response:
-        if request.path == "/admin" or request.path.startswith("/admin/"):
+        if dashboard_page():
             response.headers["Cache-Control"] = "no-store"
             response.headers["X-Robots-Tag"] = "noindex"
         return response

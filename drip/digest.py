@@ -32,7 +32,7 @@ from drip.enrol import stored_timing
 from drip.errors import DripError, StoreError
 from drip.mime import Attachment, Mailbox, Message, compose
 from drip.plan import local_day, local_instant, program_end
-from drip.progress import Person, Problem, Progress, read_progress
+from drip.progress import Person, Problem, Progress, progress_of
 from drip.states import GoalStatus
 
 logger = logging.getLogger(__name__)
@@ -166,9 +166,9 @@ def read_digest(
 ) -> Digest | None:
     """Return cohort ``slug``'s digest of ``week``, with progress as it stands at ``now``."""
     cohort = store.find_cohort(conn, slug)
-    found = read_progress(conn, slug, now)
-    if cohort is None or found is None:
+    if cohort is None:
         return None
+    found = progress_of(conn, cohort, now)
 
     def this_week(problems: Sequence[Problem]) -> list[Problem]:
         return [p for p in problems if week.since <= p.at < week.until]

@@ -169,8 +169,13 @@ def read_progress(
 ) -> Progress | None:
     """Return cohort ``slug``'s progress at ``now`` (None if it was never started)."""
     cohort = store.find_cohort(conn, slug)
-    if cohort is None:
-        return None
+    return None if cohort is None else progress_of(conn, cohort, now, within)
+
+
+def progress_of(
+    conn: Connection, cohort: Any, now: dt.datetime, within: dt.timedelta = DEFAULT_WITHIN
+) -> Progress:
+    """Return the progress at ``now`` of a stored cohort (a row of ``store.find_cohort``)."""
     settings = cohort.settings
     people = tuple(_people(conn, cohort.id, now))
     ids = {person.id: person for person in people}
@@ -187,7 +192,7 @@ def read_progress(
         within=within,
         goals=_goals(cohort),
         people=people,
-        deliveries=store.cohort_figures(conn, cohort.id, now)["deliveries"],
+        deliveries=store.delivery_counts(conn, cohort.id),
         steps=tuple(_steps(conn, cohort.id, ids, within)),
         failures=tuple(failures(conn, cohort.id)),
         bounces=tuple(bounces(conn, cohort.id)),

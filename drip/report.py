@@ -114,7 +114,7 @@ class Entry:
             "goal": self.goal or "",
             "status": self.status,
             "local_time": at.astimezone(ZoneInfo(self.timezone)).isoformat() if at else "",
-            "utc": at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if at else "",
+            "utc": _iso(at) if at else "",
             "note": self.note,
         }
 
@@ -212,9 +212,11 @@ def cohort_status(
                 key: figures["goals"].get(key, dict.fromkeys(["open", "done", "waived", "overdue"], 0))
                 for key in order
             }
-            overdue = progress.overdue_names(conn, cohort.id, now, names)
-            failed = progress.failures(conn, cohort.id, names)
-            bounced = progress.bounces(conn, cohort.id, names)
+            # names=0 (the dashboard's list) asks for counts only: no query for names at all.
+            listing = names != 0
+            overdue = progress.overdue_names(conn, cohort.id, now, names) if listing else {}
+            failed = progress.failures(conn, cohort.id, names) if listing else []
+            bounced = progress.bounces(conn, cohort.id, names) if listing else []
             result.append(
                 {
                     "cohort": cohort.slug,

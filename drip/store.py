@@ -732,7 +732,7 @@ def cohort_figures(conn: Connection, cohort_id: int, now: dt.datetime) -> dict[s
 
     Removed participants are left out of every figure.
     """
-    people, delivery = participant_table, delivery_table
+    people = participant_table
     counted = people.c.status != ParticipantStatus.REMOVED.value
     by_status: dict[str, int] = dict(
         conn.execute(
@@ -752,6 +752,26 @@ def cohort_figures(conn: Connection, cohort_id: int, now: dt.datetime) -> dict[s
         .where(people.c.cohort_id == cohort_id, counted)
         .group_by(goal_table.c.goal, goal_table.c.status)
     ).all()
+    by_goal: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(["open", "done", "waived", "overdue"], 0)
+    )
+    for goal, status, count, past_deadline in goal_rows:
+        by_goal[goal][status] = count
+        if status == GoalStatus.OPEN.value:
+            by_goal[goal]["overdue"] = int(past_deadline or 0)
+    return {
+        "participants": sum(
+            n for status, n in by_status.items() if status != ParticipantStatus.REMOVED.value
+        ),
+        "participant_status": {s.value: by_status.get(s.value, 0) for s in ParticipantStatus},
+        "goals": dict(by_goal),
+        "deliveries": delivery_counts(conn, cohort_id),
+    }
+
+
+def delivery_counts(conn: Connection, cohort_id: int) -> dict[str, int]:
+    """Count the cohort's deliveries by status, leaving out those of removed participants."""
+    people, delivery = participant_table, delivery_table
     # All of the cohort's deliveries (an index-only count), less those of removed participants
     # (few): on 1.8 million deliveries a join to every participant took a second.
     delivery_rows = conn.execute(
@@ -765,22 +785,8 @@ def cohort_figures(conn: Connection, cohort_id: int, now: dt.datetime) -> dict[s
         .where(people.c.cohort_id == cohort_id, people.c.status == ParticipantStatus.REMOVED.value)
         .group_by(delivery.c.status)
     ).all()
-    by_goal: dict[str, dict[str, int]] = defaultdict(
-        lambda: dict.fromkeys(["open", "done", "waived", "overdue"], 0)
-    )
-    for goal, status, count, past_deadline in goal_rows:
-        by_goal[goal][status] = count
-        if status == GoalStatus.OPEN.value:
-            by_goal[goal]["overdue"] = int(past_deadline or 0)
     by_delivery = dict.fromkeys((s.value for s in DeliveryStatus), 0)
     by_delivery.update({status: count for status, count in delivery_rows})
     for status, count in removed_rows:
         by_delivery[status] -= count
-    return {
-        "participants": sum(
-            n for status, n in by_status.items() if status != ParticipantStatus.REMOVED.value
-        ),
-        "participant_status": {s.value: by_status.get(s.value, 0) for s in ParticipantStatus},
-        "goals": dict(by_goal),
-        "deliveries": by_delivery,
-    }
+    return by_delivery
