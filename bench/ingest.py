@@ -133,7 +133,8 @@ def make_mbox(path: Path, messages: int, people: int, seed: int = 11) -> None:
             data = samples[name].replace(
                 b"<PLACEHOLDER@drip.test>", f"<short-kickoff.{person}@drip.test>".encode()
             )
-            data = data.replace(b"ana@example.com", f"p{person - 1}@example.com".encode())
+            for sender in (b"ana@example.com", b"ben@example.com", b"cleo@example.com"):
+                data = data.replace(sender, f"p{person - 1}@example.com".encode())
         else:
             data = b"From: vendor@example.net\nTo: comms@example.com\nSubject: Invoice\n\nAttached.\n"
         data = re.sub(

@@ -38,6 +38,7 @@ SCRIPTS = [
     ("dispatch.py", "sending: one process, the whole machine, two workers on PostgreSQL", True),
     ("completion.py", "the done button under load", False),
     ("ingest.py", "reading replies", False),
+    ("replies.py", "reading replies right: the reply and bounce corpora", False),
 ]
 
 

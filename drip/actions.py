@@ -62,6 +62,11 @@ class Evidence:
     message_id: str | None = None
     #: what drip's heuristics make of it (e.g. "possible link scanner"); never decides anything
     label: str | None = None
+    #: for changes made by email: its From address, what tied it to the participant (the Message-ID it
+    #: answers, or "token"), and the rule that decided
+    sender: str | None = None
+    matched: str | None = None
+    rule: str | None = None
 
     def data(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -99,6 +104,9 @@ class Person:
     start: dt.date
     program: Program
     goals: dict[str, GoalRow]
+    delegate_email: str | None = None
+    #: the delegate address (case-folded) that bounced, if any
+    delegate_bounced: str | None = None
 
     @property
     def first_name(self) -> str:
@@ -166,7 +174,7 @@ def program_at(path: str) -> Program:
 # every message.
 _PEOPLE = """
 SELECT p.id, p.email, p.name, p.timezone, p.fields, p.status, c.id, c.slug, c.name, c.settings,
-       c.start_date, c.program_path{goal}
+       c.start_date, c.program_path, p.delegate_email, p.delegate_bounced{goal}
 FROM participants p JOIN cohorts c ON c.id = p.cohort_id"""
 _PERSON = _PEOPLE.format(goal="") + " WHERE p.id = ?"
 _PERSON_OF_GOAL = _PEOPLE.format(goal=", g.goal") + " JOIN goals g ON g.participant_id = p.id WHERE g.id = ?"
@@ -191,6 +199,7 @@ def person_by_goal(conn: Connection, goal_id: int) -> tuple[Person, str] | None:
 
 def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
     ident, address, name, zone, fields, status, cohort_id, slug, cohort_name, settings, start, path = row[:12]
+    delegate, delegate_bounced = row[12:14]
     program = program_at(path)
     by_key = {}
     for goal in sql.rows(_GOALS, (ident,)):
@@ -213,6 +222,8 @@ def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
         start=sql.read_date(start),
         program=program,
         goals={key: by_key[key] for key in program.goal_keys if key in by_key},
+        delegate_email=delegate,
+        delegate_bounced=delegate_bounced,
     )
 
 
@@ -269,11 +280,43 @@ def reopen(
     goal = person.goal(key)
     if goal.status is GoalStatus.OPEN:
         return Outcome(person, False, f"{person.email}: {key} is already open.", key)
+    undone = _last_settled(conn, person, key)
     _settle_goal(conn, goal, GoalStatus.OPEN, None, None)
     person.goals[key] = replace(goal, status=GoalStatus.OPEN, completed_at=None, via=None)
     changes = _replan(conn, person, now)
-    _event(conn, person, EventKind.REOPENED, now, key, {**evidence.data(), "was": goal.status.value})
-    return _outcome(person, key, f"{key} reopened", changes)
+    data = {**evidence.data(), "was": goal.status.value}
+    if undone is not None:
+        data["undid"] = undone.id
+    _event(conn, person, EventKind.REOPENED, now, key, data)
+    said = f"{key} reopened" + (f" (undid {_described(undone)})" if undone is not None else "")
+    return _outcome(person, key, said, changes)
+
+
+def _last_settled(conn: Connection, person: Person, key: str) -> Any:
+    """Return the event that recorded goal ``key`` done or waived, the latest first."""
+    events = store.event_table
+    return conn.execute(
+        select(events.c.id, events.c.kind, events.c.at, events.c.data)
+        .where(
+            events.c.participant_id == person.id,
+            events.c.goal == key,
+            events.c.kind.in_([EventKind.COMPLETED.value, EventKind.WAIVED.value]),
+        )
+        .order_by(events.c.at.desc(), events.c.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def _described(event: Any) -> str:
+    """Say which event a change undid: "the completion of 13 Jan 2027 15:42 UTC by reply from ..."."""
+    data = event.data or {}
+    what = "the completion" if event.kind == EventKind.COMPLETED else "the waiver"
+    said = f"{what} of {event.at:%d %b %Y %H:%M} UTC (event {event.id}) via {data.get('via', 'unknown')}"
+    if data.get("sender"):
+        said += f" from {data['sender']}"
+    if data.get("rule"):
+        said += f", {data['rule']}"
+    return said
 
 
 def snooze(conn: Connection, person: Person, key: str, now: dt.datetime, evidence: Evidence) -> Outcome:
@@ -411,6 +454,58 @@ def bounce(conn: Connection, person: Person, now: dt.datetime, evidence: Evidenc
     return _silence(
         conn, person, ParticipantStatus.BOUNCED, "the address bounced", now, data, EventKind.BOUNCED
     )
+
+
+def soft_bounce(
+    conn: Connection,
+    person: Person,
+    now: dt.datetime,
+    evidence: Evidence,
+    reason: str,
+    *,
+    limit: int,
+    within: dt.timedelta,
+) -> Outcome:
+    """Count a bounce that may pass (a full mailbox, a server down for days).
+
+    The participant is bounced once ``limit`` soft bounces fall within ``within``, on more than one
+    day: one bad hour at their server is not a dead address.
+    """
+    if person.status is ParticipantStatus.BOUNCED:
+        return Outcome(person, False, f"{person.email} was already marked bounced.")
+    _event(conn, person, EventKind.SOFT_BOUNCED, now, None, replace(evidence, label=reason[:200]).data())
+    events = store.event_table
+    recent = conn.execute(
+        select(events.c.at).where(
+            events.c.participant_id == person.id,
+            events.c.kind == EventKind.SOFT_BOUNCED.value,
+            events.c.at > now - within,
+        )
+    ).scalars().all()  # fmt: skip
+    days = within.days
+    if len(recent) >= limit and len({at.date() for at in recent}) > 1:
+        said = f"{len(recent)} soft bounces in {days} days, the last: {reason}"
+        return bounce(conn, person, now, evidence, said)
+    said = f"{person.email}: soft bounce {len(recent)} of {limit} in {days} days ({reason[:120]})."
+    return Outcome(person, True, said)
+
+
+def bounce_delegate(
+    conn: Connection, person: Person, address: str, now: dt.datetime, evidence: Evidence, reason: str
+) -> Outcome:
+    """Leave a delegate whose address bounces out of Cc; the participant keeps getting email."""
+    key = email_key(address)
+    if person.delegate_bounced == key:
+        return Outcome(person, False, f"{person.email}: the delegate {address} was already left out.")
+    conn.execute(
+        update(participant_table)
+        .where(participant_table.c.id == person.id)
+        .values(delegate_bounced=key, updated_at=now)
+    )
+    person.delegate_bounced = key
+    data = {**replace(evidence, label=reason[:200]).data(), "delegate": address}
+    _event(conn, person, EventKind.DELEGATE_BOUNCED, now, None, data)
+    return Outcome(person, True, f"{person.email}: the delegate {address} bounced and is no longer copied.")
 
 
 # --- cohorts ------------------------------------------------------------------------

@@ -551,16 +551,14 @@ def ingest(
     Reads one message (FILE, or - for standard input), an mbox, a Maildir, an IMAP folder, or with none
     of these DRIP_INBOX_URL. A message is acted on once, however often it is read.
     """
-    from drip.inbound import DEFAULT_DONE_WORDS
     from drip.ingest import Ingester
 
     settings = app.settings
     source = mailboxes.source_for(
         file=file, mbox=mbox, maildir=maildir, imap=imap, inbox_url=settings.inbox_url
     )
-    words = settings.done_words or DEFAULT_DONE_WORDS
     with mailboxes.opened(source), worker.forwarding(settings) as send:
-        ingester = Ingester(app.store(), settings, send, words)
+        ingester = Ingester(app.store(), settings, send)
         worker.freeze_startup_objects()
         tally = ingester.read(source, now or dt.datetime.now(dt.UTC))
     click.echo(f"{tally.summary()}.")

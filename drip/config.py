@@ -34,6 +34,9 @@ DEFAULT_CATCHER_PORT = 2525
 DEFAULT_MAIL_DIR = "drip-mail"
 DEFAULT_LISTEN = ("127.0.0.1", 8000)
 DEFAULT_INBOX_EVERY = 60
+#: soft bounces (a full mailbox, 4.x.x given up on) within DEFAULT_SOFT_BOUNCE_DAYS that stop the mail
+DEFAULT_SOFT_BOUNCE_LIMIT = 3
+DEFAULT_SOFT_BOUNCE_DAYS = 14
 #: the dashboard is on the open web: a password shorter than this is refused
 MIN_ADMIN_PASSWORD = 12
 ENV_PREFIX = "DRIP_"
@@ -74,6 +77,12 @@ class Settings:
     done_words: tuple[str, ...] | None = None
     #: how often ``drip run`` reads DRIP_INBOX_URL, in seconds
     inbox_every: int = DEFAULT_INBOX_EVERY
+    #: authserv-ids of the server that receives replies, whose topmost Authentication-Results header
+    #: drip trusts ("*": whatever its id, for servers that write none); None: no such header is read
+    inbox_authserv_id: tuple[str, ...] | None = None
+    #: a participant is bounced after this many soft bounces within soft_bounce_days (on more than one day)
+    soft_bounce_limit: int = DEFAULT_SOFT_BOUNCE_LIMIT
+    soft_bounce_days: int = DEFAULT_SOFT_BOUNCE_DAYS
     #: where each value came from ("default", "drip.toml", "environment", "option")
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -114,6 +123,8 @@ _NUMERIC = {
     "catcher_port",
     "inbox_every",
     "web_threads",
+    "soft_bounce_limit",
+    "soft_bounce_days",
 }
 
 
@@ -333,8 +344,22 @@ def _words(value: str, label: str) -> tuple[str, ...]:
     return words
 
 
+def _authserv_ids(value: str, label: str) -> tuple[str, ...]:
+    ids = tuple(part.strip().lower() for part in str(value).split(",") if part.strip())
+    bad = [part for part in ids if part != "*" and not re.fullmatch(r"[a-z0-9._-]+", part)]
+    if not ids or bad:
+        raise ConfigError(
+            f"{label}: give the authserv-id your receiving server writes first in Authentication-Results "
+            '(e.g. "mx.example.com"), several separated by commas, or "*" for a server that writes none'
+        )
+    return ids
+
+
 _VALIDATORS: dict[str, Callable[[str, str], Any]] = {
     "done_words": _words,
+    "inbox_authserv_id": _authserv_ids,
+    "soft_bounce_limit": _whole_number(1, 100),
+    "soft_bounce_days": _whole_number(1, 365),
     "inbox_every": _whole_number(10, 86400),
     "listen": parse_listen,
     "web_threads": _whole_number(1, 64),

@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -134,6 +134,8 @@ class Digest:
     link: str | None
     #: the cohort's sender, whom the digest comes from
     sender: Mailbox
+    #: delegates whose address bounced this week: they are no longer copied
+    delegate_bounces: list[Problem] = field(default_factory=list)
 
     @property
     def subject(self) -> str:
@@ -182,6 +184,7 @@ def read_digest(
         this_week(found.bounces),
         link,
         Mailbox(*cohort.settings["sender"]),
+        this_week(found.delegate_bounces),
     )
 
 

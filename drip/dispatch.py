@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from drip import queue, store
+from drip import actions, queue, store
+from drip.bounces import Severity, severity, status_of
 from drip.config import Settings
 from drip.enrol import stored_timing
 from drip.errors import DripError, TemplateError
@@ -33,6 +34,7 @@ from drip.mime import Mailbox, addresses, compose
 from drip.plan import Timing, find_step, program_end
 from drip.program import Program, Step, load_program
 from drip.render import Templates
+from drip.senders import same_address
 from drip.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.transport import PermanentSendError, RelayError, TokenBucket, TransientSendError, Transport
 from drip.values import InvalidValue
@@ -303,11 +305,14 @@ class Dispatcher:
             self._release([item.row.id], tally)
         except PermanentSendError as exc:
             note = f" ({', '.join(exc.accepted)} received it)" if exc.accepted else ""
-            self._fail(item.row, f"{exc}{note}", now, tally)
+            self._fail(item.row, f"{exc}{note}", now, tally, item.message_id if exc.recipient else None)
         except TransientSendError as exc:
-            self._retry(item.row, str(exc), now, tally, exc.accepted)
+            refused_at = item.message_id if exc.recipient else None
+            self._retry(item.row, str(exc), now, tally, exc.accepted, refused_at)
         else:
             self._sent(recorder, item, max(now, item.row.due_at), refused, tally)
+            if refused:
+                self._record(lambda c: self._delegate_refused(c, item, refused, now))
 
     def _record(self, change: Callable[[Any], None]) -> None:
         with self.db.transaction() as conn:
@@ -333,19 +338,72 @@ class Dispatcher:
             logger.warning("delivery %d was sent after another worker took it over", item.row.id)
         tally.add("sent")
 
-    def _fail(self, row: queue.Claimed, reason: str, now: dt.datetime, tally: Tally) -> None:
+    def _fail(
+        self,
+        row: queue.Claimed,
+        reason: str,
+        now: dt.datetime,
+        tally: Tally,
+        refused: str | None = None,
+    ) -> None:
+        """Record a delivery failed. ``refused``: the Message-ID of an email whose participant's address
+        the server refused at RCPT, which makes it a bounce."""
         logger.warning("delivery %d (%s) failed: %s", row.id, row.step, reason)
-        self._record(
-            lambda c: queue.finish(c, row, DeliveryStatus.FAILED, reason, now, EventKind.FAILED, self.owner)
-        )
+
+        def change(conn: Any) -> None:
+            queue.finish(conn, row, DeliveryStatus.FAILED, reason, now, EventKind.FAILED, self.owner)
+            if refused is not None:
+                self._address_refused(conn, row, refused, reason, now)
+
+        self._record(change)
         tally.add("failed")
 
+    def _address_refused(
+        self, conn: Any, row: queue.Claimed, message_id: str, reason: str, now: dt.datetime
+    ) -> None:
+        """The relay refused the participant's address for good: 5.1.x bounces them at once (no further
+        email is tried), anything else counts as a soft bounce."""
+        person = actions.person_by_id(conn, row.participant_id)
+        if person is None:
+            return
+        status = status_of(reason)
+        found = severity(status, reason)
+        evidence = actions.Evidence("send", matched=message_id, rule=f"refused at RCPT, {found} ({status})")
+        if found is Severity.HARD:
+            actions.bounce(conn, person, now, evidence, reason)
+        else:
+            actions.soft_bounce(
+                conn, person, now, evidence, reason, limit=self.settings.soft_bounce_limit,
+                within=dt.timedelta(days=self.settings.soft_bounce_days),
+            )  # fmt: skip
+
+    def _delegate_refused(
+        self, conn: Any, item: _Outgoing, refused: dict[str, str], now: dt.datetime
+    ) -> None:
+        """The participant's copy went but the delegate's address was refused for good: stop copying them."""
+        person = actions.person_by_id(conn, item.row.participant_id)
+        if person is None:
+            return
+        for address, reply in refused.items():
+            if (
+                same_address(address, person.delegate_email)
+                and severity(status_of(reply), reply) is Severity.HARD
+            ):
+                evidence = actions.Evidence("send", matched=item.message_id, rule="delegate refused at RCPT")
+                actions.bounce_delegate(conn, person, address, now, evidence, reply)
+
     def _retry(
-        self, row: queue.Claimed, reason: str, now: dt.datetime, tally: Tally, accepted: tuple[str, ...] = ()
+        self,
+        row: queue.Claimed,
+        reason: str,
+        now: dt.datetime,
+        tally: Tally,
+        accepted: tuple[str, ...] = (),
+        refused: str | None = None,
     ) -> None:
         attempts = row.attempts + 1
         if attempts >= self.settings.max_attempts:
-            self._fail(row, f"gave up after {attempts} attempts: {reason}", now, tally)
+            self._fail(row, f"gave up after {attempts} attempts: {reason}", now, tally, refused)
             return
         wait = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_CAP) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
         self._record(lambda c: queue.retry_later(c, row, reason, now + wait, now, self.owner, accepted))
@@ -453,6 +511,7 @@ class Dispatcher:
             {key: goal.id for key, goal in goal_rows.items()},
             {key: goal.status for key, goal in goal_rows.items()},
             participant_id=person.id,
+            vias={key: goal.via for key, goal in goal_rows.items()},
         )
         links = links_for(
             self.settings.base_url, self.keys, parts.reply_address, program_end(parts.program, timing)

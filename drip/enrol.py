@@ -33,7 +33,7 @@ from drip.errors import StoreError
 from drip.plan import GoalDates, PlannedStep, Timing, goal_dates, plan_participant
 from drip.program import Program
 from drip.replan import replan
-from drip.roster import Participant
+from drip.roster import Participant, email_key
 from drip.states import EventKind, GoalStatus, ParticipantStatus
 from drip.values import parse_clock
 
@@ -270,6 +270,7 @@ def _participant_values(
         "name": participant.name,
         "timezone": participant.timezone,
         "delegate_email": participant.delegate_email,
+        "delegate_key": email_key(participant.delegate_email) if participant.delegate_email else None,
         "fields": dict(participant.fields),
         "plan_signature": (timing or cohort.timing(participant)).signature(cohort.program),
         "roster_row": participant.row,
@@ -374,7 +375,7 @@ def _resync(
 
 
 #: participant columns whose change is recorded without an event
-_QUIET = frozenset({"plan_signature", "roster_row"})
+_QUIET = frozenset({"plan_signature", "roster_row", "delegate_key"})
 
 
 def _replan(

@@ -22,7 +22,7 @@ from drip.plan import Timing, goal_dates
 from drip.program import AnchorKind, Program, Step
 from drip.render import Rendered, Templates
 from drip.roster import first_name
-from drip.tokens import Action, make_token
+from drip.tokens import Action, make_token, message_tag, thread_index
 from drip.values import InvalidValue, check_header_safe
 
 #: goal links keep working this long after the cohort's last day
@@ -43,6 +43,8 @@ class GoalView:
     status: str = "open"
     #: the goal row's id, which links carry; 0 before the cohort is stored
     id: int = 0
+    #: how a done goal was recorded: link, reply or admin
+    via: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ class Links:
 
     def snooze_url(self, goal: GoalView) -> str:
         return f"{self.base_url}/snooze/{self._token(Action.SNOOZE, goal.id, self.expires)}"
+
+    def reopen_url(self, goal: GoalView) -> str:
+        return f"{self.base_url}/reopen/{self._token(Action.REOPEN, goal.id, self.expires)}"
 
     def unsubscribe_url(self, recipient: Recipient) -> str:
         return f"{self.base_url}/unsubscribe/{self._token(Action.UNSUBSCRIBE, recipient.id, None)}"
@@ -160,6 +165,7 @@ def base_context(cohort: CohortView, recipient: Recipient, when: dt.datetime, li
         "done_url": lambda goal: links.done_url(view(goal)),
         "snooze_url": lambda goal: links.snooze_url(view(goal)),
         "reply_done_mailto": lambda goal: links.reply_done_mailto(view(goal)),
+        "reopen_url": lambda goal: links.reopen_url(view(goal)),
         "unsubscribe_url": links.unsubscribe_url(recipient),
     }
 
@@ -192,6 +198,7 @@ def _goal_context(goal: GoalView, today: dt.date) -> dict[str, Any]:
         "opens": goal.opens,
         "days_left": (goal.deadline - today).days,
         "status": goal.status,
+        "via": goal.via,
     }
 
 
@@ -227,6 +234,8 @@ def build(
         ("Auto-Submitted", "auto-generated"),
         ("X-Drip-Cohort", cohort.slug),
         ("X-Drip-Step", step.key),
+        # Outlook may answer with this alone, no In-Reply-To: it still ties the reply to this email.
+        ("Thread-Index", thread_index(links.keys, delivery_id, when)),
     ]
     if step.goal:
         headers.append(("X-Drip-Goal", step.goal))
@@ -237,7 +246,7 @@ def build(
         reply_to=Mailbox(reply_name, links.reply_address),
         subject=subject,
         date=dated or when,
-        message_id=f"<drip.{delivery_id}.{instance}@{domain}>",
+        message_id=f"<drip.{delivery_id}.{message_tag(links.keys, instance, delivery_id)}@{domain}>",
         text=rendered.text,
         html=rendered.html,
         boundary_seed=f"{instance}{delivery_id}",
@@ -303,15 +312,16 @@ def recipient_of(
     goal_ids: Mapping[str, int] | None = None,
     statuses: Mapping[str, str] | None = None,
     participant_id: int = 0,
+    vias: Mapping[str, str | None] | None = None,
 ) -> Recipient:
     """Return the Recipient for a participant (ids 0 and goals open until stored)."""
-    ids, states = goal_ids or {}, statuses or {}
+    ids, states, how = goal_ids or {}, statuses or {}, vias or {}
     dates = goal_dates(program, timing)
     return Recipient(
         email=participant.email,
         name=participant.name,
         timezone=participant.timezone,
-        delegate_email=participant.delegate_email,
+        delegate_email=current_delegate(participant),
         fields=dict(participant.fields),
         id=participant_id,
         goals=tuple(
@@ -323,10 +333,20 @@ def recipient_of(
                 dates[g.key].opens,
                 states.get(g.key, "open"),
                 ids.get(g.key, 0),
+                how.get(g.key),
             )
             for g in program.goals
         ),
     )
+
+
+def current_delegate(participant: Any) -> str | None:
+    """Return the delegate to copy, unless that address has bounced (a new one in the roster is used)."""
+    delegate = participant.delegate_email
+    bounced = getattr(participant, "delegate_bounced", None)
+    if delegate and bounced and delegate.casefold() == bounced:
+        return None
+    return delegate
 
 
 def addresses_of(built: Built) -> Sequence[str]:

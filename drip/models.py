@@ -121,7 +121,12 @@ class Cohort(Base):
 
 class Participant(Base):
     __tablename__ = "participants"
-    __table_args__ = (UniqueConstraint("cohort_id", "email_key"),)
+    __table_args__ = (
+        UniqueConstraint("cohort_id", "email_key"),
+        # A reply without a thread reference is matched to its sender, in any cohort.
+        Index(None, "email_key"),
+        Index(None, "delegate_key"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     cohort_id: Mapped[int] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="CASCADE"))
@@ -131,6 +136,10 @@ class Participant(Base):
     name: Mapped[str] = mapped_column(Text)
     timezone: Mapped[str] = mapped_column(String(64))
     delegate_email: Mapped[str | None] = mapped_column(String(320))
+    #: the delegate's address case-folded, to find a reply's sender by
+    delegate_key: Mapped[str | None] = mapped_column(String(320))
+    #: a delegate address (case-folded) that bounced: left out of Cc while the roster still names it
+    delegate_bounced: Mapped[str | None] = mapped_column(String(320))
     #: every other roster column, available to templates
     fields: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16))

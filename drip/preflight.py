@@ -166,7 +166,9 @@ def _fit_for_headers(participant: Participant) -> bool:
 
 
 def _all_done(recipient: Recipient) -> Recipient:
-    return replace(recipient, goals=tuple(replace(goal, status="done") for goal in recipient.goals))
+    """Every goal done, as from a reply: the congratulations then carry their "Reopen" link too."""
+    done = tuple(replace(goal, status="done", via="reply") for goal in recipient.goals)
+    return replace(recipient, goals=done)
 
 
 def _shape(participant: Participant) -> tuple[object, ...]:

@@ -30,7 +30,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -136,16 +136,22 @@ class Step:
 
     def nth(self, number: int, of: int) -> Step:
         """Return occurrence ``number`` (of ``of``) of this repeating step."""
-        assert self.repeat is not None, f"{self.key} does not repeat"
-        offset = self.at.offset_days + (number - 1) * self.repeat.every_days
-        return replace(
-            self,
-            key=occurrence_key(self.key, number),
-            at=replace(self.at, offset_days=offset),
-            repeat=None,
-            occurrence=number,
-            occurrences=of,
-        )
+        return _occurrence(self, number, of)
+
+
+@lru_cache(maxsize=4096)
+def _occurrence(step: Step, number: int, of: int) -> Step:
+    # Cached: every re-plan of a participant expands the same few repeating steps again.
+    assert step.repeat is not None, f"{step.key} does not repeat"
+    offset = step.at.offset_days + (number - 1) * step.repeat.every_days
+    return replace(
+        step,
+        key=occurrence_key(step.key, number),
+        at=replace(step.at, offset_days=offset),
+        repeat=None,
+        occurrence=number,
+        occurrences=of,
+    )
 
 
 def occurrence_key(key: str, number: int) -> str:

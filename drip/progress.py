@@ -81,6 +81,8 @@ class Reply:
     #: what drip made of it: "completed" the goal, a "reply" kept for people, or an "auto-reply"
     outcome: str
     text: str
+    #: why a reply was kept for people rather than acted on, or the rule that completed the goal
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class Progress:
     failures: tuple[Problem, ...]
     bounces: tuple[Problem, ...]
     replies: tuple[Reply, ...]
+    #: delegates whose address bounced and who are no longer copied (email: the delegate's address)
+    delegate_bounces: tuple[Problem, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def counts(self, key: str) -> dict[str, int]:
@@ -197,6 +201,7 @@ def progress_of(
         failures=tuple(failures(conn, cohort.id)),
         bounces=tuple(bounces(conn, cohort.id)),
         replies=tuple(_replies(conn, cohort.id, ids)),
+        delegate_bounces=tuple(_delegate_bounces(conn, cohort.id, ids)),
     )
 
 
@@ -308,6 +313,21 @@ def bounces(conn: Connection, cohort_id: int, limit: int | None = None) -> list[
     ]
 
 
+def _delegate_bounces(conn: Connection, cohort_id: int, people: dict[int, Person]) -> Iterator[Problem]:
+    """Yield the delegates left out of Cc because their address bounced, newest first."""
+    event = store.event_table
+    rows = conn.execute(
+        select(event.c.participant_id, event.c.at, event.c.data)
+        .where(event.c.cohort_id == cohort_id, event.c.kind == EventKind.DELEGATE_BOUNCED.value)
+        .order_by(event.c.at.desc(), event.c.id.desc())
+    )
+    for row in rows:
+        person = people.get(row.participant_id)
+        if person is not None:
+            data = row.data or {}
+            yield Problem(row.at, str(data.get("delegate", "")), person.name, None, data.get("label", ""))
+
+
 def _replies(conn: Connection, cohort_id: int, people: dict[int, Person]) -> Iterator[Reply]:
     """Yield the replies drip read, newest first: those that completed a goal and those kept for people."""
     event = store.event_table
@@ -325,11 +345,11 @@ def _replies(conn: Connection, cohort_id: int, people: dict[int, Person]) -> Ite
         if person is None or (row.kind == EventKind.COMPLETED and data.get("via") != "reply"):
             continue
         if row.kind == EventKind.COMPLETED:
-            outcome, text = "completed", data.get("excerpt", "")
+            outcome, text, why = "completed", data.get("excerpt", ""), data.get("rule", "")
         else:
             outcome = "auto-reply" if data.get("auto") else "reply"
-            text = data.get("excerpt") or data.get("subject", "")
-        yield Reply(row.at, person.email, person.name, row.goal, outcome, text)
+            text, why = data.get("excerpt") or data.get("subject", ""), data.get("why", "")
+        yield Reply(row.at, person.email, person.name, row.goal, outcome, text, why)
 
 
 def overdue_names(

@@ -63,6 +63,10 @@ class EventKind(StrEnum):
     REPLIED = "replied"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    #: a bounce that may pass (mailbox full, a server down for days): counted; bounced after several
+    SOFT_BOUNCED = "soft_bounced"
+    #: the delegate's address bounced: they are left out of Cc, the participant keeps getting email
+    DELEGATE_BOUNCED = "delegate_bounced"
     SNOOZED = "snoozed"
     WAIVED = "waived"
     REOPENED = "reopened"

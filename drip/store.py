@@ -304,6 +304,7 @@ class ParticipantRow:
     name: str
     timezone: str
     delegate_email: str | None
+    delegate_key: str | None
     fields: Mapping[str, Any]
     status: ParticipantStatus
     plan_signature: str

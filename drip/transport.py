@@ -37,12 +37,14 @@ DEFAULT_TIMEOUT = 30.0
 class SendError(DripError):
     """A message could not be handed over (to its first recipient, the participant).
 
-    ``accepted`` lists the other recipients the relay took all the same.
+    ``accepted`` lists the other recipients the relay took all the same; ``recipient`` is the address
+    the server refused at RCPT, when it was an address it refused rather than the message.
     """
 
-    def __init__(self, message: str, accepted: Sequence[str] = ()) -> None:
+    def __init__(self, message: str, accepted: Sequence[str] = (), recipient: str | None = None) -> None:
         super().__init__(message)
         self.accepted = tuple(accepted)
+        self.recipient = recipient
 
 
 class TransientSendError(SendError):
@@ -173,8 +175,12 @@ class SMTPTransport:
             refused = _sendmail(self._connection, sender, list(recipients), data)
         except smtplib.SMTPRecipientsRefused as exc:
             self._reset()
+            refused_first = recipients[0] in exc.recipients
             code, reply = exc.recipients.get(recipients[0], next(iter(exc.recipients.values())))
-            raise _classify(code, reply.decode(errors="replace"), f"refused {recipients[0]}") from None
+            error = _classify(code, reply.decode(errors="replace"), f"refused {recipients[0]}")
+            if refused_first and not isinstance(error, RelayError):
+                error = type(error)(str(error), recipient=recipients[0])
+            raise error from None
         except smtplib.SMTPSenderRefused as exc:
             self._reset()
             error = _classify(exc.smtp_code, _reply(exc), f"refused the sender {sender}")
@@ -192,7 +198,8 @@ class SMTPTransport:
         if recipients[0] in refused:
             code, reply = refused[recipients[0]]
             error = _classify(code, reply.decode(errors="replace"), f"refused {recipients[0]}")
-            raise type(error)(str(error), [r for r in recipients if r not in refused])
+            accepted = [r for r in recipients if r not in refused]
+            raise type(error)(str(error), accepted, None if isinstance(error, RelayError) else recipients[0])
         return {
             address: f"{code} {reply.decode(errors='replace')}" for address, (code, reply) in refused.items()
         }

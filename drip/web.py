@@ -127,7 +127,7 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
             "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; "
             "base-uri 'none'; frame-ancestors 'none'",
         )
-        if request.path.startswith(("/done/", "/snooze/", "/unsubscribe/")):
+        if request.path.startswith(("/done/", "/snooze/", "/unsubscribe/", "/reopen/")):
             response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -176,6 +176,19 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
             before = person.goals[key]
             outcome = actions.snooze(conn, person, key, now(), evidence())
         return render(_snoozed(person, key, outcome.changed, before))
+
+    @app.get("/reopen/<token>")
+    def confirm_reopen(token: str) -> tuple[str, int]:
+        with database.store().reading() as conn:
+            person, key = goal_of(conn, token, Action.REOPEN)
+        return render(_confirm_reopen(person, key))
+
+    @app.post("/reopen/<token>")
+    def reopen(token: str) -> tuple[str, int]:
+        with database.store().transaction() as conn:
+            person, key = goal_of(conn, token, Action.REOPEN)
+            outcome = actions.reopen(conn, person, key, now(), evidence())
+        return render(_reopened(person, key, outcome.changed))
 
     @app.get("/unsubscribe/<token>")
     def confirm_unsubscribe(token: str) -> tuple[str, int]:
@@ -322,6 +335,37 @@ def _snoozed(person: actions.Person, key: str, changed: bool, before: actions.Go
     return Page(
         "Done: one more week",
         [f"“{person.title(key)}” is now due {long_date(goal.deadline)}. Reminders will follow the new date."],
+        program=person.cohort_name,
+    )
+
+
+def _confirm_reopen(person: actions.Person, key: str) -> Page:
+    goal = person.goals[key]
+    title = person.title(key)
+    if goal.status is not GoalStatus.DONE:
+        return Page("Nothing to reopen", [f"“{title}” is {goal.status}."], program=person.cohort_name)
+    when = f" on {long_date(goal.completed_at.date())}" if goal.completed_at else ""
+    return Page(
+        f"{person.first_name}, not done after all?",
+        [f"“{title}” was marked done{when} from your reply.", "Reopen it, and its reminders pick up again."],
+        button="Yes, reopen it",
+        note="Done after all? Close this page: nothing changes.",
+        program=person.cohort_name,
+    )
+
+
+def _reopened(person: actions.Person, key: str, changed: bool) -> Page:
+    goal = person.goals[key]
+    title = person.title(key)
+    if not changed:
+        return Page(
+            "Already open",
+            [f"“{title}” is open, due {long_date(goal.deadline)}."],
+            program=person.cohort_name,
+        )
+    return Page(
+        "Reopened",
+        [f"“{title}” is open again, due {long_date(goal.deadline)}.", "Mark it done when it is."],
         program=person.cohort_name,
     )
 

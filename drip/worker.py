@@ -25,7 +25,6 @@ from drip.config import Settings, redact_url
 from drip.digest import Send
 from drip.dispatch import Dispatcher, DispatchError, RelayPaused, Tally
 from drip.errors import ConfigError
-from drip.inbound import DEFAULT_DONE_WORDS
 from drip.ingest import Forward, Ingester
 from drip.ingest import Tally as InboxTally
 from drip.leader import Lead
@@ -138,9 +137,7 @@ def read_inbox(
     try:
         with mailboxes.opened(mailboxes.source_for(inbox_url=settings.inbox_url)) as source:
             with forwarding(settings) as send:
-                tally = Ingester(db, settings, send, settings.done_words or DEFAULT_DONE_WORDS).read(
-                    source, now
-                )
+                tally = Ingester(db, settings, send).read(source, now)
     except mailboxes.MailboxError as exc:
         logger.error(
             "reading the inbox failed (sending goes on; next try in %s s): %s", settings.inbox_every, exc

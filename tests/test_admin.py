@@ -6,13 +6,13 @@ import base64
 import dataclasses
 
 import pytest
-from walked import AS_OF, Walked
 
 from conftest import ROOT
 from drip.admin import FailureLimit, password_matches
 from drip.cli import main
 from drip.config import ConfigError, load_settings
 from drip.web import create_app
+from walked import AS_OF, Walked
 
 PASSWORD = "correct horse battery staple"
 
@@ -60,7 +60,7 @@ def test_the_dashboard_lists_cohorts_and_opens_their_reports(walked: Walked, cli
     html = page.get_data(as_text=True)
     assert "Test cohort" in html and "4 participants" in html and "2/4" in html and "2 overdue" in html
     assert 'href="/admin/cohorts/test-cohort"' in html
-    assert "1 bounced" in html and "failed" in html
+    assert "2 bounced" in html and "failed" in html
     report = client.get("/admin/cohorts/test-cohort", headers=basic(PASSWORD))
     assert report.status_code == 200 and b"<svg" in report.data and b'href="/admin"' in report.data
     assert client.get("/admin/cohorts/nope", headers=basic(PASSWORD)).status_code == 404

@@ -15,6 +15,7 @@ ROWS = [
     ": two processes, SQLite |",
     "| POST /done under load, SQLite |",
     "| drip ingest --mbox, 200 replies, SQLite |",
+    "| reply corpus, ",
 ]
 POSTGRES_ROWS = [
     "| drip start, 60 participants (1,080 deliveries), PostgreSQL |",
@@ -35,5 +36,5 @@ def test_every_benchmark_runs_and_lands_in_one_report(tmp_path: Path) -> None:
     for row in ROWS + (POSTGRES_ROWS if postgres else []):
         assert row in report, f"{row} missing from:\n{report}"
     assert "not judged (smoke sizes)" in report and "**not met**" not in report
-    for script in ("start", "compose", "dispatch", "completion", "ingest"):
+    for script in ("start", "compose", "dispatch", "completion", "ingest", "replies"):
         assert f"## bench/{script}.py" in report

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,7 +147,9 @@ def test_participant_commands_say_what_they_changed(
     out = run(runner, "participant", "done", *ana, "--goal", "short", db=database_url)
     assert "short was already done" in out
     out = run(runner, "participant", "reopen", *ana, "--goal", "short", db=database_url)
-    assert "short reopened" in out
+    assert re.search(
+        r"short reopened \(undid the completion of 04 Jan 2027 12:00 UTC \(event \d+\) via admin\)", out
+    )
     out = run(runner, "participant", "waive", *ana, "--goal", "mid", db=database_url)
     assert "mid waived; 5 pending emails cancelled" in out
     out = run(runner, "participant", "extend", *ana, "--goal", "short", "--to", "2027-02-10", db=database_url)

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
-from walked import AS_OF, Walked
 
 from conftest import ROOT, CohortFactory, SMTPServer
 from drip import digest
@@ -22,6 +21,7 @@ from drip.config import load_settings
 from drip.errors import CohortError
 from drip.store import Store, digest_table
 from drip.transport import open_transport
+from walked import AS_OF, Walked
 
 UTC = dt.UTC
 #: Monday 1 February 2027, 08:00 in New York: the walked cohort's digest moment
@@ -131,9 +131,18 @@ def read_week(walked: Walked, until: dt.datetime, now: dt.datetime = AS_OF) -> d
 
 
 def test_the_digest_tells_the_week(walked: Walked) -> None:
+    opening = read_week(walked, FEB_1 - 2 * digest.WEEK)  # the week to 18 January
+    assert [b.email for b in opening.bounces] == ["dora@example.com"]
+    assert [(f.email, f.step) for f in opening.failures] == [("dora@example.com", "welcome")]
+    assert [(b.name, b.email) for b in opening.delegate_bounces] == [("Ana Ruiz", "pa.ruiz@example.com")]
+    text, html = digest.render_digest(opening)
+    assert "Ana Ruiz's delegate <pa.ruiz@example.com>: the address bounced (" in text
+    assert "Ana Ruiz still gets every email; the delegate is no longer copied." in text
+    assert "Ana Ruiz's delegate &lt;pa.ruiz@example.com&gt;" in html
+
     first = read_week(walked, FEB_1)
     assert [(p.email, key) for p, key, _ in first.completions] == [("ana@example.com", "short")]
-    assert first.bounces == [] and {f.email for f in first.failures} == {"dora@example.com"}
+    assert first.bounces == [] and first.failures == [] and first.delegate_bounces == []
     rows = {row["key"]: row for row in first.goal_rows()}
     assert rows["short"]["counts"]["done"] == 2 and rows["short"]["share"] == 0.5
     assert [p.email for p in rows["short"]["overdue"]] == ["cleo@example.com", "dora@example.com"]

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime as dt
+import re
 
 import pytest
 from sqlalchemy import select, update
@@ -12,6 +13,7 @@ from drip.cohort import load_cohort
 from drip.config import load_settings
 from drip.dispatch import Dispatcher, RelayPaused
 from drip.store import Store, delivery_table, event_table, goal_table, participant_table
+from drip.tokens import message_tag
 from drip.transport import TokenBucket, open_transport
 
 UTC = dt.UTC
@@ -57,10 +59,8 @@ def test_success(started: Store, relay: SMTPServer) -> None:
     ]
     assert {s[0] for s in statuses(started).values()} == {"sent"}
     ids = {str(m.message["Message-ID"]) for m in relay.messages}
-    assert (
-        all(i.startswith("<drip.") and i.endswith(f".{worker.instance}@example.com>") for i in ids)
-        and len(ids) == 3
-    )
+    tags = [re.fullmatch(r"<drip\.(\d+)\.([a-z2-7]{16})@example\.com>", i) for i in ids]
+    assert len(ids) == 3 and all(t and t[2] == message_tag(worker.keys, worker.instance, t[1]) for t in tags)
     with started.reading() as conn:
         stored = set(
             conn.execute(
@@ -90,12 +90,79 @@ def test_a_451_is_retried_later_and_then_sent(started: Store, relay: SMTPServer)
     assert len(sent) == 1
 
 
-def test_a_550_fails_that_email_with_its_reply(started: Store, relay: SMTPServer) -> None:
+def participant_state(db: Store, email: str) -> tuple:
+    with db.reading() as conn:
+        person = conn.execute(select(participant_table).where(participant_table.c.email == email)).one()
+        kinds = conn.execute(
+            select(event_table.c.kind).where(event_table.c.participant_id == person.id)
+        ).scalars().all()  # fmt: skip
+        pending = conn.execute(
+            select(delivery_table.c.id).where(
+                delivery_table.c.participant_id == person.id, delivery_table.c.status == "scheduled"
+            )
+        ).all()  # fmt: skip
+    return person.status, person.delegate_bounced, kinds, len(pending)
+
+
+def test_a_550_5_1_1_at_rcpt_fails_that_email_and_bounces_the_address_at_once(
+    started: Store, relay: SMTPServer
+) -> None:
     relay.handler.rcpt_replies[BEN] = ["550 5.1.1 No such user here"]
     tally = dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE)
     assert (tally.sent, tally.failed) == (2, 1)
     status, error, _ = statuses(started)[BEN]
     assert status == "failed" and "550 5.1.1 No such user here" in error
+    state, _, kinds, pending = participant_state(started, BEN)
+    assert state == "bounced" and "bounced" in kinds and pending == 0  # nothing more is tried
+    with started.reading() as conn:
+        [bounced] = conn.execute(select(event_table.c.data).where(event_table.c.kind == "bounced")).scalars()
+    assert bounced["via"] == "send" and bounced["rule"] == "refused at RCPT, hard (5.1.1)"
+    assert bounced["matched"].startswith("<drip.")
+
+
+@pytest.mark.parametrize(
+    "reply", ["552 5.2.2 Mailbox full", "550 5.7.133 sender not authenticated for group"]
+)
+def test_a_soft_refusal_at_rcpt_fails_that_email_and_is_counted(
+    started: Store, relay: SMTPServer, reply: str
+) -> None:
+    relay.handler.rcpt_replies[BEN] = [reply]
+    assert dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE).failed == 1
+    state, _, kinds, pending = participant_state(started, BEN)
+    assert state == "active" and kinds.count("soft_bounced") == 1 and pending > 0
+
+
+def test_a_refused_message_is_not_a_bounce(started: Store, relay: SMTPServer) -> None:
+    """A 550 after DATA is about the message (content, size), not the address."""
+    relay.handler.data_replies = ["550 5.7.1 Message rejected as spam"]
+    worker = dispatcher(started, relay.url, smtp_connections=1)
+    assert worker.run_until_idle(WELCOMES_DUE).failed == 1
+    assert {participant_state(started, who)[0] for who in ("ana@example.com", BEN, "cleo@example.com")} == {
+        "active"
+    }
+
+
+def test_a_delegate_refused_at_rcpt_is_dropped_from_cc(
+    store: Store, make_cohort: CohortFactory, now: dt.datetime, relay: SMTPServer
+) -> None:
+    roster = "email,name,timezone,delegate_email\nana@example.com,Ana Ruiz,America/New_York,pa@example.com\n"
+    with store.transaction() as conn:
+        enrol.sync_cohort(conn, load_cohort(make_cohort(roster), [EMAILS]), now)
+    relay.handler.rcpt_replies["pa@example.com"] = ["550 5.1.1 <pa@example.com>: User unknown"]
+    worker = dispatcher(store, relay.url)
+    assert worker.run_until_idle(WELCOMES_DUE).sent == 1
+    state, delegate_bounced, kinds, _ = participant_state(store, "ana@example.com")
+    assert (state, delegate_bounced, kinds.count("delegate_bounced")) == ("active", "pa@example.com", 1)
+    worker.run_until_idle(dt.datetime(2027, 1, 12, 15, 0, tzinfo=UTC))  # the Crawl kickoff
+    later = [m for m in relay.messages if m.message["X-Drip-Step"] == "short-kickoff"]
+    assert [m.recipients for m in later] == [["ana@example.com"]] and later[0].message["Cc"] is None
+    # A new delegate in the roster is copied again.
+    with store.transaction() as conn:
+        new = roster.replace("pa@example.com", "office@example.com")
+        enrol.sync_cohort(conn, load_cohort(make_cohort(new), [EMAILS]), now)
+    assert participant_state(store, "ana@example.com")[1] == "pa@example.com"
+    worker.run_until_idle(dt.datetime(2027, 1, 25, 15, 0, tzinfo=UTC))  # the policy email
+    assert relay.messages[-1].recipients == ["ana@example.com", "office@example.com"]
 
 
 def test_a_421_mid_batch_reconnects_and_loses_nothing(started: Store, relay: SMTPServer) -> None:

@@ -1,12 +1,17 @@
 """Replies acted on, on SQLite and PostgreSQL: goals done, bounces, unsubscribes, replies forwarded, once each."""
 
+import base64
 import datetime as dt
 import mailbox
+import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis.strategies import emails
 from sqlalchemy import select, update
 
 from conftest import EMAILS, CohortFactory
@@ -18,7 +23,7 @@ from drip.errors import DripError
 from drip.ingest import Forward, Ingester
 from drip.mailboxes import MaildirSource, MboxSource, opened
 from drip.store import Store, delivery_table, event_table, goal_table, participant_table, received_table
-from drip.tokens import Action, make_token
+from drip.tokens import Action, make_token, thread_index
 
 UTC = dt.UTC
 ENROLLED = dt.datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
@@ -103,21 +108,25 @@ def events(db: Store, kind: str) -> list:
 def test_a_reply_saying_done_completes_the_goal_it_answers(
     started: Store, ingester: Ingester, name: str
 ) -> None:
-    assert ingester.ingest(reply(name), READ)
-    assert goal_status(started) == ("done", "reply")
+    writer = message_from_bytes(reply(name), policy=policy.default)["From"].addresses[0].addr_spec
+    kickoff = f"<kickoff.{writer.split('@')[0]}@drip.test>"
+    assert ingester.ingest(reply(name, kickoff), READ)
+    assert goal_status(started, writer) == ("done", "reply")
     [event] = events(started, "completed")
     assert event.data["via"] == "reply" and event.data["message_id"].startswith("<")
+    assert event.data["sender"] == writer and event.data["matched"] == kickoff
+    assert event.data["rule"].startswith("a reply from the participant; done: ")
     with started.reading() as conn:
         reminder = conn.execute(
             select(delivery_table.c.status).join(participant_table).where(
-                participant_table.c.email == "ana@example.com", delivery_table.c.step == "short-reminder"
+                participant_table.c.email == writer, delivery_table.c.step == "short-reminder"
             )
         ).scalar_one()  # fmt: skip
     assert reminder == "cancelled"
 
 
 def test_a_message_is_acted_on_once(started: Store, ingester: Ingester) -> None:
-    data = reply("gmail_top_posted.eml")
+    data = reply("gmail_top_posted.eml", "<kickoff.ben@drip.test>")
     ingester.ingest(data, READ)
     ingester.ingest(data, READ + dt.timedelta(hours=1))
     assert len(events(started, "completed")) == 1
@@ -186,15 +195,12 @@ def test_a_bounce_marks_the_participant_bounced(started: Store, ingester: Ingest
     assert event.data["label"].startswith("5.1.1")
 
 
-def test_a_bounce_without_the_original_is_matched_by_address(started: Store, ingester: Ingester) -> None:
+def test_a_bounce_of_an_email_drip_never_sent_changes_nothing(started: Store, ingester: Ingester) -> None:
+    """Anyone can write a bounce naming an address; only one returning drip's own email counts."""
     assert ingester.ingest(reply("dsn_bounce.eml", "<unknown@elsewhere.example>"), READ)
-    assert len(events(started, "bounced")) == 1
-
-
-def test_a_bounce_of_the_delegate_leaves_the_participant_alone(started: Store, ingester: Ingester) -> None:
-    data = reply("dsn_bounce.eml", WELCOME_ID, **{"rfc822; ana@example.com": "rfc822; pa@example.com"})
-    ingester.ingest(data, READ)
     assert events(started, "bounced") == []
+    with started.reading() as conn:
+        assert conn.execute(select(received_table.c.outcome)).scalars().all() == ["unmatched"]
 
 
 def done_token(db: Store, goal: str) -> tuple[int, str]:
@@ -221,7 +227,7 @@ def test_the_reply_done_link(started: Store, ingester: Ingester, outbox: Outbox)
             select(received_table.c.outcome).order_by(received_table.c.id)
         ).scalars().all() == [
             "completed",
-            "unmatched",
+            "replied",  # a forged token is no token: Ana's message names no email, so a person reads it
         ]
 
 
@@ -346,3 +352,206 @@ def test_not_yet_to_the_reply_done_address_completes_nothing_and_reaches_a_perso
         "mailto_done.eml", TOKEN=token, **{"5E0B1D2C": "5E0B1D2D"}
     )  # just sent, as the link makes it
     assert ingester.ingest(empty, READ) and goal_status(started)[0] == "done"
+
+
+def test_reopening_a_reply_completion_says_which_reply_it_undid(
+    started: Store, ingester: Ingester, database_url: str
+) -> None:
+    assert ingester.ingest(reply("gmail_top_posted.eml", "<kickoff.ben@drip.test>"), READ)
+    result = CliRunner().invoke(
+        main,
+        ["--database-url", database_url, "participant", "reopen", "test-cohort", "ben@example.com", "--goal",
+         "short", "--now", "2027-01-14T09:00Z"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "short reopened (undid the completion of 13 Jan 2027 16:00 UTC" in said
+    assert "via reply from ben@example.com, a reply from the participant; done: 'finished' (English))" in said
+
+
+# --- evidence: who may complete a goal by email ------------------------------------------------
+
+
+def plain_reply(sender: str, answers: str, text: str = "Done!", **headers: str) -> bytes:
+    extra = "".join(f"{name.replace('_', '-')}: {value}\r\n" for name, value in headers.items())
+    head = f"From: {sender}\r\nTo: comms@example.com\r\nSubject: Re: Crawl\r\nMessage-ID: <{abs(hash((sender, answers, text, extra)))}@mail.example>\r\n"
+    if answers:
+        head += f"In-Reply-To: {answers}\r\n"
+    return (head + extra + "\r\n" + text + "\r\n").encode()
+
+
+def received_outcomes(db: Store) -> list[str]:
+    with db.reading() as conn:
+        return conn.execute(select(received_table.c.outcome).order_by(received_table.c.id)).scalars().all()
+
+
+def test_a_forged_reply_to_a_real_email_completes_nothing(
+    started: Store, ingester: Ingester, outbox: Outbox
+) -> None:
+    """Someone who saw Ana's email (or its Message-ID) writes "done" as themselves or as her."""
+    assert ingester.ingest(plain_reply("Mallory <mallory@evil.example>", KICKOFF_ID), READ)
+    assert goal_status(started)[0] == "open" and received_outcomes(started) == ["replied"]
+    [kept] = events(started, "replied")
+    assert kept.data["why"].startswith(
+        "it was sent from mallory@evil.example, which is not the participant's"
+    )
+    assert kept.data["from"] == "mallory@evil.example" and kept.data["matched"] == KICKOFF_ID
+    assert len(outbox) == 1  # a person sees it, and can act if it was Ana's assistant after all
+    # A guessed Message-ID of drip's old form, or of its new one, names no email that was sent.
+    ingester.ingest(plain_reply("Ana Ruiz <ana@example.com>", "<drip.4.1a2b3c4d@example.com>", "Done"), READ)
+    assert goal_status(started)[0] == "open"
+
+
+def test_a_reply_to_a_message_id_of_the_old_form_still_counts(started: Store, ingester: Ingester) -> None:
+    """Emails sent before Message-IDs carried an HMAC are still answered by their participants."""
+    with started.transaction() as conn:
+        conn.execute(
+            update(delivery_table).where(delivery_table.c.message_id == KICKOFF_ID)
+            .values(message_id="<drip.7.5e0b1d2c@example.com>")
+        )  # fmt: skip
+    assert ingester.ingest(plain_reply("ana@example.com", "<drip.7.5e0b1d2c@example.com>"), READ)
+    assert goal_status(started) == ("done", "reply")
+
+
+@pytest.mark.parametrize(
+    ("sender", "headers", "done"),
+    [
+        ("Office of Ana Ruiz <pa.ruiz@example.com>", {}, True),  # her delegate
+        ("Ana Ruiz <ana@example.com>", {"Sender": "pa.ruiz@example.com"}, True),
+        ("ANA@EXAMPLE.COM", {}, True),
+        ("ana+linkedin@example.com", {}, True),
+        (
+            "ana@example.com",
+            {"Authentication_Results": "mx.example.com; dmarc=pass header.from=example.com"},
+            True,
+        ),
+        (
+            "ana@example.com",
+            {"Authentication_Results": "mx.example.com; dmarc=fail header.from=example.com"},
+            False,
+        ),
+        (
+            "ana@example.com",
+            {"Authentication_Results": "mx.other.example; dmarc=fail header.from=example.com"},
+            True,
+        ),
+        ("ben@example.com", {}, False),  # another participant, in Ana's thread
+    ],
+)
+def test_who_may_complete_a_goal_by_replying(
+    started: Store, outbox: Outbox, sender: str, headers: dict[str, str], done: bool
+) -> None:
+    with started.transaction() as conn:
+        conn.execute(update(participant_table).where(participant_table.c.email == "ana@example.com")
+                     .values(delegate_email="pa.ruiz@example.com", delegate_key="pa.ruiz@example.com"))  # fmt: skip
+    settings = load_settings(environ={"DRIP_INBOX_AUTHSERV_ID": "mx.example.com"})
+    Ingester(started, settings, outbox).ingest(plain_reply(sender, KICKOFF_ID, **headers), READ)
+    assert (goal_status(started)[0] == "done") is done
+    if done:
+        [event] = events(started, "completed")
+        assert event.data["sender"] == sender.split("<")[-1].strip(">").lower()
+        assert event.data["rule"].startswith(("a reply from the participant", "a reply from their delegate"))
+
+
+def test_an_outlook_reply_tied_only_by_thread_index_counts(started: Store, ingester: Ingester) -> None:
+    with started.reading() as conn:
+        delivery = conn.execute(
+            select(delivery_table.c.id).where(delivery_table.c.message_id == KICKOFF_ID)
+        ).scalar()
+        secret = keys.signing_keys(load_settings(environ={}), conn)
+    index = base64.b64encode(
+        base64.b64decode(thread_index(secret, str(delivery), ENROLLED)) + b"\x00\x01\x02\x03\x04"
+    )
+    data = plain_reply(
+        "Ana Ruiz <ana@example.com>", "", "Done.", Thread_Index=index.decode(), Thread_Topic="Crawl"
+    )
+    assert ingester.ingest(data, READ) and goal_status(started) == ("done", "reply")
+    [event] = events(started, "completed")
+    assert event.data["matched"] == f"Thread-Index of {KICKOFF_ID}"
+    # An Outlook Thread-Index that drip did not make ties nothing; Ana's words still reach a person.
+    forged = base64.b64encode(bytes(27)).decode()
+    data = plain_reply("Ben Ito <ben@example.com>", "", "Done.", Thread_Index=forged)
+    assert ingester.ingest(data, READ) and goal_status(started, "ben@example.com")[0] == "open"
+    assert received_outcomes(started)[-1] == "replied"
+
+
+def test_a_participant_writing_without_a_thread_reaches_a_person(
+    started: Store, ingester: Ingester, outbox: Outbox
+) -> None:
+    assert ingester.ingest(plain_reply("Cleo Hart <CLEO@example.com>", "", "Done with LinkedIn!"), READ)
+    assert goal_status(started, "cleo@example.com")[0] == "open" and received_outcomes(started) == ["replied"]
+    [kept] = events(started, "replied")
+    assert kept.data["matched"] == "sender" and "names no email of drip's" in kept.data["why"]
+    assert len(outbox) == 1 and b"drip recorded nothing from it: it names no email" in outbox[0].data
+
+
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sender=emails())
+def test_a_random_sender_never_completes_anything(started: Store, ingester: Ingester, sender: str) -> None:
+    if sender.split("@")[0].split("+")[0].lower() in ("ana", "ben", "cleo") and sender.lower().endswith(
+        "@example.com"
+    ):
+        return  # that is a participant
+    ingester.ingest(plain_reply(f"Someone <{sender}>", KICKOFF_ID, "Done! All finished ✅"), READ)
+    assert goal_status(started)[0] == "open" and events(started, "completed") == []
+
+
+# --- bounces that mean what they say ------------------------------------------------------
+
+
+def test_a_forged_bounce_changes_nothing(started: Store, ingester: Ingester) -> None:
+    """A DSN naming a participant is only believed if it returns an email drip sent to that address."""
+    invoice = reply("dsn_bounce.eml", "<invoice-443@vendor.example>")
+    bens_email = reply("dsn_bounce.eml", "<kickoff.ben@drip.test>")  # names Ana, returns Ben's email
+    no_headers = re.sub(rb"Content-Description: Undelivered Message Headers.*?(?=--3F2A11C0042\.1799676005/relay\.example\.com--)",
+                        b"", reply("dsn_bounce.eml"), flags=re.S)  # fmt: skip
+    for data in (invoice, bens_email, no_headers):
+        assert ingester.ingest(data.replace(b"20270111140005", str(len(data)).encode()), READ)
+    assert events(started, "bounced") == [] and received_outcomes(started) == ["unmatched"] * 3
+    with started.reading() as conn:
+        assert set(conn.execute(select(participant_table.c.status)).scalars()) == {"active"}
+
+
+def test_soft_bounces_stop_the_mail_after_several_on_more_than_one_day(
+    started: Store, outbox: Outbox
+) -> None:
+    settings = load_settings(environ={"DRIP_SOFT_BOUNCE_LIMIT": "3", "DRIP_SOFT_BOUNCE_DAYS": "14"})
+    ingester = Ingester(started, settings, outbox)
+    full = (
+        reply("dsn_bounce.eml", WELCOME_ID)
+        .replace(b"5.1.1", b"5.2.2")
+        .replace(b"User unknown", b"Mailbox full")
+    )
+
+    def bounce_at(when: dt.datetime, n: int) -> str:
+        ingester.ingest(full.replace(b"20270111140005", f"soft{n}".encode()), when)
+        with started.reading() as conn:
+            return conn.execute(
+                select(participant_table.c.status).where(participant_table.c.email == "ana@example.com")
+            ).scalar_one()
+
+    day = dt.datetime(2027, 1, 14, 9, tzinfo=UTC)
+    assert [bounce_at(day + dt.timedelta(minutes=n), n) for n in range(3)] == ["active"] * 3  # one bad hour
+    assert bounce_at(day + dt.timedelta(days=20), 3) == "active"  # the first three are out of the window
+    assert bounce_at(day + dt.timedelta(days=21), 4) == "active"
+    assert bounce_at(day + dt.timedelta(days=22), 5) == "bounced"  # three within 14 days, on three days
+    [event] = events(started, "bounced")
+    assert event.data["label"].startswith("3 soft bounces in 14 days, the last: 5.2.2")
+
+
+def test_a_delegates_bounce_stops_copying_them_only(started: Store, ingester: Ingester) -> None:
+    with started.transaction() as conn:
+        conn.execute(update(participant_table).where(participant_table.c.email == "ana@example.com")
+                     .values(delegate_email="pa@example.com", delegate_key="pa@example.com"))  # fmt: skip
+    data = reply("dsn_bounce.eml", WELCOME_ID, **{"rfc822; ana@example.com": "rfc822; pa@example.com",
+                                                  "rfc822;ana@example.com": "rfc822;pa@example.com"})  # fmt: skip
+    assert ingester.ingest(data, READ) and received_outcomes(started) == ["delegate_bounced"]
+    with started.reading() as conn:
+        ana = conn.execute(
+            select(participant_table).where(participant_table.c.email == "ana@example.com")
+        ).one()
+    assert (ana.status, ana.delegate_bounced) == ("active", "pa@example.com")
+    [event] = events(started, "delegate_bounced")
+    assert event.data["delegate"] == "pa@example.com" and event.data["matched"] == WELCOME_ID

@@ -187,6 +187,45 @@ def test_one_click_unsubscribe(started: Store, client: FlaskClient, body: str) -
     assert client.post(url, data="List-Unsubscribe=One-Click").status_code == 200  # again: still fine
 
 
+def test_a_done_recorded_from_a_reply_can_be_reopened(started: Store, client: FlaskClient) -> None:
+    from drip import actions
+
+    _, goals = ids(started)
+    with started.transaction() as conn:
+        ana = actions.find_person(conn, "test-cohort", "ana@example.com")
+        evidence = actions.Evidence(
+            "reply", sender="ana@example.com", matched="<kickoff@x>", rule="done: 'done'"
+        )
+        actions.complete(conn, ana, "short", CLICKED - dt.timedelta(hours=2), evidence)
+    url = f"/reopen/{token(started, Action.REOPEN, goals['short'])}"
+    before = snapshot(started)
+    page = client.get(url, headers=IPHONE)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    words = text_of(page)
+    assert (
+        "Ana, not done after all?" in words
+        and "was marked done on Wednesday 13 January from your reply" in words
+    )
+    assert "Yes, reopen it" in words and client.head(url).status_code == 200
+    assert snapshot(started) == before  # a scanner opening it changes nothing
+    done = client.post(url, headers=IPHONE)
+    assert done.status_code == 200 and "is open again, due Monday 1 February" in text_of(done)
+    with started.reading() as conn:
+        status = conn.execute(select(goal_table.c.status).where(goal_table.c.id == goals["short"])).scalar()
+        [completed] = conn.execute(select(event_table).where(event_table.c.kind == "completed")).all()
+        [reopened] = conn.execute(select(event_table).where(event_table.c.kind == "reopened")).all()
+        reminder = conn.execute(
+            select(delivery_table.c.status).where(
+                delivery_table.c.participant_id == ana.id, delivery_table.c.step == "short-reminder"
+            )
+        ).scalar()  # fmt: skip
+    assert status == "open" and reminder == "scheduled"
+    assert reopened.data["undid"] == completed.id and reopened.data["via"] == "link"
+    assert "Already open" in text_of(client.post(url))
+    # A done token is not a reopen token, nor the other way round.
+    assert client.get(f"/reopen/{token(started, Action.DONE, goals['short'])}").status_code == 400
+
+
 def test_snooze_once(started: Store, client: FlaskClient) -> None:
     _, goals = ids(started)
     url = f"/snooze/{token(started, Action.SNOOZE, goals['short'])}"
@@ -312,6 +351,11 @@ def test_a_scanner_opening_every_link_of_a_campaign_changes_nothing(
         settings(started.engine.url.render_as_string(hide_password=False)), smtp_url=smtp_server.url
     )
     dispatcher = Dispatcher(started, run, lambda: open_transport(smtp_server.url))
+    from drip import actions
+
+    with started.transaction() as conn:  # so that a congratulations email carries a "Reopen" link
+        ben = actions.find_person(conn, "test-cohort", "ben@example.com")
+        actions.complete(conn, ben, "short", dt.datetime(2027, 1, 20, tzinfo=UTC), actions.Evidence("reply"))
     moment = dt.datetime(2027, 1, 11, 12, 0, tzinfo=UTC)
     while moment < dt.datetime(2027, 5, 1, tzinfo=UTC):
         dispatcher.run_until_idle(moment)
@@ -326,7 +370,7 @@ def test_a_scanner_opening_every_link_of_a_campaign_changes_nothing(
                 re.findall(r"https://drip\.example\.com(/[a-z]+/[a-z0-9]+)", text.replace("\r\n ", ""))
             )
     kinds = {link.split("/")[1] for link in links}
-    assert kinds == {"done", "snooze", "unsubscribe"} and len(links) >= 9
+    assert kinds == {"done", "snooze", "unsubscribe", "reopen"} and len(links) >= 10
     before = snapshot(started)
     for link in sorted(links):
         assert client.get(link).status_code == 200, link

@@ -12,7 +12,7 @@ from drip.cohort import load_cohort
 from drip.message import build, cohort_view, links_for, recipient_of
 from drip.plan import expand_steps, program_end
 from drip.render import Templates
-from drip.tokens import Action, read_token
+from drip.tokens import Action, message_tag, read_thread_index, read_token
 
 KEYS = ("s" * 32,)
 WHEN = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)
@@ -54,7 +54,9 @@ def test_headers_parts_and_inlined_styles() -> None:
     assert mail["To"].addresses[0].addr_spec == "james.whitaker@northwind.example"
     assert mail["Cc"].addresses[0].addr_spec == "priya.nair@northwind.example"  # the delegate
     assert mail["Reply-To"].addresses[0].addr_spec == "comms@northwind.example"
-    assert mail["Message-ID"] == "<drip.42.ab12@northwind.example>"
+    # The Message-ID and Thread-Index carry an HMAC of the delivery: a reply can name only an email it got.
+    assert mail["Message-ID"] == f"<drip.42.{message_tag(KEYS, 'ab12', '42')}@northwind.example>"
+    assert "ab12" not in mail["Message-ID"] and read_thread_index(KEYS, mail["Thread-Index"]) == 42
     assert str(mail["Subject"]) == reminder.subject == "3 days left: your LinkedIn profile"
     assert (mail["X-Drip-Cohort"], mail["X-Drip-Step"], mail["X-Drip-Goal"]) == (
         "example",
@@ -99,6 +101,29 @@ def test_links_are_signed_and_bound_to_the_goal() -> None:
     assert "subject=Done%3A%20Crawl%3A%20your%20LinkedIn%20profile" in mailto
     unsubscribe = dict(due.headers)["List-Unsubscribe"].split("/unsubscribe/")[1][:34]
     assert read_token(KEYS, unsubscribe, Action.UNSUBSCRIBE, dt.date(2099, 1, 1)).expires is None
+
+
+@pytest.mark.parametrize(("via", "reopen"), [("reply", True), ("link", False), ("admin", False)])
+def test_congratulations_on_a_done_from_a_reply_offer_to_reopen_it(via: str, reopen: bool) -> None:
+    cohort = load_cohort(EXAMPLE, [EMAILS])
+    person = cohort.participants[0]
+    timing = cohort.timing(person)
+    goal_ids = {"short": 11, "mid": 12, "long": 13}
+    recipient = recipient_of(person, cohort.program, timing, goal_ids, {"short": "done"}, vias={"short": via})
+    links = links_for(
+        "https://drip.example.com", KEYS, "comms@northwind.example", program_end(cohort.program, timing)
+    )
+    step = cohort.program.step("short-done")
+    assert step is not None
+    built = build(
+        Templates(cohort.program.path), cohort_view(cohort), recipient, step, when=WHEN, delivery_id="42",
+        instance="ab12", links=links,
+    )  # fmt: skip
+    text = built.message.text
+    assert ("Not right? Reopen it (https://drip.example.com/reopen/" in text) is reopen
+    if reopen:
+        token = text.split("https://drip.example.com/reopen/")[1][:34]
+        assert read_token(KEYS, token, Action.REOPEN, dt.date(2027, 2, 1)).object_id == 11
 
 
 def test_calendar_entry_replaces_itself_when_the_deadline_moves(make_cohort: CohortFactory) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from walked import ANA_DONE, AS_OF, BEN_DONE, Walked
 
 from drip import pages, progress
 from drip.cli import main
 from drip.store import Store
+from walked import ANA_DONE, AS_OF, BEN_DONE, Walked
 
 
 def read(walked: Walked, now: dt.datetime = AS_OF) -> progress.Progress:
@@ -42,6 +42,7 @@ def test_progress_matches_what_happened(walked: Walked) -> None:
     assert by_email["ana@example.com"].goals["short"].completed_at == ANA_DONE
     assert by_email["ana@example.com"].goals["short"].via == "link"
     assert by_email["cleo@example.com"].status == "bounced"
+    assert by_email["dora@example.com"].status == "bounced"  # refused at RCPT as no such user
 
     # Completion over time, by day in the cohort's zone: Ana on Saturday 30, Ben on Wednesday 3.
     days, series = found.days(), found.series("short")
@@ -58,9 +59,14 @@ def test_progress_matches_what_happened(walked: Walked) -> None:
     assert steps["welcome"].completed is None and steps["welcome"].sent == 3
     assert list(steps)[:2] == ["welcome", "short-kickoff"], "in the order the cohort met them"
 
-    assert {f.email for f in found.failures} == {"dora@example.com"}
+    # Dora's first email was refused ("no such user"): it failed, she bounced, nothing more was tried.
+    assert [(f.email, f.step) for f in found.failures] == [("dora@example.com", "welcome")]
     assert all("550" in f.reason for f in found.failures)
-    assert [(b.email, b.reason) for b in found.bounces] == [("cleo@example.com", "5.1.1 mailbox unavailable")]
+    assert [(b.email, b.reason[:30]) for b in found.bounces] == [
+        ("cleo@example.com", "5.1.1 mailbox unavailable"),
+        ("dora@example.com", "the server refused dora@exampl"),
+    ]
+    assert [(b.name, b.email) for b in found.delegate_bounces] == [("Ana Ruiz", "pa.ruiz@example.com")]
     assert [(r.email, r.outcome) for r in found.replies] == [("ben@example.com", "reply")]
     assert "Travelling this week" in found.replies[0].text
 
@@ -77,7 +83,7 @@ def test_status_names_the_overdue_and_what_failed_or_bounced(walked: Walked, run
     assert "short         ██████████░░░░░░░░░░ 2/4 done, 2 overdue" in out
     assert "overdue: Cleo Hart, =Dora <b>Diaz</b>" in out
     assert re.search(
-        r"failed, the 5 latest of 7:\n    =Dora <b>Diaz</b> <dora@example.com>, \S+: the server refused dora@example.com: 550",
+        r"failed:\n    =Dora <b>Diaz</b> <dora@example.com>, welcome: the server refused dora@example.com: 550",
         out,
     )
     assert "bounced:\n    Cleo Hart <cleo@example.com>: 5.1.1 mailbox unavailable" in out
@@ -87,7 +93,7 @@ def test_status_names_the_overdue_and_what_failed_or_bounced(walked: Walked, run
     )
     assert [p["email"] for p in payload["overdue"]["short"]] == ["cleo@example.com", "dora@example.com"]
     assert payload["overdue"]["mid"] == []
-    assert len(payload["failures"]) == payload["deliveries"]["failed"] > 5, "json lists every one"
+    assert len(payload["failures"]) == payload["deliveries"]["failed"] == 1
     assert payload["bounces"][0]["email"] == "cleo@example.com"
 
     rows = list(
@@ -100,6 +106,33 @@ def test_status_names_the_overdue_and_what_failed_or_bounced(walked: Walked, run
         "open": "2", "overdue": "2", "percent_done": "50.0",
     }  # fmt: skip
     assert [row["goal"] for row in rows] == ["short", "mid", "long"]
+
+
+def test_status_lists_the_latest_failures_and_json_every_one(walked: Walked, runner: CliRunner) -> None:
+    from sqlalchemy import update
+
+    from drip.store import delivery_table, participant_table
+
+    with Store(walked.url) as db, db.transaction() as conn:
+        ana = select_id(conn, participant_table, "ana@example.com")
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.participant_id == ana, delivery_table.c.status == "scheduled")
+            .values(status="failed", last_error="554 5.6.0 message refused")
+        )
+    out = cli(runner, walked, "status", "test-cohort", "--now", AS_OF.isoformat())
+    payload = json.loads(
+        cli(runner, walked, "status", "test-cohort", "--format", "json", "--now", AS_OF.isoformat())
+    )
+    failed = payload["deliveries"]["failed"]
+    assert failed > 6 and f"failed, the 5 latest of {failed}:" in out
+    assert len(payload["failures"]) == failed, "json lists every one"
+
+
+def select_id(conn, table, email: str) -> int:
+    from sqlalchemy import select
+
+    return conn.execute(select(table.c.id).where(table.c.email == email)).scalar_one()
 
 
 def test_export_csv_has_a_row_per_participant_and_no_formulas(walked: Walked, runner: CliRunner) -> None:

@@ -18,11 +18,11 @@ from drip.store import Store
 
 UTC = dt.UTC
 ROSTER = """\
-email,name,timezone
-ana@example.com,Ana Ruiz,America/New_York
-ben@example.com,Ben Ito,Asia/Tokyo
-cleo@example.com,Cleo Hart,Europe/London
-dora@example.com,=Dora <b>Diaz</b>,America/New_York
+email,name,timezone,delegate_email
+ana@example.com,Ana Ruiz,America/New_York,pa.ruiz@example.com
+ben@example.com,Ben Ito,Asia/Tokyo,
+cleo@example.com,Cleo Hart,Europe/London,
+dora@example.com,=Dora <b>Diaz</b>,America/New_York,
 """
 ENROLLED = dt.datetime(2027, 1, 4, 12, tzinfo=UTC)
 #: the end of Thursday 4 February in New York, the cohort's zone
@@ -45,10 +45,14 @@ def walked(database_url: str, smtp_server: SMTPServer, make_cohort: CohortFactor
 
     The short goal is due Monday 1 February. Ana does it on 30 January, a day after its reminder;
     Ben replies to his reminder without doing it, then does it on 3 February; Cleo's address
-    bounces on 2 February; the relay refuses every email to Dora.
+    bounces on 2 February; the relay refuses Dora's address ("no such user"), which bounces her at
+    once, and Ana's delegate's, who is no longer copied after the first.
     """
     folder = make_cohort(roster=ROSTER)
     smtp_server.handler.rcpt_replies["dora@example.com"] = ["550 5.1.1 <dora@example.com>: no such user"] * 40
+    smtp_server.handler.rcpt_replies["pa.ruiz@example.com"] = [
+        "550 5.1.1 <pa.ruiz@example.com>: no such user"
+    ]
     settings = dataclasses.replace(
         load_settings(environ={}, options={"base_url": "https://drip.example.com"}),
         database_url=database_url,
@@ -77,7 +81,7 @@ def walked(database_url: str, smtp_server: SMTPServer, make_cohort: CohortFactor
             "Travelling this week, will get to it on Wednesday.\r\n"
         ).encode()
         source = tmp_reply(folder, reply)
-        Ingester(db, settings, None, ("done",)).read(source_for(file=str(source)), BEN_REPLIED)
+        Ingester(db, settings).read(source_for(file=str(source)), BEN_REPLIED)
         with db.transaction() as conn:
             cleo = actions.find_person(conn, "test-cohort", "cleo@example.com")
             actions.bounce(conn, cleo, CLEO_BOUNCED, actions.Evidence("reply"), "5.1.1 mailbox unavailable")

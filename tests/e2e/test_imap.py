@@ -191,7 +191,11 @@ def database(tmp_path: Path, make_cohort: CohortFactory) -> str:
 
 
 def reply(name: str) -> bytes:
-    return (REPLIES / name).read_bytes().replace(b"<PLACEHOLDER@drip.test>", b"<kickoff.ana@drip.test>")
+    """A sample reply as Ana's, in the thread of her kickoff (drip checks that the sender is hers)."""
+    data = (REPLIES / name).read_bytes().replace(b"<PLACEHOLDER@drip.test>", b"<kickoff.ana@drip.test>")
+    return data.replace(b"ben@example.com", b"ana@example.com").replace(
+        b"cleo@example.com", b"ana@example.com"
+    )
 
 
 def ana_short(url: str) -> str:

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from walked import AS_OF, Walked
 
 from conftest import _free_port
 from drip.config import load_settings
 from drip.web import create_app
+from walked import AS_OF, Walked
 
 CHROMIUM = shutil.which("chromium")
 PASSWORD = "an owner's long password"
