@@ -87,7 +87,7 @@ def read(data: bytes, ours: Sequence[str] = ()) -> Incoming:
     return_path = headers.all("Return-Path")
     empty_return_path = bool(return_path) and return_path[0].strip() in ("<>", "")
     bounce = read_bounce(message, f"{headers.first('From')} {sender}", subject, empty_return_path)
-    auto = None if bounce is not None else _auto_reply(headers, empty_return_path)
+    auto = None if bounce is not None else _auto_reply(headers, subject, empty_return_path)
     own = quotes.new_text(message, ours) if bounce is None else quotes.Own("")
     kind = Kind.BOUNCE if bounce is not None else Kind.AUTO_REPLY if auto else Kind.REPLY
     return Incoming(
@@ -105,7 +105,7 @@ class _Headers:
     def __init__(self, message: Message) -> None:
         self._by_name: dict[str, list[str]] = {}
         for name, value in message.items():
-            self._by_name.setdefault(name.lower(), []).append(str(value))
+            self._by_name.setdefault(name.lower(), []).append(_header_text(value))
 
     def all(self, name: str) -> list[str]:
         return self._by_name.get(name.lower(), [])
@@ -115,7 +115,21 @@ class _Headers:
         return found[0] if found else ""
 
 
-def _auto_reply(headers: _Headers, empty_return_path: bool) -> str | None:
+def _header_text(value: object) -> str:
+    """A header's text; raw 8-bit text (as SMTPUTF8 mail sends it, kept by the parser as bytes) read
+    as UTF-8."""
+    if isinstance(value, str):
+        return value
+    try:
+        return "".join(
+            chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+            for chunk, _ in decode_header(value)  # type: ignore[arg-type]
+        )
+    except (ValueError, LookupError, UnicodeError):
+        return str(value)
+
+
+def _auto_reply(headers: _Headers, subject: str, empty_return_path: bool) -> str | None:
     """Say why a message is automatic (RFC 3834 and the conventions before it), or None."""
     auto = headers.first("Auto-Submitted").strip().lower()
     if auto and auto != "no":
@@ -129,7 +143,9 @@ def _auto_reply(headers: _Headers, empty_return_path: bool) -> str | None:
         return f"Precedence: {precedence}"
     if empty_return_path:
         return "empty Return-Path"
-    return None
+    # Some out-of-office notices carry no header that says so; their subject does.
+    away = wording.rules().away(subject)
+    return None if away is None else f"Subject: {away}"
 
 
 # --- whom and what it answers ---------------------------------------------------------

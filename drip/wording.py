@@ -32,10 +32,10 @@ ALONE_WORDS = 3
 
 CATEGORIES = (
     "done", "done_alone", "negation", "negation_after", "not_yet", "qualifier", "hedge", "future",
-    "conditional", "question", "complaint", "ignore",
+    "conditional", "question", "complaint", "away", "ignore",
 )  # fmt: skip
 #: categories that put a reply in doubt wherever they occur, in the order their rule is named
-_DOUBTS = ("complaint", "hedge", "future", "conditional")
+_DOUBTS = ("away", "complaint", "hedge", "future", "conditional")
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _LINKS = re.compile(r"(?:https?://|mailto:|www\.)\S+|[^\s<>()\[\]]+@[^\s<>()\[\]]+", re.IGNORECASE)
@@ -227,6 +227,13 @@ class Rules:
         if done is not None:
             return Reading(Verdict.DONE, done)
         return Reading(Verdict.OTHER, "no done phrase")
+
+    def away(self, subject: str) -> str | None:
+        """Return the rule when a subject is an out-of-office notice's ("Out of Office: ...")."""
+        text = normalize(subject)
+        wide = not text.isascii()
+        found = self.categories["away"].first(_WORD.findall(text), text, wide)
+        return None if found is None else self._rule("away", found)
 
     # --- the steps -----------------------------------------------------------------
 

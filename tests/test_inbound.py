@@ -115,3 +115,36 @@ def test_any_body_is_read_without_an_error(body: str, subtype: str) -> None:
     incoming = inbound.read(message.as_bytes(policy=policy.SMTP))
     assert isinstance(incoming.new_text, str) and isinstance(incoming.reading().verdict, Verdict)
     assert message_from_bytes(message.as_bytes(), policy=policy.default)["From"] == "a@example.com"
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("Out of Office", "I have finished for the year and will be back on 4 January."),
+        ("Out of Office: Crawl: your LinkedIn profile", "Done for 2026! Back on Monday."),
+        ("Automatic reply: Crawl", "Thank you for your email."),
+        ("Abwesenheitsnotiz: Crawl", "Ich bin bis 8. Januar nicht im Büro. Alles erledigt."),
+        ("Réponse automatique : Crawl", "Je suis absente jusqu'au 8 janvier."),
+        ("Respuesta automática: Crawl", "Estoy fuera de la oficina."),
+        ("Risposta automatica: Crawl", "Sono fuori ufficio."),
+        ("Automatisch antwoord: Crawl", "Ik ben afwezig."),
+        ("Resposta automática: Crawl", "Estou fora do escritório."),
+        ("自動返信: Crawl", "不在にしております。"),
+        ("自动回复: Crawl", "我在休假。"),
+    ],
+)
+def test_an_out_of_office_without_auto_headers_is_still_automatic(subject: str, body: str) -> None:
+    data = f"From: ana@example.com\r\nSubject: {subject}\r\nIn-Reply-To: <x@y>\r\n\r\n{body}\r\n"
+    incoming = inbound.read(data.encode())
+    assert incoming.kind is Kind.AUTO_REPLY and incoming.auto_reason.startswith("Subject: away: ")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["I have finished for the year, back on 4 January.", "Done. I'm out of the office until Monday.",
+     "Erledigt. Ich bin ab morgen im Urlaub.", "不在にしておりますが、完了しました。"],
+)  # fmt: skip
+def test_out_of_office_words_in_a_reply_put_its_done_in_doubt(body: str) -> None:
+    data = f"From: ana@example.com\r\nSubject: Re: Crawl\r\nIn-Reply-To: <x@y>\r\n\r\n{body}\r\n"
+    incoming = inbound.read(data.encode("utf-8"))
+    assert incoming.kind is Kind.REPLY and incoming.reading().verdict is Verdict.DOUBT
