@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from drip import enrol, store
 from drip.errors import DripError
@@ -238,6 +238,27 @@ def find_person(conn: Connection, slug: str, email: str) -> Person:
     if person is None:
         raise ActionError(f"{email} is not a participant of {slug!r}")
     return person
+
+
+def check_not_backdated(conn: Connection, person: Person, now: dt.datetime) -> None:
+    """Refuse a change dated before the cohort's start or before the participant's last event: it
+    would rewrite history (a goal done before the program began). ``--backdate`` skips this."""
+    zone = ZoneInfo(person.timezone)
+    began = dt.datetime.combine(person.start, dt.time(), zone)
+    if now < began:
+        raise ActionError(
+            f"--now {now:%Y-%m-%d %H:%M} UTC is before {person.cohort_slug!r} started ({person.start}); "
+            "a change dated then would rewrite history; give --backdate if you mean it"
+        )
+    events = store.event_table
+    last = conn.execute(
+        select(func.max(events.c.at)).where(events.c.participant_id == person.id)
+    ).scalar_one_or_none()
+    if last is not None and now < last:
+        raise ActionError(
+            f"--now {now:%Y-%m-%d %H:%M} UTC is before {person.email}'s last recorded event "
+            f"({last:%Y-%m-%d %H:%M} UTC); give --backdate if you mean it"
+        )
 
 
 # --- goals --------------------------------------------------------------------------

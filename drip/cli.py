@@ -29,12 +29,23 @@ from drip import (
     transport,
     worker,
 )
-from drip.cohort import Cohort, default_emails_dirs, load_cohort
+from drip.cohort import Cohort, default_emails_dirs, load_cohort, mark_started, started_elsewhere
 from drip.config import SECRET_SETTINGS, SETTING_NAMES, Settings, load_settings, redact_url
 from drip.dispatch import DispatchError, RelayPaused
 from drip.errors import DripError
+from drip.roster import Limits
 from drip.store import Store
-from drip.values import InvalidValue, parse_email, parse_instant
+from drip.values import InvalidValue, parse_email, parse_instant, terminal_safe
+
+
+def echo(message: Any = None, **options: Any) -> None:
+    """Print, with control and bidirectional characters shown as escapes: names and replies come from
+    rosters and mailboxes, and must not drive the terminal they are printed on."""
+    click.echo(terminal_safe(message) if isinstance(message, str) else message, **options)
+
+
+def secho(message: str, **options: Any) -> None:
+    click.secho(terminal_safe(message), **options)
 
 
 class Instant(click.ParamType):
@@ -102,9 +113,10 @@ class App:
     def load_cohort(self, folder: Path, *, check_rendering: bool = True) -> Cohort:
         """Load and validate a cohort folder, printing its warnings; check every email renders."""
         emails_dirs = default_emails_dirs(folder, Path(self.settings.emails_dir))
-        cohort = load_cohort(folder, emails_dirs)
+        limits = Limits(self.settings.max_roster_bytes, self.settings.max_value_chars)
+        cohort = load_cohort(folder, emails_dirs, limits)
         for warning in cohort.warnings:
-            click.secho(f"warning: {warning}", fg="yellow", err=True)
+            secho(f"warning: {warning}", fg="yellow", err=True)
         if check_rendering:
             preflight.check_cohort(cohort, self.settings)
         return cohort
@@ -131,7 +143,7 @@ class DripGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DripError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(terminal_safe(str(exc))) from exc
 
 
 def _setting_options(command: Any) -> Any:
@@ -168,7 +180,7 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int, **options: 
     try:
         settings = load_settings(options, config_file=config_file)
     except DripError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(terminal_safe(str(exc))) from exc
     app = App(settings)
     ctx.obj = app
     ctx.call_on_close(app.close)
@@ -196,12 +208,24 @@ def start(app: App, cohort_dir: Path, now: dt.datetime | None, dry_run: bool) ->
         if dry_run:
             result = _dry_run(app, cohort, now, progress)
         else:
-            with app.store().transaction() as conn:
+            store = app.store()
+            with store.reading() as conn:
+                elsewhere = started_elsewhere(cohort_dir, keys.instance_id(conn))
+            if elsewhere:
+                secho(
+                    f"warning: {cohort_dir} was started before in {elsewhere}; starting it in "
+                    f"{redact_url(app.settings.database_url)} too means its participants are emailed "
+                    "from both. If that is not what you want, stop and point DRIP_DATABASE_URL at one",
+                    fg="yellow", err=True,
+                )  # fmt: skip
+            with store.transaction() as conn:
                 result = enrol.sync_cohort(conn, cohort, now, progress)
                 keys.prepare(app.settings, conn)
+                instance = keys.instance_id(conn)
+            mark_started(cohort_dir, redact_url(app.settings.database_url), instance)
     for warning in result.warnings:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
-    click.echo(report.format_sync(cohort, result, dry_run=dry_run))
+        secho(f"warning: {warning}", fg="yellow", err=True)
+    echo(report.format_sync(cohort, result, dry_run=dry_run))
 
 
 def _dry_run(app: App, cohort: Cohort, now: dt.datetime, progress: Any) -> enrol.SyncReport:
@@ -244,7 +268,7 @@ def plan(
         plans = [(p, s) for p, s in enrol.plan_cohort(cohort, now) if key is None or p.key == key]
         entries = report.planned_entries(plans)
     else:
-        click.secho(
+        secho(
             f"The plan of cohort {cohort.slug!r} as stored; `drip start` applies later edits of the folder, "
             "--preview shows them.",
             err=True,
@@ -256,7 +280,7 @@ def plan(
         raise click.BadParameter(
             f"{email} is not in cohort {cohort.slug!r}{hint}", param_hint="--participant"
         )
-    click.echo(report.format_timeline(entries, fmt), nl=fmt != "csv")
+    echo(report.format_timeline(entries, fmt), nl=fmt != "csv")
 
 
 @main.command()
@@ -277,13 +301,13 @@ def status(app: App, cohort: str | None, fmt: str, now: dt.datetime | None) -> N
         raise _no_cohort(app, cohort)
     if fmt == "json":
         payload: Any = figures[0] if cohort is not None else figures
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        echo(json.dumps(payload, indent=2, ensure_ascii=False))
     elif fmt == "csv":
-        click.echo(report.write_csv(report.status_rows(figures), report.STATUS_COLUMNS), nl=False)
+        echo(report.write_csv(report.status_rows(figures), report.STATUS_COLUMNS), nl=False)
     elif not figures:
-        click.echo("No cohorts yet. Launch one with: drip start cohorts/NAME")
+        echo("No cohorts yet. Launch one with: drip start cohorts/NAME")
     else:
-        click.echo(report.format_status(figures))
+        echo(report.format_status(figures))
 
 
 @main.command("report")
@@ -303,11 +327,11 @@ def report_command(app: App, cohort: str, out: Path | None, within: int, now: dt
     found = _progress(app, cohort, now, dt.timedelta(days=within))
     html = pages.report_html(found)
     if out is not None and str(out) == "-":
-        click.echo(html, nl=False)
+        echo(html, nl=False)
         return
     target = out or Path(f"{found.slug}-report.html")
     _write_whole(target, html)
-    click.echo(f"Wrote {target} ({len(found.people)} participants). Open it in a browser, or print it.")
+    echo(f"Wrote {target} ({len(found.people)} participants). Open it in a browser, or print it.")
 
 
 @main.command("digest")
@@ -335,16 +359,16 @@ def digest_command(app: App, cohort: str, preview: bool, fmt: str, now: dt.datet
             data = digest.compose_digest(
                 found, owner, f"<digest.preview@{found.sender.address.rpartition('@')[2]}>", now
             )
-            click.echo(data.decode("ascii"), nl=False)
+            echo(data.decode("ascii"), nl=False)
         else:
-            click.echo(text if fmt == "text" else html, nl=False)
+            echo(text if fmt == "text" else html, nl=False)
         return
     with worker.sending_one_by_one(app.settings) as send:
         sent = digest.send_now(store, app.settings, cohort, now, send)
     if sent is None:
         raise _no_cohort(app, cohort)
     where = "" if app.settings.smtp_url else f" (kept by the mail catcher in {app.settings.mail_dir})"
-    click.echo(f"Sent the digest of {cohort} to {len(sent)} owner(s){where}.")
+    echo(f"Sent the digest of {cohort} to {len(sent)} owner(s){where}.")
 
 
 @main.command("export")
@@ -372,10 +396,10 @@ def export_command(app: App, cohort: str, fmt: str, out: Path | None, now: dt.da
             raise _no_cohort(app, cohort)
         text = "".join(line + "\n" for line in lines)
     if out is None:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
     else:
         _write_whole(out, text)
-        click.echo(f"Wrote {out}.", err=True)
+        echo(f"Wrote {out}.", err=True)
 
 
 def _progress(app: App, cohort: str, now: dt.datetime | None, within: dt.timedelta) -> progress.Progress:
@@ -436,20 +460,20 @@ def preview_command(
     with store.reading() if store else contextlib.nullcontext() as conn:
         (proof,) = preview.proofs(cohort, app.settings, conn, person, [step], now)
     if not proof.live_links:
-        click.secho("Links are for looking at only until the cohort is started.", err=True, dim=True)
+        secho("Links are for looking at only until the cohort is started.", err=True, dim=True)
     body: bytes = {
         "html": lambda: proof.built.rendered.html.encode(),
         "text": lambda: f"Subject: {proof.built.rendered.subject}\n\n{proof.built.rendered.text}".encode(),
         "eml": proof.built.as_bytes,
     }[fmt]()
     if out is None:
-        click.echo(body.decode(), nl=False)
+        echo(body.decode(), nl=False)
         return
     try:
         out.write_bytes(body)
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
-    click.echo(f"Wrote {out} ({len(body):,} bytes).")
+    echo(f"Wrote {out} ({len(body):,} bytes).")
 
 
 @main.command("send-test")
@@ -487,7 +511,7 @@ def send_test(
     finally:
         sender.close()
     for subject in subjects:
-        click.echo(f"Sent to {to}: {subject}")
+        echo(f"Sent to {to}: {subject}")
 
 
 @main.command()
@@ -516,7 +540,7 @@ def run(
             tally = worker.run_once(app.settings, store, now, until, dt.timedelta(minutes=step_minutes), say)
             took = time.perf_counter() - began
             rate = f" ({tally.sent / took:,.0f}/s)" if tally.sent and took > 0 else ""
-            click.echo(f"Done in {took:.2f} s: {tally.summary()}{rate}.")
+            echo(f"Done in {took:.2f} s: {tally.summary()}{rate}.")
         else:
             worker.run_forever(app.settings, store, now, not no_web, say)
     except DispatchError as exc:
@@ -555,13 +579,14 @@ def ingest(
 
     settings = app.settings
     source = mailboxes.source_for(
-        file=file, mbox=mbox, maildir=maildir, imap=imap, inbox_url=settings.inbox_url
-    )
+        file=file, mbox=mbox, maildir=maildir, imap=imap, inbox_url=settings.inbox_url,
+        limit=settings.max_message_bytes,
+    )  # fmt: skip
     with mailboxes.opened(source), worker.forwarding(settings) as send:
         ingester = Ingester(app.store(), settings, send)
         worker.freeze_startup_objects()
         tally = ingester.read(source, now or dt.datetime.now(dt.UTC))
-    click.echo(f"{tally.summary()}.")
+    echo(f"{tally.summary()}.")
     if tally.forward_failures:
         raise click.ClickException(
             f"{tally.forward_failures} forward(s) could not be sent; those messages are read again next time"
@@ -569,7 +594,7 @@ def ingest(
 
 
 def _say(message: str) -> None:
-    click.echo(message, err=True)
+    echo(message, err=True)
 
 
 @main.command()
@@ -578,7 +603,11 @@ def _say(message: str) -> None:
     metavar="HOST:PORT",
     help="Listen on this address (default: DRIP_LISTEN, or DRIP_BASE_URL's host and port when local).",
 )
-@click.option("--host", help="Listen on this host, keeping the port (e.g. 0.0.0.0 behind a proxy).")
+@click.option(
+    "--host",
+    help="Listen on this host, keeping the port (0.0.0.0 for every address: then the mail catcher's inbox "
+    "needs DRIP_INBOX_PASSWORD).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), help="Listen on this port, keeping the host.")
 @click.option(
     "--now", type=Instant(), help="Act as if it were this moment, for trying a campaign in virtual time."
@@ -587,8 +616,6 @@ def _say(message: str) -> None:
 def serve(app: App, listen: str | None, host: str | None, port: int | None, now: dt.datetime | None) -> None:
     """Serve the web pages (link confirmations, and the mail catcher's inbox when no relay is set)."""
     import dataclasses
-
-    import waitress
 
     from drip.config import parse_listen
     from drip.web import create_app
@@ -603,12 +630,19 @@ def serve(app: App, listen: str | None, host: str | None, port: int | None, now:
         where = f"[{default_host if host is None else host}]:{port or default_port}"  # brackets: IPv6 too
         settings = dataclasses.replace(settings, listen=parse_listen(where, "option --host"))
     host, port = settings.listen_address()
-    _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
     clock = worker.Clock(now).now if now else None
-    threads = settings.web_thread_count()
     web = create_app(settings, clock)
+    server = worker.web_server(settings, web, "or give --listen")
+    _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
     worker.freeze_startup_objects()
-    waitress.serve(web, host=host, port=port, threads=threads, _quiet=True)
+    with worker.replaying_kept_clicks(web):
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+            web.extensions["drip.database"].close()
 
 
 @main.group()
@@ -638,7 +672,7 @@ def _set_cohort_status(app: App, slug: str, status: str) -> None:
         raise click.ClickException(f"no database at {redact_url(app.settings.database_url)}")
     with store.transaction() as conn:
         _, said = actions.set_cohort_status(conn, slug, status, dt.datetime.now(dt.UTC))
-    click.echo(said)
+    echo(said)
 
 
 @main.group()
@@ -653,10 +687,23 @@ def _change(app: App, cohort: str, email: str, now: dt.datetime | None, change: 
         raise click.ClickException(
             f"no database at {redact_url(app.settings.database_url)}; start a cohort first"
         )
+    moment = now or dt.datetime.now(dt.UTC)
     with store.transaction() as conn:
         person = actions.find_person(conn, cohort, email)
-        outcome = change(conn, person, now or dt.datetime.now(dt.UTC))
-    click.echo(outcome.summary)
+        if now is not None and not click.get_current_context().meta.get("drip.backdate"):
+            actions.check_not_backdated(conn, person, moment)
+        outcome = change(conn, person, moment)
+    echo(outcome.summary)
+
+
+#: ``--backdate``: let a participant command's --now fall before the start or the last event
+BACKDATE = click.option(
+    "--backdate",
+    is_flag=True,
+    expose_value=False,
+    callback=lambda ctx, _param, value: ctx.meta.__setitem__("drip.backdate", value),
+    help="Allow a --now before the cohort's start or before the participant's last recorded event.",
+)
 
 
 def _participant_command(name: str, summary: str, *, goal: bool) -> Any:
@@ -664,6 +711,7 @@ def _participant_command(name: str, summary: str, *, goal: bool) -> Any:
 
     def decorate(function: Any) -> Any:
         function = pass_app(function)
+        function = BACKDATE(function)
         function = click.option("--now", type=Instant(), help=NOW_HELP)(function)
         if goal:
             function = click.option("--goal", "goal", required=True, help="The goal's key, e.g. short.")(
@@ -720,6 +768,7 @@ def participant_remove(app: App, cohort: str, email: str, now: dt.datetime | Non
     "--to", "to", required=True, type=click.DateTime(["%Y-%m-%d"]), help="The new deadline, YYYY-MM-DD."
 )
 @click.option("--now", type=Instant(), help=NOW_HELP)
+@BACKDATE
 @pass_app
 def participant_extend(
     app: App, cohort: str, email: str, goal: str, to: dt.datetime, now: dt.datetime | None
@@ -738,4 +787,68 @@ def db() -> None:
 def db_upgrade(app: App) -> None:
     """Create or upgrade the database schema (drip also does this on first use)."""
     revision = app.store().revision()
-    click.echo(f"{redact_url(app.settings.database_url)} is at schema revision {revision}.")
+    echo(f"{redact_url(app.settings.database_url)} is at schema revision {revision}.")
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """The keys that sign the links in emails: list them, rotate to a new one, retire an old one."""
+
+
+@keys_group.command("list")
+@pass_app
+def keys_list(app: App) -> None:
+    """Show every key by its id (never the key itself): where it is kept, and what it does."""
+    store = app.existing_store()
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(store.reading()) if store is not None else None
+        stored = keys.stored_keys(conn)
+        signing = keys.signing_keys(app.settings, conn)[0] if (stored or app.settings.secret_key) else None
+    rows = [("id", "kept in", "since", "does")]
+    for key in (k for k in (app.settings.secret_key or "").split(",") if k):
+        rows.append((keys.key_id(key), "DRIP_SECRET_KEY", "", "signs" if key == signing else "verifies"))
+    for entry in reversed(stored):
+        does = (
+            "retired " + entry.retired if entry.retired else "signs" if entry.key == signing else "verifies"
+        )
+        rows.append((entry.id, "the database", entry.created, does))
+    if len(rows) == 1:
+        echo("No keys yet: the first is made when a cohort is started (or set DRIP_SECRET_KEY).")
+        return
+    widths = [max(len(row[n]) for row in rows) for n in range(3)]
+    for row in rows:
+        echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
+
+
+@keys_group.command("rotate")
+@pass_app
+def keys_rotate(app: App) -> None:
+    """Make a new key, kept in the database, the one that signs; the others keep verifying."""
+    if app.settings.secret_key:
+        raise click.ClickException(
+            "links are signed with DRIP_SECRET_KEY: rotate by putting a new key first in it "
+            "(comma-separated, the old ones after it) and restarting drip"
+        )
+    with app.store().transaction() as conn:
+        if not keys.stored_keys(conn):
+            keys.prepare(app.settings, conn)  # the first key, as a first start would make it
+        new = keys.rotate(conn, dt.datetime.now(dt.UTC))
+    echo(
+        f"Key {new.id} signs from now on (running drip processes take it up within a minute). Older keys "
+        "still verify the links they signed; retire one with `drip keys retire ID` once those links no "
+        "longer matter."
+    )
+
+
+@keys_group.command("retire")
+@click.argument("key_id")
+@pass_app
+def keys_retire(app: App, key_id: str) -> None:
+    """Stop verifying links signed with kept key KEY_ID (its links, unsubscribe ones too, stop working)."""
+    with app.store().transaction() as conn:
+        retired = keys.retire(conn, app.settings, key_id, dt.datetime.now(dt.UTC))
+    echo(
+        f"Key {retired.id} is retired: links it signed now get a 'does not work' page (running drip "
+        "processes within a minute), unsubscribe links included: a reply asking to unsubscribe still "
+        "reaches you, and `drip participant remove` stops the email."
+    )

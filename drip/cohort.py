@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 from drip.errors import CohortError, Problem
 from drip.plan import Timing, repeat_warnings, timing_warnings
 from drip.program import Program, find_program, load_program
-from drip.roster import Participant, read_roster
+from drip.roster import DEFAULT_LIMITS, Limits, Participant, read_roster
 from drip.values import (
     InvalidValue,
     check_header_safe,
@@ -97,9 +98,9 @@ class Cohort:
         )
 
 
-def load_cohort(path: Path, emails_dirs: list[Path]) -> Cohort:
+def load_cohort(path: Path, emails_dirs: list[Path], limits: Limits = DEFAULT_LIMITS) -> Cohort:
     """Load the cohort in folder ``path``; look for its program in ``emails_dirs``."""
-    return _CohortLoader(path, emails_dirs).load()
+    return _CohortLoader(path, emails_dirs, limits).load()
 
 
 def default_emails_dirs(cohort_path: Path, configured: Path) -> list[Path]:
@@ -112,8 +113,9 @@ def default_emails_dirs(cohort_path: Path, configured: Path) -> list[Path]:
 
 
 class _CohortLoader:
-    def __init__(self, path: Path, emails_dirs: list[Path]) -> None:
+    def __init__(self, path: Path, emails_dirs: list[Path], limits: Limits) -> None:
         self.path = path
+        self.limits = limits
         self.file = path / COHORT_FILE
         self.label = str(self.file)
         self.emails_dirs = emails_dirs
@@ -189,6 +191,7 @@ class _CohortLoader:
             default_timezone=timezone,
             start=start,
             deadlines=deadlines,
+            limits=self.limits,
         )
         self.problems.extend(roster.problems)
         self.warnings.extend(roster.warnings)
@@ -403,3 +406,28 @@ def _owners(value: object) -> tuple[str, ...]:
 
 
 __all__ = ["Cohort", "Participant", "load_cohort"]
+
+
+#: a file drip keeps in a started cohort's folder: which database holds it
+STARTED_FILE = ".drip-started"
+
+
+def started_elsewhere(folder: Path, instance: str | None) -> str | None:
+    """Return the database a cohort folder was last started in, if it is not the one with ``instance``."""
+    try:
+        marker = json.loads((folder / STARTED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("instance") == instance:
+        return None
+    return str(marker.get("database", "another database"))
+
+
+def mark_started(folder: Path, database: str, instance: str) -> None:
+    """Note in the folder which database holds the cohort (the URL with any password hidden)."""
+    try:
+        (folder / STARTED_FILE).write_text(
+            json.dumps({"database": database, "instance": instance}) + "\n", encoding="utf-8"
+        )
+    except OSError:  # a read-only folder: the warning it feeds is a kindness, not a rule
+        pass

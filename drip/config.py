@@ -37,8 +37,19 @@ DEFAULT_INBOX_EVERY = 60
 #: soft bounces (a full mailbox, 4.x.x given up on) within DEFAULT_SOFT_BOUNCE_DAYS that stop the mail
 DEFAULT_SOFT_BOUNCE_LIMIT = 3
 DEFAULT_SOFT_BOUNCE_DAYS = 14
-#: the dashboard is on the open web: a password shorter than this is refused
+#: the dashboard and the inbox are on the open web: a password shorter than this is refused
 MIN_ADMIN_PASSWORD = 12
+#: ... or with fewer different characters than this
+MIN_PASSWORD_DISTINCT = 8
+#: a link-signing key: at least this long, with at least this many different characters
+MIN_SECRET_KEY = 32
+MIN_SECRET_KEY_DISTINCT = 16
+#: the largest roster file read, in bytes
+DEFAULT_MAX_ROSTER_BYTES = 20_000_000
+#: the longest value a roster cell may hold, in characters
+DEFAULT_MAX_VALUE_CHARS = 1_000
+#: the largest message read from the reply mailbox, in bytes
+DEFAULT_MAX_MESSAGE_BYTES = 10_000_000
 ENV_PREFIX = "DRIP_"
 
 
@@ -52,6 +63,10 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     #: the password of the read-only dashboard at /admin; None: the dashboard is off
     admin_password: str | None = field(default=None, repr=False)
+    #: the password of the mail catcher's inbox page; None: it is served to this machine only
+    inbox_password: str | None = field(default=None, repr=False)
+    #: proxies in front of drip whose X-Forwarded-For is believed; 0: none, the header is ignored
+    trusted_proxies: int = 0
     inbox_url: str | None = None
     reply_address: str | None = None
     emails_dir: str = DEFAULT_EMAILS_DIR
@@ -83,6 +98,10 @@ class Settings:
     #: a participant is bounced after this many soft bounces within soft_bounce_days (on more than one day)
     soft_bounce_limit: int = DEFAULT_SOFT_BOUNCE_LIMIT
     soft_bounce_days: int = DEFAULT_SOFT_BOUNCE_DAYS
+    #: the most read of a roster file, of one roster value, and of one message from the reply mailbox
+    max_roster_bytes: int = DEFAULT_MAX_ROSTER_BYTES
+    max_value_chars: int = DEFAULT_MAX_VALUE_CHARS
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     #: where each value came from ("default", "drip.toml", "environment", "option")
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -114,7 +133,7 @@ class Settings:
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origins")
 #: settings read from the environment or drip.toml only, never from a command line
-SECRET_SETTINGS = frozenset({"secret_key", "admin_password"})
+SECRET_SETTINGS = frozenset({"secret_key", "admin_password", "inbox_password"})
 _NUMERIC = {
     "smtp_connections",
     "stale_after_hours",
@@ -125,6 +144,10 @@ _NUMERIC = {
     "web_threads",
     "soft_bounce_limit",
     "soft_bounce_days",
+    "trusted_proxies",
+    "max_roster_bytes",
+    "max_value_chars",
+    "max_message_bytes",
 }
 
 
@@ -219,7 +242,24 @@ def _database_url(value: str, label: str) -> str:
         raise ConfigError(
             f"{label}: use the psycopg driver, postgresql+psycopg://USER@HOST/DB (not {url.drivername})"
         )
+    if url.get_backend_name() == "sqlite":
+        _sqlite_path(url.database, label)
     return text
+
+
+def _sqlite_path(database: str | None, label: str) -> None:
+    """Refuse a SQLite database that keeps nothing (in memory), or whose folder does not exist."""
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        raise ConfigError(
+            f"{label}: this SQLite database lives in memory and keeps nothing; give a file, "
+            "e.g. sqlite:///drip.db (three slashes, then a path relative to here; four for an absolute one)"
+        )
+    folder = Path(database).expanduser().parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{label}: the folder {str(folder)!r} does not exist; create it first (mkdir -p {folder}) or "
+            "point at another path"
+        )
 
 
 def _url(value: str, label: str, schemes: tuple[str, ...], example: str) -> str:
@@ -269,21 +309,41 @@ def _inbox_url(value: str, label: str) -> str:
 
 def _secret_key(value: str, label: str) -> str:
     keys = [key.strip() for key in value.split(",")]
-    if any(len(key) < 32 for key in keys):
-        raise ConfigError(
-            f"{label}: each key must be at least 32 characters; generate one with "
-            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
-        )
+    for key in keys:
+        weak = _weakness(key, MIN_SECRET_KEY, MIN_SECRET_KEY_DISTINCT)
+        if weak:
+            raise ConfigError(
+                f"{label}: a key must be at least {MIN_SECRET_KEY} characters with at least "
+                f"{MIN_SECRET_KEY_DISTINCT} different ones, none making up more than a quarter ({weak}); "
+                'generate one with `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+            )
     return ",".join(keys)
 
 
-def _admin_password(value: str, label: str) -> str:
-    if len(value) < MIN_ADMIN_PASSWORD:
+def _password(value: str, label: str) -> str:
+    weak = _weakness(value, MIN_ADMIN_PASSWORD, MIN_PASSWORD_DISTINCT)
+    if weak:
         raise ConfigError(
-            f"{label}: use at least {MIN_ADMIN_PASSWORD} characters; generate one with "
-            '`python -c "import secrets; print(secrets.token_urlsafe(18))"`'
+            f"{label}: use at least {MIN_ADMIN_PASSWORD} characters with at least {MIN_PASSWORD_DISTINCT} "
+            f"different ones, none making up more than a quarter, not only spaces ({weak}); generate one "
+            'with `python -c "import secrets; print(secrets.token_urlsafe(18))"`'
         )
     return value
+
+
+def _weakness(secret: str, length: int, distinct: int) -> str | None:
+    """Say what makes a secret easy to guess (None: nothing that simple rules can see)."""
+    if not secret.strip():
+        return "this one is blank"
+    if len(secret) < length:
+        return f"this one has {len(secret)}"
+    different = len(set(secret))
+    if different < distinct:
+        return f"this one has {different} different characters"
+    commonest = max(secret.count(character) for character in set(secret))
+    if commonest * 4 > len(secret):
+        return f"one character makes up {commonest} of {len(secret)}"
+    return None
 
 
 def _reply_address(value: str, label: str) -> str:
@@ -374,7 +434,12 @@ _VALIDATORS: dict[str, Callable[[str, str], Any]] = {
     "base_url": _base_url,
     "inbox_url": _inbox_url,
     "secret_key": _secret_key,
-    "admin_password": _admin_password,
+    "admin_password": _password,
+    "inbox_password": _password,
+    "trusted_proxies": _whole_number(0, 10),
+    "max_roster_bytes": _whole_number(1_000, 2_000_000_000),
+    "max_value_chars": _whole_number(50, 100_000),
+    "max_message_bytes": _whole_number(10_000, 1_000_000_000),
     "reply_address": _reply_address,
 }
 

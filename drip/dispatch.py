@@ -181,6 +181,8 @@ class Dispatcher:
         when sending could not go on (the database failed under a sending thread).
         """
         tally = Tally()
+        with self.db.reading() as conn:  # `drip keys rotate|retire` reaches a running worker
+            self.keys = signing_keys(self.settings, conn)
         batch_size = self._batch_size()
         outgoing: queues.Queue[_Outgoing | None] = queues.Queue(maxsize=2 * batch_size)
         halted: list[Exception] = []  # why sending stopped early: a RelayError, or what broke a thread

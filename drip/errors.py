@@ -22,6 +22,10 @@ class StoreError(DripError):
     """The database refused an operation or holds something unexpected."""
 
 
+class StoreBusy(StoreError):
+    """Another writer held the database for longer than the caller would wait; nothing was written."""
+
+
 def untrusted_certificate(where: str, verify_message: str) -> str:
     """Say that a server's TLS certificate was refused, and how to trust a private CA."""
     return (

@@ -20,12 +20,21 @@ from enum import StrEnum
 
 from drip import quotes, wording
 from drip.bounces import Bounce, read_bounce
+from drip.errors import DripError
 from drip.quotes import Cut
 from drip.wording import Reading, Verdict
 
 _TOKEN_IN_SUBJECT = re.compile(r"\[([a-z2-7]{34})\]", re.IGNORECASE)
 _PLUS_TOKEN = re.compile(r"^[^@+]+\+([a-z2-7]{34})@", re.IGNORECASE)
 _MESSAGE_IDS = re.compile(r"<[^<>\s]+>")
+
+
+#: MIME parts declared in one message at the most; more is a message built to exhaust a reader
+MAX_PARTS = 200
+
+
+class UnreadableMessage(DripError):
+    """A message drip will not read: malformed beyond what the parser takes, or nested too deep."""
 
 
 class Kind(StrEnum):
@@ -72,6 +81,15 @@ class Incoming:
 
 def read(data: bytes, ours: Sequence[str] = ()) -> Incoming:
     """Describe one message; ``ours`` are strings only drip's own emails hold (its link prefixes)."""
+    if data.count(b"boundary=") > MAX_PARTS or data.count(b"BOUNDARY=") > MAX_PARTS:
+        raise UnreadableMessage(f"it declares more than {MAX_PARTS} MIME parts")
+    try:
+        return _read(data, ours)
+    except RecursionError:
+        raise UnreadableMessage("its MIME parts are nested too deep to read") from None
+
+
+def _read(data: bytes, ours: Sequence[str]) -> Incoming:
     # compat32 parses headers only when asked and as plain text: several times faster than
     # policy.default's header registry, which reparses Content-Type at every look.
     message = message_from_bytes(data, policy=policy.compat32)

@@ -50,7 +50,7 @@ from drip.config import Settings
 from drip.errors import DripError
 from drip.inbound import Incoming, Kind
 from drip.keys import reply_address, signing_keys
-from drip.mailboxes import Source
+from drip.mailboxes import Data, Oversize, Source
 from drip.mime import Mailbox, compose_forward
 from drip.plainsql import Plain
 from drip.roster import email_key
@@ -182,7 +182,9 @@ _LABELS = {
     "auto_reply": "auto-replies",
     "unmatched": "not drip's",
     "seen": "seen before",
-    "unreadable": "unreadable (left in the mailbox)",
+    "unreadable": "unreadable (set aside, left in the mailbox)",
+    "too_large": "too large to read (set aside, left in the mailbox)",
+    "to_retry": "not acted on (read again next time)",
 }
 
 
@@ -223,7 +225,7 @@ class Ingester:
         A message whose forward failed stays for the next pass too.
         """
         tally = Tally()
-        batch: list[tuple[str, bytes]] = []
+        batch: list[tuple[str, Data]] = []
         for item in source.messages():
             batch.append(item)
             if len(batch) >= BATCH:
@@ -244,14 +246,26 @@ class Ingester:
         self._batch([("1", data)], now, tally if tally is not None else Tally(), One())
         return settled == ["1"]
 
-    def _batch(self, batch: Sequence[tuple[str, bytes]], now: dt.datetime, tally: Tally, source: Any) -> None:
+    def _batch(self, batch: Sequence[tuple[str, Data]], now: dt.datetime, tally: Tally, source: Any) -> None:
         read: list[tuple[str, bytes, Incoming]] = []
+        set_aside: list[tuple[str, str, str]] = []
         for reference, data in batch:
+            if isinstance(data, Oversize):
+                limit = self.settings.max_message_bytes
+                why = f"{data.size:,} bytes, more than DRIP_MAX_MESSAGE_BYTES ({limit:,})"
+                set_aside.append((reference, f"oversize:{reference}:{data.size}", f"too_large: {why}"))
+                continue
             try:
                 read.append((reference, data, inbound.read(data, self.ours)))
-            except Exception:  # noqa: BLE001 - one odd message must not stop the others
-                logger.exception("could not read message %s; it stays in the mailbox", reference)
-                tally.outcomes["unreadable"] += 1
+            except Exception as exc:  # noqa: BLE001 - one odd message must not stop the others
+                why = (
+                    str(exc) if isinstance(exc, inbound.UnreadableMessage) else f"{type(exc).__name__}: {exc}"
+                )
+                set_aside.append(
+                    (reference, "sha256:" + hashlib.sha256(data).hexdigest(), f"unreadable: {why}")
+                )
+        if set_aside:
+            self._set_aside(set_aside, now, tally, source)
         try:
             # The usual case: every message goes through, in one transaction with no savepoints.
             results, outcomes = self._act_on_all(read, now, careful=False)
@@ -270,6 +284,24 @@ class Ingester:
         if forwarded:
             with self.db.transaction() as conn:
                 conn.execute(_FORWARDED, [{"rid": row_id, "at": now} for row_id in forwarded])
+
+    def _set_aside(
+        self, items: Sequence[tuple[str, str, str]], now: dt.datetime, tally: Tally, source: Any
+    ) -> None:
+        """Keep messages drip will not read out of every later read: recorded once, with a log line,
+        and marked dealt with in the mailbox, where a person can still open them."""
+        with self.db.transaction() as conn:
+            hashes = {hashlib.sha256(key.encode()).hexdigest(): (ref, key, why) for ref, key, why in items}
+            known = {row.key_hash for row in conn.execute(_SEEN, {"keys": list(hashes)})}
+            sql = Plain(conn)
+            for key_hash, (reference, key, why) in hashes.items():
+                outcome = why.split(":", 1)[0]
+                if key_hash not in known:
+                    logger.warning("message %s set aside, never to be read again: %s", reference, why)
+                    sql.rows(_RECORD, (key_hash, key[:998], sql.instant(now), outcome, None, None, None))
+                tally.outcomes[outcome] += 1
+        for reference, _, _ in items:
+            source.done(reference)
 
     def _act_on_all(
         self, read: Sequence[tuple[str, bytes, Incoming]], now: dt.datetime, *, careful: bool
@@ -294,7 +326,7 @@ class Ingester:
                     if not careful:
                         raise
                     logger.exception("could not act on message %s; it stays in the mailbox", reference)
-                    outcomes["unreadable"] += 1
+                    outcomes["to_retry"] += 1
                     continue
                 outcomes[name] += 1
                 results.append((reference, row_id, forward))

@@ -18,16 +18,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from drip.config import redact_url
+from drip.config import DEFAULT_MAX_MESSAGE_BYTES, redact_url
 from drip.errors import DripError, untrusted_certificate
 
 #: the IMAP keyword drip sets on a message it has dealt with
 KEYWORD = "$DripProcessed"
-#: messages fetched per IMAP command
+#: messages fetched per IMAP command, and their bytes at most (a batch is cut at whichever comes first)
 FETCH_BATCH = 200
+FETCH_BATCH_BYTES = 25_000_000
+
+
+@dataclass(frozen=True)
+class Oversize:
+    """A message larger than drip reads (DRIP_MAX_MESSAGE_BYTES): not fetched, only reported."""
+
+    size: int
+
+
+#: what a source yields for each message: its bytes, or that it is too large to read
+Data = bytes | Oversize
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -36,7 +48,7 @@ class MailboxError(DripError):
 
 
 class Source(Protocol):
-    def messages(self) -> Iterator[tuple[str, bytes]]:
+    def messages(self) -> Iterator[tuple[str, Data]]:
         """Yield (reference, message bytes) for each message not yet dealt with."""
         ...
 
@@ -50,17 +62,19 @@ class Source(Protocol):
 class FileSource:
     """One message in a file, or on standard input (``-``)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.path, self.limit = path, limit
 
-    def messages(self) -> Iterator[tuple[str, bytes]]:
+    def messages(self) -> Iterator[tuple[str, Data]]:
         if self.path == "-":
-            yield "-", sys.stdin.buffer.read()
+            yield "-", _bounded(sys.stdin.buffer, self.limit)
             return
         try:
-            yield self.path, Path(self.path).read_bytes()
+            with open(self.path, "rb") as handle:
+                data = _bounded(handle, self.limit)
         except OSError as exc:
             raise MailboxError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        yield self.path, data
 
     def done(self, reference: str) -> None:
         pass
@@ -72,14 +86,16 @@ class FileSource:
 class MboxSource:
     """Every message of an mbox file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         if not Path(path).is_file():
             raise MailboxError(f"{path} is not an mbox file")
         self.box = mailbox.mbox(path, create=False)
+        self.limit = limit
 
-    def messages(self) -> Iterator[tuple[str, bytes]]:
+    def messages(self) -> Iterator[tuple[str, Data]]:
         for key in self.box.iterkeys():
-            yield str(key), self.box.get_bytes(key, from_=False)
+            with self.box.get_file(key, from_=False) as handle:
+                yield str(key), _bounded(handle, self.limit)
 
     def done(self, reference: str) -> None:
         pass
@@ -91,17 +107,20 @@ class MboxSource:
 class MaildirSource:
     """Every message of a Maildir folder (new and cur)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         if not (Path(path) / "cur").is_dir() or not (Path(path) / "new").is_dir():
             raise MailboxError(f"{path} is not a Maildir (it needs cur/ and new/ folders)")
         self.box = mailbox.Maildir(path, factory=None, create=False)
+        self.limit = limit
 
-    def messages(self) -> Iterator[tuple[str, bytes]]:
+    def messages(self) -> Iterator[tuple[str, Data]]:
         for key in self.box.iterkeys():
             try:
-                yield key, self.box.get_bytes(key)
-            except KeyError:  # taken away by a mail client meanwhile
+                with self.box.get_file(key) as handle:
+                    data = _bounded(handle, self.limit)
+            except (KeyError, FileNotFoundError):  # taken away by a mail client meanwhile
                 continue
+            yield key, data
 
     def done(self, reference: str) -> None:
         pass
@@ -162,7 +181,8 @@ def parse_imap_url(url: str) -> IMAPSettings:
 class IMAPSource:
     """The messages of one IMAP folder that drip has not dealt with yet."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.limit = limit
         self.settings = parse_imap_url(url)
         self.where = f"{self.settings.host}:{self.settings.port}"
         self.imap = self._connect()
@@ -209,22 +229,52 @@ class IMAPSource:
             return KEYWORD
         return "\\Seen"
 
-    def messages(self) -> Iterator[tuple[str, bytes]]:
+    def messages(self) -> Iterator[tuple[str, Data]]:
+        """Every message not yet dealt with: sizes first, then bodies in batches bounded by count and
+        bytes; a message over the limit is reported, never fetched."""
         criteria = ("UNSEEN",) if self.keyword == "\\Seen" else ("UNKEYWORD", self.keyword)
         status, found = self.imap.uid("SEARCH", *criteria)
         if status != "OK":
             raise MailboxError(f"the IMAP server {self.where} refused a search: {found}")
         uids = found[0].split() if found and found[0] else []
         for start in range(0, len(uids), FETCH_BATCH):
-            batch = b",".join(uids[start : start + FETCH_BATCH]).decode()
-            status, data = self.imap.uid("FETCH", batch, "(UID BODY.PEEK[])")
-            if status != "OK":
-                raise MailboxError(f"the IMAP server {self.where} refused to fetch messages: {data}")
-            for item in data:
-                if isinstance(item, tuple):
-                    uid = re.search(rb"UID (\d+)", item[0])
-                    if uid:
-                        yield uid.group(1).decode(), item[1]
+            sizes = self._sizes(b",".join(uids[start : start + FETCH_BATCH]).decode())
+            batch: list[str] = []
+            held = 0
+            for uid, size in sizes:
+                if size > self.limit:
+                    yield uid, Oversize(size)
+                    continue
+                if batch and (held + size > FETCH_BATCH_BYTES):
+                    yield from self._fetch(batch)
+                    batch, held = [], 0
+                batch.append(uid)
+                held += size
+            if batch:
+                yield from self._fetch(batch)
+
+    def _sizes(self, uids: str) -> list[tuple[str, int]]:
+        status, data = self.imap.uid("FETCH", uids, "(UID RFC822.SIZE)")
+        if status != "OK":
+            raise MailboxError(f"the IMAP server {self.where} refused to give message sizes: {data}")
+        found = []
+        for item in data:
+            line = item[0] if isinstance(item, tuple) else item
+            if isinstance(line, bytes):
+                uid, size = re.search(rb"UID (\d+)", line), re.search(rb"RFC822\.SIZE (\d+)", line)
+                if uid and size:
+                    found.append((uid.group(1).decode(), int(size.group(1))))
+        return found
+
+    def _fetch(self, uids: list[str]) -> Iterator[tuple[str, Data]]:
+        status, data = self.imap.uid("FETCH", ",".join(uids), "(UID BODY.PEEK[])")
+        if status != "OK":
+            raise MailboxError(f"the IMAP server {self.where} refused to fetch messages: {data}")
+        for item in data:
+            if isinstance(item, tuple):
+                uid = re.search(rb"UID (\d+)", item[0])
+                if uid:
+                    yield uid.group(1).decode(), item[1]
 
     def done(self, reference: str) -> None:
         status, data = self.imap.uid("STORE", reference, "+FLAGS.SILENT", f"({self.keyword})")
@@ -239,6 +289,17 @@ class IMAPSource:
             pass
 
 
+def _bounded(handle: Any, limit: int) -> Data:
+    """Read a message, but no more than ``limit`` bytes of it."""
+    data = handle.read(limit + 1)
+    if len(data) <= limit:
+        return bytes(data)
+    rest = len(data)
+    while chunk := handle.read(1 << 20):  # count the rest without keeping it
+        rest += len(chunk)
+    return Oversize(rest)
+
+
 def _quote(folder: str) -> str:
     return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -249,7 +310,8 @@ def _said(exc: Exception) -> str:
 
 
 def source_for(*, file: str | None = None, mbox: str | None = None, maildir: str | None = None,
-               imap: str | None = None, inbox_url: str | None = None) -> Source:  # fmt: skip
+               imap: str | None = None, inbox_url: str | None = None,
+               limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> Source:  # fmt: skip
     """Open the one source given; with none, the one in DRIP_INBOX_URL."""
     given = [(kind, value) for kind, value in
              (("file", file), ("mbox", mbox), ("maildir", maildir), ("imap", imap)) if value]  # fmt: skip
@@ -262,12 +324,12 @@ def source_for(*, file: str | None = None, mbox: str | None = None, maildir: str
         given = [_from_url(inbox_url)]
     kind, value = given[0]
     if kind == "file":
-        return FileSource(value)
+        return FileSource(value, limit)
     if kind == "mbox":
-        return MboxSource(value)
+        return MboxSource(value, limit)
     if kind == "maildir":
-        return MaildirSource(value)
-    return IMAPSource(value)
+        return MaildirSource(value, limit)
+    return IMAPSource(value, limit)
 
 
 def _from_url(url: str) -> tuple[str, str]:

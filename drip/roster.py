@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from drip.config import DEFAULT_MAX_ROSTER_BYTES, DEFAULT_MAX_VALUE_CHARS
 from drip.errors import Problem
 from drip.values import (
     InvalidValue,
@@ -28,6 +29,7 @@ from drip.values import (
     parse_email,
     parse_name,
     parse_timezone,
+    unfit_text,
 )
 
 #: columns with a meaning of their own; any other column is kept for templates
@@ -221,6 +223,17 @@ def sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The most a roster may hold: its file's size, and one value's length."""
+
+    max_bytes: int = DEFAULT_MAX_ROSTER_BYTES
+    max_value_chars: int = DEFAULT_MAX_VALUE_CHARS
+
+
+DEFAULT_LIMITS = Limits()
+
+
 def read_roster(
     path: Path,
     *,
@@ -228,9 +241,22 @@ def read_roster(
     default_timezone: str,
     start: dt.date | None,
     deadlines: Mapping[str, dt.date],
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Roster:
     """Read and validate every row of the roster at ``path``."""
-    return _RosterReader(path, goal_keys, default_timezone, start, deadlines).read()
+    return _RosterReader(path, goal_keys, default_timezone, start, deadlines, limits).read()
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """Read a file, refusing it past ``limit`` bytes (reading no more than that: /dev/zero ends too)."""
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidValue(
+            f"is larger than {limit:,} bytes, the most drip reads (DRIP_MAX_ROSTER_BYTES); is it really a "
+            "roster? Split the cohort, or raise the setting"
+        )
+    return data
 
 
 class _RosterReader:
@@ -241,8 +267,10 @@ class _RosterReader:
         default_timezone: str,
         start: dt.date | None,
         deadlines: Mapping[str, dt.date],
+        limits: Limits,
     ) -> None:
         self.path = path
+        self.limits = limits
         self.label = str(path)
         self.goal_keys = goal_keys
         self.default_timezone = default_timezone
@@ -257,7 +285,7 @@ class _RosterReader:
 
     def read(self) -> Roster:
         try:
-            text, warning = decode(self.path.read_bytes())
+            text, warning = decode(_read_at_most(self.path, self.limits.max_bytes))
         except FileNotFoundError:
             self.problem(None, None, "file not found; put the participants in a CSV with columns email,name")
             return Roster((), self.problems, self.warnings)
@@ -423,6 +451,14 @@ class _RosterReader:
                 if "\x00" in value:
                     self.problem(row, column, "contains a NUL character; remove it")
                 fields[column] = value
+        said = {(problem.row, problem.column) for problem in self.problems[count:]}
+        for column, value in values.items():
+            # Template fields may hold a spreadsheet's line breaks and tabs; nothing may hold other
+            # controls or bidirectional overrides, and nothing may be endless.
+            lines = column not in KNOWN_COLUMNS and not column.endswith(DEADLINE_SUFFIX)
+            unfit = unfit_text(value, self.limits.max_value_chars, allow="\n\t" if lines else "")
+            if unfit and (row, column) not in said:
+                self.problem(row, column, unfit)
         if len(self.problems) > count:
             return None
         assert email is not None and name is not None

@@ -13,13 +13,13 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib.resources import files
 from itertools import chain, islice
-from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -44,10 +44,10 @@ try:
     import fcntl
 except ImportError:  # Windows: threads of one process still queue; processes meet SQLite's busy handler
     fcntl = None  # type: ignore[assignment]
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from drip.errors import StoreError
+from drip.errors import StoreBusy, StoreError
 from drip.leader import Lead
 from drip.models import Cohort, Delivery, Digest, Event, Goal, Meta, Participant, Received, UTCDateTime
 from drip.plainsql import Plain
@@ -112,10 +112,18 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """Run a write transaction: committed on success, rolled back on any error."""
-        with self._writer, _translate_errors(self.url), self.engine.begin() as conn:
-            yield conn
+    def transaction(self, wait: float | None = None) -> Iterator[Connection]:
+        """Run a write transaction: committed on success, rolled back on any error.
+
+        ``wait``: the most seconds to wait for another writer (SQLite) or a locked row
+        (PostgreSQL) before raising StoreBusy; None waits as long as SQLite's busy timeout.
+        """
+        writer = self._writer.waiting(wait) if isinstance(self._writer, _WriterLock) else self._writer
+        with writer, _translate_errors(self.url), self.engine.connect() as conn:
+            if wait is not None:
+                conn = conn.execution_options(drip_wait_ms=max(1, int(wait * 1000)))
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def trial(self) -> Iterator[Connection]:
@@ -224,16 +232,47 @@ class _WriterLock:
         self._file: int | None = None
 
     def __enter__(self) -> None:
-        self._threads.acquire()
+        self.acquire(None)
+
+    @contextmanager
+    def waiting(self, wait: float | None) -> Iterator[None]:
+        """Hold the lock, waiting at most ``wait`` seconds for it (None: as long as it takes)."""
+        self.acquire(wait)
+        try:
+            yield
+        finally:
+            self.__exit__()
+
+    def acquire(self, wait: float | None) -> None:
+        deadline = None if wait is None else time.monotonic() + wait
+        if not self._threads.acquire(timeout=-1 if wait is None else max(wait, 0.0)):
+            raise StoreBusy("another part of drip is writing to the database; try again in a moment")
         try:
             if self._depth == 0 and self._path is not None:
                 if self._file is None:
                     self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._file, fcntl.LOCK_EX)
-        except OSError:
+                self._flock(self._file, deadline)
+        except BaseException:
             self._threads.release()
             raise
         self._depth += 1
+
+    @staticmethod
+    def _flock(file: int, deadline: float | None) -> None:
+        if deadline is None:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            return
+        # flock has no timeout: try, and sleep a little between tries, until the deadline.
+        while True:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        "another drip process is writing to the database; try again in a moment"
+                    ) from None
+                time.sleep(0.01)
 
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
@@ -251,10 +290,17 @@ class _WriterLock:
 def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+
+        @event.listens_for(engine, "begin")
+        def _lock_wait(conn: Connection) -> None:
+            wait = conn.get_execution_options().get("drip_wait_ms")
+            if wait is not None:  # a page: a row another transaction holds is waited for only so long
+                conn.connection.driver_connection.execute(f"SET LOCAL lock_timeout = {int(wait)}")  # type: ignore[union-attr]
+
+        return engine
     database = parsed.database
     if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # Every transaction ends in a commit or a rollback of its own: no reset needed when a
         # connection goes back to the pool (it costs a round trip per transaction).
         engine = create_engine(url, pool_reset_on_return=None)
@@ -275,9 +321,23 @@ def _create_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get("drip_read_only", False)
-        # Straight to the driver: this runs for every transaction, and the link pages run one per click.
-        conn.connection.driver_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        options = conn.get_execution_options()
+        read_only = options.get("drip_read_only", False)
+        driver = conn.connection.driver_connection
+        # A writer that must not wait long (a page) waits for SQLite's lock only that long.
+        busy = options.get("drip_wait_ms", SQLITE_BUSY_TIMEOUT_MS)
+        info = conn.connection.info
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        try:
+            if info.get("busy_ms", SQLITE_BUSY_TIMEOUT_MS) != busy:
+                driver.execute(f"PRAGMA busy_timeout = {int(busy)}")  # type: ignore[union-attr]
+                info["busy_ms"] = busy
+            # Straight to the driver: this runs for every transaction, and a click runs one.
+            driver.execute(begin)  # type: ignore[union-attr]
+        except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy's own, so callers see one kind
+            raise DBAPIError.instance(
+                begin, (), exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from exc
 
     return engine
 
@@ -290,6 +350,10 @@ def _translate_errors(url: str) -> Iterator[None]:
         from drip.config import redact_url
 
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        if "database is locked" in reason or getattr(exc.orig, "sqlstate", None) == "55P03":
+            raise StoreBusy(
+                f"database {redact_url(url)}: {reason}: another process holds it; try again when it lets go"
+            ) from exc
         raise StoreError(f"database {redact_url(url)}: {reason}") from exc
 
 
@@ -642,6 +706,13 @@ def record_event(conn: Connection, cohort_id: int, kind: EventKind, at: dt.datet
 def meta_get(conn: Connection, name: str) -> str | None:
     """Return the stored value ``name``, or None."""
     return conn.execute(select(meta_table.c.value).where(meta_table.c.name == name)).scalar_one_or_none()
+
+
+def meta_set(conn: Connection, name: str, value: str) -> None:
+    """Store ``value`` under ``name``, replacing what was there."""
+    updated = conn.execute(update(meta_table).where(meta_table.c.name == name).values(value=value)).rowcount
+    if not updated:
+        conn.execute(insert(meta_table), {"name": name, "value": value})
 
 
 def meta_value(conn: Connection, name: str, make: Callable[[], str]) -> str:

@@ -62,6 +62,13 @@ class RelayError(SendError):
     """
 
 
+class RelayBusy(RelayError):
+    """The relay is busy or going away (421, or a 4xx to MAIL FROM): its state, not the message's.
+
+    Sending pauses and backs off; no message is charged an attempt.
+    """
+
+
 # Replies that are about us, not about the message: wrong or missing login, or relaying refused.
 _ACCOUNT_CODES = {530, 534, 535, 538}
 _ACCOUNT_ENHANCED = re.compile(r"^5\.7\.(0|8|9|11|12|14|54|57|60|64)\b")
@@ -174,22 +181,33 @@ class SMTPTransport:
         try:
             refused = _sendmail(self._connection, sender, list(recipients), data)
         except smtplib.SMTPRecipientsRefused as exc:
-            self._reset()
             refused_first = recipients[0] in exc.recipients
             code, reply = exc.recipients.get(recipients[0], next(iter(exc.recipients.values())))
+            if code == 421:
+                self.close()
+                raise RelayBusy(
+                    f"the server {self.settings.host} is closing connections: 421 {_text(reply)}"
+                ) from None
+            self._reset()
             error = _classify(code, reply.decode(errors="replace"), f"refused {recipients[0]}")
             if refused_first and not isinstance(error, RelayError):
                 error = type(error)(str(error), recipient=recipients[0])
             raise error from None
         except smtplib.SMTPSenderRefused as exc:
-            self._reset()
+            # A refusal of MAIL FROM is about the relay and drip, never about this message.
             error = _classify(exc.smtp_code, _reply(exc), f"refused the sender {sender}")
-            raise (RelayError(str(error)) if isinstance(error, PermanentSendError) else error) from None
+            if exc.smtp_code == 421 or isinstance(error, TransientSendError):
+                self.close()
+                raise RelayBusy(str(error)) from None
+            self._reset()
+            raise (error if isinstance(error, RelayError) else RelayError(str(error))) from None
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code == 421:
-                self.close()  # the server is closing the connection; the next message reconnects
-            else:
-                self._reset()
+                self.close()  # the server is closing the connection: it is busy, not this message
+                raise RelayBusy(
+                    f"the server {self.settings.host} is closing connections: 421 {_reply(exc)}"
+                ) from None
+            self._reset()
             raise _classify(exc.smtp_code, _reply(exc), "refused the message") from None
         except (OSError, smtplib.SMTPException) as exc:
             # A drop or a timeout, perhaps after the final dot: the server may have taken it.
@@ -261,6 +279,10 @@ def _sendmail(
     if code != 250:
         raise smtplib.SMTPDataError(code, reply)
     return refused
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:

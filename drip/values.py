@@ -299,6 +299,36 @@ def parse_name(text: str) -> str:
 
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+#: characters no roster value may hold: C0 and C1 controls (line breaks and tabs too), DEL, the
+#: line and paragraph separators, and the bidirectional embeddings, overrides and isolates, which
+#: can make a name read backwards in a header, a page or a terminal
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def unfit_text(value: str, max_chars: int, allow: str = "") -> str | None:
+    """Say why a roster value cannot be kept (None: it can): a control character (but those in
+    ``allow``), or its length."""
+    found = next((m for m in _CONTROLS.finditer(value) if m.group() not in allow), None)
+    if found is not None:
+        return (
+            f"holds the invisible control character U+{ord(found.group()):04X} at position "
+            f"{found.start() + 1}; retype the value"
+        )
+    if len(value) > max_chars:
+        return (
+            f"is {len(value):,} characters long; a value holds at most {max_chars:,} "
+            "(DRIP_MAX_VALUE_CHARS); shorten it"
+        )
+    return None
+
+
+def terminal_safe(text: str) -> str:
+    """Show control and bidirectional characters as escapes, so printed text cannot drive a terminal."""
+    return _CONTROLS_SHOWN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+#: what a terminal must not be sent raw: as ``_CONTROLS``, but tabs and line ends (CRLF) are output's own
+_CONTROLS_SHOWN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_cell(text: str) -> str:

@@ -1,9 +1,17 @@
-"""The web app: the pages behind the links in the emails, the mail catcher's inbox, a health check.
+"""The web app: the pages behind the links in the emails, the mail catcher's inbox, health checks.
 
 A GET or HEAD never changes anything: mail security scanners open every link
 in every email. Each link shows a page whose one button POSTs to the same
 address; only the POST acts, through ``drip.actions``. Pages load nothing
 from elsewhere.
+
+A POST waits at most a few seconds for the database: if another process holds
+it longer, the click is kept (``drip.spool``) and recorded as soon as the
+database is free, and the page answers 503 with Retry-After, so the one web
+thread is never stuck behind a lock and nobody's click is lost.
+
+The mail catcher's inbox shows every participant's links: it answers only
+to this machine, unless DRIP_INBOX_PASSWORD puts it behind a password.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import datetime as dt
 import email.utils
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -21,16 +30,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, abort, render_template, request
+from sqlalchemy import Connection, text
 from werkzeug.exceptions import HTTPException
 
-from drip import actions, catcher
+from drip import actions, catcher, spool
 from drip.admin import add_dashboard
 from drip.config import Settings
-from drip.keys import signing_keys
+from drip.errors import ConfigError, StoreBusy, StoreError
+from drip.gate import Gate, is_loopback, trust_proxies
+from drip.keys import signing_keys, stored_keys
 from drip.plan import goal_dates, local_day
 from drip.render import long_date
 from drip.states import GoalStatus, ParticipantStatus
-from drip.store import Store, meta_get
+from drip.store import Store
 from drip.tokens import Action, TokenError, TokenExpired, read_token
 
 logger = logging.getLogger(__name__)
@@ -39,6 +51,36 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 #: user agents are kept as evidence up to this length
 MAX_AGENT = 300
+#: how long the link-signing keys are kept in memory before being read again, in seconds
+KEYS_FOR = 60.0
+#: how long a click waits for the database before it is kept for later, in seconds
+WRITE_WAIT = 3.0
+#: after a click had to be kept, how long the next ones wait, and for how long that holds
+BUSY_WAIT = 0.2
+BUSY_FOR = 10.0
+#: what a kept click's page asks a browser to wait before trying again, in seconds
+RETRY_AFTER = 30
+
+
+class _Busy:
+    """Whether the database was just too busy: then clicks wait less, so a queue of them cannot hold
+    the web thread for long."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    def wait(self) -> float:
+        return BUSY_WAIT if time.monotonic() < self._until else WRITE_WAIT
+
+    def trip(self) -> None:
+        self._until = time.monotonic() + BUSY_FOR
+
+    def clear(self) -> None:
+        self._until = 0.0
+
+    @property
+    def tripped(self) -> bool:
+        return time.monotonic() < self._until
 
 
 @dataclass(frozen=True)
@@ -75,6 +117,7 @@ class _Database:
         self.settings = settings
         self._store: Store | None = None
         self._keys: tuple[str, ...] | None = None
+        self._keys_read = 0.0
         self._lock = threading.Lock()
 
     def store(self) -> Store:
@@ -90,15 +133,13 @@ class _Database:
                 self._store = None
 
     def keys(self, conn: Any) -> tuple[str, ...]:
-        """Return the keys links are verified with: DRIP_SECRET_KEY, or the one kept in the database."""
-        if self._keys is None:
-            if self.settings.secret_key:
-                self._keys = signing_keys(self.settings, conn)
-            else:
-                stored = meta_get(conn, "secret_key")
-                if stored is None:  # no cohort was ever started here: no link can be genuine
-                    raise TokenError("this link is not one drip sent")
-                self._keys = (stored,)
+        """Return the keys links are verified with (DRIP_SECRET_KEY, and those kept in the database),
+        read again every minute so that `drip keys rotate|retire` reaches a running server."""
+        if self._keys is None or time.monotonic() - self._keys_read > KEYS_FOR:
+            if not self.settings.secret_key and not stored_keys(conn):
+                raise TokenError("this link is not one drip sent")  # no cohort was ever started here
+            self._keys = signing_keys(self.settings, conn)
+            self._keys_read = time.monotonic()
         return self._keys
 
 
@@ -106,9 +147,13 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
     """Return the app. The inbox exists only when drip keeps mail on this machine (no relay set)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    trust_proxies(app, settings.trusted_proxies)
     database = _Database(settings)
     app.extensions["drip.database"] = database  # closed by whoever serves the app
     now = clock or (lambda: dt.datetime.now(dt.UTC))
+    busy = _Busy()
+    kept = spool.folder_for(settings.database_url)
+    app.extensions["drip.spool"] = kept
 
     @app.before_request
     def _limit_body() -> None:
@@ -127,13 +172,31 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
             "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; "
             "base-uri 'none'; frame-ancestors 'none'",
         )
-        if request.path.startswith(("/done/", "/snooze/", "/unsubscribe/", "/reopen/")):
+        if request.path.startswith(("/done/", "/snooze/", "/unsubscribe/", "/reopen/", "/inbox")):
             response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.get("/healthz")
     def healthz() -> tuple[str, int, dict[str, str]]:
+        """Alive: answered without the database, so a held database lock never makes drip look dead."""
         return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+    @app.get("/readyz")
+    def readyz() -> tuple[str, int, dict[str, str]]:
+        """Ready: the database answers, and is not holding clicks back."""
+        plain = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+        try:
+            with database.store().reading() as conn:
+                conn.execute(text("SELECT 1"))
+        except (StoreError, OSError) as exc:
+            return f"database unavailable: {exc}\n", 503, plain
+        if busy.tripped:
+            return (
+                "database busy: another process holds the write lock; clicks are kept meanwhile\n",
+                503,
+                plain,
+            )
+        return "ready\n", 200, plain
 
     # --- the link pages ----------------------------------------------------------
 
@@ -148,6 +211,37 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
             raise TokenExpired("this link belongs to a program that is no longer running")
         return found
 
+    def writing(token: str, action: Action, change: Callable[[Connection], Page]) -> Any:
+        """Run a click's change; if the database is held too long, keep the click and say so (503)."""
+        moment = now()
+        try:
+            with database.store().transaction(wait=busy.wait()) as conn:
+                page = change(conn)
+        except StoreBusy:
+            busy.trip()
+            with database.store().reading() as conn:
+                claim = read_token(database.keys(conn), token, action, moment.date())
+            agent = request.headers.get("User-Agent", "")[:MAX_AGENT]
+            spool.keep(
+                kept,
+                spool.Click(action.value, claim.object_id, moment.isoformat(), request.remote_addr, agent),
+            )
+            logger.warning(
+                "the database is busy: a click (%s) is kept and will be recorded shortly", action.name
+            )
+            page = Page(
+                "Got it: one moment",
+                ["We could not save this just now, so we kept it: it will be recorded within a minute.",
+                 "There is nothing more to do; you can close this page."],
+                status=503,
+            )  # fmt: skip
+            html, status = render(page)
+            return html, status, {"Retry-After": str(RETRY_AFTER)}
+        busy.clear()
+        if spool.waiting(kept):
+            spool.replay(database.store(), kept)  # clicks kept while it was busy go first chance we get
+        return render(page)
+
     # GET (and the HEAD Flask derives from it) only reads; the POST routes are the only writers.
 
     @app.get("/done/<token>")
@@ -157,11 +251,13 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
         return render(_confirm_done(person, key))
 
     @app.post("/done/<token>")
-    def done(token: str) -> tuple[str, int]:
-        with database.store().transaction() as conn:
+    def done(token: str) -> Any:
+        def change(conn: Connection) -> Page:
             person, key = goal_of(conn, token, Action.DONE)
             outcome = actions.complete(conn, person, key, now(), evidence())
-        return render(_thanks(person, key, outcome.changed, now()))
+            return _thanks(person, key, outcome.changed, now())
+
+        return writing(token, Action.DONE, change)
 
     @app.get("/snooze/<token>")
     def confirm_snooze(token: str) -> tuple[str, int]:
@@ -170,12 +266,14 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
         return render(_confirm_snooze(person, key, now()))
 
     @app.post("/snooze/<token>")
-    def snooze(token: str) -> tuple[str, int]:
-        with database.store().transaction() as conn:
+    def snooze(token: str) -> Any:
+        def change(conn: Connection) -> Page:
             person, key = goal_of(conn, token, Action.SNOOZE)
             before = person.goals[key]
             outcome = actions.snooze(conn, person, key, now(), evidence())
-        return render(_snoozed(person, key, outcome.changed, before))
+            return _snoozed(person, key, outcome.changed, before)
+
+        return writing(token, Action.SNOOZE, change)
 
     @app.get("/reopen/<token>")
     def confirm_reopen(token: str) -> tuple[str, int]:
@@ -184,11 +282,13 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
         return render(_confirm_reopen(person, key))
 
     @app.post("/reopen/<token>")
-    def reopen(token: str) -> tuple[str, int]:
-        with database.store().transaction() as conn:
+    def reopen(token: str) -> Any:
+        def change(conn: Connection) -> Page:
             person, key = goal_of(conn, token, Action.REOPEN)
             outcome = actions.reopen(conn, person, key, now(), evidence())
-        return render(_reopened(person, key, outcome.changed))
+            return _reopened(person, key, outcome.changed)
+
+        return writing(token, Action.REOPEN, change)
 
     @app.get("/unsubscribe/<token>")
     def confirm_unsubscribe(token: str) -> tuple[str, int]:
@@ -197,12 +297,14 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
         return render(_confirm_unsubscribe(person))
 
     @app.post("/unsubscribe/<token>")
-    def unsubscribe(token: str) -> tuple[str, int]:
+    def unsubscribe(token: str) -> Any:
         # RFC 8058 one-click: a POST of List-Unsubscribe=One-Click, answered 200 with no redirect.
-        with database.store().transaction() as conn:
+        def change(conn: Connection) -> Page:
             person = person_of(conn, token)
             actions.unsubscribe(conn, person, now(), evidence())
-        return render(_unsubscribed(person))
+            return _unsubscribed(person)
+
+        return writing(token, Action.UNSUBSCRIBE, change)
 
     def person_of(conn: Any, token: str) -> actions.Person:
         claim = read_token(database.keys(conn), token, Action.UNSUBSCRIBE, now().date())
@@ -252,8 +354,23 @@ def create_app(settings: Settings, clock: Callable[[], dt.datetime] | None = Non
 
     add_dashboard(app, settings, database.store, now)
     if not settings.smtp_url:
-        _inbox(app, Path(settings.mail_dir))
+        _inbox(app, Path(settings.mail_dir), settings.inbox_password)
     return app
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """Refuse to serve the mail catcher's inbox beyond this machine without a password.
+
+    The inbox shows every email drip sent, with each participant's done, snooze and unsubscribe
+    links: on the network, anyone could act for anyone.
+    """
+    if settings.smtp_url or settings.inbox_password or is_loopback(host):
+        return
+    raise ConfigError(
+        f"refusing to listen on {host}: with no DRIP_SMTP_URL the pages include the mail catcher's inbox, "
+        "which shows every participant's links; listen on 127.0.0.1, set DRIP_INBOX_PASSWORD, or set "
+        "DRIP_SMTP_URL"
+    )
 
 
 # --- what each page says ----------------------------------------------------------------
@@ -395,7 +512,22 @@ def _unsubscribed(person: actions.Person) -> Page:
 # --- the mail catcher's inbox -------------------------------------------------------------
 
 
-def _inbox(app: Flask, mail_dir: Path) -> None:
+def _inbox(app: Flask, mail_dir: Path, password: str | None) -> None:
+    gate = Gate(password, "drip inbox") if password else None
+
+    @app.before_request
+    def _guard() -> Any:
+        if request.path != "/inbox" and not request.path.startswith("/inbox/"):
+            return None
+        if gate is not None:
+            return gate.check()
+        if not is_loopback(request.remote_addr):
+            abort(
+                403,
+                "The inbox is served to this machine only; DRIP_INBOX_PASSWORD opens it to others.",
+            )
+        return None
+
     def load(name: str) -> bytes:
         if not catcher.NAME.match(name):
             abort(404)

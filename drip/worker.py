@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
-from drip import catcher, digest, mailboxes
+from drip import catcher, digest, mailboxes, spool
 from drip.config import Settings, redact_url
 from drip.digest import Send
 from drip.dispatch import Dispatcher, DispatchError, RelayPaused, Tally
-from drip.errors import ConfigError
+from drip.errors import ConfigError, DripError, StoreError
 from drip.ingest import Forward, Ingester
 from drip.ingest import Tally as InboxTally
 from drip.leader import Lead
@@ -38,7 +39,13 @@ DISPATCH_EVERY = dt.timedelta(seconds=5)
 #: how often the digest job looks for a digest due
 DIGEST_EVERY = dt.timedelta(minutes=1)
 #: how long sending waits after the relay refused drip itself
-PAUSE_AFTER_RELAY_ERROR = dt.timedelta(minutes=5)
+#: after the relay refuses drip itself or is busy (421): the first pause, doubled each time in a row
+PAUSE_AFTER_RELAY_ERROR = dt.timedelta(minutes=1)
+PAUSE_AFTER_RELAY_ERROR_MAX = dt.timedelta(minutes=30)
+#: how long sending waits after the database refused it (held by another process, or down), in seconds
+PAUSE_AFTER_STORE_ERROR = 30
+#: how often a server records the clicks it kept while the database was busy, in seconds
+KEPT_CLICKS_EVERY = 5.0
 
 
 class Clock:
@@ -135,7 +142,9 @@ def read_inbox(
     if not was_held:
         say("This worker reads the inbox; other workers on this database leave it.")
     try:
-        with mailboxes.opened(mailboxes.source_for(inbox_url=settings.inbox_url)) as source:
+        with mailboxes.opened(
+            mailboxes.source_for(inbox_url=settings.inbox_url, limit=settings.max_message_bytes)
+        ) as source:
             with forwarding(settings) as send:
                 tally = Ingester(db, settings, send).read(source, now)
     except mailboxes.MailboxError as exc:
@@ -211,6 +220,7 @@ def run_forever(
     clock = Clock(start)
     stopping = threading.Event()
     paused_until = [0.0]
+    relay_pauses = [0]  # in a row: each doubles the next pause
 
     with ExitStack() as stack:
         factory = stack.enter_context(transports(settings, say))
@@ -224,11 +234,16 @@ def run_forever(
             try:
                 tally = dispatcher.run_until_idle(clock.now())
             except (RelayPaused, DispatchError) as exc:
-                paused_until[0] = time.monotonic() + PAUSE_AFTER_RELAY_ERROR.total_seconds()
-                logger.error(
-                    "%s; trying again in %d minutes", exc, PAUSE_AFTER_RELAY_ERROR.total_seconds() // 60
-                )
+                pause = relay_pause(relay_pauses[0])
+                relay_pauses[0] += 1
+                paused_until[0] = time.monotonic() + pause.total_seconds()
+                logger.error("%s; nothing was charged an attempt; trying again in %s", exc, _said(pause))
                 return
+            except StoreError as exc:  # the database is held or down: say so once, try again soon
+                paused_until[0] = time.monotonic() + PAUSE_AFTER_STORE_ERROR
+                logger.error("sending waits: %s; trying again in %d s", exc, PAUSE_AFTER_STORE_ERROR)
+                return
+            relay_pauses[0] = 0
             if tally.summary() != "nothing due":
                 logger.info("dispatch: %s", tally.summary())
 
@@ -236,9 +251,18 @@ def run_forever(
 
         def every(seconds: float, name: str, job: Callable[[], object]) -> None:
             # Coalesced, one at a time, first run now; a late run is never dropped (APScheduler's
-            # default grace of one second would drop it silently).
+            # default grace of one second would drop it silently). A job that fails says so in one
+            # line and runs again at its next time.
+            def run() -> None:
+                if stopping.is_set():
+                    return
+                try:
+                    job()
+                except DripError as exc:
+                    logger.error("%s: %s; trying again in %d s", name, exc, seconds)
+
             scheduler.add_job(
-                lambda: None if stopping.is_set() else job(),
+                run,
                 "interval",
                 seconds=seconds,
                 id=name,
@@ -275,6 +299,16 @@ def run_forever(
     say("Stopped.")
 
 
+def relay_pause(in_a_row: int) -> dt.timedelta:
+    """How long sending pauses after the relay refused drip ``in_a_row`` times before: 1, 2, 4 ... 30 min."""
+    return min(PAUSE_AFTER_RELAY_ERROR * 2 ** min(in_a_row, 10), PAUSE_AFTER_RELAY_ERROR_MAX)
+
+
+def _said(pause: dt.timedelta) -> str:
+    minutes = int(pause.total_seconds() // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
 def freeze_startup_objects() -> None:
     """Leave what start-up made (modules, compiled statements, templates) out of every later
     garbage collection. A long run otherwise walks all of it again in each full collection:
@@ -288,24 +322,61 @@ def serving(
     settings: Settings, say: Callable[[str], None], clock: Callable[[], dt.datetime] | None = None
 ) -> Iterator[None]:
     """Serve the web app with waitress in a thread for the duration of the block."""
-    from waitress.server import create_server
-
     from drip.web import create_app
 
-    host, port = settings.listen_address()
     app = create_app(settings, clock)
-    try:
-        server = create_server(app, host=host, port=port, threads=settings.web_thread_count())
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot serve the web pages on {host}:{port}: {exc.strerror or exc}; set DRIP_LISTEN to a free "
-            "address, or run with --no-web"
-        ) from None
+    server = web_server(settings, app, "or run with --no-web")
     thread = threading.Thread(target=server.run, name="drip-web", daemon=True)
     thread.start()
+    host, port = settings.listen_address()
     say(f"Web pages on {host}:{port}, reached as {settings.base_url}.")
     try:
-        yield
+        with replaying_kept_clicks(app):
+            yield
     finally:
         server.close()
         app.extensions["drip.database"].close()
+
+
+def web_server(settings: Settings, app: Any, otherwise: str) -> Any:
+    """Return a waitress server for ``app`` where the settings say, refusing to show the inbox to the
+    network. No Server header: it tells a scanner nothing it needs."""
+    from waitress.server import create_server
+
+    from drip.web import check_exposure
+
+    host, port = settings.listen_address()
+    check_exposure(settings, host)
+    try:
+        return create_server(app, host=host, port=port, threads=settings.web_thread_count(), ident="")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve the web pages on {host}:{port}: {exc.strerror or exc}; set DRIP_LISTEN to a free "
+            f"address, {otherwise}"
+        ) from None
+
+
+@contextmanager
+def replaying_kept_clicks(app: Any, every: float = KEPT_CLICKS_EVERY) -> Iterator[None]:
+    """Record, every few seconds, the clicks the pages kept while the database was busy."""
+    stopped = threading.Event()
+    folder, database = app.extensions["drip.spool"], app.extensions["drip.database"]
+
+    def loop() -> None:
+        while not stopped.wait(every):
+            if spool.waiting(folder):
+                try:
+                    recorded = spool.replay(database.store(), folder)
+                except DripError as exc:
+                    logger.warning("kept clicks not recorded yet: %s", exc)
+                    continue
+                if recorded:
+                    logger.info("recorded %d click(s) kept while the database was busy", recorded)
+
+    thread = threading.Thread(target=loop, name="drip-kept-clicks", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        thread.join()

@@ -116,6 +116,8 @@ class _Collector:
         self.rcpt_replies: dict[str, list[str]] = {}
         #: replies to give at the end of DATA, one per message, before accepting again
         self.data_replies: list[str] = []
+        #: replies to give to MAIL FROM, one per message, before accepting again
+        self.mail_replies: list[str] = []
         #: keep the next N messages, then drop the connection instead of answering
         self.drop_after_data = 0
         #: seconds to take over each message
@@ -128,6 +130,13 @@ class _Collector:
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802 - aiosmtpd's name
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
         replies = self.rcpt_replies.get(address)

@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from conftest import ROOT
-from drip.admin import FailureLimit, password_matches
 from drip.cli import main
 from drip.config import ConfigError, load_settings
+from drip.gate import FailureLimit, password_matches
 from drip.web import create_app
 from walked import AS_OF, Walked
 
@@ -22,8 +22,10 @@ def client_for():
     """Make a test client of the web app on a database; its connections are closed afterwards."""
     apps = []
 
-    def make(url: str, password: str | None = PASSWORD):
-        settings = dataclasses.replace(load_settings(environ={}), database_url=url, admin_password=password)
+    def make(url: str, password: str | None = PASSWORD, **more):
+        settings = dataclasses.replace(
+            load_settings(environ={}), database_url=url, admin_password=password, **more
+        )
         apps.append(create_app(settings, clock=lambda: AS_OF))
         return apps[-1].test_client()
 
@@ -73,14 +75,31 @@ def test_the_dashboard_changes_nothing(walked: Walked, client_for) -> None:
             assert method(path, headers=basic(PASSWORD)).status_code == 405
 
 
-def test_repeated_wrong_passwords_are_turned_away(walked: Walked, client_for) -> None:
+def test_wrong_passwords_slow_the_guesser_and_never_lock_out_the_owner(walked: Walked, client_for) -> None:
     client = client_for(walked.url)
     for _ in range(5):
         assert client.get("/admin", headers=basic("guess number n")).status_code == 401
-    refused = client.get("/admin", headers=basic(PASSWORD))
+    refused = client.get("/admin", headers=basic("guess number six"))
     assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 301
-    other = client.get("/admin", headers=basic(PASSWORD), environ_base={"REMOTE_ADDR": "192.0.2.9"})
-    assert other.status_code == 200, "only the guessing address waits"
+    assert client.get("/admin", headers=basic(PASSWORD)).status_code == 200, "the right password goes through"
+    other = client.get("/admin", headers=basic("a guess"), environ_base={"REMOTE_ADDR": "192.0.2.9"})
+    assert other.status_code == 401, "only the guessing address waits"
+
+
+def test_x_forwarded_for_counts_only_behind_trusted_proxies(walked: Walked, client_for) -> None:
+    """Behind one proxy every visitor has the proxy's address; without the setting the header is a lie."""
+    client = client_for(walked.url)
+    for n in range(6):
+        forwarded = {**basic("wrong"), "X-Forwarded-For": f"203.0.113.{n}"}
+        status = client.get("/admin", headers=forwarded, environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code
+    assert status == 429, "X-Forwarded-For was believed without DRIP_TRUSTED_PROXIES"
+    trusting = client_for(walked.url, trusted_proxies=1)
+    for n in range(6):
+        forwarded = {**basic("wrong"), "X-Forwarded-For": f"198.51.100.7, 203.0.113.{n}"}
+        status = trusting.get(
+            "/admin", headers=forwarded, environ_base={"REMOTE_ADDR": "10.0.0.2"}
+        ).status_code
+    assert status == 401, "each client behind the proxy is counted on its own"
 
 
 def test_failure_limit_forgets_old_failures() -> None:

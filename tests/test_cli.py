@@ -24,7 +24,7 @@ def run(runner: CliRunner, *args: str, db: str | None = None, expect: int = 0) -
     options = ["--database-url", db] if db else []
     result = runner.invoke(main, [*options, *args], catch_exceptions=False)
     assert result.exit_code == expect, result.output
-    return result.stdout
+    return result.stdout if expect == 0 else result.output
 
 
 def test_start_then_status(runner: CliRunner, make_cohort: CohortFactory, database_url: str) -> None:
@@ -131,7 +131,9 @@ def test_status_of_unknown_cohort_and_empty_database(
 
 def test_participant_remove(runner: CliRunner, make_cohort: CohortFactory, database_url: str) -> None:
     run(runner, "start", str(make_cohort()), *NOW, db=database_url)
-    out = run(runner, "participant", "remove", "test-cohort", "ben@example.com", *NOW, db=database_url)
+    out = run(
+        runner, "participant", "remove", "test-cohort", "ben@example.com", *NOW, "--backdate", db=database_url
+    )
     assert "ben@example.com removed; 24 pending emails cancelled." in out
     payload = json.loads(run(runner, "status", "test-cohort", "--format", "json", *NOW, db=database_url))
     assert payload["participants"] == 2
@@ -141,7 +143,7 @@ def test_participant_commands_say_what_they_changed(
     runner: CliRunner, make_cohort: CohortFactory, database_url: str
 ) -> None:
     run(runner, "start", str(make_cohort()), *NOW, db=database_url)
-    ana = ["test-cohort", "ana@example.com", *NOW]
+    ana = ["test-cohort", "ana@example.com", *NOW, "--backdate"]  # dated the day of the launch
     out = run(runner, "participant", "done", *ana, "--goal", "short", db=database_url)
     assert "short marked done via admin; 4 pending emails cancelled; short-done planned for Tue 12 Jan" in out
     out = run(runner, "participant", "done", *ana, "--goal", "short", db=database_url)
@@ -403,3 +405,51 @@ def test_cohort_pause_and_resume_say_what_changed(
     with Store(database_url, migrate=False) as db, db.reading() as conn:
         kinds = conn.execute(select(event_table.c.kind).order_by(event_table.c.id)).scalars().all()
     assert kinds[-2:] == ["paused", "resumed"]  # the repeated pause left no event
+
+
+def test_what_reaches_the_terminal_cannot_drive_it(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    """A name stored before rosters refused control characters is printed as escapes, not run."""
+    from sqlalchemy import update
+
+    from drip.store import Store, participant_table
+
+    run(runner, "start", str(make_cohort()), *NOW, db=database_url)
+    with Store(database_url) as db, db.transaction() as conn:
+        conn.execute(update(participant_table).where(participant_table.c.email == "ana@example.com")
+                     .values(name="Ana\u009b31m \u202eziuR"))  # fmt: skip
+    out = run(runner, "status", "test-cohort", "--now", "2027-02-10T12:00Z", db=database_url)
+    assert "\u009b" not in out and "\u202e" not in out
+    assert "Ana\\u009b31m \\u202eziuR" in out
+
+
+def test_a_change_dated_before_the_start_or_the_last_event_needs_backdate(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str
+) -> None:
+    run(runner, "start", str(make_cohort()), *NOW, db=database_url)
+    ana = ["participant", "done", "test-cohort", "ana@example.com", "--goal", "short"]
+    early = run(runner, *ana, "--now", "2027-01-02T12:00Z", db=database_url, expect=1)
+    assert "is before 'test-cohort' started (2027-01-11)" in early and "--backdate" in early
+    run(runner, *ana, "--now", "2027-01-20T12:00Z", db=database_url)
+    reopen = ["participant", "reopen", "test-cohort", "ana@example.com", "--goal", "short"]
+    late = run(runner, *reopen, "--now", "2027-01-15T12:00Z", db=database_url, expect=1)
+    assert "before ana@example.com's last recorded event (2027-01-20 12:00 UTC)" in late
+    assert "short reopened" in run(
+        runner, *reopen, "--now", "2027-01-15T12:00Z", "--backdate", db=database_url
+    )
+    assert "short" in run(runner, *ana, db=database_url)  # without --now: the real time, always allowed
+
+
+def test_starting_a_folder_already_started_in_another_database_warns(
+    runner: CliRunner, make_cohort: CohortFactory, tmp_path: Path
+) -> None:
+    folder = str(make_cohort())
+    first, second = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'second.db'}"
+    result = runner.invoke(main, ["--database-url", first, "start", folder, *NOW])
+    assert result.exit_code == 0 and "warning" not in result.output
+    again = runner.invoke(main, ["--database-url", first, "start", folder, *NOW])
+    assert again.exit_code == 0 and "started before in" not in again.output  # the same database: a re-sync
+    other = runner.invoke(main, ["--database-url", second, "start", folder, *NOW])
+    assert other.exit_code == 0
+    assert f"was started before in {first}" in " ".join(other.output.split())

@@ -404,3 +404,39 @@ def test_missing_folder_and_file(tmp_path: Path) -> None:
 def test_invalid_toml_is_located(make_cohort: CohortFactory) -> None:
     problem = only_problem(make_cohort(toml="name = \n"))
     assert "not valid TOML" in problem.message and "line 1" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("Ana\u009b31mRuiz", "U+009B"),  # an 8-bit CSI: a terminal would take it as a command
+        ("Ana \u202eziuR", "U+202E"),  # right-to-left override: reads backwards in a header or a page
+        ("Ana\u2066Ruiz\u2069", "U+2066"),
+        ("Ana\x07Ruiz", "U+0007"),
+        ("Ana\x1b[31mRuiz", "U+001B"),
+    ],
+)
+def test_control_and_bidi_characters_are_refused_with_row_and_column(
+    make_cohort: CohortFactory, value: str, says: str
+) -> None:
+    for column, row in (
+        ("name", f"ana@example.com,{value},sales\n"),
+        ("objective", f"ana@example.com,Ana,{value}\n"),
+    ):
+        problem = only_problem(make_cohort(roster=f"email,name,objective\n{row}"))
+        assert (problem.row, problem.column) == (2, column) and says in problem.message
+
+
+def test_a_value_too_long_is_refused(make_cohort: CohortFactory) -> None:
+    problem = only_problem(make_cohort(roster=f"email,name,objective\nana@example.com,Ana,{'x' * 100_000}\n"))
+    assert (problem.row, problem.column) == (2, "objective")
+    assert "100,000 characters long; a value holds at most 1,000 (DRIP_MAX_VALUE_CHARS)" in problem.message
+
+
+def test_a_roster_larger_than_the_limit_is_refused_without_reading_it_all(make_cohort: CohortFactory) -> None:
+    from drip.roster import Limits
+
+    folder = make_cohort(extra_toml='roster = "/dev/zero"\n')
+    with pytest.raises(CohortError) as caught:
+        load_cohort(folder, [EMAILS], Limits(max_bytes=1_000_000))
+    assert "larger than 1,000,000 bytes" in str(caught.value) and "/dev/zero" in str(caught.value)

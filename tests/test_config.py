@@ -63,6 +63,20 @@ def test_bad_toml_is_reported_with_the_file(tmp_path: Path) -> None:
         ("DRIP_BASE_URL", "https://x.example/a>, <https://evil.example/b", "the site's address only"),
         ("DRIP_BASE_URL", "http://drip.example.com", "must use https://"),
         ("DRIP_SECRET_KEY", "short", "at least 32 characters"),
+        ("DRIP_SECRET_KEY", "a" * 32, "this one has 1 different characters"),
+        ("DRIP_SECRET_KEY", "abcdefghijklmnopqrstuvwxyz012345" + "z" * 12, "one character makes up"),
+        ("DRIP_ADMIN_PASSWORD", " " * 12, "this one is blank"),
+        ("DRIP_ADMIN_PASSWORD", "aaaaaaaaaaab", "this one has 2 different characters"),
+        ("DRIP_INBOX_PASSWORD", "password", "this one has 8"),
+        ("DRIP_DATABASE_URL", "sqlite://", "lives in memory and keeps nothing"),
+        ("DRIP_DATABASE_URL", "sqlite:///", "lives in memory and keeps nothing"),
+        ("DRIP_DATABASE_URL", "sqlite:///:memory:", "lives in memory and keeps nothing"),
+        (
+            "DRIP_DATABASE_URL",
+            "sqlite:///missing/dir/x.db",
+            "the folder 'missing/dir' does not exist; create it first",
+        ),
+        ("DRIP_TRUSTED_PROXIES", "-1", "must be between 0 and 10"),
         ("DRIP_REPLY_ADDRESS", "comms.example.com", "not a valid email"),
         ("DRIP_INBOX_URL", "pop3://mail.example.com", "must start with imap://"),
         ("DRIP_LISTEN", "8000", "not an address to listen on"),
@@ -88,7 +102,7 @@ def test_postgres_urls_get_the_shipped_driver(tmp_path: Path) -> None:
 
 
 def test_secrets_stay_out_of_repr_and_messages(tmp_path: Path) -> None:
-    key = "k" * 40
+    key = "Kq7-vX2pL9sWz4Rt8Yb1Nm6Hc3Jd5Fg0Ae"
     settings = load_settings(
         environ={"DRIP_SECRET_KEY": key, "DRIP_SMTP_URL": "smtp://user:hunter2@relay.example.com"},
         cwd=tmp_path,

@@ -165,15 +165,33 @@ def test_a_delegate_refused_at_rcpt_is_dropped_from_cc(
     assert relay.messages[-1].recipients == ["ana@example.com", "office@example.com"]
 
 
-def test_a_421_mid_batch_reconnects_and_loses_nothing(started: Store, relay: SMTPServer) -> None:
-    relay.handler.data_replies = ["250 OK", "421 4.3.2 Service shutting down, closing connection"]
-    relay.handler.data_replies[0:1] = []  # the first message goes through, the second gets 421
-    relay.handler.messages.clear()
-    worker = dispatcher(started, relay.url)
-    first = worker.run_until_idle(WELCOMES_DUE)
-    assert first.sent == 2 and first.deferred == 1
-    assert worker.run_until_idle(WELCOMES_DUE + dt.timedelta(hours=3)).sent == 1
+@pytest.mark.parametrize("where", ["data", "mail"])
+def test_a_421_pauses_the_sender_and_charges_no_message(
+    started: Store, relay: SMTPServer, where: str
+) -> None:
+    """421 (or a 4xx to MAIL FROM) is the relay's state: a busy relay must not burn every message's tries."""
+    busy = "421 4.3.2 Service shutting down, closing connection"
+    if where == "data":
+        relay.handler.data_replies = [busy]
+    else:
+        relay.handler.mail_replies = ["451 4.3.0 Try again later", busy]
+    worker = dispatcher(started, relay.url, smtp_connections=1)
+    with pytest.raises(RelayPaused, match="4.3"):
+        worker.run_until_idle(WELCOMES_DUE)
+    assert {(status, attempts) for status, _, attempts in statuses(started).values()} <= {
+        ("scheduled", 0), ("sent", 0), ("sent", 1),
+    }  # fmt: skip
+    assert "failed" not in {s[0] for s in statuses(started).values()}
+    relay.handler.mail_replies = []
+    assert worker.run_until_idle(WELCOMES_DUE).failed == 0
+    assert {s[0] for s in statuses(started).values()} == {"sent"}
     assert len({m.recipients[0] for m in relay.messages}) == 3
+
+
+def test_the_pause_after_a_relay_refusal_doubles_up_to_half_an_hour() -> None:
+    from drip.worker import relay_pause
+
+    assert [relay_pause(n).total_seconds() // 60 for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
 
 
 def test_a_connection_dropped_after_data_is_retried_under_the_same_message_id(

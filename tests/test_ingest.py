@@ -313,7 +313,7 @@ def test_a_message_that_fails_leaves_the_rest_of_its_batch_done(
     with opened(MboxSource(str(tmp_path / "replies.mbox"))) as source:
         monkeypatch.setattr(source, "done", marked.append)
         tally = ingester.read(source, READ)
-    assert tally.outcomes == {"unreadable": 1, "completed": 1} and marked == ["1"]
+    assert tally.outcomes == {"to_retry": 1, "completed": 1} and marked == ["1"]
     assert goal_status(started, "cleo@example.com")[0] == "done"
     assert goal_status(started, "ben@example.com")[0] == "open"
     with started.reading() as conn:
@@ -555,3 +555,32 @@ def test_a_delegates_bounce_stops_copying_them_only(started: Store, ingester: In
     assert (ana.status, ana.delegate_bounced) == ("active", "pa@example.com")
     [event] = events(started, "delegate_bounced")
     assert event.data["delegate"] == "pa@example.com" and event.data["matched"] == WELCOME_ID
+
+
+def test_messages_drip_will_not_read_are_set_aside_once(
+    started: Store, outbox: Outbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message too large, or nested to exhaust the parser, is recorded once and never read again."""
+    settings = load_settings(environ={"DRIP_MAX_MESSAGE_BYTES": "300000"})
+    ingester = Ingester(started, settings, outbox)
+    nested = b"".join(
+        f"Content-Type: multipart/mixed; boundary=b{n}\r\n\r\n--b{n}\r\n".encode() for n in range(3000)
+    )
+    huge = reply("gmail_top_posted.eml", "<kickoff.ben@drip.test>") + b"x" * 400_000
+    box = mailbox.mbox(tmp_path / "odd.mbox")
+    for data in (b"From: a@example.com\r\nMessage-ID: <deep@x>\r\n" + nested, huge):
+        box.add(data)
+    box.add(reply("apple_mail.eml", "<kickoff.cleo@drip.test>"))
+    box.close()
+    for attempt in range(2):
+        with opened(MboxSource(str(tmp_path / "odd.mbox"), limit=settings.max_message_bytes)) as source:
+            marked: list[str] = []
+            source.done = marked.append  # type: ignore[method-assign]
+            tally = ingester.read(source, READ)
+        assert marked == ["0", "1", "2"], "dealt with: never read again from an IMAP folder"
+        if attempt == 0:
+            assert tally.outcomes == {"unreadable": 1, "too_large": 1, "completed": 1}
+    assert caplog.text.count("set aside, never to be read again") == 2  # said once each
+    with started.reading() as conn:
+        kept = conn.execute(select(received_table.c.outcome)).scalars().all()
+    assert sorted(kept) == ["completed", "too_large", "unreadable"]

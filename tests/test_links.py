@@ -4,7 +4,10 @@ act on POST, refuse forged or stale tokens kindly, and never change anything for
 import dataclasses
 import datetime as dt
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from html import unescape
 
 import pytest
@@ -26,6 +29,7 @@ UTC = dt.UTC
 ENROLLED = dt.datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
 CLICKED = dt.datetime(2027, 1, 13, 15, 0, tzinfo=UTC)  # Wednesday morning in New York
 LINK_END = dt.date(2027, 6, 1)
+STRONG = "Xq9-vB2pL7sWz4Rt8Yb1Nm6Hc3Jd5Fg0Ae"
 IPHONE = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"}
 
 
@@ -313,14 +317,14 @@ def test_links_signed_before_a_secret_key_was_set_keep_working(started: Store, d
     """An operator who sets DRIP_SECRET_KEY mid-cohort must not break the links already emailed."""
     _, goals = ids(started)
     sent_earlier = token(started, Action.DONE, goals["short"])  # signed with the generated key
-    app = create_app(settings(database_url, secret_key="s" * 40), clock=lambda: CLICKED)
+    app = create_app(settings(database_url, secret_key=STRONG), clock=lambda: CLICKED)
     try:
         client = app.test_client()
         assert client.post(f"/done/{sent_earlier}").status_code == 200
         assert goal_status(started, goals["short"]) == "done"
         with started.reading() as conn:  # new links are signed with the key that was set
-            keys = signing_keys(load_settings(environ={"DRIP_SECRET_KEY": "s" * 40}), conn)
-        assert keys[0] == "s" * 40 and len(keys) == 2
+            keys = signing_keys(load_settings(environ={"DRIP_SECRET_KEY": STRONG}), conn)
+        assert keys[0] == STRONG and len(keys) == 2
     finally:
         app.extensions["drip.database"].close()
 
@@ -383,3 +387,154 @@ def test_a_stopped_database_gives_a_kind_error() -> None:
     page = app.test_client().get(f"/done/{'a' * 34}")
     assert page.status_code == 500 and "Something went wrong" in text_of(page)
     assert "Traceback" not in page.get_data(as_text=True)
+
+
+# --- a database held by someone else ---------------------------------------------------------
+
+
+@contextmanager
+def held(db: Store, goal_id: int) -> Iterator[None]:
+    """Hold the database as an operator's session would: SQLite's write lock, or the goal's row."""
+    if db.dialect == "sqlite":
+        other = sqlite3.connect(db.engine.url.database, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg
+
+        other = psycopg.connect(
+            db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        other.execute("SELECT id FROM goals WHERE id = %s FOR UPDATE", (goal_id,))
+    try:
+        yield
+    finally:
+        other.rollback()
+        other.close()
+
+
+def test_a_click_while_the_database_is_held_is_kept_and_recorded_later(
+    started: Store, database_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drip import spool
+
+    monkeypatch.chdir(tmp_path)  # PostgreSQL keeps clicks in ./drip-spool
+    app = create_app(settings(database_url), clock=lambda: CLICKED)
+    client = app.test_client()
+    _, goals = ids(started)
+    url = f"/done/{token(started, Action.DONE, goals['short'])}"
+    kept = app.extensions["drip.spool"]
+    try:
+        with held(started, goals["short"]):
+            began = time.monotonic()
+            answer = client.post(url, headers=IPHONE)
+            assert time.monotonic() - began < 5 and answer.status_code == 503
+            assert answer.headers["Retry-After"] == "30" and "it will be recorded within a minute" in text_of(
+                answer
+            )
+            began = time.monotonic()
+            assert client.get("/healthz").status_code == 200 and time.monotonic() - began < 1
+            assert client.get("/readyz").status_code == 503
+            began = time.monotonic()
+            assert client.post(url).status_code == 503 and time.monotonic() - began < 2, (
+                "the next ones wait less"
+            )
+            assert len(spool.waiting(kept)) == 2
+            assert all("token" not in path.read_text() for path in spool.waiting(kept)), (
+                "no credential on disk"
+            )
+        with started.reading() as conn:
+            assert (
+                conn.execute(select(goal_table.c.status).where(goal_table.c.id == goals["short"])).scalar()
+                == "open"
+            )
+        # Free again: the next click goes through and takes the kept ones with it.
+        other = f"/done/{token(started, Action.DONE, goals['mid'])}"
+        assert client.post(other).status_code == 200 and spool.waiting(kept) == []
+        assert client.get("/readyz").status_code == 200
+    finally:
+        app.extensions["drip.database"].close()
+    with started.reading() as conn:
+        status, done_at = conn.execute(
+            select(goal_table.c.status, goal_table.c.completed_at).where(goal_table.c.id == goals["short"])
+        ).one()
+        events = (
+            conn.execute(select(event_table.c.data).where(event_table.c.kind == "completed")).scalars().all()
+        )
+    assert status == "done" and done_at == CLICKED, "recorded as of the click"
+    assert sum(1 for data in events if data.get("label") == "kept while busy") == 1
+    assert any(data.get("user_agent") == IPHONE["User-Agent"] for data in events)
+
+
+def test_drip_run_under_a_held_lock_says_so_in_one_line(
+    started: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from drip import store as store_module
+    from drip.cli import main
+
+    if started.dialect != "sqlite":
+        pytest.skip("PostgreSQL has no database-wide write lock")
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    _, goals = ids(started)
+    with held(started, goals["short"]):
+        result = CliRunner().invoke(
+            main, ["--database-url", database_url, "run", "--once", "--now", "2027-01-11T15:00Z", "--no-web"]
+        )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "database is locked: another process holds it" in errors[0]
+
+
+# --- drip keys: rotate to a new key, retire an old one ------------------------------------------
+
+
+def test_keys_rotate_and_retire_the_generated_key(started: Store, database_url: str) -> None:
+    from click.testing import CliRunner
+
+    from drip.cli import main
+    from drip.keys import key_id
+
+    runner = CliRunner()
+
+    def drip(*args: str) -> str:
+        result = runner.invoke(main, ["--database-url", database_url, "keys", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    _, goals = ids(started)
+    old_link = f"/done/{token(started, Action.DONE, goals['short'])}"
+    with started.reading() as conn:
+        [first] = signing_keys(load_settings(environ={}), conn)
+    listed = drip("list")
+    assert key_id(first) in listed and "signs" in listed and first not in listed, "never the key itself"
+    said = drip("rotate")
+    new_id = said.split()[1]
+    assert new_id != key_id(first)
+    with started.reading() as conn:
+        now_signing = signing_keys(load_settings(environ={}), conn)
+    assert key_id(now_signing[0]) == new_id and now_signing[1] == first, "the new one signs, the old verifies"
+    app = create_app(settings(database_url), clock=lambda: CLICKED)
+    try:
+        assert app.test_client().get(old_link).status_code == 200, "links already sent keep working"
+        assert "is retired" in drip("retire", key_id(first)[:5])
+        app.extensions["drip.database"]._keys = None  # as a running server does within a minute
+        assert app.test_client().get(old_link).status_code == 400, "a retired key verifies nothing"
+    finally:
+        app.extensions["drip.database"].close()
+    assert f"{key_id(first)}" in drip("list") and "retired" in drip("list")
+    only = runner.invoke(main, ["--database-url", database_url, "keys", "retire", new_id])
+    assert only.exit_code == 1 and "the only one that signs; run `drip keys rotate` first" in only.output
+    unknown = runner.invoke(main, ["--database-url", database_url, "keys", "retire", "zzzz"])
+    assert unknown.exit_code == 1 and "no single kept key with id 'zzzz'" in unknown.output
+
+
+def test_keys_rotate_asks_for_drip_secret_key_when_it_is_set(started: Store, database_url: str) -> None:
+    from click.testing import CliRunner
+
+    from drip.cli import main
+
+    result = CliRunner().invoke(
+        main, ["--database-url", database_url, "keys", "rotate"], env={"DRIP_SECRET_KEY": STRONG}
+    )
+    assert result.exit_code == 1 and "putting a new key first in it" in " ".join(result.output.split())

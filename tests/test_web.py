@@ -117,3 +117,77 @@ def test_the_inbox_in_a_real_browser(mail_dir: Path) -> None:
         assert "Mail catcher" in dom and "three small steps start now" in dom and dom.count("<tr>") == 13
     finally:
         server.close()
+
+
+# --- the inbox is this machine's, unless it has a password -----------------------------------
+
+INBOX_PASSWORD = "a long inbox pass-phrase"
+
+
+def test_the_inbox_answers_only_this_machine_without_a_password(mail_dir: Path) -> None:
+    client = app_for(mail_dir).test_client()
+    assert client.get("/inbox").status_code == 200
+    away = client.get("/inbox", environ_base={"REMOTE_ADDR": "192.0.2.44"})
+    assert away.status_code == 403 and b"DRIP_INBOX_PASSWORD" in away.data
+    name = catcher.messages(mail_dir)[0].name
+    assert client.get(f"/inbox/{name}/raw", environ_base={"REMOTE_ADDR": "192.0.2.44"}).status_code == 403
+    assert client.get("/inbox", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+
+
+def test_a_password_opens_the_inbox_to_others(mail_dir: Path) -> None:
+    import base64
+
+    client = app_for(mail_dir, inbox_password=INBOX_PASSWORD).test_client()
+    away = {"REMOTE_ADDR": "192.0.2.44"}
+    asked = client.get("/inbox", environ_base=away)
+    assert asked.status_code == 401 and "drip inbox" in asked.headers["WWW-Authenticate"]
+    token = base64.b64encode(f"comms:{INBOX_PASSWORD}".encode()).decode()
+    page = client.get("/inbox", environ_base=away, headers={"Authorization": f"Basic {token}"})
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("host", "more", "refused"),
+    [
+        ("0.0.0.0", {}, True),
+        ("192.0.2.10", {}, True),
+        ("127.0.0.1", {}, False),
+        ("::1", {}, False),
+        ("0.0.0.0", {"inbox_password": INBOX_PASSWORD}, False),
+        ("0.0.0.0", {"smtp_url": "smtp://relay.example.com"}, False),
+    ],
+)
+def test_serving_the_inbox_to_the_network_is_refused(host: str, more: dict, refused: bool) -> None:
+    from drip.errors import ConfigError
+    from drip.web import check_exposure
+
+    settings = dataclasses.replace(load_settings(environ={}), **more)
+    if refused:
+        with pytest.raises(ConfigError, match="refusing to listen on .*DRIP_INBOX_PASSWORD"):
+            check_exposure(settings, host)
+    else:
+        check_exposure(settings, host)
+
+
+def test_drip_serve_on_every_address_without_a_password_says_why_in_one_line(runner, tmp_path: Path) -> None:
+    from drip.cli import main
+
+    env = {"DRIP_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}", "DRIP_MAIL_DIR": str(tmp_path / "mail")}
+    result = runner.invoke(main, ["serve", "--host", "0.0.0.0", "--port", str(_free_port())], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("\n") == 1 and "refusing to listen on 0.0.0.0" in result.output
+
+
+def test_the_pages_say_nothing_of_the_server_software(tmp_path: Path) -> None:
+    import urllib.request
+
+    from drip import worker
+
+    port = _free_port()
+    settings = dataclasses.replace(
+        load_settings(environ={}), database_url=f"sqlite:///{tmp_path / 'd.db'}", listen=("127.0.0.1", port),
+        mail_dir=str(tmp_path / "mail"),
+    )  # fmt: skip
+    with worker.serving(settings, lambda said: None):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.status == 200 and answer.headers.get("Server") is None

@@ -233,6 +233,19 @@ def test_replies_over_imaps_are_acted_on_once_and_left_unread(
     assert "no new messages" in ingest(database, "--imap", trusted.url())
 
 
+def test_a_message_too_large_is_never_fetched_and_set_aside_once(
+    trusted: Dovecot, empty_inbox: Dovecot, database: str
+) -> None:
+    """Sizes first (RFC822.SIZE), then bodies in bounded batches: a 2 MB reply is reported, not read."""
+    big = reply("gmail_top_posted.eml") + b"x" * 2_000_000
+    trusted.append(big, reply("apple_mail.eml"))
+    env = {"DRIP_MAX_MESSAGE_BYTES": "1000000"}
+    out = ingest(database, "--imap", trusted.url(), env=env)
+    assert "2 messages:" in out and "1 too large to read" in out and "1 completed a goal" in out
+    assert all("$DripProcessed" in line for line in trusted.flags())
+    assert "no new messages" in ingest(database, "--imap", trusted.url(), env=env)
+
+
 def test_starttls_and_drip_inbox_url(trusted: Dovecot, empty_inbox: Dovecot, database: str) -> None:
     trusted.append(reply("gmail_top_posted.eml"))
     out = ingest(database, env={"DRIP_INBOX_URL": trusted.url(tls=False)})
