@@ -35,7 +35,7 @@ from drip.dispatch import DispatchError, RelayPaused
 from drip.errors import DripError
 from drip.roster import Limits
 from drip.store import Store
-from drip.values import InvalidValue, parse_email, parse_instant, terminal_safe
+from drip.values import Address, InvalidValue, parse_email, parse_instant, terminal_safe
 
 
 def echo(message: Any = None, **options: Any) -> None:
@@ -357,7 +357,7 @@ def digest_command(app: App, cohort: str, preview: bool, fmt: str, now: dt.datet
         if fmt == "eml":
             owner = (found.progress.owners or ("owner@example.invalid",))[0]
             data = digest.compose_digest(
-                found, owner, f"<digest.preview@{found.sender.address.rpartition('@')[2]}>", now
+                found, owner, f"<digest.preview@{Address(found.sender.address).ascii_domain}>", now
             )
             echo(data.decode("ascii"), nl=False)
         else:
@@ -851,4 +851,23 @@ def keys_retire(app: App, key_id: str) -> None:
         f"Key {retired.id} is retired: links it signed now get a 'does not work' page (running drip "
         "processes within a minute), unsubscribe links included: a reply asking to unsubscribe still "
         "reaches you, and `drip participant remove` stops the email."
+    )
+
+
+@main.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False, path_type=Path))
+def init(folder: Path) -> None:
+    """Write the Crawl > Walk > Run program and an example cohort into FOLDER (default: here)."""
+    from drip.starter import write_starter
+
+    written = write_starter(folder)
+    cohort_dir = written[1]
+    echo(
+        f"Wrote {written[0]}/ (the program: program.toml and one template per email) and {cohort_dir}/ "
+        "(cohort.toml and roster.csv).\n\n"
+        f"Next, edit {cohort_dir}/cohort.toml (name, start, sender, owners) and {cohort_dir}/roster.csv "
+        "(your participants), then:\n"
+        f"  drip start {cohort_dir} --dry-run   # check everything; nothing is written\n"
+        f"  drip start {cohort_dir}             # enrol and plan\n"
+        "  drip run                              # send as it falls due (set DRIP_SMTP_URL for a relay)"
     )

@@ -34,6 +34,7 @@ from drip.mime import Attachment, Mailbox, Message, compose
 from drip.plan import local_day, local_instant, program_end
 from drip.progress import Person, Problem, Progress, progress_of
 from drip.states import GoalStatus
+from drip.values import Address
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def compose_digest(digest: Digest, owner: str, message_id: str, now: dt.datetime
 def message_id(cohort: Any, period_end: dt.datetime, owner: str) -> str:
     """Return the digest's Message-ID: the same for the same cohort, week and owner."""
     owner_hash = hashlib.sha256(owner.casefold().encode()).hexdigest()[:10]
-    domain = cohort.settings["sender"][1].rpartition("@")[2]
+    domain = Address(cohort.settings["sender"][1]).ascii_domain
     return f"<digest.{cohort.id}.{period_end:%Y%m%dT%H%M}.{owner_hash}@{domain}>"
 
 

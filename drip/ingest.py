@@ -58,6 +58,7 @@ from drip.senders import Vouch, address_forms, domain_of, same_address, trusted_
 from drip.states import EventKind, ParticipantStatus
 from drip.store import Store, delivery_table, received_table
 from drip.tokens import Action, TokenError, read_thread_index, read_token
+from drip.values import Address
 from drip.wording import Verdict
 
 logger = logging.getLogger(__name__)
@@ -617,7 +618,7 @@ class Ingester:
         inbox = reply_address(self.settings, sender, reply_to)
         if not target or email_key(target) == email_key(inbox):
             return None  # the reply already sits in the mailbox people read
-        message_id = make_msgid("drip.forward", domain=sender.address.rpartition("@")[2])
+        message_id = make_msgid("drip.forward", domain=Address(sender.address).ascii_domain)
         body = _forward_bytes(sender, target, person, step, incoming, data, message_id, why)
         return Forward(sender.address, target, body, message_id)
 

@@ -17,13 +17,13 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from drip import ics
-from drip.mime import Attachment, Mailbox, Message, addresses, compose
+from drip.mime import Attachment, Mailbox, Message, compose
 from drip.plan import Timing, goal_dates
 from drip.program import AnchorKind, Program, Step
 from drip.render import Rendered, Templates
 from drip.roster import first_name
 from drip.tokens import Action, make_token, message_tag, thread_index
-from drip.values import InvalidValue, check_header_safe
+from drip.values import Address, InvalidValue, check_header_safe
 
 #: goal links keep working this long after the cohort's last day
 LINK_GRACE_DAYS = 30
@@ -102,11 +102,11 @@ class Links:
 
     def _mailto(self, token: str, subject: str) -> str:
         """Return a mailto: the token plus-addressed, or in the subject if the address would grow too long."""
-        local, _, domain = self.reply_address.rpartition("@")
-        base = local.split("+")[0]
-        if len(base) + 1 + len(token) <= MAX_LOCAL_PART:
-            return f"mailto:{base}+{token}@{domain}?subject={quote(subject)}"
-        return f"mailto:{base}@{domain}?subject={quote(f'{subject} [{token}]')}"
+        reply = Address(self.reply_address)
+        tagged = reply.tagged(token)
+        if len(tagged.local) <= MAX_LOCAL_PART:
+            return f"mailto:{tagged.ascii}?subject={quote(subject)}"
+        return f"mailto:{reply.tagged('').ascii.replace('+@', '@')}?subject={quote(f'{subject} [{token}]')}"
 
     def reply_done_mailto(self, goal: GoalView) -> str:
         return self._mailto(self._token(Action.DONE, goal.id, self.expires), "Done: " + goal.title)
@@ -223,7 +223,7 @@ def build(
     rendered = templates.render(step.template, context(cohort, recipient, step, when, links))
     check_subject(rendered.subject, recipient)
     subject = TEST_PREFIX + rendered.subject if test else rendered.subject
-    domain = addresses([cohort.sender])[0].rpartition("@")[2]  # IDNA, for the Message-ID
+    domain = Address(cohort.sender.address).ascii_domain  # IDNA, for the Message-ID
     reply_name = (cohort.reply_to or cohort.sender).name
     headers = [
         (

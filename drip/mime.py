@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 
-from drip.values import check_header_safe
+from drip.values import Address, check_header_safe
 
 _LINE = 78
 #: a longer run without spaces is encoded, so that it can be folded
@@ -262,13 +262,7 @@ def _ascii(value: str, what: str) -> str:
 
 def _address(address: str) -> str:
     """Return the address in ASCII: the domain as IDNA; a non-ASCII local part is refused."""
-    check_header_safe(address)
-    local, _, domain = address.rpartition("@")
-    if not local or not domain or not _ATOM_SAFE.match(local) or " " in address:
-        raise ValueError(f"cannot put {address!r} in a header: the part before @ must be ASCII")
-    if not domain.isascii():
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local}@{domain}"
+    return Address(address).ascii
 
 
 def addresses(boxes: Sequence[Mailbox]) -> list[str]:

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import replace
 
-from drip.cohort import Cohort
+from drip.cohort import COHORT_FILE, Cohort
 from drip.config import Settings
 from drip.errors import CohortError, Problem, TemplateError
 from drip.keys import reply_address
@@ -200,7 +200,11 @@ def _header_problem(cohort: Cohort, participant: Participant, step: str, error: 
                 row=participant.row,
                 column=column,
             )
-    return Problem(str(cohort.roster_file), f"step {step!r}: the subject {error}", row=participant.row)
+    # No roster value is at fault: a cohort-wide value is (the sender, the reply address).
+    return Problem(
+        str(cohort.path / COHORT_FILE),
+        f"step {step!r}: {error}; check sender and reply_to here, and DRIP_REPLY_ADDRESS",
+    )
 
 
 def _summarise(problems: list[Problem]) -> list[Problem]:

@@ -11,6 +11,7 @@ import difflib
 import re
 import unicodedata
 import zoneinfo
+from dataclasses import dataclass
 from functools import cache
 
 from email_validator import EmailNotValidError, validate_email
@@ -334,6 +335,43 @@ _CONTROLS_SHOWN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\
 def clean_cell(text: str) -> str:
     """Return ``text`` without the surrounding and invisible spaces that copy-paste leaves."""
     return unicodedata.normalize("NFC", text.translate(_INVISIBLE)).strip()
+
+
+@dataclass(frozen=True)
+class Address:
+    """An email address as people write it (its domain may be internationalised), and as every
+    header and SMTP command carries it: the domain in IDNA, the part before the @ in ASCII."""
+
+    text: str
+
+    @property
+    def local(self) -> str:
+        return self.text.rpartition("@")[0]
+
+    @property
+    def domain(self) -> str:
+        return self.text.rpartition("@")[2]
+
+    @property
+    def ascii_domain(self) -> str:
+        domain = self.domain
+        return domain if domain.isascii() else domain.encode("idna").decode("ascii")
+
+    @property
+    def ascii(self) -> str:
+        """The address fit for a header; raises ValueError for one that cannot be (a non-ASCII local part)."""
+        check_header_safe(self.text)
+        local = self.local
+        if not local or not self.domain or not _ASCII_LOCAL.match(local):
+            raise ValueError(f"cannot put {self.text!r} in a header: the part before @ must be ASCII")
+        return f"{local}@{self.ascii_domain}"
+
+    def tagged(self, tag: str) -> Address:
+        """The same mailbox plus-addressed: ``local+tag@domain`` (any +tag it had replaced)."""
+        return Address(f"{self.local.split('+')[0]}+{tag}@{self.domain}")
+
+
+_ASCII_LOCAL = re.compile(r"^[!-~]+$")
 
 
 def parse_email(text: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from conftest import ROOT, ROSTER, CohortFactory
+from conftest import COHORT_TOML, ROOT, ROSTER, CohortFactory
 from drip.cli import main
 from drip.store import Store, event_table
 
@@ -453,3 +453,49 @@ def test_starting_a_folder_already_started_in_another_database_warns(
     other = runner.invoke(main, ["--database-url", second, "start", folder, *NOW])
     assert other.exit_code == 0
     assert f"was started before in {first}" in " ".join(other.output.split())
+
+
+def test_a_sender_with_an_internationalised_domain_is_written_in_idna_in_every_header(
+    runner: CliRunner, make_cohort: CohortFactory, database_url: str, smtp_server
+) -> None:
+    from email import message_from_bytes, policy
+
+    toml = COHORT_TOML.replace(
+        'sender = "Comms <comms@example.com>"', 'sender = "Kommunikation <komm@bücher-gruppe.example>"'
+    )
+    folder = str(make_cohort(toml=toml))
+    run(runner, "start", folder, *NOW, db=database_url)
+    env = {"DRIP_SMTP_URL": smtp_server.url}
+    result = runner.invoke(
+        main, ["--database-url", database_url, "run", "--once", "--now", "2027-01-11T15:00Z"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    ascii_domain = "xn--bcher-gruppe-dlb.example"
+    received = smtp_server.messages[0]
+    assert received.sender == f"komm@{ascii_domain}"
+    raw = received.data.decode("ascii")  # every header, and the whole message, is ASCII
+    message = message_from_bytes(received.data, policy=policy.default)
+    assert message["From"].addresses[0].domain == ascii_domain
+    assert message["Reply-To"].addresses[0].domain == ascii_domain
+    assert message["Message-ID"].endswith(f"@{ascii_domain}>")
+    assert "mailto:komm+" in raw and f"@{ascii_domain}?subject=unsubscribe" in raw
+    digest = runner.invoke(
+        main, ["--database-url", database_url, "digest", "test-cohort", "--preview", "--format", "eml",
+               "--now", "2027-01-18T13:00Z"],
+    )  # fmt: skip
+    assert digest.exit_code == 0 and f"@{ascii_domain}>" in digest.output
+
+
+def test_drip_init_writes_the_starter_files_and_never_overwrites(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["init", str(tmp_path / "new")])
+    assert result.exit_code == 0, result.output
+    program = tmp_path / "new" / "emails" / "crawl-walk-run"
+    assert (program / "program.toml").read_bytes() == (
+        ROOT / "emails" / "crawl-walk-run" / "program.toml"
+    ).read_bytes()
+    assert (tmp_path / "new" / "cohorts" / "example" / "roster.csv").is_file()
+    assert "drip start" in result.output and "cohort.toml" in result.output
+    (program / "program.toml").write_text("# mine\n")
+    again = runner.invoke(main, ["init", str(tmp_path / "new")])
+    assert again.exit_code == 1 and "already exists; drip init writes only new folders" in again.output
+    assert (program / "program.toml").read_text() == "# mine\n", "nothing was overwritten"
