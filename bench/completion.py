@@ -72,11 +72,12 @@ def prepare(folder: Path, people: int) -> tuple[str, list[str]]:
     """Start a cohort whose first emails went out; return its database URL and one done link per goal."""
     from sqlalchemy import select, update
 
-    from drip import enrol, keys
-    from drip.cohort import load_cohort
     from drip.config import load_settings
-    from drip.store import Store, delivery_table, goal_table
-    from drip.tokens import Action, make_token
+    from drip.core.tokens import Action, make_token
+    from drip.launch import enrol
+    from drip.launch.cohort import load_cohort
+    from drip.storage import keyring
+    from drip.storage.store import Store, delivery_table, goal_table
 
     cohort = folder / "cohorts" / "bench"
     cohort.mkdir(parents=True)
@@ -89,14 +90,14 @@ def prepare(folder: Path, people: int) -> tuple[str, list[str]]:
         enrol.sync_cohort(
             conn, load_cohort(cohort, [folder / "emails"]), dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
         )
-        keys.prepare(load_settings(environ={}), conn)
+        keyring.prepare(load_settings(environ={}), conn)
         sent = dt.datetime(2027, 1, 12, 14, tzinfo=dt.UTC)
         conn.execute(
             update(delivery_table)
             .where(delivery_table.c.step.in_(["welcome", "short-kickoff"]))
             .values(status="sent", sent_at=sent)
         )
-        secret = keys.signing_keys(load_settings(environ={}), conn)
+        secret = keyring.signing_keys(load_settings(environ={}), conn)
         goals = conn.execute(select(goal_table.c.id).order_by(goal_table.c.id)).scalars().all()
     return url, [f"/done/{make_token(secret, Action.DONE, goal, dt.date(2027, 6, 1))}" for goal in goals]
 
@@ -250,7 +251,7 @@ def main() -> None:
 def _count_done(url: str) -> int:
     from sqlalchemy import func, select
 
-    from drip.store import Store, goal_table
+    from drip.storage.store import Store, goal_table
 
     with Store(url, migrate=False) as db, db.reading() as conn:
         return conn.execute(select(func.count()).where(goal_table.c.status == "done")).scalar_one()

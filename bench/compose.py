@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from figures import Figure, add_option, save  # noqa: E402
 from machine import describe  # noqa: E402
 
-from drip.cohort import load_cohort  # noqa: E402
-from drip.message import build, cohort_view, context, links_for, recipient_of  # noqa: E402
-from drip.plan import expand_steps, program_end  # noqa: E402
-from drip.render import Templates  # noqa: E402
+from drip.core.message import build, cohort_view, context, links_for, recipient_of  # noqa: E402
+from drip.core.plan import expand_steps, program_end  # noqa: E402
+from drip.core.render import Templates  # noqa: E402
+from drip.launch.cohort import load_cohort  # noqa: E402
 
 WHEN = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)
 

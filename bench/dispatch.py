@@ -68,9 +68,9 @@ def start_sink(port: int) -> subprocess.Popen | None:
 def prepare(folder: Path, people: int, name: str, url: str | None = None) -> str:
     """Start a cohort of ``people`` whose welcomes are all due (in a new SQLite file unless ``url`` is
     given); return its database URL."""
-    from drip import enrol
-    from drip.cohort import load_cohort
-    from drip.store import Store
+    from drip.launch import enrol
+    from drip.launch.cohort import load_cohort
+    from drip.storage.store import Store
 
     cohort = folder / "cohorts" / name
     cohort.mkdir(parents=True)

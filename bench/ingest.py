@@ -53,14 +53,14 @@ owners = ["owner@example.com"]
 CEILING = """
 import mailbox, sys, time
 from email import message_from_bytes, policy
-from drip import inbound
+from drip.core import reading
 box = mailbox.mbox(sys.argv[1], create=False)
 began = time.perf_counter()
 count = 0
 for key in box.iterkeys():
     data = box.get_bytes(key, from_=False)
     if sys.argv[2] == "drip":
-        inbound.read(data)
+        reading.read(data)
     else:
         message = message_from_bytes(data, policy=policy.default)
         body = message.get_body(("plain", "html"))
@@ -75,10 +75,11 @@ def prepare(folder: Path, people: int) -> str:
     """Start a cohort whose welcome and kickoff went out; return the database URL."""
     from sqlalchemy import Text, literal, update
 
-    from drip import enrol, keys
-    from drip.cohort import load_cohort
     from drip.config import load_settings
-    from drip.store import Store, delivery_table
+    from drip.launch import enrol
+    from drip.launch.cohort import load_cohort
+    from drip.storage import keyring
+    from drip.storage.store import Store, delivery_table
 
     cohort = folder / "cohorts" / "bench"
     cohort.mkdir(parents=True)
@@ -92,7 +93,7 @@ def prepare(folder: Path, people: int) -> str:
         enrol.sync_cohort(
             conn, load_cohort(cohort, [folder / "emails"]), dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
         )
-        keys.prepare(load_settings(environ={}), conn)
+        keyring.prepare(load_settings(environ={}), conn)
         for step in ("welcome", "short-kickoff"):
             conn.execute(
                 update(delivery_table)

@@ -90,12 +90,12 @@ def orm_row_by_row(cohort_dir: str, database: str) -> None:
     """The naive way: every row its own ORM object and INSERT, in one transaction."""
     from sqlalchemy.orm import Session
 
-    from drip import enrol
-    from drip.cohort import load_cohort
-    from drip.models import Cohort, Delivery, Goal, Participant
-    from drip.plan import goal_dates
-    from drip.store import Store
-    from drip.values import parse_instant
+    from drip.core.plan import goal_dates
+    from drip.core.values import parse_instant
+    from drip.launch import enrol
+    from drip.launch.cohort import load_cohort
+    from drip.storage.store import Store
+    from drip.storage.tables import Cohort, Delivery, Goal, Participant
 
     now = parse_instant(NOW)
     cohort = load_cohort(Path(cohort_dir), [ROOT / "emails"])

@@ -14,28 +14,19 @@ from typing import Any
 
 import click
 
-from drip import (
-    __version__,
-    actions,
-    digest,
-    enrol,
-    keys,
-    mailboxes,
-    pages,
-    preflight,
-    preview,
-    progress,
-    report,
-    transport,
-    worker,
-)
-from drip.cohort import Cohort, default_emails_dirs, load_cohort, mark_started, started_elsewhere
+from drip import __version__, changes, service
 from drip.config import SECRET_SETTINGS, SETTING_NAMES, Settings, load_settings, redact_url
-from drip.dispatch import DispatchError, RelayPaused
-from drip.errors import DripError
-from drip.roster import Limits
-from drip.store import Store
-from drip.values import Address, InvalidValue, parse_email, parse_instant, terminal_safe
+from drip.core.errors import DripError
+from drip.core.values import Address, InvalidValue, parse_email, parse_instant, terminal_safe
+from drip.launch import checks, enrol, proofs
+from drip.launch.cohort import Cohort, default_emails_dirs, load_cohort, mark_started, started_elsewhere
+from drip.launch.roster import Limits
+from drip.owners import digest, documents, progress, texts
+from drip.replies import mailboxes
+from drip.sending import transport
+from drip.sending.dispatcher import DispatchError, RelayPaused
+from drip.storage import keyring
+from drip.storage.store import Store
 
 
 def echo(message: Any = None, **options: Any) -> None:
@@ -118,7 +109,7 @@ class App:
         for warning in cohort.warnings:
             secho(f"warning: {warning}", fg="yellow", err=True)
         if check_rendering:
-            preflight.check_cohort(cohort, self.settings)
+            checks.check_cohort(cohort, self.settings)
         return cohort
 
 
@@ -210,7 +201,7 @@ def start(app: App, cohort_dir: Path, now: dt.datetime | None, dry_run: bool) ->
         else:
             store = app.store()
             with store.reading() as conn:
-                elsewhere = started_elsewhere(cohort_dir, keys.instance_id(conn))
+                elsewhere = started_elsewhere(cohort_dir, keyring.instance_id(conn))
             if elsewhere:
                 secho(
                     f"warning: {cohort_dir} was started before in {elsewhere}; starting it in "
@@ -220,12 +211,12 @@ def start(app: App, cohort_dir: Path, now: dt.datetime | None, dry_run: bool) ->
                 )  # fmt: skip
             with store.transaction() as conn:
                 result = enrol.sync_cohort(conn, cohort, now, progress)
-                keys.prepare(app.settings, conn)
-                instance = keys.instance_id(conn)
+                keyring.prepare(app.settings, conn)
+                instance = keyring.instance_id(conn)
             mark_started(cohort_dir, redact_url(app.settings.database_url), instance)
     for warning in result.warnings:
         secho(f"warning: {warning}", fg="yellow", err=True)
-    echo(report.format_sync(cohort, result, dry_run=dry_run))
+    echo(texts.format_sync(cohort, result, dry_run=dry_run))
 
 
 def _dry_run(app: App, cohort: Cohort, now: dt.datetime, progress: Any) -> enrol.SyncReport:
@@ -263,10 +254,10 @@ def plan(
     cohort = app.load_cohort(cohort_dir)
     key = email.casefold() if email else None
     store = None if preview else app.existing_store()
-    entries = report.stored_timeline(store, cohort.slug, key) if store else None
+    entries = texts.stored_timeline(store, cohort.slug, key) if store else None
     if entries is None:
         plans = [(p, s) for p, s in enrol.plan_cohort(cohort, now) if key is None or p.key == key]
-        entries = report.planned_entries(plans)
+        entries = texts.planned_entries(plans)
     else:
         secho(
             f"The plan of cohort {cohort.slug!r} as stored; `drip start` applies later edits of the folder, "
@@ -280,7 +271,7 @@ def plan(
         raise click.BadParameter(
             f"{email} is not in cohort {cohort.slug!r}{hint}", param_hint="--participant"
         )
-    echo(report.format_timeline(entries, fmt), nl=fmt != "csv")
+    echo(texts.format_timeline(entries, fmt), nl=fmt != "csv")
 
 
 @main.command()
@@ -295,19 +286,19 @@ def status(app: App, cohort: str | None, fmt: str, now: dt.datetime | None) -> N
     """Show progress of COHORT (its id, usually the folder name), or of every cohort."""
     now = now or dt.datetime.now(dt.UTC)
     store = app.existing_store()
-    names = report.STATUS_NAMES if fmt == "table" else None
-    figures = report.cohort_status(store, cohort, now, names) if store else []
+    names = texts.STATUS_NAMES if fmt == "table" else None
+    figures = texts.cohort_status(store, cohort, now, names) if store else []
     if cohort is not None and not figures:
         raise _no_cohort(app, cohort)
     if fmt == "json":
         payload: Any = figures[0] if cohort is not None else figures
         echo(json.dumps(payload, indent=2, ensure_ascii=False))
     elif fmt == "csv":
-        echo(report.write_csv(report.status_rows(figures), report.STATUS_COLUMNS), nl=False)
+        echo(texts.write_csv(texts.status_rows(figures), texts.STATUS_COLUMNS), nl=False)
     elif not figures:
         echo("No cohorts yet. Launch one with: drip start cohorts/NAME")
     else:
-        echo(report.format_status(figures))
+        echo(texts.format_status(figures))
 
 
 @main.command("report")
@@ -325,7 +316,7 @@ def status(app: App, cohort: str | None, fmt: str, now: dt.datetime | None) -> N
 def report_command(app: App, cohort: str, out: Path | None, within: int, now: dt.datetime | None) -> None:
     """Write COHORT's progress report: one HTML file with a chart, every participant, every email."""
     found = _progress(app, cohort, now, dt.timedelta(days=within))
-    html = pages.report_html(found)
+    html = documents.report_html(found)
     if out is not None and str(out) == "-":
         echo(html, nl=False)
         return
@@ -363,7 +354,7 @@ def digest_command(app: App, cohort: str, preview: bool, fmt: str, now: dt.datet
         else:
             echo(text if fmt == "text" else html, nl=False)
         return
-    with worker.sending_one_by_one(app.settings) as send:
+    with service.sending_one_by_one(app.settings) as send:
         sent = digest.send_now(store, app.settings, cohort, now, send)
     if sent is None:
         raise _no_cohort(app, cohort)
@@ -386,12 +377,10 @@ def export_command(app: App, cohort: str, fmt: str, out: Path | None, now: dt.da
     """Export COHORT's participants and goals (csv) or its events (jsonl), for a spreadsheet or an archive."""
     if fmt == "csv":
         found = _progress(app, cohort, now, progress.DEFAULT_WITHIN)
-        text = report.write_csv(
-            report.export_rows(found), report.export_columns([g.key for g in found.goals])
-        )
+        text = texts.write_csv(texts.export_rows(found), texts.export_columns([g.key for g in found.goals]))
     else:
         store = app.existing_store()
-        lines = report.event_lines(store, cohort) if store else None
+        lines = texts.event_lines(store, cohort) if store else None
         if lines is None:
             raise _no_cohort(app, cohort)
         text = "".join(line + "\n" for line in lines)
@@ -454,11 +443,11 @@ def preview_command(
     """Show one participant's email for one step, exactly as it will be sent."""
     now = now or dt.datetime.now(dt.UTC)
     cohort = app.load_cohort(cohort_dir, check_rendering=False)
-    person = preview.find_participant(cohort, email)
-    step = preview.find_step(cohort, step_key)
+    person = proofs.find_participant(cohort, email)
+    step = proofs.find_step(cohort, step_key)
     store = app.existing_store()
     with store.reading() if store else contextlib.nullcontext() as conn:
-        (proof,) = preview.proofs(cohort, app.settings, conn, person, [step], now)
+        (proof,) = proofs.proofs(cohort, app.settings, conn, person, [step], now)
     if not proof.live_links:
         secho("Links are for looking at only until the cohort is started.", err=True, dim=True)
     body: bytes = {
@@ -500,14 +489,14 @@ def send_test(
         raise click.UsageError("give either --step STEP or --all")
     now = now or dt.datetime.now(dt.UTC)
     cohort = app.load_cohort(cohort_dir)
-    person = preview.find_participant(cohort, email)
-    steps = list(cohort.program.steps) if every else [preview.find_step(cohort, step_key or "")]
+    person = proofs.find_participant(cohort, email)
+    steps = list(cohort.program.steps) if every else [proofs.find_step(cohort, step_key or "")]
     store = app.existing_store()
     with store.reading() if store else contextlib.nullcontext() as conn:
-        items = preview.proofs(cohort, app.settings, conn, person, steps, now, test=True)
+        items = proofs.proofs(cohort, app.settings, conn, person, steps, now, test=True)
     sender = transport.open_transport(app.settings.smtp_url)
     try:
-        subjects = preview.send_proofs(sender, items, to)
+        subjects = proofs.send_proofs(sender, items, to)
     finally:
         sender.close()
     for subject in subjects:
@@ -533,16 +522,16 @@ def run(
         raise click.UsageError("--until is before --now")
     say = _say
     store = app.store()
-    worker.freeze_startup_objects()
+    service.freeze_startup_objects()
     try:
         if once:
             began = time.perf_counter()
-            tally = worker.run_once(app.settings, store, now, until, dt.timedelta(minutes=step_minutes), say)
+            tally = service.run_once(app.settings, store, now, until, dt.timedelta(minutes=step_minutes), say)
             took = time.perf_counter() - began
             rate = f" ({tally.sent / took:,.0f}/s)" if tally.sent and took > 0 else ""
             echo(f"Done in {took:.2f} s: {tally.summary()}{rate}.")
         else:
-            worker.run_forever(app.settings, store, now, not no_web, say)
+            service.run_forever(app.settings, store, now, not no_web, say)
     except DispatchError as exc:
         raise click.ClickException(f"{exc}. What was not sent stays queued; run again.") from exc
     except RelayPaused as exc:
@@ -575,16 +564,16 @@ def ingest(
     Reads one message (FILE, or - for standard input), an mbox, a Maildir, an IMAP folder, or with none
     of these DRIP_INBOX_URL. A message is acted on once, however often it is read.
     """
-    from drip.ingest import Ingester
+    from drip.replies.handling import Ingester
 
     settings = app.settings
     source = mailboxes.source_for(
         file=file, mbox=mbox, maildir=maildir, imap=imap, inbox_url=settings.inbox_url,
         limit=settings.max_message_bytes,
     )  # fmt: skip
-    with mailboxes.opened(source), worker.forwarding(settings) as send:
+    with mailboxes.opened(source), service.forwarding(settings) as send:
         ingester = Ingester(app.store(), settings, send)
-        worker.freeze_startup_objects()
+        service.freeze_startup_objects()
         tally = ingester.read(source, now or dt.datetime.now(dt.UTC))
     echo(f"{tally.summary()}.")
     if tally.forward_failures:
@@ -618,7 +607,7 @@ def serve(app: App, listen: str | None, host: str | None, port: int | None, now:
     import dataclasses
 
     from drip.config import parse_listen
-    from drip.web import create_app
+    from drip.web.app import create_app
 
     settings = app.settings
     if listen is not None:
@@ -630,12 +619,12 @@ def serve(app: App, listen: str | None, host: str | None, port: int | None, now:
         where = f"[{default_host if host is None else host}]:{port or default_port}"  # brackets: IPv6 too
         settings = dataclasses.replace(settings, listen=parse_listen(where, "option --host"))
     host, port = settings.listen_address()
-    clock = worker.Clock(now).now if now else None
+    clock = service.Clock(now).now if now else None
     web = create_app(settings, clock)
-    server = worker.web_server(settings, web, "or give --listen")
+    server = service.web_server(settings, web, "or give --listen")
     _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
-    worker.freeze_startup_objects()
-    with worker.replaying_kept_clicks(web):
+    service.freeze_startup_objects()
+    with service.replaying_kept_clicks(web):
         try:
             server.run()
         except KeyboardInterrupt:
@@ -671,7 +660,7 @@ def _set_cohort_status(app: App, slug: str, status: str) -> None:
     if store is None:
         raise click.ClickException(f"no database at {redact_url(app.settings.database_url)}")
     with store.transaction() as conn:
-        _, said = actions.set_cohort_status(conn, slug, status, dt.datetime.now(dt.UTC))
+        _, said = changes.set_cohort_status(conn, slug, status, dt.datetime.now(dt.UTC))
     echo(said)
 
 
@@ -689,9 +678,9 @@ def _change(app: App, cohort: str, email: str, now: dt.datetime | None, change: 
         )
     moment = now or dt.datetime.now(dt.UTC)
     with store.transaction() as conn:
-        person = actions.find_person(conn, cohort, email)
+        person = changes.find_person(conn, cohort, email)
         if now is not None and not click.get_current_context().meta.get("drip.backdate"):
-            actions.check_not_backdated(conn, person, moment)
+            changes.check_not_backdated(conn, person, moment)
         outcome = change(conn, person, moment)
     echo(outcome.summary)
 
@@ -728,36 +717,36 @@ def _participant_command(name: str, summary: str, *, goal: bool) -> Any:
     "done", "Record GOAL done for EMAIL: its reminders stop, its congratulations go.", goal=True
 )
 def participant_done(app: App, cohort: str, email: str, goal: str, now: dt.datetime | None) -> None:
-    _change(app, cohort, email, now, lambda c, p, t: actions.complete(c, p, goal, t, actions.ADMIN))
+    _change(app, cohort, email, now, lambda c, p, t: changes.complete(c, p, goal, t, changes.ADMIN))
 
 
 @_participant_command("waive", "Excuse EMAIL from GOAL: its email stops, with no congratulations.", goal=True)
 def participant_waive(app: App, cohort: str, email: str, goal: str, now: dt.datetime | None) -> None:
-    _change(app, cohort, email, now, lambda c, p, t: actions.waive(c, p, goal, t))
+    _change(app, cohort, email, now, lambda c, p, t: changes.waive(c, p, goal, t))
 
 
 @_participant_command(
     "reopen", "Open GOAL again for EMAIL: its email still to come is planned again.", goal=True
 )
 def participant_reopen(app: App, cohort: str, email: str, goal: str, now: dt.datetime | None) -> None:
-    _change(app, cohort, email, now, lambda c, p, t: actions.reopen(c, p, goal, t))
+    _change(app, cohort, email, now, lambda c, p, t: changes.reopen(c, p, goal, t))
 
 
 @_participant_command(
     "pause", "Hold EMAIL's email until resumed (what falls stale meanwhile is skipped).", goal=False
 )
 def participant_pause(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
-    _change(app, cohort, email, now, actions.pause)
+    _change(app, cohort, email, now, changes.pause)
 
 
 @_participant_command("resume", "Let a paused (or removed) participant's email go again.", goal=False)
 def participant_resume(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
-    _change(app, cohort, email, now, actions.resume)
+    _change(app, cohort, email, now, changes.resume)
 
 
 @_participant_command("remove", "Stop all email to EMAIL and leave them out of the figures.", goal=False)
 def participant_remove(app: App, cohort: str, email: str, now: dt.datetime | None) -> None:
-    _change(app, cohort, email, now, actions.remove)
+    _change(app, cohort, email, now, changes.remove)
 
 
 @participant.command("extend")
@@ -774,7 +763,7 @@ def participant_extend(
     app: App, cohort: str, email: str, goal: str, to: dt.datetime, now: dt.datetime | None
 ) -> None:
     """Move EMAIL's deadline for GOAL and re-plan that goal's email still to come."""
-    _change(app, cohort, email, now, lambda c, p, t: actions.extend(c, p, goal, to.date(), t))
+    _change(app, cohort, email, now, lambda c, p, t: changes.extend(c, p, goal, to.date(), t))
 
 
 @main.group()
@@ -802,11 +791,11 @@ def keys_list(app: App) -> None:
     store = app.existing_store()
     with contextlib.ExitStack() as stack:
         conn = stack.enter_context(store.reading()) if store is not None else None
-        stored = keys.stored_keys(conn)
-        signing = keys.signing_keys(app.settings, conn)[0] if (stored or app.settings.secret_key) else None
+        stored = keyring.stored_keys(conn)
+        signing = keyring.signing_keys(app.settings, conn)[0] if (stored or app.settings.secret_key) else None
     rows = [("id", "kept in", "since", "does")]
     for key in (k for k in (app.settings.secret_key or "").split(",") if k):
-        rows.append((keys.key_id(key), "DRIP_SECRET_KEY", "", "signs" if key == signing else "verifies"))
+        rows.append((keyring.key_id(key), "DRIP_SECRET_KEY", "", "signs" if key == signing else "verifies"))
     for entry in reversed(stored):
         does = (
             "retired " + entry.retired if entry.retired else "signs" if entry.key == signing else "verifies"
@@ -830,9 +819,9 @@ def keys_rotate(app: App) -> None:
             "(comma-separated, the old ones after it) and restarting drip"
         )
     with app.store().transaction() as conn:
-        if not keys.stored_keys(conn):
-            keys.prepare(app.settings, conn)  # the first key, as a first start would make it
-        new = keys.rotate(conn, dt.datetime.now(dt.UTC))
+        if not keyring.stored_keys(conn):
+            keyring.prepare(app.settings, conn)  # the first key, as a first start would make it
+        new = keyring.rotate(conn, dt.datetime.now(dt.UTC))
     echo(
         f"Key {new.id} signs from now on (running drip processes take it up within a minute). Older keys "
         "still verify the links they signed; retire one with `drip keys retire ID` once those links no "
@@ -846,7 +835,7 @@ def keys_rotate(app: App) -> None:
 def keys_retire(app: App, key_id: str) -> None:
     """Stop verifying links signed with kept key KEY_ID (its links, unsubscribe ones too, stop working)."""
     with app.store().transaction() as conn:
-        retired = keys.retire(conn, app.settings, key_id, dt.datetime.now(dt.UTC))
+        retired = keyring.retire(conn, app.settings, key_id, dt.datetime.now(dt.UTC))
     echo(
         f"Key {retired.id} is retired: links it signed now get a 'does not work' page (running drip "
         "processes within a minute), unsubscribe links included: a reply asking to unsubscribe still "
@@ -858,7 +847,7 @@ def keys_retire(app: App, key_id: str) -> None:
 @click.argument("folder", default=".", type=click.Path(file_okay=False, path_type=Path))
 def init(folder: Path) -> None:
     """Write the Crawl > Walk > Run program and an example cohort into FOLDER (default: here)."""
-    from drip.starter import write_starter
+    from drip.launch.starter import write_starter
 
     written = write_starter(folder)
     cohort_dir = written[1]

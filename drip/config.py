@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from drip.errors import ConfigError
-from drip.values import InvalidValue, parse_email
+from drip.core.errors import ConfigError
+from drip.core.values import InvalidValue, parse_email
 
 DEFAULT_DATABASE_URL = "sqlite:///drip.db"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"

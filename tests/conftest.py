@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from drip.store import Store
+from drip.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAILS = ROOT / "emails"

@@ -22,13 +22,22 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select, update
 
-from drip import enrol, inbound, keys
-from drip.cohort import load_cohort
 from drip.config import load_settings
-from drip.message import LINK_GRACE_DAYS
-from drip.plan import program_end
-from drip.store import Store, delivery_table, event_table, goal_table, participant_table, received_table
-from drip.tokens import Action, make_token, thread_index
+from drip.core import reading
+from drip.core.message import LINK_GRACE_DAYS
+from drip.core.plan import program_end
+from drip.core.tokens import Action, make_token, thread_index
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.storage import keyring
+from drip.storage.store import (
+    Store,
+    delivery_table,
+    event_table,
+    goal_table,
+    participant_table,
+    received_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLIES = ROOT / "tests" / "data" / "replies" / "corpus"
@@ -89,7 +98,7 @@ def build_world(folder: Path, database_url: str) -> None:
     (cohort / "roster.csv").write_text(ROSTER, encoding="utf-8")
     with Store(database_url) as db, db.transaction() as conn:
         enrol.sync_cohort(conn, load_cohort(cohort, [folder / "emails"]), ENROLLED)
-        keys.prepare(load_settings(environ=SETTINGS), conn)
+        keyring.prepare(load_settings(environ=SETTINGS), conn)
         people = conn.execute(select(participant_table.c.id, participant_table.c.email)).all()
         for person in people:
             for step, at in SENT.items():
@@ -106,7 +115,7 @@ def build_world(folder: Path, database_url: str) -> None:
 
 def fill(data: bytes, conn: Connection) -> bytes:
     """Put the real tokens and Thread-Index values where a corpus file has placeholders."""
-    secret = keys.signing_keys(load_settings(environ=SETTINGS), conn)
+    secret = keyring.signing_keys(load_settings(environ=SETTINGS), conn)
 
     def value(match: re.Match[bytes]) -> bytes:
         kind, args = match.group(1).decode(), match.group(2).decode().split(":")
@@ -140,9 +149,9 @@ def _person(conn: Connection, local: str) -> int:
 
 
 def _expiry(conn: Connection, local: str) -> dt.date:
-    from drip import actions
+    from drip import changes
 
-    person = actions.person_by_id(conn, _person(conn, local))
+    person = changes.person_by_id(conn, _person(conn, local))
     assert person is not None
     return program_end(person.program, person.timing()) + dt.timedelta(days=LINK_GRACE_DAYS)
 
@@ -201,7 +210,7 @@ def score_replies(database_url: str, files: dict[str, dict[str, object]], data: 
             for row in conn.execute(select(goal_table).where(goal_table.c.status == "done"))
         }
     for name, entry in files.items():
-        key = inbound.read(data[name]).key
+        key = reading.read(data[name]).key
         score.verdicts.append(_grade(name, entry, outcome.get(key, "(not read)"), done_by.get(key, []),
                                      kept_for.get(key, []), done_now))  # fmt: skip
     wanted = {(str(e["participant"]), str(e["goal"])) for e in files.values() if e["outcome"] == "completed"}

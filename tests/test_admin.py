@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 from drip.cli import main
 from drip.config import ConfigError, load_settings
-from drip.gate import FailureLimit, password_matches
-from drip.web import create_app
+from drip.web.app import create_app
+from drip.web.gate import FailureLimit, password_matches
 from walked import AS_OF, Walked
 
 PASSWORD = "correct horse battery staple"

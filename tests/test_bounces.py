@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from drip import inbound
-from drip.bounces import Severity, severity, status_of
-from drip.inbound import Kind
+from drip.core import reading
+from drip.core.bounces import Severity, severity, status_of
+from drip.core.reading import Kind
 
 BOUNCES = Path(__file__).parent / "data" / "bounces"
 EXPECTED = tomllib.loads((BOUNCES / "expected.toml").read_text(encoding="utf-8"))
@@ -22,7 +22,7 @@ def test_the_corpus_lists_every_file() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_a_bounce_reads_as_its_mailer_means_it(name: str) -> None:
     expected = EXPECTED[name]
-    incoming = inbound.read((BOUNCES / name).read_bytes())
+    incoming = reading.read((BOUNCES / name).read_bytes())
     outcome = expected["outcome"]
     if outcome in ("hard", "soft", "delegate"):
         assert incoming.kind is Kind.BOUNCE and incoming.bounce is not None
@@ -81,7 +81,7 @@ def test_a_person_writing_about_a_bounce_is_not_a_bounce() -> None:
         b"From: Ana Ruiz <ana@example.com>\r\nTo: comms@example.com\r\nSubject: Undeliverable: my reply?\r\n"
         b"Message-ID: <x@example.com>\r\n\r\nMy mail to ben@example.com said 550 5.1.1 user unknown.\r\n"
     )
-    assert inbound.read(data).kind is Kind.REPLY
+    assert reading.read(data).kind is Kind.REPLY
 
 
 def test_every_corpus_file_is_mail_a_parser_reads() -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from conftest import COHORT_TOML, ROOT, ROSTER, CohortFactory
 from drip.cli import main
-from drip.store import Store, event_table
+from drip.storage.store import Store, event_table
 
 NOW = ["--now", "2027-01-04T12:00Z"]
 
@@ -207,7 +207,7 @@ def test_config_file_option(runner: CliRunner, make_cohort: CohortFactory, tmp_p
 
 def test_db_upgrade(runner: CliRunner, tmp_path: Path) -> None:
     out = run(runner, "db", "upgrade", db=f"sqlite:///{tmp_path / 'x.db'}")
-    from drip.store import head_revision
+    from drip.storage.store import head_revision
 
     assert f"is at schema revision {head_revision()}" in out
 
@@ -413,7 +413,7 @@ def test_what_reaches_the_terminal_cannot_drive_it(
     """A name stored before rosters refused control characters is printed as escapes, not run."""
     from sqlalchemy import update
 
-    from drip.store import Store, participant_table
+    from drip.storage.store import Store, participant_table
 
     run(runner, "start", str(make_cohort()), *NOW, db=database_url)
     with Store(database_url) as db, db.transaction() as conn:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
-from drip.cohort import load_cohort
-from drip.errors import CohortError, Problem
+from drip.core.errors import CohortError, Problem
+from drip.launch.cohort import load_cohort
 
 HEADER = "email,name,timezone,objective\n"
 
@@ -434,7 +434,7 @@ def test_a_value_too_long_is_refused(make_cohort: CohortFactory) -> None:
 
 
 def test_a_roster_larger_than_the_limit_is_refused_without_reading_it_all(make_cohort: CohortFactory) -> None:
-    from drip.roster import Limits
+    from drip.launch.roster import Limits
 
     folder = make_cohort(extra_toml='roster = "/dev/zero"\n')
     with pytest.raises(CohortError) as caught:

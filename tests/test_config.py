@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from drip.config import DEFAULT_DATABASE_URL, load_settings, redact_url
-from drip.errors import ConfigError
+from drip.core.errors import ConfigError
 
 
 def test_defaults(tmp_path: Path) -> None:

@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from conftest import ROOT, CohortFactory, SMTPServer
-from drip import digest
 from drip.cli import main
-from drip.cohort import DigestTime, load_cohort
 from drip.config import load_settings
-from drip.errors import CohortError
-from drip.store import Store, digest_table
-from drip.transport import open_transport
+from drip.core.errors import CohortError
+from drip.launch.cohort import DigestTime, load_cohort
+from drip.owners import digest
+from drip.sending.transport import open_transport
+from drip.storage.store import Store, digest_table
 from walked import AS_OF, Walked
 
 UTC = dt.UTC

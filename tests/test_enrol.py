@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import select, update
 
 from conftest import COHORT_TOML, EMAILS, ROSTER, CohortFactory
-from drip import actions, enrol
-from drip.cohort import load_cohort
-from drip.errors import DripError, StoreError
-from drip.states import DeliveryStatus, GoalStatus, ParticipantStatus
-from drip.store import (
+from drip import changes
+from drip.core.errors import DripError, StoreError
+from drip.core.states import DeliveryStatus, GoalStatus, ParticipantStatus
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.storage.store import (
     Store,
     cohort_figures,
     cohort_table,
@@ -233,8 +234,8 @@ def test_missing_rows_are_reported_and_stay_until_removed(
     assert figures["goals"]["short"]["open"] == 2
 
 
-def remove(conn, slug: str, email: str, now: dt.datetime) -> actions.Outcome:
-    return actions.remove(conn, actions.find_person(conn, slug, email), now)
+def remove(conn, slug: str, email: str, now: dt.datetime) -> changes.Outcome:
+    return changes.remove(conn, changes.find_person(conn, slug, email), now)
 
 
 def test_remove_unknown_participant_or_cohort(
@@ -450,11 +451,11 @@ def test_a_participant_who_left_gets_no_more_check_ins(
         )
     later = first + dt.timedelta(days=1)
     with store.transaction() as conn:
-        person = actions.find_person(conn, "test-cohort", "ana@example.com")
+        person = changes.find_person(conn, "test-cohort", "ana@example.com")
         if leaving == "unsubscribe":
-            actions.unsubscribe(conn, person, later, actions.Evidence("link"))
+            changes.unsubscribe(conn, person, later, changes.Evidence("link"))
         else:
-            actions.remove(conn, person, later)
+            changes.remove(conn, person, later)
     statuses = {step: row["status"] for step, row in check_ins(store).items()}
     assert statuses == {"sustain-1": "sent", **{f"sustain-{n}": "cancelled" for n in range(2, 7)}}
     # A later deadline for her, which would move the check-ins of anyone still in, brings none back.
@@ -478,8 +479,8 @@ def test_a_later_long_deadline_moves_the_check_ins_anchored_on_it(
     later = dt.date(2027, 4, 19)  # two weeks after the default, 5 April
     if how == "extend":
         with store.transaction() as conn:
-            person = actions.find_person(conn, "test-cohort", "ana@example.com")
-            actions.extend(conn, person, "long", later, now)
+            person = changes.find_person(conn, "test-cohort", "ana@example.com")
+            changes.extend(conn, person, "long", later, now)
     else:
         make_cohort(f"email,name,long_deadline\nana@example.com,Ana,{later}\n")
         assert sync(store, folder, now).replanned == 1
@@ -499,7 +500,7 @@ def test_a_check_in_pushed_past_the_cohorts_end_is_cancelled_and_comes_back(
 
     def extend(to: dt.date) -> None:
         with store.transaction() as conn:
-            actions.extend(conn, actions.find_person(conn, "test-cohort", "ana@example.com"), "long", to, now)
+            changes.extend(conn, changes.find_person(conn, "test-cohort", "ana@example.com"), "long", to, now)
 
     extend(dt.date(2027, 5, 10))  # the fifth would fall on 7 October, after the end
     fifth = check_ins(store)["sustain-5"]

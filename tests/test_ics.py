@@ -6,7 +6,7 @@ import icalendar
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drip.ics import deadline_event, fold
+from drip.core.ics import deadline_event, fold
 
 STAMP = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)
 

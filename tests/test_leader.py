@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from drip.store import Store
+from drip.storage.store import Store
 
 
 def test_one_worker_leads_until_it_stops(database_url: str) -> None:
@@ -51,7 +51,7 @@ def test_a_sqlite_worker_killed_with_minus_9_gives_up_the_lead(tmp_path) -> None
     Store(url).close()
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from drip.store import Store\n"
+         "import sys, time; from drip.storage.store import Store\n"
          "lead = Store(sys.argv[1], migrate=False).lead('inbox')\n"
          "assert lead.held(); print('held', flush=True); time.sleep(60)", url],
         stdout=subprocess.PIPE, text=True,

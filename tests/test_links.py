@@ -15,15 +15,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from conftest import EMAILS, CohortFactory, SMTPServer
-from drip import enrol, keys
-from drip.cohort import load_cohort
 from drip.config import load_settings
-from drip.dispatch import Dispatcher
-from drip.keys import signing_keys
-from drip.store import Store, delivery_table, event_table, goal_table, meta_table, participant_table
-from drip.tokens import Action, make_token
-from drip.transport import open_transport
-from drip.web import create_app
+from drip.core.tokens import Action, make_token
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.sending.dispatcher import Dispatcher
+from drip.sending.transport import open_transport
+from drip.storage import keyring
+from drip.storage.keyring import signing_keys
+from drip.storage.store import Store, delivery_table, event_table, goal_table, meta_table, participant_table
+from drip.web.app import create_app
 
 UTC = dt.UTC
 ENROLLED = dt.datetime(2027, 1, 4, 12, 0, tzinfo=UTC)
@@ -37,7 +38,7 @@ IPHONE = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"
 def started(store: Store, make_cohort: CohortFactory) -> Store:
     with store.transaction() as conn:
         enrol.sync_cohort(conn, load_cohort(make_cohort(), [EMAILS]), ENROLLED)
-        keys.prepare(load_settings(environ={}), conn)  # as drip start does
+        keyring.prepare(load_settings(environ={}), conn)  # as drip start does
     return store
 
 
@@ -192,15 +193,15 @@ def test_one_click_unsubscribe(started: Store, client: FlaskClient, body: str) -
 
 
 def test_a_done_recorded_from_a_reply_can_be_reopened(started: Store, client: FlaskClient) -> None:
-    from drip import actions
+    from drip import changes
 
     _, goals = ids(started)
     with started.transaction() as conn:
-        ana = actions.find_person(conn, "test-cohort", "ana@example.com")
-        evidence = actions.Evidence(
+        ana = changes.find_person(conn, "test-cohort", "ana@example.com")
+        evidence = changes.Evidence(
             "reply", sender="ana@example.com", matched="<kickoff@x>", rule="done: 'done'"
         )
-        actions.complete(conn, ana, "short", CLICKED - dt.timedelta(hours=2), evidence)
+        changes.complete(conn, ana, "short", CLICKED - dt.timedelta(hours=2), evidence)
     url = f"/reopen/{token(started, Action.REOPEN, goals['short'])}"
     before = snapshot(started)
     page = client.get(url, headers=IPHONE)
@@ -355,11 +356,11 @@ def test_a_scanner_opening_every_link_of_a_campaign_changes_nothing(
         settings(started.engine.url.render_as_string(hide_password=False)), smtp_url=smtp_server.url
     )
     dispatcher = Dispatcher(started, run, lambda: open_transport(smtp_server.url))
-    from drip import actions
+    from drip import changes
 
     with started.transaction() as conn:  # so that a congratulations email carries a "Reopen" link
-        ben = actions.find_person(conn, "test-cohort", "ben@example.com")
-        actions.complete(conn, ben, "short", dt.datetime(2027, 1, 20, tzinfo=UTC), actions.Evidence("reply"))
+        ben = changes.find_person(conn, "test-cohort", "ben@example.com")
+        changes.complete(conn, ben, "short", dt.datetime(2027, 1, 20, tzinfo=UTC), changes.Evidence("reply"))
     moment = dt.datetime(2027, 1, 11, 12, 0, tzinfo=UTC)
     while moment < dt.datetime(2027, 5, 1, tzinfo=UTC):
         dispatcher.run_until_idle(moment)
@@ -415,14 +416,14 @@ def held(db: Store, goal_id: int) -> Iterator[None]:
 def test_a_click_while_the_database_is_held_is_kept_and_recorded_later(
     started: Store, database_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from drip import spool
+    from drip.web import spool
 
     monkeypatch.chdir(tmp_path)  # PostgreSQL keeps clicks in ./drip-spool
     app = create_app(settings(database_url), clock=lambda: CLICKED)
     client = app.test_client()
     _, goals = ids(started)
     url = f"/done/{token(started, Action.DONE, goals['short'])}"
-    kept = app.extensions["drip.spool"]
+    kept = app.extensions["drip.web.spool"]
     try:
         with held(started, goals["short"]):
             began = time.monotonic()
@@ -470,8 +471,8 @@ def test_drip_run_under_a_held_lock_says_so_in_one_line(
 ) -> None:
     from click.testing import CliRunner
 
-    from drip import store as store_module
     from drip.cli import main
+    from drip.storage import store as store_module
 
     if started.dialect != "sqlite":
         pytest.skip("PostgreSQL has no database-wide write lock")
@@ -493,7 +494,7 @@ def test_keys_rotate_and_retire_the_generated_key(started: Store, database_url: 
     from click.testing import CliRunner
 
     from drip.cli import main
-    from drip.keys import key_id
+    from drip.storage.keyring import key_id
 
     runner = CliRunner()
 

@@ -8,11 +8,11 @@ import icalendar
 import pytest
 
 from conftest import COHORT_TOML, EMAILS, ROOT, CohortFactory
-from drip.cohort import load_cohort
-from drip.message import build, cohort_view, links_for, recipient_of
-from drip.plan import expand_steps, program_end
-from drip.render import Templates
-from drip.tokens import Action, message_tag, read_thread_index, read_token
+from drip.core.message import build, cohort_view, links_for, recipient_of
+from drip.core.plan import expand_steps, program_end
+from drip.core.render import Templates
+from drip.core.tokens import Action, message_tag, read_thread_index, read_token
+from drip.launch.cohort import load_cohort
 
 KEYS = ("s" * 32,)
 WHEN = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)
@@ -191,7 +191,7 @@ def test_golden(step_key: str) -> None:
 
 
 def test_reply_to_and_reply_done_go_to_drips_mailbox(make_cohort: CohortFactory) -> None:
-    from drip.message import Links
+    from drip.core.message import Links
 
     folder = make_cohort("email,name\nana@example.com,Dr. Ana Ruiz\n")
     cohort = load_cohort(folder, [EMAILS])

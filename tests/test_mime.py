@@ -8,8 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from drip.mime import Attachment, Mailbox, Message, compose
-from drip.values import InvalidValue
+from drip.core.mime import Attachment, Mailbox, Message, compose
+from drip.core.values import InvalidValue
 
 DATE = dt.datetime(2027, 1, 11, 14, 0, tzinfo=dt.UTC)
 
@@ -173,7 +173,7 @@ def test_a_very_long_word_is_encoded_so_lines_stay_under_998(field: str) -> None
 def test_a_forward_carries_the_original_whole(
     name: str, note: str, original_body: str, line_end: bytes
 ) -> None:
-    from drip.mime import Forward, compose_forward
+    from drip.core.mime import Forward, compose_forward
 
     original = line_end.join(
         [b"From: Ana <ana@example.com>", b"Subject: Re: your goal", b"Message-ID: <a.1@example.com>",

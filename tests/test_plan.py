@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import PROGRAM
-from drip.plan import (
+from drip.core.plan import (
     PlannedStep,
     Timing,
     expand_steps,
@@ -19,7 +19,7 @@ from drip.plan import (
     plan_participant,
     repeat_warnings,
 )
-from drip.program import (
+from drip.core.program import (
     Anchor,
     AnchorKind,
     Goal,
@@ -30,7 +30,7 @@ from drip.program import (
     load_program,
     parse_anchor,
 )
-from drip.states import DeliveryStatus
+from drip.core.states import DeliveryStatus
 
 UTC = dt.UTC
 CWR = load_program(PROGRAM)
@@ -123,7 +123,7 @@ def test_santiago_skipped_midnight() -> None:
 
 
 def test_deadline_ends_at_the_end_of_the_local_day_even_when_midnight_is_missing() -> None:
-    from drip.plan import goal_dates
+    from drip.core.plan import goal_dates
 
     dates = goal_dates(
         program(("s", "start")), timing(dt.date(2027, 8, 1), "America/Santiago", g=dt.date(2027, 9, 4))
@@ -244,7 +244,7 @@ def test_replanned_mail_whose_new_moment_has_passed_keeps_its_time() -> None:
 
 
 def test_equal_deadlines_are_warned_about() -> None:
-    from drip.plan import timing_warnings
+    from drip.core.plan import timing_warnings
 
     start = dt.date(2027, 1, 11)
     same = {"short": dt.date(2027, 2, 1), "mid": dt.date(2027, 3, 1), "long": dt.date(2027, 3, 1)}

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from conftest import EMAILS, PROGRAM
-from drip.errors import CohortError
-from drip.program import Anchor, AnchorKind, Repeat, find_program, load_program, parse_anchor
-from drip.values import InvalidValue
+from drip.core.errors import CohortError
+from drip.core.program import Anchor, AnchorKind, Repeat, find_program, load_program, parse_anchor
+from drip.core.values import InvalidValue
 
 
 def test_shipped_program() -> None:

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drip import inbound
-from drip.ingest import own_links
-from drip.quotes import Cut, html_text, own_text, unflow
-from drip.wording import RULES_FILE, Verdict
+from drip.core import reading
+from drip.core.quotes import Cut, html_text, own_text, unflow
+from drip.core.wording import RULES_FILE, Verdict
+from drip.replies.handling import own_links
 
 OURS = own_links("https://drip.example.com")
 QUOTED = "Hi Ana,\nWhen it is done, tap Mark it done <https://drip.example.com/done/abc>.\n"
@@ -80,7 +80,7 @@ def test_an_unsure_cut_never_reads_as_done() -> None:
     message = EmailMessage()
     message["From"] = "ana@example.com"
     message.set_content("Done.\n\nHi Ana,\n" + QUOTED)
-    incoming = inbound.read(message.as_bytes(), OURS)
+    incoming = reading.read(message.as_bytes(), OURS)
     assert incoming.cut is Cut.UNSURE and incoming.reading().verdict is Verdict.DOUBT
 
 
@@ -160,5 +160,5 @@ def test_done_in_the_quoted_email_never_counts(
                             subtype="html")  # fmt: skip
     else:
         message.set_content(text)
-    incoming = inbound.read(message.as_bytes(), OURS)
+    incoming = reading.read(message.as_bytes(), OURS)
     assert incoming.reading().verdict is not Verdict.DONE, incoming.new_text

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from drip.errors import TemplateError
-from drip.render import Templates
+from drip.core.errors import TemplateError
+from drip.core.render import Templates
 
 LAYOUT = """<!DOCTYPE html>
 <html><head><title>{% block subject %}{% endblock %}</title>

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from drip import pages, progress
 from drip.cli import main
-from drip.store import Store
+from drip.owners import documents, progress
+from drip.storage.store import Store
 from walked import ANA_DONE, AS_OF, BEN_DONE, Walked
 
 
@@ -111,7 +111,7 @@ def test_status_names_the_overdue_and_what_failed_or_bounced(walked: Walked, run
 def test_status_lists_the_latest_failures_and_json_every_one(walked: Walked, runner: CliRunner) -> None:
     from sqlalchemy import update
 
-    from drip.store import delivery_table, participant_table
+    from drip.storage.store import delivery_table, participant_table
 
     with Store(walked.url) as db, db.transaction() as conn:
         ana = select_id(conn, participant_table, "ana@example.com")
@@ -192,7 +192,7 @@ def test_report_refuses_an_unknown_cohort_and_writes_nothing(
 
 
 def test_chart_lines_rise_with_completions(walked: Walked) -> None:
-    chart = pages.completion_chart(read(walked))
+    chart = documents.completion_chart(read(walked))
     short = chart.lines[0]
     ys = [float(point.split(",")[1]) for point in short.points.split()]
     assert ys[0] == chart.bottom and min(ys) == pytest.approx(chart.bottom - (chart.bottom - chart.top) / 2)
@@ -202,7 +202,7 @@ def test_chart_lines_rise_with_completions(walked: Walked) -> None:
 
 
 def test_a_large_cohort_s_grid_is_cut_with_a_pointer_to_the_export(walked: Walked, monkeypatch) -> None:
-    monkeypatch.setattr(pages, "GRID_LIMIT", 3)
-    html = pages.report_html(read(walked))
+    monkeypatch.setattr(documents, "GRID_LIMIT", 3)
+    html = documents.report_html(read(walked))
     assert html.count('<th scope="row">') == 3
     assert "The first 3 of 4 participants" in html and "drip export test-cohort" in html

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from conftest import EMAILS
-from drip import enrol
-from drip.cohort import load_cohort
-from drip.models import metadata
-from drip.store import Store, delivery_table, participant_table
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.storage.store import Store, delivery_table, participant_table
+from drip.storage.tables import metadata
 
 START = dt.date(2027, 1, 11)
 ZONES = ["America/New_York", "Asia/Tokyo", "Europe/London", "America/Santiago"]

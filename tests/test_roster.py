@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drip.roster import read_roster
+from drip.launch.roster import read_roster
 
 names = st.text(
     st.characters(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from drip.senders import Vouch, address_forms, address_key, parse_results, same_address, trusted_results
+from drip.core.senders import Vouch, address_forms, address_key, parse_results, same_address, trusted_results
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from drip.cohort import load_cohort
-from drip.message import build, cohort_view, links_for, recipient_of
-from drip.plan import program_end
-from drip.render import Templates
+from drip.core.message import build, cohort_view, links_for, recipient_of
+from drip.core.plan import program_end
+from drip.core.render import Templates
+from drip.launch.cohort import load_cohort
 
 LIMIT = 2.0
 

@@ -7,10 +7,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select, text
 
-from drip.errors import StoreError
-from drip.models import metadata
-from drip.plainsql import Plain
-from drip.store import Store, cohort_table, event_table, participant_table
+from drip.core.errors import StoreError
+from drip.storage.plainsql import Plain
+from drip.storage.store import Store, cohort_table, event_table, participant_table
+from drip.storage.tables import metadata
 
 
 def test_migrations_build_exactly_the_models(store: Store) -> None:
@@ -24,7 +24,7 @@ def test_upgrading_from_the_first_schema_keeps_the_data(tmp_path, now) -> None:
     """A database made by the first release, upgraded in place: its rows survive."""
     from alembic import command
 
-    from drip.store import _alembic_config, head_revision
+    from drip.storage.store import _alembic_config, head_revision
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     with Store(url, migrate=False) as old, old.transaction() as conn:
@@ -127,7 +127,7 @@ def test_sqlite_writers_of_other_processes_queue_on_the_lock_file(tmp_path) -> N
 
     url = f"sqlite:///{tmp_path / 'drip.db'}"
     script = (
-        "import sys, time; from sqlalchemy import text; from drip.store import Store\n"
+        "import sys, time; from sqlalchemy import text; from drip.storage.store import Store\n"
         "with Store(sys.argv[1], migrate=False) as db:\n"
         "    print('ready', flush=True)\n"
         "    with db.transaction() as conn:\n"
@@ -208,7 +208,7 @@ def test_plain_sql_errors_are_store_errors_and_write_nothing(store: Store, now: 
 
 def test_bulk_inserts_keep_every_value_on_both_databases(store: Store, now: dt.datetime) -> None:
     """insert_rows: executemany on SQLite, COPY on PostgreSQL, from a generator, with the same rows back."""
-    from drip.store import insert_participants, insert_rows
+    from drip.storage.store import insert_participants, insert_rows
 
     paris = dt.timezone(dt.timedelta(hours=1))
     with store.transaction() as conn:
@@ -241,7 +241,7 @@ def test_bulk_inserts_keep_every_value_on_both_databases(store: Store, now: dt.d
 
 
 def test_the_newest_revision_is_known_from_the_file_names() -> None:
-    from drip.store import head_revision, known_revision
+    from drip.storage.store import head_revision, known_revision
 
     assert known_revision() == head_revision()
 
@@ -252,7 +252,7 @@ def test_opening_an_up_to_date_database_leaves_alembic_unloaded(database_url: st
     import sys
 
     Store(database_url).close()
-    script = "import sys; from drip.store import Store; Store(sys.argv[1]).close(); print('alembic' in sys.modules)"
+    script = "import sys; from drip.storage.store import Store; Store(sys.argv[1]).close(); print('alembic' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", script, database_url], capture_output=True, text=True, check=True
     )

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drip.tokens import TOKEN_LENGTH, Action, TokenError, TokenExpired, make_token, read_token
+from drip.core.tokens import TOKEN_LENGTH, Action, TokenError, TokenExpired, make_token, read_token
 
 OLD, NEW = "o" * 32, "n" * 32
 DAY = dt.date(2027, 3, 1)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SMTPServer, running_smtp_server
-from drip.errors import ConfigError
-from drip.transport import (
+from drip.core.errors import ConfigError
+from drip.sending.transport import (
     FileTransport,
     PermanentSendError,
     RelayError,

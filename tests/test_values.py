@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from drip.values import (
+from drip.core.values import (
     InvalidValue,
     check_header_safe,
     parse_clock,
@@ -184,7 +184,7 @@ def test_mailbox_splits_name_and_address() -> None:
 
 
 def test_names_are_limited_in_length() -> None:
-    from drip.values import parse_name
+    from drip.core.values import parse_name
 
     assert parse_name("  Ana   María\u00a0Ruiz ") == "Ana María Ruiz"
     with pytest.raises(InvalidValue, match="at most 200"):

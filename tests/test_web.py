@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, _free_port
-from drip import catcher
 from drip.config import load_settings
-from drip.web import create_app
+from drip.sending import catcher
+from drip.web.app import create_app
 
 EXAMPLE = ROOT / "cohorts" / "example"
 
@@ -158,8 +158,8 @@ def test_a_password_opens_the_inbox_to_others(mail_dir: Path) -> None:
     ],
 )
 def test_serving_the_inbox_to_the_network_is_refused(host: str, more: dict, refused: bool) -> None:
-    from drip.errors import ConfigError
-    from drip.web import check_exposure
+    from drip.core.errors import ConfigError
+    from drip.web.app import check_exposure
 
     settings = dataclasses.replace(load_settings(environ={}), **more)
     if refused:
@@ -181,13 +181,13 @@ def test_drip_serve_on_every_address_without_a_password_says_why_in_one_line(run
 def test_the_pages_say_nothing_of_the_server_software(tmp_path: Path) -> None:
     import urllib.request
 
-    from drip import worker
+    from drip import service
 
     port = _free_port()
     settings = dataclasses.replace(
         load_settings(environ={}), database_url=f"sqlite:///{tmp_path / 'd.db'}", listen=("127.0.0.1", port),
         mail_dir=str(tmp_path / "mail"),
     )  # fmt: skip
-    with worker.serving(settings, lambda said: None):
+    with service.serving(settings, lambda said: None):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
             assert answer.status == 200 and answer.headers.get("Server") is None

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drip import wording
-from drip.wording import RULES_FILE, Rules, Verdict
+from drip.core import wording
+from drip.core.wording import RULES_FILE, Rules, Verdict
 
 DONE, NOT_DONE, DOUBT, OTHER, EMPTY = (
     Verdict.DONE, Verdict.NOT_DONE, Verdict.DOUBT, Verdict.OTHER, Verdict.EMPTY,

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, CohortFactory, SMTPServer
-from drip import actions, enrol, worker
-from drip.cohort import load_cohort
+from drip import changes, service
 from drip.config import load_settings
-from drip.ingest import Ingester
-from drip.mailboxes import source_for
-from drip.store import Store
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.replies.handling import Ingester
+from drip.replies.mailboxes import source_for
+from drip.storage.store import Store
 
 UTC = dt.UTC
 ROSTER = """\
@@ -64,10 +65,10 @@ def walked(database_url: str, smtp_server: SMTPServer, make_cohort: CohortFactor
     with Store(database_url) as db:
         with db.transaction() as conn:
             enrol.sync_cohort(conn, cohort, ENROLLED)
-        worker.run_once(settings, db, dt.datetime(2027, 1, 10, tzinfo=UTC), ANA_DONE, step, say)
+        service.run_once(settings, db, dt.datetime(2027, 1, 10, tzinfo=UTC), ANA_DONE, step, say)
         with db.transaction() as conn:
-            ana = actions.find_person(conn, "test-cohort", "ana@example.com")
-            actions.complete(conn, ana, "short", ANA_DONE, actions.Evidence("link"))
+            ana = changes.find_person(conn, "test-cohort", "ana@example.com")
+            changes.complete(conn, ana, "short", ANA_DONE, changes.Evidence("link"))
         reminder = next(
             m.message
             for m in smtp_server.messages
@@ -83,13 +84,13 @@ def walked(database_url: str, smtp_server: SMTPServer, make_cohort: CohortFactor
         source = tmp_reply(folder, reply)
         Ingester(db, settings).read(source_for(file=str(source)), BEN_REPLIED)
         with db.transaction() as conn:
-            cleo = actions.find_person(conn, "test-cohort", "cleo@example.com")
-            actions.bounce(conn, cleo, CLEO_BOUNCED, actions.Evidence("reply"), "5.1.1 mailbox unavailable")
-        worker.run_once(settings, db, ANA_DONE, BEN_DONE, step, say)
+            cleo = changes.find_person(conn, "test-cohort", "cleo@example.com")
+            changes.bounce(conn, cleo, CLEO_BOUNCED, changes.Evidence("reply"), "5.1.1 mailbox unavailable")
+        service.run_once(settings, db, ANA_DONE, BEN_DONE, step, say)
         with db.transaction() as conn:
-            ben = actions.find_person(conn, "test-cohort", "ben@example.com")
-            actions.complete(conn, ben, "short", BEN_DONE, actions.Evidence("link"))
-        worker.run_once(settings, db, BEN_DONE, AS_OF, step, say)
+            ben = changes.find_person(conn, "test-cohort", "ben@example.com")
+            changes.complete(conn, ben, "short", BEN_DONE, changes.Evidence("link"))
+        service.run_once(settings, db, BEN_DONE, AS_OF, step, say)
     return Walked(database_url, folder)
 
 

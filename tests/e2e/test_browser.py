@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from conftest import EMAILS, CohortFactory, SMTPServer, _free_port
-from drip import enrol, keys
-from drip.cohort import load_cohort
 from drip.config import load_settings
-from drip.dispatch import Dispatcher
-from drip.store import Store
-from drip.transport import open_transport
-from drip.web import create_app
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.sending.dispatcher import Dispatcher
+from drip.sending.transport import open_transport
+from drip.storage import keyring
+from drip.storage.store import Store
+from drip.web.app import create_app
 
 UTC = dt.UTC
 ANA = "ana@example.com"
@@ -42,7 +43,7 @@ def site(tmp_path: Path, make_cohort: CohortFactory, smtp_server: SMTPServer) ->
     db = Store(settings.database_url)
     with db.transaction() as conn:
         enrol.sync_cohort(conn, load_cohort(make_cohort(), [EMAILS]), dt.datetime(2027, 1, 4, 12, tzinfo=UTC))
-        keys.prepare(settings, conn)
+        keyring.prepare(settings, conn)
     dispatcher = Dispatcher(db, settings, lambda: open_transport(smtp_server.url))
     walk(dispatcher, dt.datetime(2027, 1, 11, tzinfo=UTC), dt.datetime(2027, 1, 12, 18, tzinfo=UTC))
     clicked = dt.datetime(2027, 1, 13, 15, tzinfo=UTC)

@@ -6,10 +6,12 @@ import email.utils
 from zoneinfo import ZoneInfo
 
 from conftest import ROOT, SMTPServer
-from drip import enrol, report, worker
-from drip.cohort import load_cohort
+from drip import service
 from drip.config import load_settings
-from drip.store import Store
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.owners import texts
+from drip.storage.store import Store
 
 UTC = dt.UTC
 STEP = dt.timedelta(hours=6)
@@ -20,7 +22,7 @@ def test_campaign_in_virtual_time_matches_the_plan(database_url: str, smtp_serve
     enrolled = dt.datetime(2027, 1, 4, 12, tzinfo=UTC)
     planned = {
         (entry.email, entry.step): entry.at
-        for entry in report.planned_entries(list(enrol.plan_cohort(cohort, enrolled)))
+        for entry in texts.planned_entries(list(enrol.plan_cohort(cohort, enrolled)))
         if entry.status == "scheduled"
     }
     settings = dataclasses.replace(
@@ -33,7 +35,7 @@ def test_campaign_in_virtual_time_matches_the_plan(database_url: str, smtp_serve
             enrol.sync_cohort(conn, cohort, enrolled)
         # Up to the program's end: the monthly check-ins run six months after the last deadline.
         start, end = dt.datetime(2027, 1, 10, tzinfo=UTC), dt.datetime(2027, 10, 12, tzinfo=UTC)
-        tally = worker.run_once(settings, db, start, end, STEP, lambda message: None)
+        tally = service.run_once(settings, db, start, end, STEP, lambda message: None)
     received = {}
     digests = []
     for message in (m.message for m in smtp_server.messages):

@@ -17,12 +17,13 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from conftest import EMAILS, CohortFactory, _free_port, wait_for_pages
-from drip import enrol, keys
 from drip.cli import main
-from drip.cohort import load_cohort
 from drip.config import load_settings
-from drip.mailboxes import IMAPSource, MailboxError
-from drip.store import Store, delivery_table, goal_table, participant_table
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.replies.mailboxes import IMAPSource, MailboxError
+from drip.storage import keyring
+from drip.storage.store import Store, delivery_table, goal_table, participant_table
 
 DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
 REPLIES = Path(__file__).parent.parent / "data" / "replies"
@@ -172,7 +173,7 @@ def database(tmp_path: Path, make_cohort: CohortFactory) -> str:
     url = f"sqlite:///{tmp_path / 'drip.db'}"
     with Store(url) as db, db.transaction() as conn:
         enrol.sync_cohort(conn, load_cohort(make_cohort(), [EMAILS]), dt.datetime(2027, 1, 4, 12, tzinfo=UTC))
-        keys.prepare(load_settings(environ={}), conn)
+        keyring.prepare(load_settings(environ={}), conn)
         conn.execute(
             update(delivery_table)
             .where(

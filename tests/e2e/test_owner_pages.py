@@ -12,7 +12,7 @@ import pytest
 
 from conftest import _free_port
 from drip.config import load_settings
-from drip.web import create_app
+from drip.web.app import create_app
 from walked import AS_OF, Walked
 
 CHROMIUM = shutil.which("chromium")

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import EMAILS, CohortFactory, SMTPServer
-from drip import enrol
-from drip.cohort import load_cohort
-from drip.store import Store, delivery_table
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.storage.store import Store, delivery_table
 
 PEOPLE = 150
 DUE = "2027-01-11T15:00Z"  # every welcome (09:00 in New York) is due

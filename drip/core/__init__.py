@@ -1,0 +1,1 @@
+"""The rules of drip, pure: no database, web server or SMTP is imported here."""

@@ -1,0 +1,354 @@
+"""Build one participant's email for one step: context, links, render, calendar entry, MIME.
+
+Pure apart from reading templates: everything it needs comes in as values,
+so the same code serves ``drip start`` (checking), ``drip preview``,
+``drip send-test`` and dispatch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from drip.core import ics
+from drip.core.mime import Attachment, Mailbox, Message, compose
+from drip.core.plan import Timing, goal_dates
+from drip.core.program import AnchorKind, Program, Step
+from drip.core.render import Rendered, Templates
+from drip.core.tokens import Action, make_token, message_tag, thread_index
+from drip.core.values import Address, InvalidValue, check_header_safe, first_name
+
+#: goal links keep working this long after the cohort's last day
+LINK_GRACE_DAYS = 30
+#: RFC 5321's limit on the part of an address before the @
+MAX_LOCAL_PART = 64
+TEST_PREFIX = "[TEST] "
+
+
+@dataclass(frozen=True)
+class GoalView:
+    key: str
+    title: str
+    description: str
+    deadline: dt.date
+    #: the day the goal opens for this participant
+    opens: dt.date
+    status: str = "open"
+    #: the goal row's id, which links carry; 0 before the cohort is stored
+    id: int = 0
+    #: how a done goal was recorded: link, reply or admin
+    via: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A participant as an email needs them."""
+
+    email: str
+    name: str
+    timezone: str
+    goals: tuple[GoalView, ...]
+    delegate_email: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    #: the participant row's id; 0 before the cohort is stored
+    id: int = 0
+
+    @property
+    def first_name(self) -> str:
+        return first_name(self.name, self.fields)
+
+
+@dataclass(frozen=True)
+class CohortView:
+    slug: str
+    name: str
+    program: Program
+    sender: Mailbox
+    reply_to: Mailbox | None
+    owners: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Links:
+    """Builds the signed links and reply addresses an email carries."""
+
+    base_url: str
+    keys: tuple[str, ...]
+    #: where replies go: plus-addressed with a token for "reply done"
+    reply_address: str
+    expires: dt.date
+
+    def _token(self, action: Action, object_id: int, expires: dt.date | None) -> str:
+        return _token(self.keys, action, object_id, expires)
+
+    def done_url(self, goal: GoalView) -> str:
+        return f"{self.base_url}/done/{self._token(Action.DONE, goal.id, self.expires)}"
+
+    def snooze_url(self, goal: GoalView) -> str:
+        return f"{self.base_url}/snooze/{self._token(Action.SNOOZE, goal.id, self.expires)}"
+
+    def reopen_url(self, goal: GoalView) -> str:
+        return f"{self.base_url}/reopen/{self._token(Action.REOPEN, goal.id, self.expires)}"
+
+    def unsubscribe_url(self, recipient: Recipient) -> str:
+        return f"{self.base_url}/unsubscribe/{self._token(Action.UNSUBSCRIBE, recipient.id, None)}"
+
+    def _mailto(self, token: str, subject: str) -> str:
+        """Return a mailto: the token plus-addressed, or in the subject if the address would grow too long."""
+        reply = Address(self.reply_address)
+        tagged = reply.tagged(token)
+        if len(tagged.local) <= MAX_LOCAL_PART:
+            return f"mailto:{tagged.ascii}?subject={quote(subject)}"
+        return f"mailto:{reply.tagged('').ascii.replace('+@', '@')}?subject={quote(f'{subject} [{token}]')}"
+
+    def reply_done_mailto(self, goal: GoalView) -> str:
+        return self._mailto(self._token(Action.DONE, goal.id, self.expires), "Done: " + goal.title)
+
+    def unsubscribe_mailto(self, recipient: Recipient) -> str:
+        return self._mailto(self._token(Action.UNSUBSCRIBE, recipient.id, None), "unsubscribe")
+
+
+@lru_cache(maxsize=4096)
+def _token(keys: tuple[str, ...], action: Action, object_id: int, expires: dt.date | None) -> str:
+    # One email carries the same link several times (button, text part, calendar entry).
+    return make_token(keys, action, object_id, expires)
+
+
+@dataclass(frozen=True)
+class Built:
+    message: Message
+    rendered: Rendered
+
+    def as_bytes(self) -> bytes:
+        return compose(self.message)
+
+
+def context(
+    cohort: CohortView, recipient: Recipient, step: Step, when: dt.datetime, links: Links
+) -> dict[str, Any]:
+    """Return what a step's templates may use; see the README for each name."""
+    return step_context(base_context(cohort, recipient, when, links), step)
+
+
+def base_context(cohort: CohortView, recipient: Recipient, when: dt.datetime, links: Links) -> dict[str, Any]:
+    """Return the part of the context that is the same for every step of one participant."""
+    today = when.astimezone(ZoneInfo(recipient.timezone)).date()
+    views = {goal.key: goal for goal in recipient.goals}
+
+    def view(goal: Any) -> GoalView:
+        return views[goal if isinstance(goal, str) else goal["key"]]
+
+    return {
+        "participant": {
+            **recipient.fields,
+            "name": recipient.name,
+            "first_name": recipient.first_name,
+            "email": recipient.email,
+            "timezone": recipient.timezone,
+            "delegate_email": recipient.delegate_email or "",
+        },
+        "goals": [_goal_context(goal, today) for goal in recipient.goals],
+        "cohort": {
+            "name": cohort.name,
+            "owners": list(cohort.owners),
+            "sender_name": cohort.sender.name or cohort.sender.address,
+        },
+        "program": {"name": cohort.program.name},
+        "today": today,
+        "done_url": lambda goal: links.done_url(view(goal)),
+        "snooze_url": lambda goal: links.snooze_url(view(goal)),
+        "reply_done_mailto": lambda goal: links.reply_done_mailto(view(goal)),
+        "reopen_url": lambda goal: links.reopen_url(view(goal)),
+        "unsubscribe_url": links.unsubscribe_url(recipient),
+    }
+
+
+def step_context(base: dict[str, Any], step: Step) -> dict[str, Any]:
+    """Add the step's own goal, and the one after it, to a participant's base context."""
+    goals = base["goals"]
+    index = next((i for i, goal in enumerate(goals) if goal["key"] == step.goal), None)
+    current = goals[index] if index is not None else None
+    following = goals[index + 1] if index is not None and index + 1 < len(goals) else None
+    others_open = [goal for goal in goals if goal["key"] != step.goal and goal["status"] == "open"]
+    return {
+        **base,
+        "goal": current,
+        "next_goal": following,
+        "other_goals_open": others_open,
+        "step": step.key,
+        # Which occurrence of a repeating step this is, from 1, and of how many; None otherwise.
+        "occurrence": step.occurrence,
+        "occurrences": step.occurrences,
+    }
+
+
+def _goal_context(goal: GoalView, today: dt.date) -> dict[str, Any]:
+    return {
+        "key": goal.key,
+        "title": goal.title,
+        "description": goal.description,
+        "deadline": goal.deadline,
+        "opens": goal.opens,
+        "days_left": (goal.deadline - today).days,
+        "status": goal.status,
+        "via": goal.via,
+    }
+
+
+def build(
+    templates: Templates,
+    cohort: CohortView,
+    recipient: Recipient,
+    step: Step,
+    *,
+    when: dt.datetime,
+    delivery_id: str,
+    instance: str,
+    links: Links,
+    test: bool = False,
+    dated: dt.datetime | None = None,
+) -> Built:
+    """Render ``step`` for ``recipient`` as of ``when`` and assemble the message.
+
+    ``dated`` sets the Date header when it is not ``when`` (a proof sent today of
+    an email due next month).
+    """
+    rendered = templates.render(step.template, context(cohort, recipient, step, when, links))
+    check_subject(rendered.subject, recipient)
+    subject = TEST_PREFIX + rendered.subject if test else rendered.subject
+    domain = Address(cohort.sender.address).ascii_domain  # IDNA, for the Message-ID
+    reply_name = (cohort.reply_to or cohort.sender).name
+    headers = [
+        (
+            "List-Unsubscribe",
+            f"<{links.unsubscribe_url(recipient)}>, <{links.unsubscribe_mailto(recipient)}>",
+        ),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Drip-Cohort", cohort.slug),
+        ("X-Drip-Step", step.key),
+        # Outlook may answer with this alone, no In-Reply-To: it still ties the reply to this email.
+        ("Thread-Index", thread_index(links.keys, delivery_id, when)),
+    ]
+    if step.goal:
+        headers.append(("X-Drip-Goal", step.goal))
+    message = Message(
+        sender=cohort.sender,
+        to=Mailbox(recipient.name, recipient.email),
+        cc=(Mailbox("", recipient.delegate_email),) if recipient.delegate_email else (),
+        reply_to=Mailbox(reply_name, links.reply_address),
+        subject=subject,
+        date=dated or when,
+        message_id=f"<drip.{delivery_id}.{message_tag(links.keys, instance, delivery_id)}@{domain}>",
+        text=rendered.text,
+        html=rendered.html,
+        boundary_seed=f"{instance}{delivery_id}",
+        headers=tuple(headers),
+        attachments=_calendar(cohort, recipient, step, when, links, domain),
+    )
+    return Built(message, rendered)
+
+
+def check_subject(subject: str, recipient: Recipient) -> None:
+    """Refuse a subject that holds a roster value unfit for a header, even with its line breaks folded.
+
+    Rendering folds runs of whitespace, so "CEO\\nBcc: x" would arrive as harmless
+    text; it is refused all the same, because it is someone's attempt, or
+    mistake, that the program owner should see.
+    """
+    check_header_safe(subject)
+    for value in recipient.fields.values():
+        try:
+            check_header_safe(value)
+        except InvalidValue:
+            if " ".join(value.split()) in subject:
+                raise
+            continue
+
+
+def _calendar(
+    cohort: CohortView, recipient: Recipient, step: Step, when: dt.datetime, links: Links, domain: str
+) -> tuple[Attachment, ...]:
+    """Return the deadline as a calendar entry, for steps that are about a deadline."""
+    if not step.goal or step.at.kind not in (AnchorKind.OPENS, AnchorKind.DEADLINE):
+        return ()
+    goal = next(goal for goal in recipient.goals if goal.key == step.goal)
+    person = hashlib.sha256(f"{cohort.slug}\0{recipient.email.casefold()}".encode()).hexdigest()[:16]
+    data = ics.deadline_event(
+        uid=f"drip-{person}-{goal.key}@{domain}",
+        summary=f"Due: {goal.title}",
+        description=f"{goal.description}\n\nMark it done: {links.done_url(goal)}",
+        day=goal.deadline,
+        stamp=when,
+        url=links.done_url(goal),
+    )
+    return (Attachment("text/calendar; charset=utf-8; method=PUBLISH", "deadline.ics", data),)
+
+
+def cohort_view(cohort: Any) -> CohortView:
+    """Return the CohortView of a loaded cohort folder."""
+    reply_to = Mailbox(*cohort.reply_to) if cohort.reply_to else None
+    return CohortView(
+        cohort.slug, cohort.name, cohort.program, Mailbox(*cohort.sender), reply_to, cohort.owners
+    )
+
+
+def links_for(settings_base_url: str, keys: Sequence[str], reply_address: str, last_day: dt.date) -> Links:
+    """Return the link builder for a participant whose program ends on ``last_day``."""
+    return Links(settings_base_url, tuple(keys), reply_address, last_day + dt.timedelta(days=LINK_GRACE_DAYS))
+
+
+def recipient_of(
+    participant: Any,
+    program: Program,
+    timing: Timing,
+    goal_ids: Mapping[str, int] | None = None,
+    statuses: Mapping[str, str] | None = None,
+    participant_id: int = 0,
+    vias: Mapping[str, str | None] | None = None,
+) -> Recipient:
+    """Return the Recipient for a participant (ids 0 and goals open until stored)."""
+    ids, states, how = goal_ids or {}, statuses or {}, vias or {}
+    dates = goal_dates(program, timing)
+    return Recipient(
+        email=participant.email,
+        name=participant.name,
+        timezone=participant.timezone,
+        delegate_email=current_delegate(participant),
+        fields=dict(participant.fields),
+        id=participant_id,
+        goals=tuple(
+            GoalView(
+                g.key,
+                g.title,
+                g.description,
+                dates[g.key].deadline,
+                dates[g.key].opens,
+                states.get(g.key, "open"),
+                ids.get(g.key, 0),
+                how.get(g.key),
+            )
+            for g in program.goals
+        ),
+    )
+
+
+def current_delegate(participant: Any) -> str | None:
+    """Return the delegate to copy, unless that address has bounced (a new one in the roster is used)."""
+    delegate = participant.delegate_email
+    bounced = getattr(participant, "delegate_bounced", None)
+    if delegate and bounced and delegate.casefold() == bounced:
+        return None
+    return delegate
+
+
+def addresses_of(built: Built) -> Sequence[str]:
+    """Return who the message goes to: the participant and any delegate."""
+    boxes = [built.message.to, *built.message.cc]
+    return [box.address for box in boxes]

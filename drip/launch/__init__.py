@@ -1,0 +1,1 @@
+"""Reading a cohort folder, checking it, and enrolling its participants."""

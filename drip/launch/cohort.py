@@ -1,0 +1,433 @@
+"""Load and validate a cohort folder: ``cohort.toml`` and its roster.
+
+Nothing here writes or sends. Every problem in both files is collected in one
+pass and raised together as a :class:`CohortError`, so a comms person fixes
+their spreadsheet once, not once per error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from drip.core.errors import CohortError, Problem
+from drip.core.plan import Timing, repeat_warnings, timing_warnings
+from drip.core.program import Program, find_program, load_program
+from drip.core.values import (
+    InvalidValue,
+    check_header_safe,
+    parse_clock,
+    parse_date,
+    parse_date_or_offset,
+    parse_email,
+    parse_mailbox,
+    parse_timezone,
+)
+from drip.launch.roster import DEFAULT_LIMITS, Limits, Participant, read_roster
+
+COHORT_FILE = "cohort.toml"
+DEFAULT_ROSTER = "roster.csv"
+DEFAULT_SEND_TIME = dt.time(9, 0)
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+KNOWN_FIELDS = {
+    "name", "slug", "program", "start", "end", "timezone", "send_time", "skip_weekends",
+    "sender", "reply_to", "owners", "goals", "roster", "skip_steps", "digest",
+}  # fmt: skip
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class DigestTime:
+    """When the owners' weekly digest goes: a weekday and a time, in the cohort's zone."""
+
+    weekday: int
+    at: dt.time
+
+    def record(self) -> dict[str, str]:
+        return {"day": WEEKDAYS[self.weekday], "time": self.at.strftime("%H:%M")}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, str]) -> DigestTime:
+        return cls(WEEKDAYS.index(record["day"]), parse_clock(record["time"]))
+
+
+#: Mondays at 08:00, unless cohort.toml says otherwise
+DEFAULT_DIGEST = DigestTime(0, dt.time(8, 0))
+
+
+@dataclass(frozen=True)
+class Cohort:
+    slug: str
+    name: str
+    path: Path
+    program: Program
+    start: dt.date
+    end: dt.date | None
+    timezone: str
+    send_time: dt.time
+    skip_weekends: bool
+    sender: tuple[str, str]
+    reply_to: tuple[str, str] | None
+    owners: tuple[str, ...]
+    deadlines: Mapping[str, dt.date]
+    participants: tuple[Participant, ...]
+    roster_file: Path
+    #: things worth saying that do not stop the launch
+    warnings: tuple[str, ...] = ()
+    #: whether cohort.toml names the slug (else it is the folder's name)
+    slug_is_explicit: bool = False
+    #: when the owners' weekly digest goes; None: no digest
+    digest: DigestTime | None = DEFAULT_DIGEST
+
+    def timing(self, participant: Participant) -> Timing:
+        """Return what places this participant's steps in time."""
+        return Timing(
+            start=self.start,
+            timezone=participant.timezone,
+            send_time=self.send_time,
+            skip_weekends=self.skip_weekends,
+            deadlines=participant.deadlines,
+            end=self.end,
+        )
+
+
+def load_cohort(path: Path, emails_dirs: list[Path], limits: Limits = DEFAULT_LIMITS) -> Cohort:
+    """Load the cohort in folder ``path``; look for its program in ``emails_dirs``."""
+    return _CohortLoader(path, emails_dirs, limits).load()
+
+
+def default_emails_dirs(cohort_path: Path, configured: Path) -> list[Path]:
+    """Where to look for programs: the configured folder, then the cohort's project."""
+    project_emails = cohort_path.resolve().parent.parent / "emails"
+    dirs = [configured.resolve()]
+    if project_emails not in dirs:
+        dirs.append(project_emails)
+    return dirs
+
+
+class _CohortLoader:
+    def __init__(self, path: Path, emails_dirs: list[Path], limits: Limits) -> None:
+        self.path = path
+        self.limits = limits
+        self.file = path / COHORT_FILE
+        self.label = str(self.file)
+        self.emails_dirs = emails_dirs
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def problem(self, key: str | None, message: str) -> None:
+        self.problems.append(Problem(self.label, message, key=key))
+
+    def value(
+        self, data: Mapping[str, Any], key: str, parse: Any, default: Any = None, required: bool = False
+    ) -> Any:
+        """Parse ``data[key]``, recording a problem instead of raising."""
+        if key not in data:
+            if required:
+                self.problem(key, f"the field {key!r} is missing")
+            return default
+        try:
+            return parse(data[key])
+        except InvalidValue as exc:
+            self.problem(key, str(exc))
+            return default
+
+    def load(self) -> Cohort:
+        if not self.path.is_dir():
+            raise CohortError([Problem(str(self.path), "no such cohort folder")])
+        try:
+            data = tomllib.loads(self.file.read_text(encoding="utf-8-sig"))
+        except FileNotFoundError:
+            raise CohortError(
+                [Problem(self.label, f"file not found; a cohort folder needs {COHORT_FILE}")]
+            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise CohortError([Problem(self.label, f"not valid TOML: {exc}")]) from None
+        except OSError as exc:
+            raise CohortError([Problem(self.label, f"cannot be read ({exc.strerror})")]) from None
+
+        for key in data:
+            if key not in KNOWN_FIELDS:
+                close = difflib.get_close_matches(key, sorted(KNOWN_FIELDS), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(KNOWN_FIELDS))}"
+                self.problem(key, f"unknown field {key!r}; {hint}")
+
+        name = self.value(data, "name", _text, "", required=True)
+        slug = self.value(data, "slug", _slug, None) or self.path.resolve().name
+        if "slug" not in data and not SLUG_PATTERN.match(slug):
+            self.problem(
+                None,
+                f'the folder name {slug!r} cannot be the cohort\'s id; set slug = "..." (a-z, 0-9, - and _)',
+            )
+        program = self.program(data)
+        if program is not None and "skip_steps" in data:
+            program = self.without_steps(program, data["skip_steps"])
+        start = self.value(data, "start", parse_date, None, required=True)
+        end = self.value(data, "end", parse_date, None)
+        timezone = self.value(data, "timezone", lambda v: parse_timezone(_text(v)), "UTC", required=True)
+        send_time = self.value(data, "send_time", parse_clock, DEFAULT_SEND_TIME)
+        skip_weekends = self.value(data, "skip_weekends", _boolean, True)
+        sender = self.value(data, "sender", lambda v: parse_mailbox(_text(v)), None, required=True)
+        reply_to = self.value(data, "reply_to", lambda v: parse_mailbox(_text(v)), None)
+        owners = self.value(data, "owners", _owners, ())
+        digest = self.value(data, "digest", _digest, DEFAULT_DIGEST)
+        if "name" in data:
+            self.value(data, "name", lambda v: check_header_safe(_text(v)))
+        deadlines = self.deadlines(data.get("goals", {}), program, start)
+        if end is not None and start is not None and end < start:
+            self.problem("end", f"end {end} is before start {start}; move it after the start")
+
+        roster_name = self.value(data, "roster", _text, DEFAULT_ROSTER) or DEFAULT_ROSTER
+        roster = read_roster(
+            self.path / roster_name,
+            goal_keys=program.goal_keys if program else None,
+            default_timezone=timezone,
+            start=start,
+            deadlines=deadlines,
+            limits=self.limits,
+        )
+        self.problems.extend(roster.problems)
+        self.warnings.extend(roster.warnings)
+        if end is not None and start is not None and end >= start:
+            self.deadlines_after_end(end, deadlines, roster.participants, self.path / roster_name)
+        if self.problems:
+            raise CohortError(self.problems)
+        assert program is not None and start is not None and sender is not None
+        cohort = Cohort(
+            slug=slug,
+            name=name,
+            path=self.path,
+            program=program,
+            start=start,
+            end=end,
+            timezone=timezone,
+            send_time=send_time,
+            skip_weekends=skip_weekends,
+            sender=sender,
+            reply_to=reply_to,
+            owners=owners,
+            deadlines=deadlines,
+            participants=roster.participants,
+            roster_file=self.path / roster_name,
+            slug_is_explicit="slug" in data,
+            digest=digest,
+        )
+        warnings = (*self.warnings, *_timing_warnings(cohort), *_repeat_warnings(cohort))
+        return replace(cohort, warnings=warnings)
+
+    def deadlines_after_end(
+        self,
+        end: dt.date,
+        deadlines: Mapping[str, dt.date],
+        participants: Sequence[Participant],
+        roster: Path,
+    ) -> None:
+        for goal, day in deadlines.items():
+            if day > end:
+                self.problem("end", f"end {end} is before the {goal} deadline {day}; move the end later")
+        for participant in participants:
+            for goal in sorted(participant.own_deadlines):
+                day = participant.deadlines[goal]
+                if day > end:
+                    message = f"{day} is after the cohort's end, {end}; pick an earlier date"
+                    self.problems.append(
+                        Problem(str(roster), message, row=participant.row, column=f"{goal}_deadline")
+                    )
+
+    def program(self, data: Mapping[str, Any]) -> Program | None:
+        name = self.value(data, "program", _text, None, required=True)
+        if not name:
+            return None
+        try:
+            folder = (self.path / name) if "/" in name else find_program(name, self.emails_dirs)
+            return load_program(folder)
+        except InvalidValue as exc:
+            self.problem("program", str(exc))
+        except CohortError as exc:
+            self.problems.extend(exc.problems)
+        return None
+
+    def without_steps(self, program: Program, raw: object) -> Program:
+        """Return ``program`` without the steps this cohort leaves out."""
+        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+            self.problem("skip_steps", 'write the steps to leave out as a list: skip_steps = ["policy"]')
+            return program
+        known = [step.key for step in program.steps]
+        for key in raw:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.problem(
+                    "skip_steps", f"unknown step {key!r}; {hint}steps of {program.key}: {', '.join(known)}"
+                )
+        return replace(program, steps=tuple(step for step in program.steps if step.key not in raw))
+
+    def deadlines(self, raw: object, program: Program | None, start: dt.date | None) -> dict[str, dt.date]:
+        """Return the cohort's deadline for each goal: its own, else the program's default."""
+        if not isinstance(raw, dict):
+            self.problem("goals", "write per-goal settings as tables: [goals.short] deadline = 2027-03-15")
+            raw = {}
+        if program is None or start is None:
+            return {}
+        deadlines: dict[str, dt.date] = {}
+        for key, table in raw.items():
+            if key not in program.goal_keys:
+                close = difflib.get_close_matches(key, list(program.goal_keys), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.problem(
+                    f"goals.{key}",
+                    f"unknown goal {key!r}; {hint}goals of {program.key}: {', '.join(program.goal_keys)}",
+                )
+            elif not isinstance(table, dict) or set(table) - {"deadline"}:
+                self.problem(
+                    f"goals.{key}", f'write [goals.{key}] with one field: deadline = 2027-03-15 or "+3w"'
+                )
+            elif "deadline" in table:
+                try:
+                    deadlines[key] = parse_date_or_offset(table["deadline"], start)
+                except InvalidValue as exc:
+                    self.problem(f"goals.{key}.deadline", str(exc))
+        for goal in program.goals:
+            deadlines.setdefault(goal.key, start + dt.timedelta(days=goal.deadline_days))
+        for message in deadline_order_problems(deadlines, program.goal_keys, start):
+            self.problem("goals", message)
+        return deadlines
+
+
+def _timing_warnings(cohort: Cohort) -> list[str]:
+    """Say, once per goal, which participants have too little time for that goal's emails."""
+    by_goal: dict[str, list[tuple[int, str]]] = {}
+    for participant in cohort.participants:
+        for warning in timing_warnings(cohort.program, cohort.timing(participant)):
+            by_goal.setdefault(warning.split(" ", 1)[0], []).append((participant.row, warning))
+    messages = []
+    for goal, found in by_goal.items():
+        rows = ", ".join(str(row) for row, _ in found[:8]) + (", ..." if len(found) > 8 else "")
+        messages.append(
+            f"{cohort.roster_file}: {len(found)} participant(s) (rows {rows}) have too little time for "
+            f"{goal}: {found[0][1]}; some of those emails will arrive out of order or be skipped. "
+            "Space the deadlines further apart"
+        )
+    return messages
+
+
+def _repeat_warnings(cohort: Cohort) -> list[str]:
+    """Say, once per repeating step, which participants' timelines reach past its most occurrences."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    seen: dict[tuple[object, ...], list[str]] = {}
+    for participant in cohort.participants:
+        timing = cohort.timing(participant)
+        if timing.key() not in seen:
+            seen[timing.key()] = repeat_warnings(cohort.program, timing)
+        for warning in seen[timing.key()]:
+            found.setdefault(warning.split(" ", 1)[0], []).append((participant.row, warning))
+    messages = []
+    for rows_and_warnings in found.values():
+        rows = ", ".join(str(row) for row, _ in rows_and_warnings[:8])
+        more = ", ..." if len(rows_and_warnings) > 8 else ""
+        messages.append(
+            f"{cohort.roster_file}: {len(rows_and_warnings)} participant(s) (rows {rows}{more}): "
+            f"{rows_and_warnings[0][1]}. Set an earlier end, or an until for the step"
+        )
+    return messages
+
+
+def deadline_order_problems(
+    deadlines: Mapping[str, dt.date], order: tuple[str, ...], start: dt.date
+) -> list[str]:
+    """Say which deadlines fall before the start or before an earlier goal's."""
+    messages = []
+    previous: tuple[str, dt.date] | None = None
+    for key in order:
+        if key not in deadlines:
+            continue
+        deadline = deadlines[key]
+        if deadline < start:
+            messages.append(
+                f"the {key} deadline {deadline} is before the start {start}; move it after the start"
+            )
+        elif previous is not None and deadline < previous[1]:
+            messages.append(
+                f"the {key} deadline {deadline} is before the {previous[0]} deadline {previous[1]}; "
+                f"goals are due in order ({' <= '.join(order)})"
+            )
+        previous = (key, deadline)
+    return messages
+
+
+def _digest(value: object) -> DigestTime | None:
+    """Read ``digest = false`` or ``[digest]`` with ``day`` and ``time``."""
+    if value is False:
+        return None
+    example = 'write [digest] with day = "monday" and time = "08:00", or digest = false for none'
+    if not isinstance(value, dict):
+        raise InvalidValue(example)
+    unknown = set(value) - {"day", "time"}
+    if unknown:
+        raise InvalidValue(f"unknown digest field(s) {', '.join(sorted(unknown))}; {example}")
+    day = str(value.get("day", WEEKDAYS[DEFAULT_DIGEST.weekday])).strip().lower()
+    if day not in WEEKDAYS:
+        raise InvalidValue(f"digest day {day!r} is not a weekday; write one of {', '.join(WEEKDAYS)}")
+    at = parse_clock(value["time"]) if "time" in value else DEFAULT_DIGEST.at
+    return DigestTime(WEEKDAYS.index(day), at)
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidValue(f"{value!r} must be text in quotes")
+    return value.strip()
+
+
+def _slug(value: object) -> str:
+    text = _text(value)
+    if not SLUG_PATTERN.match(text):
+        raise InvalidValue(f"{text!r} is not a usable id; use lower-case letters, digits, - and _")
+    return text
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidValue(f"{value!r} must be true or false (without quotes)")
+    return value
+
+
+def _owners(value: object) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise InvalidValue('write owners as a list: owners = ["ana@example.com", "li@example.com"]')
+    return tuple(parse_email(_text(item)) for item in items)
+
+
+__all__ = ["Cohort", "Participant", "load_cohort"]
+
+
+#: a file drip keeps in a started cohort's folder: which database holds it
+STARTED_FILE = ".drip-started"
+
+
+def started_elsewhere(folder: Path, instance: str | None) -> str | None:
+    """Return the database a cohort folder was last started in, if it is not the one with ``instance``."""
+    try:
+        marker = json.loads((folder / STARTED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("instance") == instance:
+        return None
+    return str(marker.get("database", "another database"))
+
+
+def mark_started(folder: Path, database: str, instance: str) -> None:
+    """Note in the folder which database holds the cohort (the URL with any password hidden)."""
+    try:
+        (folder / STARTED_FILE).write_text(
+            json.dumps({"database": database, "instance": instance}) + "\n", encoding="utf-8"
+        )
+    except OSError:  # a read-only folder: the warning it feeds is a kindness, not a rule
+        pass

@@ -1,0 +1,362 @@
+"""The owners' weekly digest: the week's completions, who is overdue, overall progress.
+
+Each cohort's digest falls due once a week, on the day and at the time its
+cohort.toml sets (Mondays at 08:00 by default), in the cohort's zone; the
+first goes a week or less after the start, the last on the first digest day
+after the program ends. ``drip run`` sends what is due from the one worker
+that holds the "digest" lead, and each owner's copy for a week is recorded
+before it is sent (one row per cohort, week and owner, unique), so a week
+never goes twice even when the lead changes hands. A copy whose sending was
+cut off (a crash between the record and the server's answer) goes again
+after the lease, with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from drip.changes import program_at
+from drip.config import Settings
+from drip.core.errors import DripError, StoreError
+from drip.core.mime import Attachment, Mailbox, Message, compose
+from drip.core.plan import local_day, local_instant, program_end
+from drip.core.states import GoalStatus
+from drip.core.values import Address
+from drip.launch.cohort import DEFAULT_DIGEST, DigestTime
+from drip.launch.enrol import stored_timing
+from drip.owners import documents
+from drip.owners.progress import Person, Problem, Progress, progress_of
+from drip.storage import store
+
+logger = logging.getLogger(__name__)
+
+WEEK = dt.timedelta(days=7)
+#: names listed per goal among the overdue; the rest are counted
+MAX_NAMES = 15
+#: the report goes along as an attachment for cohorts up to this size (beyond, it is too big for mail)
+ATTACH_REPORT_UP_TO = 1000
+
+#: sends one message: (envelope sender, recipients, bytes, Message-ID)
+Send = Callable[[str, Sequence[str], bytes, str], Any]
+
+
+@dataclass(frozen=True)
+class Week:
+    """What one digest covers: [since, until), read at ``now``."""
+
+    since: dt.datetime
+    until: dt.datetime
+    #: the scheduled moment that names the week, or None when someone asked for it by hand
+    scheduled: dt.datetime | None
+
+
+def digest_time(settings: dict[str, Any]) -> DigestTime | None:
+    """Return when a stored cohort's digest goes (cohorts started before digests get the default)."""
+    if "digest" not in settings:
+        return DEFAULT_DIGEST
+    record = settings["digest"]
+    return DigestTime.from_record(record) if record else None
+
+
+def due_week(cohort: Any, now: dt.datetime, conn: Connection | None = None) -> Week | None:
+    """Return the week whose digest is due at ``now`` for a stored cohort, or None between digests.
+
+    With ``conn``, participants' own later deadlines extend the digests past the cohort's end.
+    """
+    when = digest_time(cohort.settings)
+    if when is None or not cohort.settings.get("owners"):
+        return None
+    zone = ZoneInfo(cohort.settings.get("timezone", "UTC"))
+    today = local_day(now, zone)
+    day = today - dt.timedelta(days=(today.weekday() - when.weekday) % 7)
+    moment = local_instant(day, when.at, zone)
+    if moment > now:
+        day -= WEEK
+        moment = local_instant(day, when.at, zone)
+    if day <= cohort.start_date:
+        return None  # the first digest goes on the first digest day after the start
+    last = _last_day(cohort, {})
+    if last is not None and day - WEEK >= last and conn is not None:
+        last = _last_day(cohort, _latest_deadlines(conn, cohort))
+    if last is not None and day - WEEK >= last:
+        return None  # past the digest day that followed the last day
+    return Week(moment - WEEK, moment, moment)
+
+
+def _last_day(cohort: Any, later: dict[str, dt.date]) -> dt.date | None:
+    """Return the cohort's last day: its end, else the program's end on the latest deadlines."""
+    settings = cohort.settings
+    if settings.get("end"):
+        return dt.date.fromisoformat(settings["end"])
+    try:
+        program = program_at(cohort.program_path)
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read the program at %s to end the digests: %s", cohort.program_path, exc)
+        return None
+    deadlines = {key: dt.date.fromisoformat(day) for key, day in settings.get("deadlines", {}).items()}
+    for key, day in later.items():
+        deadlines[key] = max(day, deadlines.get(key, day))
+    return program_end(program, stored_timing(settings, cohort.start_date, settings["timezone"], deadlines))
+
+
+def _latest_deadlines(conn: Connection, cohort: Any) -> dict[str, dt.date]:
+    """Return each goal's latest deadline among the cohort's participants.
+
+    Asked only once the cohort's own end has passed (then once a minute, per cohort: one
+    indexed aggregate), so the last digest waits for whoever finishes last."""
+    goals, people = store.goal_table, store.participant_table
+    rows = conn.execute(
+        select(goals.c.goal, func.max(goals.c.deadline))
+        .join(people, people.c.id == goals.c.participant_id)
+        .where(people.c.cohort_id == cohort.id)
+        .group_by(goals.c.goal)
+    )
+    return {goal: day for goal, day in rows}
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One cohort's digest for one week, ready to render."""
+
+    progress: Progress
+    week: Week
+    completions: list[tuple[Person, str, dt.datetime]]
+    failures: list[Problem]
+    bounces: list[Problem]
+    #: the dashboard's page of this cohort, when the dashboard is on
+    link: str | None
+    #: the cohort's sender, whom the digest comes from
+    sender: Mailbox
+    #: delegates whose address bounced this week: they are no longer copied
+    delegate_bounces: list[Problem] = field(default_factory=list)
+
+    @property
+    def subject(self) -> str:
+        zone = ZoneInfo(self.progress.timezone)
+        last = (self.week.until - dt.timedelta(seconds=1)).astimezone(zone)
+        return f"{self.progress.name}: the week to {last.day} {last:%B}"
+
+    def goal_rows(self) -> list[dict[str, Any]]:
+        """Return per goal its title, counts and the overdue names shown (most overdue first)."""
+        rows = []
+        for goal in self.progress.goals:
+            counts = self.progress.counts(goal.key)
+            # Most overdue first; on the same deadline, in roster order (the people are in it).
+            late = sorted(self.progress.overdue(goal.key), key=lambda p: p.goals[goal.key].deadline)
+            rows.append(
+                {
+                    "key": goal.key,
+                    "title": goal.title,
+                    "counts": counts,
+                    "share": counts["done"] / counts["total"] if counts["total"] else 0.0,
+                    "overdue": late[:MAX_NAMES],
+                    "more": max(len(late) - MAX_NAMES, 0),
+                }
+            )
+        return rows
+
+
+def read_digest(
+    conn: Connection, slug: str, week: Week, now: dt.datetime, settings: Settings
+) -> Digest | None:
+    """Return cohort ``slug``'s digest of ``week``, with progress as it stands at ``now``."""
+    cohort = store.find_cohort(conn, slug)
+    if cohort is None:
+        return None
+    found = progress_of(conn, cohort, now)
+
+    def this_week(problems: Sequence[Problem]) -> list[Problem]:
+        return [p for p in problems if week.since <= p.at < week.until]
+
+    link = f"{settings.base_url}/admin/cohorts/{slug}" if settings.admin_password else None
+    return Digest(
+        found,
+        week,
+        found.completions(week.since, week.until),
+        this_week(found.failures),
+        this_week(found.bounces),
+        link,
+        Mailbox(*cohort.settings["sender"]),
+        this_week(found.delegate_bounces),
+    )
+
+
+def render_digest(digest: Digest) -> tuple[str, str]:
+    """Return the digest's text and HTML parts."""
+    context = {
+        "d": digest,
+        "p": digest.progress,
+        "goals": digest.goal_rows(),
+        "titles": {g.key: g.title for g in digest.progress.goals},
+        "zone": ZoneInfo(digest.progress.timezone),
+        "done": GoalStatus.DONE.value,
+    }
+    return documents.render_page("digest.txt", **context), documents.render_page("digest.html", **context)
+
+
+def compose_digest(digest: Digest, owner: str, message_id: str, now: dt.datetime) -> bytes:
+    """Return the digest to ``owner`` as bytes, the report attached when the cohort is small enough."""
+    text, html = render_digest(digest)
+    attachments: tuple[Attachment, ...] = ()
+    if len(digest.progress.people) <= ATTACH_REPORT_UP_TO:
+        report = documents.report_html(digest.progress).encode("utf-8")
+        attachments = (Attachment("text/html; charset=utf-8", f"{digest.progress.slug}-report.html", report),)
+    message = Message(
+        sender=digest.sender,
+        to=Mailbox("", owner),
+        subject=digest.subject,
+        date=now,
+        message_id=message_id,
+        text=text,
+        html=html,
+        boundary_seed=hashlib.sha256(message_id.encode()).hexdigest()[:16],
+        headers=(("Auto-Submitted", "auto-generated"), ("X-Drip-Step", "digest")),
+        attachments=attachments,
+    )
+    return compose(message)
+
+
+def message_id(cohort: Any, period_end: dt.datetime, owner: str) -> str:
+    """Return the digest's Message-ID: the same for the same cohort, week and owner."""
+    owner_hash = hashlib.sha256(owner.casefold().encode()).hexdigest()[:10]
+    domain = Address(cohort.settings["sender"][1]).ascii_domain
+    return f"<digest.{cohort.id}.{period_end:%Y%m%dT%H%M}.{owner_hash}@{domain}>"
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+
+def send_due(db: store.Store, settings: Settings, now: dt.datetime, send: Send) -> list[str]:
+    """Send every digest due at ``now`` that has not gone yet; return "cohort: owner" of each sent."""
+    sent: list[str] = []
+    with db.reading() as conn:
+        cohorts = [(row, week) for row in store.cohort_rows(conn) if (week := due_week(row, now, conn))]
+    for cohort, week in cohorts:
+        sent += _send_week(db, settings, cohort, week, now, send)
+    return sent
+
+
+def send_now(
+    db: store.Store, settings: Settings, slug: str, now: dt.datetime, send: Send
+) -> list[str] | None:
+    """Send cohort ``slug``'s digest of the seven days to ``now`` to its owners; None if no such cohort."""
+    with db.reading() as conn:
+        cohort = store.find_cohort(conn, slug)
+    if cohort is None:
+        return None
+    if not cohort.settings.get("owners"):
+        raise DigestError(f"cohort {slug!r} has no owners; list them in cohort.toml: owners = [...]")
+    return _send_week(db, settings, cohort, Week(now - WEEK, now, None), now, send)
+
+
+def preview(db: store.Store, settings: Settings, slug: str, now: dt.datetime) -> Digest | None:
+    """Return the digest of the seven days to ``now``, as it would go; sends and records nothing."""
+    with db.reading() as conn:
+        return read_digest(conn, slug, Week(now - WEEK, now, None), now, settings)
+
+
+class DigestError(DripError):
+    """A digest that cannot go, said so that the person asking can fix it."""
+
+
+def _send_week(
+    db: store.Store, settings: Settings, cohort: Any, week: Week, now: dt.datetime, send: Send
+) -> list[str]:
+    digest: Digest | None = None
+    sent: list[str] = []
+    for owner in cohort.settings["owners"]:
+        mid = _claim(db, settings, cohort, week, owner, now)
+        if mid is None:
+            continue
+        try:
+            if digest is None:
+                with db.reading() as conn:
+                    digest = read_digest(conn, cohort.slug, week, now, settings)
+                if digest is None:  # the cohort went away meanwhile
+                    return sent
+            send(digest.sender.address, [owner], compose_digest(digest, owner, mid, now), mid)
+        except (DripError, OSError) as exc:
+            # Nothing was accepted: give the week back so that the next pass tries again.
+            logger.warning(
+                "the digest of %s to %s did not go (next pass tries again): %s", cohort.slug, owner, exc
+            )
+            _release(db, cohort.id, week, owner)
+            continue
+        with db.transaction() as conn:
+            conn.execute(
+                update(store.digest_table)
+                .where(*_row(cohort.id, week, owner))
+                .values(status="sent", sent_at=now)
+            )
+        logger.info("sent the digest of %s to %s", cohort.slug, owner)
+        sent.append(f"{cohort.slug}: {owner}")
+    return sent
+
+
+def _row(cohort_id: int, week: Week, owner: str) -> tuple[Any, ...]:
+    table = store.digest_table
+    return (
+        table.c.cohort_id == cohort_id,
+        table.c.period_end == week.until,
+        table.c.recipient == owner,
+        table.c.manual == (week.scheduled is None),
+    )
+
+
+def _claim(
+    db: store.Store, settings: Settings, cohort: Any, week: Week, owner: str, now: dt.datetime
+) -> str | None:
+    """Record this week's copy for ``owner`` as being sent; return its Message-ID, or None if taken."""
+    table = store.digest_table
+    mid = message_id(cohort, week.until, owner)
+    try:
+        with db.transaction() as conn:
+            existing = conn.execute(
+                select(table.c.status, table.c.created_at, table.c.message_id).where(
+                    *_row(cohort.id, week, owner)
+                )
+            ).first()
+            if existing is None:
+                conn.execute(
+                    table.insert().values(
+                        cohort_id=cohort.id,
+                        period_end=week.until,
+                        recipient=owner,
+                        manual=week.scheduled is None,
+                        message_id=mid,
+                        status="sending",
+                        created_at=now,
+                    )  # fmt: skip
+                )
+                return mid
+            stale = existing.status == "sending" and existing.created_at <= now - dt.timedelta(
+                seconds=settings.lease_seconds
+            )
+            if not stale:
+                return None
+            # Cut off mid-send long enough ago: its sender is gone. Same Message-ID, so a copy the
+            # server did take shows up as the same message.
+            conn.execute(update(table).where(*_row(cohort.id, week, owner)).values(created_at=now))
+            return str(existing.message_id)
+    except StoreError as exc:
+        if isinstance(exc.__cause__, IntegrityError):
+            return None  # another worker recorded it first
+        raise
+
+
+def _release(db: store.Store, cohort_id: int, week: Week, owner: str) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            delete(store.digest_table).where(
+                *_row(cohort_id, week, owner), store.digest_table.c.status == "sending"
+            )
+        )

@@ -1,0 +1,1 @@
+"""Reading the reply mailbox and doing what each message asks."""

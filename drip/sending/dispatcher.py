@@ -1,0 +1,538 @@
+"""Send what is due: claim, re-check, render, send, record. One bad email never stops the rest.
+
+The main thread claims a batch, re-checks each delivery against the
+database (participant still active, goal still open, step still in the
+program, not stale), renders and composes the messages, and marks them
+``sending`` with their Message-IDs fixed, in one transaction. Sending threads,
+one per SMTP connection, hand them to the relay and record each outcome
+right after the server's reply: ``sent``, a retry with backoff, ``failed``
+with the reply kept. If the relay refuses *us* (login, TLS, unreachable),
+sending pauses: claims go back unsent and nothing is marked failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue as queues
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from drip import changes
+from drip.config import Settings
+from drip.core.bounces import Severity, severity, status_of
+from drip.core.errors import DripError, TemplateError
+from drip.core.message import CohortView, build, links_for, recipient_of
+from drip.core.mime import Mailbox, addresses, compose
+from drip.core.plan import Timing, find_step, program_end
+from drip.core.program import Program, Step, load_program
+from drip.core.render import Templates
+from drip.core.senders import same_address
+from drip.core.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.core.values import InvalidValue
+from drip.launch.enrol import stored_timing
+from drip.sending import claims
+from drip.sending.transport import PermanentSendError, RelayError, TokenBucket, TransientSendError, Transport
+from drip.storage import store
+from drip.storage.keyring import instance_id, reply_address, signing_keys
+
+logger = logging.getLogger(__name__)
+
+#: deliveries claimed at once
+BATCH_SIZE = 200
+#: the first retry waits this long; each further one twice as long, up to RETRY_CAP
+RETRY_BASE = dt.timedelta(minutes=1)
+RETRY_CAP = dt.timedelta(hours=2)
+#: how often, at most, a program.toml is checked for edits
+CHECK_PROGRAM_EVERY = 1.0
+
+
+class RelayPaused(DripError):
+    """Sending stopped because the relay refused drip itself; nothing was marked failed."""
+
+
+class DispatchError(DripError):
+    """Sending stopped because something other than the relay failed (the database, most likely)."""
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    released: int = 0
+    #: what held email back, for the operator
+    problems: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, outcome: str) -> None:
+        with self.lock:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def summary(self) -> str:
+        parts = [(self.sent, "sent"), (self.deferred, "to retry"), (self.failed, "failed"),
+                 (self.skipped, "skipped"), (self.cancelled, "cancelled")]  # fmt: skip
+        said = ", ".join(f"{n} {label}" for n, label in parts if n) or "nothing due"
+        return "; ".join([said, *self.problems])
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    row: claims.Claimed
+    sender: str
+    recipients: list[str]
+    data: bytes
+    message_id: str
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a claimed delivery ends without being sent."""
+
+    status: DeliveryStatus
+    reason: str
+    kind: EventKind
+    #: which Tally count it adds to
+    outcome: str
+
+
+def _timing(parts: _CohortParts, row: claims.Claimed, batch: claims.Batch) -> Timing:
+    """Return the stored timing of the participant a delivery goes to."""
+    person = batch.participants[row.participant_id]
+    deadlines = {goal.goal: goal.deadline for goal in batch.goals.get(row.participant_id, [])}
+    return stored_timing(parts.settings, parts.start, person.timezone, deadlines)
+
+
+def _step(
+    parts: _CohortParts, row: claims.Claimed, batch: claims.Batch, timing: Timing | None = None
+) -> Step | None:
+    """Return the step a delivery is for, or None if the program no longer has it for this participant."""
+    step = parts.program.step(row.step)
+    if step is not None and step.repeat is None:
+        return step
+    # An occurrence of a repeating step: it exists while the participant's timing still reaches it.
+    return find_step(parts.program, row.step, timing or _timing(parts, row, batch))
+
+
+def _cancel(reason: str) -> _Ending:
+    return _Ending(DeliveryStatus.CANCELLED, reason, EventKind.CANCELLED, "cancelled")
+
+
+@dataclass
+class _CohortParts:
+    """What every email of one cohort shares, loaded once per dispatcher."""
+
+    view: CohortView
+    templates: Templates
+    program: Program
+    settings: dict[str, Any]
+    start: dt.date
+    reply_address: str
+    #: program.toml's modification time when loaded, to notice edits
+    stamp: int
+    #: when the stamp was last compared with the file
+    checked: float = 0.0
+
+
+class Dispatcher:
+    """Sends due email for every cohort in one database."""
+
+    def __init__(
+        self,
+        db: store.Store,
+        settings: Settings,
+        transport_factory: Callable[[], Transport],
+        *,
+        owner: str | None = None,
+        real_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.transport_factory = transport_factory
+        self.owner = owner or claims.worker_id()
+        self.real_clock = real_clock
+        self.batch_size = batch_size
+        self.stale_after = dt.timedelta(hours=settings.stale_after_hours)
+        self.lease = dt.timedelta(seconds=settings.lease_seconds)
+        self.bucket = TokenBucket(settings.smtp_rate) if settings.smtp_rate else None
+        self.stop = threading.Event()
+        self._cohorts: dict[int, _CohortParts] = {}
+        #: cohorts whose program cannot be loaded, held for the rest of a run
+        self._held: set[int] = set()
+        with db.transaction() as conn:
+            self.keys = signing_keys(settings, conn, create=True)
+            self.instance = instance_id(conn, create=True)
+            released = claims.release_dead_workers(conn)
+        if released:
+            logger.warning("took back %d deliveries claimed by processes that are gone", released)
+
+    # --- the main loop -------------------------------------------------------------
+
+    def run_until_idle(self, now: dt.datetime) -> Tally:
+        """Send everything due at ``now`` (the virtual clock, if any); return what happened.
+
+        Raises RelayPaused when the relay refuses drip itself, and DispatchError
+        when sending could not go on (the database failed under a sending thread).
+        """
+        tally = Tally()
+        with self.db.reading() as conn:  # `drip keys rotate|retire` reaches a running worker
+            self.keys = signing_keys(self.settings, conn)
+        batch_size = self._batch_size()
+        outgoing: queues.Queue[_Outgoing | None] = queues.Queue(maxsize=2 * batch_size)
+        halted: list[Exception] = []  # why sending stopped early: a RelayError, or what broke a thread
+        self._held = set()
+        senders = [
+            threading.Thread(
+                target=self._send_loop,
+                args=(outgoing, now, tally, halted),
+                name=f"drip-sender-{n}",
+                daemon=True,
+            )
+            for n in range(self.settings.smtp_connections)
+        ]
+        for sender in senders:
+            sender.start()
+        renewing = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._renew_leases, args=(renewing,), name="drip-leases", daemon=True
+        )
+        heartbeat.start()
+        try:
+            while not self.stop.is_set() and not halted:
+                with self.db.transaction() as conn:
+                    rows = claims.claim_due(
+                        conn, now, self.real_clock(), self.owner, batch_size, self.lease, self._held
+                    )
+                if not rows:
+                    break
+                for item in self._prepare(rows, now, tally):
+                    if self.stop.is_set() or halted or not self._hand_over(outgoing, item, senders):
+                        self._release([item.row.id], tally)
+        finally:
+            for _ in senders:
+                self._hand_over(outgoing, None, senders)
+            for sender in senders:
+                sender.join()
+            renewing.set()
+            heartbeat.join()
+            # Whatever no thread took (one broke) goes back to the queue.
+            leftovers = []
+            while not outgoing.empty():
+                left = outgoing.get_nowait()
+                if left is not None:
+                    leftovers.append(left.row.id)
+            self._release(leftovers, tally)
+        if halted:
+            if isinstance(halted[0], RelayError):
+                raise RelayPaused(f"sending paused: {halted[0]}")
+            raise DispatchError(f"sending stopped: {halted[0]}")
+        return tally
+
+    def _batch_size(self) -> int:
+        """Claim no more than can be sent well within a lease (a slow relay gets small batches)."""
+        if self.bucket is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, int(self.bucket.rate * self.lease.total_seconds() / 4)))
+
+    def _renew_leases(self, done: threading.Event) -> None:
+        """Keep this worker's claims alive while it runs: another worker takes them only if it dies."""
+        while not done.wait(self.lease.total_seconds() / 3):
+            try:
+                with self.db.transaction() as conn:
+                    claims.renew(conn, self.owner, self.real_clock(), self.lease)
+            except DripError as exc:
+                logger.warning("could not renew claims: %s", exc)
+
+    @staticmethod
+    def _hand_over(
+        outgoing: queues.Queue[_Outgoing | None], item: _Outgoing | None, senders: list[threading.Thread]
+    ) -> bool:
+        """Queue ``item`` for a sending thread; False when none is left alive to take it."""
+        while any(sender.is_alive() for sender in senders):
+            try:
+                outgoing.put(item, timeout=0.5)
+                return True
+            except queues.Full:
+                continue
+        return False
+
+    def _send_loop(
+        self,
+        outgoing: queues.Queue[_Outgoing | None],
+        now: dt.datetime,
+        tally: Tally,
+        halted: list[Exception],
+    ) -> None:
+        transport = self.transport_factory()
+        recorder = claims.SentRecorder(self.db.engine, self.owner)
+        try:
+            while (item := outgoing.get()) is not None:
+                if self.stop.is_set() or halted:
+                    self._release([item.row.id], tally)  # not sent: back in the queue, no attempt counted
+                    continue
+                try:
+                    self._send_one(transport, recorder, item, now, tally, halted)
+                except Exception as exc:  # noqa: BLE001 - the per-delivery boundary: stop, never die silently
+                    # Most likely the database failed; the delivery stays "sending" and, if it did
+                    # go, goes again under the same Message-ID once its lease runs out.
+                    logger.exception("sending stopped at delivery %d", item.row.id)
+                    halted.append(exc)
+                    return
+        finally:
+            transport.close()
+            recorder.close()
+
+    def _send_one(
+        self,
+        transport: Transport,
+        recorder: claims.SentRecorder,
+        item: _Outgoing,
+        now: dt.datetime,
+        tally: Tally,
+        halted: list[Exception],
+    ) -> None:
+        if self.bucket:
+            self.bucket.acquire()
+        try:
+            refused = transport.send(item.sender, item.recipients, item.data, item.message_id)
+        except RelayError as exc:
+            halted.append(exc)
+            logger.error("sending paused: %s", exc)
+            self._release([item.row.id], tally)
+        except PermanentSendError as exc:
+            note = f" ({', '.join(exc.accepted)} received it)" if exc.accepted else ""
+            self._fail(item.row, f"{exc}{note}", now, tally, item.message_id if exc.recipient else None)
+        except TransientSendError as exc:
+            refused_at = item.message_id if exc.recipient else None
+            self._retry(item.row, str(exc), now, tally, exc.accepted, refused_at)
+        else:
+            self._sent(recorder, item, max(now, item.row.due_at), refused, tally)
+            if refused:
+                self._record(lambda c: self._delegate_refused(c, item, refused, now))
+
+    def _record(self, change: Callable[[Any], None]) -> None:
+        with self.db.transaction() as conn:
+            change(conn)
+
+    def _release(self, ids: list[int], tally: Tally) -> None:
+        with self.db.transaction() as conn:
+            released = claims.release(conn, ids, self.owner)
+        for _ in range(released):
+            tally.add("released")
+
+    def _sent(
+        self,
+        recorder: claims.SentRecorder,
+        item: _Outgoing,
+        at: dt.datetime,
+        refused: dict[str, str],
+        tally: Tally,
+    ) -> None:
+        # A delegate's address refused while the participant's was taken: sent, with a note.
+        note = "; ".join(f"{address} refused: {reply}" for address, reply in refused.items()) or None
+        if not recorder.record(item.row, at, note):
+            logger.warning("delivery %d was sent after another worker took it over", item.row.id)
+        tally.add("sent")
+
+    def _fail(
+        self,
+        row: claims.Claimed,
+        reason: str,
+        now: dt.datetime,
+        tally: Tally,
+        refused: str | None = None,
+    ) -> None:
+        """Record a delivery failed. ``refused``: the Message-ID of an email whose participant's address
+        the server refused at RCPT, which makes it a bounce."""
+        logger.warning("delivery %d (%s) failed: %s", row.id, row.step, reason)
+
+        def change(conn: Any) -> None:
+            claims.finish(conn, row, DeliveryStatus.FAILED, reason, now, EventKind.FAILED, self.owner)
+            if refused is not None:
+                self._address_refused(conn, row, refused, reason, now)
+
+        self._record(change)
+        tally.add("failed")
+
+    def _address_refused(
+        self, conn: Any, row: claims.Claimed, message_id: str, reason: str, now: dt.datetime
+    ) -> None:
+        """The relay refused the participant's address for good: 5.1.x bounces them at once (no further
+        email is tried), anything else counts as a soft bounce."""
+        person = changes.person_by_id(conn, row.participant_id)
+        if person is None:
+            return
+        status = status_of(reason)
+        found = severity(status, reason)
+        evidence = changes.Evidence("send", matched=message_id, rule=f"refused at RCPT, {found} ({status})")
+        if found is Severity.HARD:
+            changes.bounce(conn, person, now, evidence, reason)
+        else:
+            changes.soft_bounce(
+                conn, person, now, evidence, reason, limit=self.settings.soft_bounce_limit,
+                within=dt.timedelta(days=self.settings.soft_bounce_days),
+            )  # fmt: skip
+
+    def _delegate_refused(
+        self, conn: Any, item: _Outgoing, refused: dict[str, str], now: dt.datetime
+    ) -> None:
+        """The participant's copy went but the delegate's address was refused for good: stop copying them."""
+        person = changes.person_by_id(conn, item.row.participant_id)
+        if person is None:
+            return
+        for address, reply in refused.items():
+            if (
+                same_address(address, person.delegate_email)
+                and severity(status_of(reply), reply) is Severity.HARD
+            ):
+                evidence = changes.Evidence("send", matched=item.message_id, rule="delegate refused at RCPT")
+                changes.bounce_delegate(conn, person, address, now, evidence, reply)
+
+    def _retry(
+        self,
+        row: claims.Claimed,
+        reason: str,
+        now: dt.datetime,
+        tally: Tally,
+        accepted: tuple[str, ...] = (),
+        refused: str | None = None,
+    ) -> None:
+        attempts = row.attempts + 1
+        if attempts >= self.settings.max_attempts:
+            self._fail(row, f"gave up after {attempts} attempts: {reason}", now, tally, refused)
+            return
+        wait = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_CAP) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+        self._record(lambda c: claims.retry_later(c, row, reason, now + wait, now, self.owner, accepted))
+        tally.add("deferred")
+
+    # --- preparing a batch ---------------------------------------------------------------
+
+    def _prepare(self, rows: list[claims.Claimed], now: dt.datetime, tally: Tally) -> list[_Outgoing]:
+        """Re-check and build a claimed batch; end what must not be sent; mark the rest sending."""
+        ready: list[_Outgoing] = []
+        endings: list[tuple[claims.Claimed, _Ending]] = []
+        release: list[int] = []
+        with self.db.reading() as conn:
+            batch = claims.load_batch(conn, rows)
+        for row in rows:
+            if row.cohort_id in self._held:
+                release.append(row.id)
+                continue
+            try:
+                self._cohort(batch.cohorts[row.cohort_id])
+            except DripError as exc:
+                # A program that cannot load holds its own cohort's email, not everyone's.
+                self._held.add(row.cohort_id)
+                slug = batch.cohorts[row.cohort_id].slug
+                logger.error("cohort %s is held: its program cannot be loaded: %s", slug, exc)
+                tally.problems.append(f"cohort {slug!r} held: {exc}")
+                release.append(row.id)
+                continue
+            try:
+                verdict = self._check(row, batch, now)
+                if verdict == "hold":
+                    release.append(row.id)
+                elif isinstance(verdict, _Ending):
+                    endings.append((row, verdict))
+                else:
+                    ready.append(self._build(row, batch, now))
+            except (TemplateError, InvalidValue, ValueError, KeyError) as exc:
+                reason = f"could not be built: {exc}"
+                logger.error("delivery %d (%s): %s", row.id, row.step, reason)
+                endings.append((row, _Ending(DeliveryStatus.FAILED, reason, EventKind.FAILED, "failed")))
+        with self.db.transaction() as conn:
+            for row, ending in endings:
+                claims.finish(conn, row, ending.status, ending.reason, now, ending.kind, self.owner)
+            claims.release(conn, release, self.owner)
+            claims.mark_sending(conn, [(item.row.id, item.message_id) for item in ready], now, self.owner)
+        for _, ending in endings:
+            tally.add(ending.outcome)
+        return ready
+
+    def _check(self, row: claims.Claimed, batch: claims.Batch, now: dt.datetime) -> _Ending | str | None:
+        """Say whether a claimed delivery may go now: None (yes), "hold" (not yet), or how it ends."""
+        person = batch.participants[row.participant_id]
+        cohort = batch.cohorts[row.cohort_id]
+        if cohort.status != "active" or person.status == ParticipantStatus.PAUSED.value:
+            return "hold"  # paused since it was claimed: it waits, and goes if resumed in time
+        if person.status != ParticipantStatus.ACTIVE.value:
+            return _cancel(f"the participant is {person.status}")
+        parts = self._cohort(cohort)
+        step = _step(parts, row, batch)
+        if step is None:
+            return _cancel("the step is no longer in the program")
+        if step.goal:
+            goal = next((g for g in batch.goals.get(row.participant_id, []) if g.goal == step.goal), None)
+            status = goal.status if goal else GoalStatus.OPEN.value
+            wanted = GoalStatus.DONE.value if step.waits_for_completion else GoalStatus.OPEN.value
+            if status != wanted:
+                return _cancel(f"the goal {step.goal} is {status}")
+        late = now - row.due_at
+        if late > self.stale_after:
+            hours = late.total_seconds() / 3600
+            reason = f"{hours:.0f} hours late (due {row.due_at:%Y-%m-%d %H:%M} UTC); too stale to send"
+            return _Ending(DeliveryStatus.SKIPPED, reason, EventKind.SKIPPED, "skipped")
+        return None
+
+    def _cohort(self, row: Any) -> _CohortParts:
+        parts = self._cohorts.get(row.id)
+        if parts is not None and time.monotonic() - parts.checked < CHECK_PROGRAM_EVERY:
+            return parts
+        program_file = Path(row.program_path) / "program.toml"
+        stamp = program_file.stat().st_mtime_ns if program_file.exists() else -1
+        if parts is not None and parts.stamp == stamp:
+            parts.checked = time.monotonic()
+            return parts
+        program = load_program(Path(row.program_path))
+        settings = dict(row.settings)
+        sender = Mailbox(*settings["sender"])
+        reply_to = Mailbox(*settings["reply_to"]) if settings.get("reply_to") else None
+        view = CohortView(row.slug, row.name, program, sender, reply_to, tuple(settings.get("owners", ())))
+        parts = _CohortParts(
+            view, Templates(program.path), program, settings, row.start_date,
+            reply_address(self.settings, sender, reply_to), stamp, time.monotonic(),
+        )  # fmt: skip
+        self._cohorts[row.id] = parts
+        return parts
+
+    def _build(self, row: claims.Claimed, batch: claims.Batch, now: dt.datetime) -> _Outgoing:
+        person = batch.participants[row.participant_id]
+        parts = self._cohort(batch.cohorts[row.cohort_id])
+        goal_rows = {g.goal: g for g in batch.goals.get(row.participant_id, [])}
+        timing = _timing(parts, row, batch)
+        recipient = recipient_of(
+            person,
+            parts.program,
+            timing,
+            {key: goal.id for key, goal in goal_rows.items()},
+            {key: goal.status for key, goal in goal_rows.items()},
+            participant_id=person.id,
+            vias={key: goal.via for key, goal in goal_rows.items()},
+        )
+        links = links_for(
+            self.settings.base_url, self.keys, parts.reply_address, program_end(parts.program, timing)
+        )
+        step = _step(parts, row, batch, timing)
+        if step is None:  # checked just before; only a program edited in between gets here
+            raise KeyError(f"step {row.step} is no longer in the program")
+        built = build(
+            parts.templates, parts.view, recipient, step, when=row.due_at, delivery_id=str(row.id),
+            instance=self.instance, links=links, dated=max(now, row.due_at),
+        )  # fmt: skip
+        message = built.message
+        if row.message_id and row.message_id != message.message_id:
+            message = replace(
+                message, message_id=row.message_id
+            )  # a retry keeps the id it was first sent with
+        data = compose(message)
+        done = set((row.delivered_to or "").split(","))
+        recipients = [address for address in addresses([message.to, *message.cc]) if address not in done]
+        return _Outgoing(row, addresses([message.sender])[0], recipients, data, message.message_id)

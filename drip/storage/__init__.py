@@ -1,0 +1,1 @@
+"""The database: engine, tables, plain-SQL hot paths, keys, leads and migrations."""

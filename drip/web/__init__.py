@@ -1,0 +1,1 @@
+"""The link pages, the catcher's inbox and the owners' dashboard."""
