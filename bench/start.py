@@ -101,7 +101,7 @@ def orm_row_by_row(cohort_dir: str, database: str) -> None:
     cohort = load_cohort(Path(cohort_dir), [ROOT / "emails"])
     store = Store(f"sqlite:///{database}")
     with Session(store.engine) as session, session.begin():
-        row = Cohort(**enrol.cohort_values(cohort), status="active", created_at=now, updated_at=now)
+        row = Cohort(**cohort.stored().to_row(), created_at=now, updated_at=now)
         session.add(row)
         session.flush()
         for person, plan in enrol.plan_cohort(cohort, now):

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,20 +22,19 @@ from sqlalchemy import Connection, func, select, update
 
 from drip.core.errors import DripError
 from drip.core.plan import Timing, goal_dates, local_day
-from drip.core.program import Program, load_program
+from drip.core.program import Program, program_at
 from drip.core.replan import PARTICIPANT_REMOVED, Changes, replan
-from drip.core.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.core.values import first_name
 from drip.launch import enrol
 from drip.launch.roster import email_key
 from drip.storage import store
 from drip.storage.plainsql import Plain
+from drip.storage.records import CohortSettings, StoredCohort, StoredEvent, StoredGoal
 from drip.storage.store import cohort_table, goal_table, participant_table
 
 #: how far one snooze pushes a deadline back
 SNOOZE = dt.timedelta(days=7)
-#: participants who get no more email, whatever happens to their goals
-_SILENT = frozenset({ParticipantStatus.UNSUBSCRIBED, ParticipantStatus.BOUNCED, ParticipantStatus.REMOVED})
 # User agents of mail security scanners and link previewers: such a visit is labelled, never refused.
 _SCANNER_AGENTS = re.compile(
     r"bot|crawl|spider|preview|scan|safelinks|mimecast|proofpoint|barracuda|python-|curl/|wget/|"
@@ -77,18 +74,6 @@ class Evidence:
 ADMIN = Evidence("admin")
 
 
-@dataclass(frozen=True)
-class GoalRow:
-    id: int
-    goal: str
-    status: GoalStatus
-    deadline: dt.date
-    completed_at: dt.datetime | None
-    via: str | None
-    deadline_override: dt.date | None
-    snoozed_at: dt.datetime | None
-
-
 @dataclass
 class Person:
     """A participant with everything a change to them needs."""
@@ -99,13 +84,9 @@ class Person:
     timezone: str
     fields: dict[str, Any]
     status: ParticipantStatus
-    cohort_id: int
-    cohort_slug: str
-    cohort_name: str
-    cohort_settings: dict[str, Any]
-    start: dt.date
+    cohort: StoredCohort
     program: Program
-    goals: dict[str, GoalRow]
+    goals: dict[str, StoredGoal]
     delegate_email: str | None = None
     #: the delegate address (case-folded) that bounced, if any
     delegate_bounced: str | None = None
@@ -115,20 +96,17 @@ class Person:
         return first_name(self.name, self.fields)
 
     def timing(self, deadlines: dict[str, dt.date] | None = None) -> Timing:
-        return enrol.stored_timing(
-            self.cohort_settings,
-            self.start,
-            self.timezone,
-            deadlines or {key: goal.deadline for key, goal in self.goals.items()},
+        return self.cohort.timing(
+            self.timezone, deadlines or {key: goal.deadline for key, goal in self.goals.items()}
         )
 
-    def goal(self, key: str) -> GoalRow:
+    def goal(self, key: str) -> StoredGoal:
         if key not in self.goals:
             known = ", ".join(self.goals)
-            raise ActionError(f"{self.cohort_slug!r} has no goal {key!r}; its goals are {known}")
+            raise ActionError(f"{self.cohort.slug!r} has no goal {key!r}; its goals are {known}")
         return self.goals[key]
 
-    def next_goal(self, after: str) -> GoalRow | None:
+    def next_goal(self, after: str) -> StoredGoal | None:
         """Return the first goal after ``after``, in the program's order, that is still open."""
         keys = list(self.goals)
         later = keys[keys.index(after) + 1 :] if after in keys else keys
@@ -155,32 +133,15 @@ class Outcome:
 # --- finding people ---------------------------------------------------------------
 
 
-#: how often, at most, a program's file is checked for edits
-CHECK_PROGRAM_EVERY = 2.0
-#: program folder -> (program.toml's modification time, when it was checked, the program)
-_programs: dict[str, tuple[int, float, Program]] = {}
-
-
-def program_at(path: str) -> Program:
-    """Load a program once, again only when its program.toml changes."""
-    cached = _programs.get(path)
-    if cached is not None and time.monotonic() - cached[1] < CHECK_PROGRAM_EVERY:
-        return cached[2]
-    stamp = (Path(path) / "program.toml").stat().st_mtime_ns
-    program = cached[2] if cached is not None and cached[0] == stamp else load_program(Path(path))
-    _programs[path] = (stamp, time.monotonic(), program)
-    return program
-
-
 # Plain SQL (``drip.storage.plainsql``): the link pages and replies find a person for every click and
 # every message.
 _PEOPLE = """
 SELECT p.id, p.email, p.name, p.timezone, p.fields, p.status, c.id, c.slug, c.name, c.settings,
-       c.start_date, c.program_path, p.delegate_email, p.delegate_bounced{goal}
+       c.start_date, c.program_path, c.program, c.folder, c.status, p.delegate_email, p.delegate_bounced{goal}
 FROM participants p JOIN cohorts c ON c.id = p.cohort_id"""
 _PERSON = _PEOPLE.format(goal="") + " WHERE p.id = ?"
 _PERSON_OF_GOAL = _PEOPLE.format(goal=", g.goal") + " JOIN goals g ON g.participant_id = p.id WHERE g.id = ?"
-#: GoalRow's fields, in their order
+#: StoredGoal's fields, in their order
 _GOALS = """
 SELECT id, goal, status, deadline, completed_at, via, deadline_override, snoozed_at
 FROM goals WHERE participant_id = ?"""
@@ -201,12 +162,16 @@ def person_by_goal(conn: Connection, goal_id: int) -> tuple[Person, str] | None:
 
 def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
     ident, address, name, zone, fields, status, cohort_id, slug, cohort_name, settings, start, path = row[:12]
-    delegate, delegate_bounced = row[12:14]
+    program_key, folder, cohort_status, delegate, delegate_bounced = row[12:17]
     program = program_at(path)
+    cohort = StoredCohort(
+        cohort_id, slug, cohort_name, program_key, path, folder, CohortStatus(cohort_status),
+        sql.read_date(start), CohortSettings.from_json(sql.read_json(settings)),
+    )  # fmt: skip
     by_key = {}
     for goal in sql.rows(_GOALS, (ident,)):
         goal_id, key, goal_status, deadline, completed_at, via, override, snoozed_at = goal
-        by_key[key] = GoalRow(
+        by_key[key] = StoredGoal(
             goal_id, key, GoalStatus(goal_status), sql.read_date(deadline), sql.read_instant(completed_at),
             via, sql.read_optional_date(override), sql.read_instant(snoozed_at),
         )  # fmt: skip
@@ -217,11 +182,7 @@ def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
         timezone=zone,
         fields=dict(sql.read_json(fields)),
         status=ParticipantStatus(status),
-        cohort_id=cohort_id,
-        cohort_slug=slug,
-        cohort_name=cohort_name,
-        cohort_settings=dict(sql.read_json(settings)),
-        start=sql.read_date(start),
+        cohort=cohort,
         program=program,
         goals={key: by_key[key] for key in program.goal_keys if key in by_key},
         delegate_email=delegate,
@@ -246,10 +207,11 @@ def check_not_backdated(conn: Connection, person: Person, now: dt.datetime) -> N
     """Refuse a change dated before the cohort's start or before the participant's last event: it
     would rewrite history (a goal done before the program began). ``--backdate`` skips this."""
     zone = ZoneInfo(person.timezone)
-    began = dt.datetime.combine(person.start, dt.time(), zone)
+    began = dt.datetime.combine(person.cohort.start_date, dt.time(), zone)
     if now < began:
         raise ActionError(
-            f"--now {now:%Y-%m-%d %H:%M} UTC is before {person.cohort_slug!r} started ({person.start}); "
+            f"--now {now:%Y-%m-%d %H:%M} UTC is before {person.cohort.slug!r} started "
+            f"({person.cohort.start_date}); "
             "a change dated then would rewrite history; give --backdate if you mean it"
         )
     events = store.event_table
@@ -535,21 +497,21 @@ def bounce_delegate(
 
 
 def set_cohort_status(
-    conn: Connection, slug: str, status: str, now: dt.datetime, evidence: Evidence = ADMIN
+    conn: Connection, slug: str, status: CohortStatus, now: dt.datetime, evidence: Evidence = ADMIN
 ) -> tuple[bool, str]:
-    """Pause ("paused") or resume ("active") a whole cohort; say whether it changed, and what."""
+    """Pause or resume a whole cohort; say whether it changed, and what."""
     cohort = store.find_cohort(conn, slug)
     if cohort is None:
         known = ", ".join(store.cohort_slugs(conn)) or "none"
         raise ActionError(f"no cohort {slug!r}; known cohorts: {known}")
-    was = conn.execute(select(cohort_table.c.status).where(cohort_table.c.id == cohort.id)).scalar_one()
-    word = "paused" if status == "paused" else "active"
-    if was == status:
-        return False, f"Cohort {slug!r} was already {word}; nothing changed."
-    conn.execute(update(cohort_table).where(cohort_table.c.id == cohort.id).values(status=status))
-    kind = EventKind.PAUSED if status == "paused" else EventKind.RESUMED
-    store.record_event(conn, cohort.id, kind, now, data={**evidence.data(), "was": was})
-    if status == "paused":
+    if cohort.status is status:
+        return False, f"Cohort {slug!r} was already {status}; nothing changed."
+    conn.execute(update(cohort_table).where(cohort_table.c.id == cohort.id).values(status=status.value))
+    kind = EventKind.PAUSED if status is CohortStatus.PAUSED else EventKind.RESUMED
+    store.append_events(
+        conn, [StoredEvent(cohort.id, kind, now, data={**evidence.data(), "was": cohort.status.value})]
+    )
+    if status is CohortStatus.PAUSED:
         return True, f"Cohort {slug!r} paused: its email waits until `drip cohort resume {slug}`."
     return True, f"Cohort {slug!r} resumed: email that fell stale meanwhile is skipped, the rest goes."
 
@@ -610,7 +572,7 @@ def _seconds_since_sent(
 def _replan(
     conn: Connection, person: Person, now: dt.datetime, current: dict[str, store.DeliveryRow] | None = None
 ) -> Changes:
-    if person.status in _SILENT:
+    if person.status.silenced:
         return Changes()
     if current is None:
         current = store.deliveries_of_one(conn, person.id)
@@ -618,27 +580,23 @@ def _replan(
     changes = replan(person.program, person.timing(), current, goals, now)
     store.update_deliveries(conn, changes.rows(now))
     store.insert_deliveries(
-        conn, [enrol.delivery_row(person.cohort_id, person.id, planned, now) for planned in changes.new]
+        conn, [enrol.delivery_row(person.cohort.id, person.id, planned, now) for planned in changes.new]
     )
     return changes
 
 
 _SETTLE_GOAL = "UPDATE goals SET status = ?, completed_at = ?, via = ? WHERE id = ?"
-_INSERT_EVENT = (
-    "INSERT INTO events (cohort_id, participant_id, delivery_id, goal, kind, at, data) "
-    "VALUES (?, ?, NULL, ?, ?, ?, ?)"
-)
 
 
 def _settle_goal(
-    conn: Connection, goal: GoalRow, status: GoalStatus, at: dt.datetime | None, via: str | None
+    conn: Connection, goal: StoredGoal, status: GoalStatus, at: dt.datetime | None, via: str | None
 ) -> None:
     """Done, waived or reopened: the change a click makes."""
     sql = Plain(conn)
     sql.run(_SETTLE_GOAL, (status.value, sql.instant(at), via, goal.id))
 
 
-def _set_goal(conn: Connection, goal: GoalRow, **values: Any) -> None:
+def _set_goal(conn: Connection, goal: StoredGoal, **values: Any) -> None:
     conn.execute(update(goal_table).where(goal_table.c.id == goal.id).values(**values))
 
 
@@ -655,8 +613,7 @@ def _event(
     goal: str | None,
     data: dict[str, Any],
 ) -> None:
-    sql = Plain(conn)
-    sql.run(_INSERT_EVENT, (person.cohort_id, person.id, goal, kind.value, sql.instant(now), sql.json(data)))
+    store.append_events(conn, [StoredEvent(person.cohort.id, kind, now, person.id, goal=goal, data=data)])
 
 
 def _outcome(person: Person, key: str | None, did: str, changes: Changes) -> Outcome:

@@ -17,6 +17,7 @@ import click
 from drip import __version__, changes, service
 from drip.config import SECRET_SETTINGS, SETTING_NAMES, Settings, load_settings, redact_url
 from drip.core.errors import DripError
+from drip.core.states import CohortStatus
 from drip.core.values import Address, InvalidValue, parse_email, parse_instant, terminal_safe
 from drip.launch import checks, enrol, proofs
 from drip.launch.cohort import Cohort, default_emails_dirs, load_cohort, mark_started, started_elsewhere
@@ -644,7 +645,7 @@ def cohort() -> None:
 @pass_app
 def cohort_pause(app: App, slug: str) -> None:
     """Hold every email of a cohort until it is resumed (what falls stale meanwhile is skipped)."""
-    _set_cohort_status(app, slug, "paused")
+    _set_cohort_status(app, slug, CohortStatus.PAUSED)
 
 
 @cohort.command("resume")
@@ -652,10 +653,10 @@ def cohort_pause(app: App, slug: str) -> None:
 @pass_app
 def cohort_resume(app: App, slug: str) -> None:
     """Let a paused cohort's email go again."""
-    _set_cohort_status(app, slug, "active")
+    _set_cohort_status(app, slug, CohortStatus.ACTIVE)
 
 
-def _set_cohort_status(app: App, slug: str, status: str) -> None:
+def _set_cohort_status(app: App, slug: str, status: CohortStatus) -> None:
     store = app.existing_store()
     if store is None:
         raise click.ClickException(f"no database at {redact_url(app.settings.database_url)}")

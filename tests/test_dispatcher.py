@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from conftest import EMAILS, CohortFactory, SMTPServer
 from drip import changes
 from drip.config import load_settings
+from drip.core.states import CohortStatus
 from drip.core.tokens import message_tag
 from drip.launch import enrol
 from drip.launch.cohort import load_cohort
@@ -298,11 +299,11 @@ def test_paused_participants_and_cohorts_wait(started: Store, relay: SMTPServer)
         conn.execute(
             update(participant_table).where(participant_table.c.email == BEN).values(status="paused")
         )
-        changes.set_cohort_status(conn, "test-cohort", "active", WELCOMES_DUE)
+        changes.set_cohort_status(conn, "test-cohort", CohortStatus.ACTIVE, WELCOMES_DUE)
     assert dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE).sent == 2
     assert statuses(started)[BEN][0] == "scheduled"
     with started.transaction() as conn:
-        changes.set_cohort_status(conn, "test-cohort", "paused", WELCOMES_DUE)
+        changes.set_cohort_status(conn, "test-cohort", CohortStatus.PAUSED, WELCOMES_DUE)
         conn.execute(update(participant_table).values(status="active"))
     assert dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE).sent == 0
 
@@ -431,3 +432,20 @@ def test_relaying_refused_pauses_but_a_policy_refusal_fails_one(
     else:
         assert worker.run_until_idle(WELCOMES_DUE).failed == 1
         assert statuses(started)[BEN][0] == "failed"
+
+
+def test_a_mistake_in_drip_crashes_instead_of_failing_the_email(
+    started: Store, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only what an email's own content causes (a template error, a value unfit for a header) fails
+    # that email; a bug must surface, and the claims go back unsent once their lease ends.
+    from drip.sending import dispatcher as module
+
+    def buggy(*args, **kwargs):
+        return {}["no such key"]
+
+    monkeypatch.setattr(module, "build", buggy)
+    with pytest.raises(KeyError):
+        dispatcher(started, smtp_server.url).run_until_idle(WELCOMES_DUE)
+    assert {s[0] for s in statuses(started).values()} == {"claimed"}, "none marked failed"
+    assert smtp_server.messages == []

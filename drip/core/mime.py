@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 
-from drip.core.values import Address, check_header_safe
+from drip.core.values import Address, InvalidValue, check_header_safe
 
 _LINE = 78
 #: a longer run without spaces is encoded, so that it can be folded
@@ -256,7 +256,7 @@ def quoted_printable(text: str) -> str:
 def _ascii(value: str, what: str) -> str:
     check_header_safe(value)
     if not _ATOM_SAFE.match(value):
-        raise ValueError(f"{what} must be printable ASCII: {value!r}")
+        raise InvalidValue(f"{what} must be printable ASCII: {value!r}")
     return value
 
 

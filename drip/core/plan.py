@@ -155,6 +155,10 @@ def off_weekend(day: dt.date, *, earlier: bool) -> dt.date:
     return day + dt.timedelta(days=7 - weekday)
 
 
+def _no_day() -> dt.date | None:
+    return None
+
+
 def goal_dates(program: Program, timing: Timing) -> dict[str, GoalDates]:
     """Return when each goal opens and is due for one participant."""
     zone = ZoneInfo(timing.timezone)
@@ -162,14 +166,10 @@ def goal_dates(program: Program, timing: Timing) -> dict[str, GoalDates]:
 
     def opening(key: str) -> dt.date:
         if key not in opens:
-            anchor = program.goal(key).opens
-            if anchor.kind is AnchorKind.START:
-                base = timing.start
-            elif anchor.kind is AnchorKind.OPENS:
-                base = opening(anchor.goal)  # type: ignore[arg-type]
-            else:
-                base = timing.deadlines[anchor.goal]  # type: ignore[index]
-            opens[key] = base + dt.timedelta(days=anchor.offset_days)
+            # A goal opens at the start, or at another goal's opening or deadline (program.py checks).
+            day = program.goal(key).opens.falls_on(timing.start, _no_day, opening, timing.deadlines.get)
+            assert day is not None
+            opens[key] = day
         return opens[key]
 
     midnight = dt.time(0)
@@ -187,18 +187,11 @@ def anchor_day(
     anchor: Anchor, timing: Timing, goals: Mapping[str, GoalDates], end: dt.date | None
 ) -> dt.date:
     """Return the local day of a fixed anchor (not ``GOAL.completed``)."""
-    if anchor.kind is AnchorKind.START:
-        base = timing.start
-    elif anchor.kind is AnchorKind.END:
-        assert end is not None
-        base = end
-    elif anchor.kind is AnchorKind.OPENS:
-        base = goals[anchor.goal].opens  # type: ignore[index]
-    elif anchor.kind is AnchorKind.DEADLINE:
-        base = goals[anchor.goal].deadline  # type: ignore[index]
-    else:
-        raise ValueError(f"{anchor} has no fixed day")
-    return base + dt.timedelta(days=anchor.offset_days)
+    day = anchor.falls_on(
+        timing.start, lambda: end, lambda goal: goals[goal].opens, lambda goal: goals[goal].deadline
+    )
+    assert day is not None, f"{anchor} has no fixed day"
+    return day
 
 
 def program_end(program: Program, timing: Timing, goals: Mapping[str, GoalDates] | None = None) -> dt.date:

@@ -22,12 +22,14 @@ belong to no goal.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 import json
 import re
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property, lru_cache
@@ -78,6 +80,31 @@ class Anchor:
     def __str__(self) -> str:
         base = f"{self.goal}.{self.kind}" if self.goal else str(self.kind)
         return base if not self.offset_days else f"{base}{self.offset_days:+d}d"
+
+    def falls_on(
+        self,
+        start: dt.date,
+        end: Callable[[], dt.date | None],
+        opens: Callable[[str], dt.date | None],
+        deadline: Callable[[str], dt.date | None],
+    ) -> dt.date | None:
+        """Return the day this anchor falls on, given where the moments it may name fall.
+
+        None for a completion, which has no day until it happens, and for a moment that has none.
+        This is the one place that says which moment each kind of anchor names.
+        """
+        base: dt.date | None
+        if self.kind is AnchorKind.START:
+            base = start
+        elif self.kind is AnchorKind.END:
+            base = end()
+        elif self.kind is AnchorKind.OPENS:
+            base = opens(self.goal)  # type: ignore[arg-type]
+        elif self.kind is AnchorKind.DEADLINE:
+            base = deadline(self.goal)  # type: ignore[arg-type]
+        else:
+            return None
+        return None if base is None else base + dt.timedelta(days=self.offset_days)
 
 
 def parse_anchor(text: str) -> Anchor:
@@ -240,6 +267,33 @@ def find_program(name: str, search: list[Path]) -> Path:
 def load_program(path: Path) -> Program:
     """Load and validate the program in folder ``path``; report every problem at once."""
     return _ProgramLoader(path).load()
+
+
+#: how often, at most, a running drip looks at a program's file for edits, in seconds
+CHECK_PROGRAM_EVERY = 1.0
+#: program folder -> (program.toml's modification time, when it was looked at, the program)
+_loaded: dict[str, tuple[int, float, Program]] = {}
+
+
+def program_at(path: str | Path) -> Program:
+    """Return the program in folder ``path``: loaded once, and again only when program.toml changes.
+
+    This is how everything that runs for long (sending, the link pages, replies, reports) reads a
+    started cohort's program, so an edit reaches all of them within ``CHECK_PROGRAM_EVERY`` seconds.
+    A program that no longer loads raises :class:`CohortError`, as :func:`load_program` does.
+    """
+    key = str(path)
+    cached = _loaded.get(key)
+    now = time.monotonic()
+    if cached is not None and now - cached[1] < CHECK_PROGRAM_EVERY:
+        return cached[2]
+    try:
+        stamp = (Path(path) / PROGRAM_FILE).stat().st_mtime_ns
+    except OSError:
+        stamp = -1  # gone: load_program says so
+    program = cached[2] if cached is not None and cached[0] == stamp else load_program(Path(path))
+    _loaded[key] = (stamp, now, program)
+    return program
 
 
 class _ProgramLoader:
@@ -579,6 +633,10 @@ class _ProgramLoader:
 _FIXED_KINDS = frozenset({AnchorKind.START, AnchorKind.OPENS, AnchorKind.DEADLINE})
 
 
+#: any day: the program's defaults are counted in days from a start, and this stands for it
+_SOME_START = dt.date(2001, 1, 1)
+
+
 def _default_day(anchor: Anchor, goals: dict[str, Goal], ends: Anchor, depth: int = 0) -> int | None:
     """Return the day after the start ``anchor`` falls on with the program's default deadlines.
 
@@ -586,17 +644,20 @@ def _default_day(anchor: Anchor, goals: dict[str, Goal], ends: Anchor, depth: in
     """
     if depth > len(goals) + 1:
         return None
-    if anchor.kind is AnchorKind.START:
-        base: int | None = 0
-    elif anchor.kind is AnchorKind.END:
-        base = _default_day(ends, goals, ends, depth + 1) if ends.kind is not AnchorKind.END else None
-    elif anchor.kind is AnchorKind.DEADLINE and anchor.goal in goals:
-        base = goals[anchor.goal].deadline_days
-    elif anchor.kind is AnchorKind.OPENS and anchor.goal in goals:
-        base = _default_day(goals[anchor.goal].opens, goals, ends, depth + 1)
-    else:
-        return None
-    return None if base is None else base + anchor.offset_days
+
+    def day(other: Anchor) -> dt.date | None:
+        found = _default_day(other, goals, ends, depth + 1)
+        return None if found is None else _SOME_START + dt.timedelta(days=found)
+
+    falls = anchor.falls_on(
+        _SOME_START,
+        end=lambda: day(ends) if ends.kind is not AnchorKind.END else None,
+        opens=lambda goal: day(goals[goal].opens) if goal in goals else None,
+        deadline=lambda goal: (
+            _SOME_START + dt.timedelta(days=goals[goal].deadline_days) if goal in goals else None
+        ),
+    )
+    return None if falls is None else (falls - _SOME_START).days
 
 
 def _choices(value: str, known: list[str]) -> str:

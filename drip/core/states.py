@@ -17,12 +17,22 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class CohortStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
 class ParticipantStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     REMOVED = "removed"
+
+    @property
+    def silenced(self) -> bool:
+        """Whether they get no more email, whatever becomes of their goals (nothing is re-planned)."""
+        return self in (ParticipantStatus.UNSUBSCRIBED, ParticipantStatus.BOUNCED, ParticipantStatus.REMOVED)
 
 
 class GoalStatus(StrEnum):
@@ -40,6 +50,13 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+
+
+class DigestStatus(StrEnum):
+    """An owner's copy of one week's digest: recorded as ``sending`` before it goes, ``sent`` after."""
+
+    SENDING = "sending"
+    SENT = "sent"
 
 
 #: deliveries that reached, or may have reached, the participant's mailbox

@@ -360,11 +360,11 @@ class Address:
 
     @property
     def ascii(self) -> str:
-        """The address fit for a header; raises ValueError for one that cannot be (a non-ASCII local part)."""
+        """The address fit for a header; InvalidValue for one that cannot be (a non-ASCII local part)."""
         check_header_safe(self.text)
         local = self.local
         if not local or not self.domain or not _ASCII_LOCAL.match(local):
-            raise ValueError(f"cannot put {self.text!r} in a header: the part before @ must be ASCII")
+            raise InvalidValue(f"cannot put {self.text!r} in a header: the part before @ must be ASCII")
         return f"{local}@{self.ascii_domain}"
 
     def tagged(self, tag: str) -> Address:

@@ -97,7 +97,7 @@ def check_rendering(
                 failed_templates.add(step.template)
                 message = f"step {step.key!r} fails for {participant.email}: {exc}"
                 problems.append(Problem(str(cohort.roster_file), message, row=participant.row))
-            except (InvalidValue, ValueError) as exc:
+            except InvalidValue as exc:
                 problems.append(_header_problem(cohort, participant, step.key, exc))
     if problems:
         raise CohortError(_summarise(problems))

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from drip.core.errors import CohortError, Problem
+from drip.core.mime import Mailbox
 from drip.core.plan import Timing, repeat_warnings, timing_warnings
 from drip.core.program import Program, find_program, load_program
+from drip.core.states import CohortStatus
 from drip.core.values import (
     InvalidValue,
     check_header_safe,
@@ -31,6 +33,14 @@ from drip.core.values import (
     parse_timezone,
 )
 from drip.launch.roster import DEFAULT_LIMITS, Limits, Participant, read_roster
+from drip.storage.records import (
+    DEFAULT_DIGEST,
+    NOT_STORED,
+    WEEKDAYS,
+    CohortSettings,
+    DigestTime,
+    StoredCohort,
+)
 
 COHORT_FILE = "cohort.toml"
 DEFAULT_ROSTER = "roster.csv"
@@ -40,26 +50,6 @@ KNOWN_FIELDS = {
     "name", "slug", "program", "start", "end", "timezone", "send_time", "skip_weekends",
     "sender", "reply_to", "owners", "goals", "roster", "skip_steps", "digest",
 }  # fmt: skip
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
-@dataclass(frozen=True)
-class DigestTime:
-    """When the owners' weekly digest goes: a weekday and a time, in the cohort's zone."""
-
-    weekday: int
-    at: dt.time
-
-    def record(self) -> dict[str, str]:
-        return {"day": WEEKDAYS[self.weekday], "time": self.at.strftime("%H:%M")}
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, str]) -> DigestTime:
-        return cls(WEEKDAYS.index(record["day"]), parse_clock(record["time"]))
-
-
-#: Mondays at 08:00, unless cohort.toml says otherwise
-DEFAULT_DIGEST = DigestTime(0, dt.time(8, 0))
 
 
 @dataclass(frozen=True)
@@ -95,6 +85,32 @@ class Cohort:
             skip_weekends=self.skip_weekends,
             deadlines=participant.deadlines,
             end=self.end,
+        )
+
+    def stored(self) -> StoredCohort:
+        """Return the cohort as the database keeps it once started (its id not yet given)."""
+        settings = CohortSettings(
+            timezone=self.timezone,
+            send_time=self.send_time,
+            skip_weekends=self.skip_weekends,
+            sender=Mailbox(*self.sender),
+            reply_to=Mailbox(*self.reply_to) if self.reply_to else None,
+            owners=self.owners,
+            digest=self.digest,
+            deadlines=self.deadlines,
+            end=self.end,
+            roster=str(self.roster_file),
+        )
+        return StoredCohort(
+            id=NOT_STORED,
+            slug=self.slug,
+            name=self.name,
+            program=self.program.key,
+            program_path=str(self.program.path.resolve()),
+            folder=str(self.path.resolve()),
+            status=CohortStatus.ACTIVE,
+            start_date=self.start,
+            settings=settings,
         )
 
 

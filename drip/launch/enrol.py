@@ -32,10 +32,10 @@ from drip.core.plan import GoalDates, PlannedStep, Timing, goal_dates, plan_part
 from drip.core.program import Program
 from drip.core.replan import replan
 from drip.core.states import EventKind, GoalStatus, ParticipantStatus
-from drip.core.values import parse_clock
 from drip.launch.cohort import COHORT_FILE, Cohort
 from drip.launch.roster import Participant, email_key
 from drip.storage import store
+from drip.storage.records import StoredEvent, StoredParticipant
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ ENROL_BATCH = 1_000
 #: enrolling this many at once refreshes the database's statistics, so that its plans for
 #: status, claims and reports fit the new size at once rather than after autovacuum's next visit
 ANALYZE_AFTER = 10_000
-#: participants whose deliveries are never re-planned
-_FROZEN = frozenset({ParticipantStatus.UNSUBSCRIBED, ParticipantStatus.BOUNCED, ParticipantStatus.REMOVED})
 
 
 @dataclass
@@ -107,45 +105,6 @@ def plan_cohort(cohort: Cohort, now: dt.datetime) -> Iterable[tuple[Participant,
         yield participant, plans.steps(cohort.timing(participant))
 
 
-def cohort_values(cohort: Cohort) -> dict[str, Any]:
-    """Return the cohort row as stored: the validated settings, for later commands."""
-    settings = {
-        "timezone": cohort.timezone,
-        "send_time": cohort.send_time.strftime("%H:%M"),
-        "skip_weekends": cohort.skip_weekends,
-        "sender": list(cohort.sender),
-        "reply_to": list(cohort.reply_to) if cohort.reply_to else None,
-        "owners": list(cohort.owners),
-        "digest": cohort.digest.record() if cohort.digest else None,
-        "deadlines": {key: day.isoformat() for key, day in cohort.deadlines.items()},
-        "end": cohort.end.isoformat() if cohort.end else None,
-        "roster": str(cohort.roster_file),
-    }
-    return {
-        "slug": cohort.slug,
-        "name": cohort.name,
-        "program": cohort.program.key,
-        "program_path": str(cohort.program.path.resolve()),
-        "folder": str(cohort.path.resolve()),
-        "settings": settings,
-        "start_date": cohort.start,
-    }
-
-
-def stored_timing(
-    settings: dict[str, Any], start: dt.date, timezone: str, deadlines: dict[str, dt.date]
-) -> Timing:
-    """Return a participant's Timing from what the database keeps (the inverse of ``cohort_values``)."""
-    return Timing(
-        start=start,
-        timezone=timezone,
-        send_time=parse_clock(settings["send_time"]),
-        skip_weekends=settings["skip_weekends"],
-        deadlines=deadlines,
-        end=dt.date.fromisoformat(settings["end"]) if settings.get("end") else None,
-    )
-
-
 def sync_cohort(
     conn: Connection,
     cohort: Cohort,
@@ -154,9 +113,9 @@ def sync_cohort(
 ) -> SyncReport:
     """Store ``cohort`` and its plan on ``conn``, or bring the stored copy in sync."""
     store.lock_cohort(conn, cohort.slug)
-    values = cohort_values(cohort)
-    warnings = _check_identity(conn, cohort, values["folder"])
-    cohort_id, created = store.upsert_cohort(conn, values, now)
+    stored_cohort = cohort.stored()
+    warnings = _check_identity(conn, cohort, stored_cohort.folder)
+    cohort_id, created = store.upsert_cohort(conn, stored_cohort, now)
     report = SyncReport(cohort.slug, created, warnings=warnings)
     stored = store.participants_by_key(conn, cohort_id)
     fresh = [p for p in cohort.participants if p.key not in stored]
@@ -186,7 +145,7 @@ def sync_cohort(
         "replanned": report.replanned,
         "missing": len(report.missing),
     }
-    store.record_event(conn, cohort_id, kind, now, data=summary)
+    store.append_events(conn, [StoredEvent(cohort_id, kind, now, data=summary)])
     report.first_send, report.last_send = store.scheduled_span(conn, cohort_id)
     return report
 
@@ -318,17 +277,8 @@ def _enrol(
     ]  # fmt: skip
     report.planned.update(step.status.value for _, step in planned)
     store.insert_deliveries(conn, [delivery_row(cohort_id, pid, step, now) for pid, step in planned])
-    store.record_events(
-        conn,
-        [
-            {
-                "cohort_id": cohort_id,
-                "participant_id": participant_id,
-                "kind": EventKind.ENROLLED.value,
-                "at": now,
-            }
-            for participant_id in ids
-        ],
+    store.append_events(
+        conn, [StoredEvent(cohort_id, EventKind.ENROLLED, now, participant_id) for participant_id in ids]
     )
     report.enrolled += len(batch)
 
@@ -338,12 +288,12 @@ def _resync(
     cohort: Cohort,
     cohort_id: int,
     known: Sequence[Participant],
-    stored: dict[str, store.ParticipantRow],
+    stored: dict[str, StoredParticipant],
     now: dt.datetime,
     report: SyncReport,
 ) -> None:
     updates, events = [], []
-    retimed: list[tuple[store.ParticipantRow, Timing]] = []
+    retimed: list[tuple[StoredParticipant, Timing]] = []
     # Deadlines moved by hand (snooze, extend) outlive the roster's.
     overrides = store.deadline_overrides(conn, [stored[p.key].id for p in known])
     for participant in known:
@@ -361,7 +311,7 @@ def _resync(
         updates.append({"pid": row.id, **values, "updated_at": now})
         # A sorted or re-ordered sheet moves rows; that is not a change to the person.
         changed = sorted(name for name in values if values[name] != current[name] and name not in _QUIET)
-        if values["plan_signature"] != row.plan_signature and row.status not in _FROZEN:
+        if values["plan_signature"] != row.plan_signature and not row.status.silenced:
             retimed.append((row, timing))
         elif changed:
             report.updated += 1
@@ -370,7 +320,7 @@ def _resync(
         if changed:
             events.append(_event(cohort_id, row.id, EventKind.UPDATED, now, {"changed": changed}))
     store.update_participants(conn, updates)
-    store.record_events(conn, events)
+    store.append_events(conn, events)
     _replan(conn, cohort, cohort_id, retimed, now, report)
 
 
@@ -382,7 +332,7 @@ def _replan(
     conn: Connection,
     cohort: Cohort,
     cohort_id: int,
-    retimed: Sequence[tuple[store.ParticipantRow, Timing]],
+    retimed: Sequence[tuple[StoredParticipant, Timing]],
     now: dt.datetime,
     report: SyncReport,
 ) -> None:
@@ -414,16 +364,10 @@ def _replan(
     store.insert_goals(conn, new_goals)
     store.update_deliveries(conn, delivery_updates)
     store.insert_deliveries(conn, new_deliveries)
-    store.record_events(conn, events)
+    store.append_events(conn, events)
 
 
 def _event(
     cohort_id: int, participant_id: int, kind: EventKind, at: dt.datetime, data: dict[str, Any]
-) -> dict:
-    return {
-        "cohort_id": cohort_id,
-        "participant_id": participant_id,
-        "kind": kind.value,
-        "at": at,
-        "data": data,
-    }
+) -> StoredEvent:
+    return StoredEvent(cohort_id, kind, at, participant_id, data=data)

@@ -24,18 +24,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from drip.changes import program_at
 from drip.config import Settings
 from drip.core.errors import DripError, StoreError
 from drip.core.mime import Attachment, Mailbox, Message, compose
 from drip.core.plan import local_day, local_instant, program_end
-from drip.core.states import GoalStatus
+from drip.core.program import program_at
+from drip.core.states import DigestStatus, GoalStatus
 from drip.core.values import Address
-from drip.launch.cohort import DEFAULT_DIGEST, DigestTime
-from drip.launch.enrol import stored_timing
 from drip.owners import documents
 from drip.owners.progress import Person, Problem, Progress, progress_of
 from drip.storage import store
+from drip.storage.leases import Lease
+from drip.storage.records import StoredCohort
 
 logger = logging.getLogger(__name__)
 
@@ -59,23 +59,15 @@ class Week:
     scheduled: dt.datetime | None
 
 
-def digest_time(settings: dict[str, Any]) -> DigestTime | None:
-    """Return when a stored cohort's digest goes (cohorts started before digests get the default)."""
-    if "digest" not in settings:
-        return DEFAULT_DIGEST
-    record = settings["digest"]
-    return DigestTime.from_record(record) if record else None
-
-
-def due_week(cohort: Any, now: dt.datetime, conn: Connection | None = None) -> Week | None:
+def due_week(cohort: StoredCohort, now: dt.datetime, conn: Connection | None = None) -> Week | None:
     """Return the week whose digest is due at ``now`` for a stored cohort, or None between digests.
 
     With ``conn``, participants' own later deadlines extend the digests past the cohort's end.
     """
-    when = digest_time(cohort.settings)
-    if when is None or not cohort.settings.get("owners"):
+    when = cohort.settings.digest
+    if when is None or not cohort.settings.owners:
         return None
-    zone = ZoneInfo(cohort.settings.get("timezone", "UTC"))
+    zone = ZoneInfo(cohort.settings.timezone)
     today = local_day(now, zone)
     day = today - dt.timedelta(days=(today.weekday() - when.weekday) % 7)
     moment = local_instant(day, when.at, zone)
@@ -92,23 +84,23 @@ def due_week(cohort: Any, now: dt.datetime, conn: Connection | None = None) -> W
     return Week(moment - WEEK, moment, moment)
 
 
-def _last_day(cohort: Any, later: dict[str, dt.date]) -> dt.date | None:
+def _last_day(cohort: StoredCohort, later: dict[str, dt.date]) -> dt.date | None:
     """Return the cohort's last day: its end, else the program's end on the latest deadlines."""
     settings = cohort.settings
-    if settings.get("end"):
-        return dt.date.fromisoformat(settings["end"])
+    if settings.end:
+        return settings.end
     try:
         program = program_at(cohort.program_path)
-    except (OSError, ValueError) as exc:
+    except (OSError, DripError) as exc:
         logger.warning("cannot read the program at %s to end the digests: %s", cohort.program_path, exc)
         return None
-    deadlines = {key: dt.date.fromisoformat(day) for key, day in settings.get("deadlines", {}).items()}
+    deadlines = dict(settings.deadlines)
     for key, day in later.items():
         deadlines[key] = max(day, deadlines.get(key, day))
-    return program_end(program, stored_timing(settings, cohort.start_date, settings["timezone"], deadlines))
+    return program_end(program, cohort.timing(settings.timezone, deadlines))
 
 
-def _latest_deadlines(conn: Connection, cohort: Any) -> dict[str, dt.date]:
+def _latest_deadlines(conn: Connection, cohort: StoredCohort) -> dict[str, dt.date]:
     """Return each goal's latest deadline among the cohort's participants.
 
     Asked only once the cohort's own end has passed (then once a minute, per cohort: one
@@ -185,7 +177,7 @@ def read_digest(
         this_week(found.failures),
         this_week(found.bounces),
         link,
-        Mailbox(*cohort.settings["sender"]),
+        cohort.settings.sender,
         this_week(found.delegate_bounces),
     )
 
@@ -225,23 +217,28 @@ def compose_digest(digest: Digest, owner: str, message_id: str, now: dt.datetime
     return compose(message)
 
 
-def message_id(cohort: Any, period_end: dt.datetime, owner: str) -> str:
+def message_id(cohort: StoredCohort, period_end: dt.datetime, owner: str) -> str:
     """Return the digest's Message-ID: the same for the same cohort, week and owner."""
     owner_hash = hashlib.sha256(owner.casefold().encode()).hexdigest()[:10]
-    domain = Address(cohort.settings["sender"][1]).ascii_domain
+    domain = Address(cohort.settings.sender.address).ascii_domain
     return f"<digest.{cohort.id}.{period_end:%Y%m%dT%H%M}.{owner_hash}@{domain}>"
 
 
 # --- sending --------------------------------------------------------------------------------------
 
 
-def send_due(db: store.Store, settings: Settings, now: dt.datetime, send: Send) -> list[str]:
-    """Send every digest due at ``now`` that has not gone yet; return "cohort: owner" of each sent."""
+def send_due(
+    db: store.Store, settings: Settings, now: dt.datetime, send: Send, real_now: dt.datetime | None = None
+) -> list[str]:
+    """Send every digest due at ``now`` that has not gone yet; return "cohort: owner" of each sent.
+
+    ``real_now`` is the real clock's time (by default, read from it), for the claims' leases.
+    """
     sent: list[str] = []
     with db.reading() as conn:
         cohorts = [(row, week) for row in store.cohort_rows(conn) if (week := due_week(row, now, conn))]
     for cohort, week in cohorts:
-        sent += _send_week(db, settings, cohort, week, now, send)
+        sent += _send_week(db, settings, cohort, week, now, send, real_now)
     return sent
 
 
@@ -253,7 +250,7 @@ def send_now(
         cohort = store.find_cohort(conn, slug)
     if cohort is None:
         return None
-    if not cohort.settings.get("owners"):
+    if not cohort.settings.owners:
         raise DigestError(f"cohort {slug!r} has no owners; list them in cohort.toml: owners = [...]")
     return _send_week(db, settings, cohort, Week(now - WEEK, now, None), now, send)
 
@@ -269,12 +266,18 @@ class DigestError(DripError):
 
 
 def _send_week(
-    db: store.Store, settings: Settings, cohort: Any, week: Week, now: dt.datetime, send: Send
+    db: store.Store,
+    settings: Settings,
+    cohort: StoredCohort,
+    week: Week,
+    now: dt.datetime,
+    send: Send,
+    real_now: dt.datetime | None = None,
 ) -> list[str]:
     digest: Digest | None = None
     sent: list[str] = []
-    for owner in cohort.settings["owners"]:
-        mid = _claim(db, settings, cohort, week, owner, now)
+    for owner in cohort.settings.owners:
+        mid = _claim(db, settings, cohort, week, owner, now, real_now)
         if mid is None:
             continue
         try:
@@ -295,7 +298,7 @@ def _send_week(
             conn.execute(
                 update(store.digest_table)
                 .where(*_row(cohort.id, week, owner))
-                .values(status="sent", sent_at=now)
+                .values(status=DigestStatus.SENT.value, sent_at=now, lease_expires_at=None)
             )
         logger.info("sent the digest of %s to %s", cohort.slug, owner)
         sent.append(f"{cohort.slug}: {owner}")
@@ -313,15 +316,26 @@ def _row(cohort_id: int, week: Week, owner: str) -> tuple[Any, ...]:
 
 
 def _claim(
-    db: store.Store, settings: Settings, cohort: Any, week: Week, owner: str, now: dt.datetime
+    db: store.Store,
+    settings: Settings,
+    cohort: StoredCohort,
+    week: Week,
+    owner: str,
+    now: dt.datetime,
+    real_now: dt.datetime | None = None,
 ) -> str | None:
-    """Record this week's copy for ``owner`` as being sent; return its Message-ID, or None if taken."""
+    """Record this week's copy for ``owner`` as being sent; return its Message-ID, or None if taken.
+
+    A copy left "sending" by a worker that stopped is taken over once its lease ends.
+    """
     table = store.digest_table
     mid = message_id(cohort, week.until, owner)
+    real_now = real_now or dt.datetime.now(dt.UTC)
+    lease = Lease.of_seconds(settings.lease_seconds)
     try:
         with db.transaction() as conn:
             existing = conn.execute(
-                select(table.c.status, table.c.created_at, table.c.message_id).where(
+                select(table.c.status, table.c.lease_expires_at, table.c.message_id).where(
                     *_row(cohort.id, week, owner)
                 )
             ).first()
@@ -333,19 +347,23 @@ def _claim(
                         recipient=owner,
                         manual=week.scheduled is None,
                         message_id=mid,
-                        status="sending",
+                        status=DigestStatus.SENDING.value,
                         created_at=now,
+                        lease_expires_at=lease.ends(real_now),
                     )  # fmt: skip
                 )
                 return mid
-            stale = existing.status == "sending" and existing.created_at <= now - dt.timedelta(
-                seconds=settings.lease_seconds
-            )
-            if not stale:
+            if existing.status != DigestStatus.SENDING or not Lease.ended(
+                existing.lease_expires_at, real_now
+            ):
                 return None
-            # Cut off mid-send long enough ago: its sender is gone. Same Message-ID, so a copy the
-            # server did take shows up as the same message.
-            conn.execute(update(table).where(*_row(cohort.id, week, owner)).values(created_at=now))
+            # Cut off mid-send: its sender is gone. Same Message-ID, so a copy the server did take
+            # shows up as the same message.
+            conn.execute(
+                update(table)
+                .where(*_row(cohort.id, week, owner))
+                .values(lease_expires_at=lease.ends(real_now))
+            )
             return str(existing.message_id)
     except StoreError as exc:
         if isinstance(exc.__cause__, IntegrityError):
@@ -357,6 +375,6 @@ def _release(db: store.Store, cohort_id: int, week: Week, owner: str) -> None:
     with db.transaction() as conn:
         conn.execute(
             delete(store.digest_table).where(
-                *_row(cohort_id, week, owner), store.digest_table.c.status == "sending"
+                *_row(cohort_id, week, owner), store.digest_table.c.status == DigestStatus.SENDING.value
             )
         )

@@ -22,9 +22,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, func, select
 
-from drip.changes import program_at
-from drip.core.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.core.errors import DripError
+from drip.core.program import program_at
+from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.storage import store
+from drip.storage.records import StoredCohort
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ class Progress:
     slug: str
     name: str
     program: str
-    status: str
+    status: CohortStatus
     start: dt.date
     end: dt.date | None
     timezone: str
@@ -177,9 +179,9 @@ def read_progress(
 
 
 def progress_of(
-    conn: Connection, cohort: Any, now: dt.datetime, within: dt.timedelta = DEFAULT_WITHIN
+    conn: Connection, cohort: StoredCohort, now: dt.datetime, within: dt.timedelta = DEFAULT_WITHIN
 ) -> Progress:
-    """Return the progress at ``now`` of a stored cohort (a row of ``store.find_cohort``)."""
+    """Return the progress at ``now`` of a stored cohort."""
     settings = cohort.settings
     people = tuple(_people(conn, cohort.id, now))
     ids = {person.id: person for person in people}
@@ -189,9 +191,9 @@ def progress_of(
         program=cohort.program,
         status=cohort.status,
         start=cohort.start_date,
-        end=dt.date.fromisoformat(settings["end"]) if settings.get("end") else None,
-        timezone=settings.get("timezone", "UTC"),
-        owners=tuple(settings.get("owners") or ()),
+        end=settings.end,
+        timezone=settings.timezone,
+        owners=settings.owners,
         now=now,
         within=within,
         goals=_goals(cohort),
@@ -205,17 +207,14 @@ def progress_of(
     )
 
 
-def _goals(cohort: Any) -> tuple[GoalInfo, ...]:
-    deadlines = cohort.settings.get("deadlines", {})
+def _goals(cohort: StoredCohort) -> tuple[GoalInfo, ...]:
+    deadlines = cohort.settings.deadlines
     try:
         titles = {goal.key: goal.title for goal in program_at(cohort.program_path).goals}
-    except (OSError, ValueError) as exc:  # the program's folder moved: keys still say which goal
+    except (OSError, DripError) as exc:  # the program's folder moved: keys still say which goal
         logger.warning("cannot read the program at %s for goal titles: %s", cohort.program_path, exc)
         titles = {}
-    return tuple(
-        GoalInfo(key, titles.get(key, key), dt.date.fromisoformat(day) if day else None)
-        for key, day in deadlines.items()
-    )
+    return tuple(GoalInfo(key, titles.get(key, key), day) for key, day in deadlines.items())
 
 
 def _people(conn: Connection, cohort_id: int, now: dt.datetime) -> Iterator[Person]:

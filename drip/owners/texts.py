@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from drip.core.plan import PlannedStep
-from drip.core.states import DeliveryStatus
+from drip.core.states import CohortStatus, DeliveryStatus
 from drip.launch.cohort import Cohort
 from drip.launch.enrol import SyncReport
 from drip.launch.roster import Participant
@@ -208,7 +208,7 @@ def cohort_status(
     with db.reading() as conn:
         for cohort in store.cohort_rows(conn, slug):
             figures = store.cohort_figures(conn, cohort.id, now)
-            order = list(cohort.settings.get("deadlines", {}))
+            order = list(cohort.settings.deadlines)
             goals = {
                 key: figures["goals"].get(key, dict.fromkeys(["open", "done", "waived", "overdue"], 0))
                 for key in order
@@ -308,7 +308,7 @@ def format_status(figures: Sequence[dict[str, Any]], names: int = STATUS_NAMES) 
     out = []
     for item in figures:
         states = ", ".join(f"{n} {s}" for s, n in item["participant_status"].items() if n and s != "removed")
-        paused = "  [paused]" if item.get("status") == "paused" else ""
+        paused = "  [paused]" if item.get("status") == CohortStatus.PAUSED else ""
         out.append(f"{item['cohort']}: {item['name']} ({item['program']}){paused}")
         out.append(f"  participants  {item['participants']}" + (f" ({states})" if states else ""))
         for goal, counts in item["goals"].items():

@@ -37,7 +37,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import make_msgid
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
@@ -61,6 +61,7 @@ from drip.replies.mailboxes import Data, Oversize, Source
 from drip.storage import store
 from drip.storage.keyring import reply_address, signing_keys
 from drip.storage.plainsql import Plain
+from drip.storage.records import StoredEvent
 from drip.storage.store import Store, delivery_table, received_table
 
 logger = logging.getLogger(__name__)
@@ -83,10 +84,6 @@ _RECORD = (
 )
 _ANSWERED = (
     "SELECT id, participant_id, step, goal, message_id, sent_at FROM deliveries WHERE message_id IN ({})"
-)
-_INSERT_EVENT = (
-    "INSERT INTO events (cohort_id, participant_id, delivery_id, goal, kind, at, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _FORWARDED = (
     update(received_table).where(received_table.c.id == bindparam("rid")).values(forwarded_at=bindparam("at"))
@@ -198,7 +195,7 @@ class _Outcome:
 
     @property
     def cohort_id(self) -> int | None:
-        return self.person.cohort_id if self.person else None
+        return self.person.cohort.id if self.person else None
 
     @property
     def participant_id(self) -> int | None:
@@ -599,13 +596,10 @@ class Ingester:
         }
         if auto:
             data["auto"] = incoming.auto_reason
-        sql = Plain(conn)
-        sql.run(
-            _INSERT_EVENT,
-            (person.cohort_id, person.id, delivery.id if delivery is not None else None,
-             delivery.goal if delivery is not None else None, EventKind.REPLIED.value, sql.instant(now),
-             sql.json(data)),
-        )  # fmt: skip
+        event = StoredEvent(person.cohort.id, EventKind.REPLIED, now, person.id, data=data)
+        if delivery is not None:
+            event = replace(event, delivery_id=delivery.id, goal=delivery.goal)
+        store.append_events(conn, [event])
 
     # --- forwarding -----------------------------------------------------------------
 
@@ -613,10 +607,9 @@ class Ingester:
         self, person: changes.Person, step: str, incoming: Incoming, data: bytes, why: str
     ) -> Forward | None:
         """A reply for a person: to the cohort's reply_to (else its first owner), unless replies go there."""
-        settings = person.cohort_settings
-        sender = Mailbox(*settings["sender"])
-        reply_to = Mailbox(*settings["reply_to"]) if settings.get("reply_to") else None
-        target = reply_to.address if reply_to else (settings.get("owners") or [None])[0]
+        settings = person.cohort.settings
+        sender, reply_to = settings.sender, settings.reply_to
+        target = reply_to.address if reply_to else next(iter(settings.owners), None)
         inbox = reply_address(self.settings, sender, reply_to)
         if not target or email_key(target) == email_key(inbox):
             return None  # the reply already sits in the mailbox people read
@@ -694,7 +687,7 @@ def _forward_bytes(
     why: str,
 ) -> bytes:
     note = (
-        f"{person.name} <{person.email}>, in {person.cohort_name}, replied to the '{step}' email. "
+        f"{person.name} <{person.email}>, in {person.cohort.name}, replied to the '{step}' email. "
         "Answering this message writes to them.\n\n"
         f"drip recorded nothing from it: {why}.\n\n"
         f"{incoming.new_text or '(no new text)'}\n\nTheir whole message is attached.\n"

@@ -6,9 +6,9 @@ deliveries are due, and when a claim may be taken over, is decided here:
 
 - due: ``scheduled``, ``due_at <= now`` (the virtual clock, if any), not
   waiting for a retry, participant and cohort both active;
-- taken over: ``claimed`` or ``sending`` whose lease ran out by the real
-  clock (leases are about processes, which live in real time), or whose
-  owner is a process of this machine that no longer exists.
+- taken over: ``claimed`` or ``sending`` whose lease ended
+  (``drip.storage.leases``), or whose owner is a process of this machine
+  that no longer exists.
 
 A ``sending`` delivery keeps its Message-ID when taken over, so the one
 message a crash may leave in doubt goes again under the same id.
@@ -25,13 +25,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, case, or_, select, update
 
-from drip.core.states import DeliveryStatus, EventKind, ParticipantStatus
+from drip.core.states import CohortStatus, DeliveryStatus, EventKind, ParticipantStatus
+from drip.storage import store
+from drip.storage.leases import Lease
+from drip.storage.records import StoredCohort, StoredEvent, StoredGoal, StoredParticipant
 from drip.storage.store import (
     cohort_table,
     delivery_table,
     goal_table,
     participant_table,
-    record_events,
 )
 from drip.storage.tables import sqlite_text
 
@@ -92,7 +94,7 @@ def claim_due(
     real_now: dt.datetime,
     owner: str,
     limit: int,
-    lease: dt.timedelta,
+    lease: Lease,
     skip_cohorts: Iterable[int] = (),
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries, oldest first, for ``owner`` until the lease ends."""
@@ -102,7 +104,9 @@ def claim_due(
         d.c.due_at <= now,
         or_(d.c.retry_at.is_(None), d.c.retry_at <= now),
     )
-    abandoned = and_(d.c.status.in_(_PENDING_CLAIM), d.c.lease_expires_at < real_now, d.c.due_at <= now)
+    abandoned = and_(
+        d.c.status.in_(_PENDING_CLAIM), Lease.ended_in_sql(d.c.lease_expires_at, real_now), d.c.due_at <= now
+    )
     candidates = (
         select(d.c.id)
         .join(p, p.c.id == d.c.participant_id)
@@ -110,7 +114,7 @@ def claim_due(
         .where(
             or_(due, abandoned),
             p.c.status == ParticipantStatus.ACTIVE.value,
-            c.c.status == "active",
+            c.c.status == CohortStatus.ACTIVE.value,
             d.c.cohort_id.not_in(list(skip_cohorts)),
         )
         .order_by(d.c.due_at, d.c.id)
@@ -121,7 +125,7 @@ def claim_due(
     claim = (
         update(d)
         .where(d.c.id.in_(candidates.scalar_subquery()))
-        .values(status=DeliveryStatus.CLAIMED.value, lease_owner=owner, lease_expires_at=real_now + lease)
+        .values(status=DeliveryStatus.CLAIMED.value, lease_owner=owner, lease_expires_at=lease.ends(real_now))
         .returning(
             d.c.id,
             d.c.cohort_id,
@@ -138,13 +142,13 @@ def claim_due(
     return sorted((Claimed(*row) for row in rows), key=lambda row: (row.due_at, row.id))
 
 
-def renew(conn: Connection, owner: str, real_now: dt.datetime, lease: dt.timedelta) -> int:
+def renew(conn: Connection, owner: str, real_now: dt.datetime, lease: Lease) -> int:
     """Extend every claim ``owner`` still holds: a worker alive keeps its deliveries."""
     d = delivery_table
     result = conn.execute(
         update(d)
         .where(d.c.lease_owner == owner, d.c.status.in_(_PENDING_CLAIM))
-        .values(lease_expires_at=real_now + lease)
+        .values(lease_expires_at=lease.ends(real_now))
     )
     return result.rowcount
 
@@ -296,19 +300,8 @@ def release(conn: Connection, ids: Iterable[int], owner: str) -> int:
 
 
 def _event(conn: Connection, row: Claimed, kind: EventKind, at: dt.datetime, data: dict[str, Any]) -> None:
-    record_events(
-        conn,
-        [
-            {
-                "cohort_id": row.cohort_id,
-                "participant_id": row.participant_id,
-                "delivery_id": row.id,
-                "goal": row.goal,
-                "kind": kind.value,
-                "at": at,
-                "data": data,
-            }
-        ],
+    store.append_events(
+        conn, [StoredEvent(row.cohort_id, kind, at, row.participant_id, row.id, row.goal, data)]
     )
 
 
@@ -319,20 +312,24 @@ def _event(conn: Connection, row: Claimed, kind: EventKind, at: dt.datetime, dat
 class Batch:
     """Everything needed to build a batch's messages, read in three queries."""
 
-    cohorts: dict[int, Any]
-    participants: dict[int, Any]
-    goals: dict[int, list[Any]]
+    cohorts: dict[int, StoredCohort]
+    participants: dict[int, StoredParticipant]
+    #: participant id -> their goals
+    goals: dict[int, list[StoredGoal]]
 
 
 def load_batch(conn: Connection, rows: Sequence[Claimed]) -> Batch:
     cohort_ids = sorted({row.cohort_id for row in rows})
     participant_ids = sorted({row.participant_id for row in rows})
-    cohorts = {r.id: r for r in conn.execute(select(cohort_table).where(cohort_table.c.id.in_(cohort_ids)))}
+    cohorts = {
+        r.id: StoredCohort.from_row(r)
+        for r in conn.execute(select(cohort_table).where(cohort_table.c.id.in_(cohort_ids)))
+    }
     people = {
-        r.id: r
+        r.id: StoredParticipant.from_row(r)
         for r in conn.execute(select(participant_table).where(participant_table.c.id.in_(participant_ids)))
     }
-    goals: dict[int, list[Any]] = {}
+    goals: dict[int, list[StoredGoal]] = {}
     for goal in conn.execute(select(goal_table).where(goal_table.c.participant_id.in_(participant_ids))):
-        goals.setdefault(goal.participant_id, []).append(goal)
+        goals.setdefault(goal.participant_id, []).append(StoredGoal.from_row(goal))
     return Batch(cohorts, people, goals)

@@ -17,10 +17,8 @@ import logging
 import queue as queues
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from drip import changes
@@ -28,18 +26,19 @@ from drip.config import Settings
 from drip.core.bounces import Severity, severity, status_of
 from drip.core.errors import DripError, TemplateError
 from drip.core.message import CohortView, build, links_for, recipient_of
-from drip.core.mime import Mailbox, addresses, compose
+from drip.core.mime import addresses, compose
 from drip.core.plan import Timing, find_step, program_end
-from drip.core.program import Program, Step, load_program
+from drip.core.program import Program, Step, program_at
 from drip.core.render import Templates
 from drip.core.senders import same_address
-from drip.core.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.core.values import InvalidValue
-from drip.launch.enrol import stored_timing
 from drip.sending import claims
 from drip.sending.transport import PermanentSendError, RelayError, TokenBucket, TransientSendError, Transport
 from drip.storage import store
 from drip.storage.keyring import instance_id, reply_address, signing_keys
+from drip.storage.leases import Lease
+from drip.storage.records import StoredCohort
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,6 @@ BATCH_SIZE = 200
 #: the first retry waits this long; each further one twice as long, up to RETRY_CAP
 RETRY_BASE = dt.timedelta(minutes=1)
 RETRY_CAP = dt.timedelta(hours=2)
-#: how often, at most, a program.toml is checked for edits
-CHECK_PROGRAM_EVERY = 1.0
 
 
 class RelayPaused(DripError):
@@ -107,18 +104,16 @@ def _timing(parts: _CohortParts, row: claims.Claimed, batch: claims.Batch) -> Ti
     """Return the stored timing of the participant a delivery goes to."""
     person = batch.participants[row.participant_id]
     deadlines = {goal.goal: goal.deadline for goal in batch.goals.get(row.participant_id, [])}
-    return stored_timing(parts.settings, parts.start, person.timezone, deadlines)
+    return parts.cohort.timing(person.timezone, deadlines)
 
 
-def _step(
-    parts: _CohortParts, row: claims.Claimed, batch: claims.Batch, timing: Timing | None = None
-) -> Step | None:
+def _step(parts: _CohortParts, row: claims.Claimed, timing: Timing) -> Step | None:
     """Return the step a delivery is for, or None if the program no longer has it for this participant."""
     step = parts.program.step(row.step)
     if step is not None and step.repeat is None:
         return step
     # An occurrence of a repeating step: it exists while the participant's timing still reaches it.
-    return find_step(parts.program, row.step, timing or _timing(parts, row, batch))
+    return find_step(parts.program, row.step, timing)
 
 
 def _cancel(reason: str) -> _Ending:
@@ -129,16 +124,18 @@ def _cancel(reason: str) -> _Ending:
 class _CohortParts:
     """What every email of one cohort shares, loaded once per dispatcher."""
 
+    cohort: StoredCohort
+    program: Program
     view: CohortView
     templates: Templates
-    program: Program
-    settings: dict[str, Any]
-    start: dt.date
     reply_address: str
-    #: program.toml's modification time when loaded, to notice edits
-    stamp: int
-    #: when the stamp was last compared with the file
-    checked: float = 0.0
+
+
+class _Hold:
+    """A delivery that waits: its participant or cohort was paused after it was claimed."""
+
+
+_HOLD = _Hold()
 
 
 class Dispatcher:
@@ -161,7 +158,7 @@ class Dispatcher:
         self.real_clock = real_clock
         self.batch_size = batch_size
         self.stale_after = dt.timedelta(hours=settings.stale_after_hours)
-        self.lease = dt.timedelta(seconds=settings.lease_seconds)
+        self.lease = Lease.of_seconds(settings.lease_seconds)
         self.bucket = TokenBucket(settings.smtp_rate) if settings.smtp_rate else None
         self.stop = threading.Event()
         self._cohorts: dict[int, _CohortParts] = {}
@@ -240,11 +237,11 @@ class Dispatcher:
         """Claim no more than can be sent well within a lease (a slow relay gets small batches)."""
         if self.bucket is None:
             return self.batch_size
-        return max(1, min(self.batch_size, int(self.bucket.rate * self.lease.total_seconds() / 4)))
+        return max(1, min(self.batch_size, int(self.bucket.rate * self.lease.length.total_seconds() / 4)))
 
     def _renew_leases(self, done: threading.Event) -> None:
         """Keep this worker's claims alive while it runs: another worker takes them only if it dies."""
-        while not done.wait(self.lease.total_seconds() / 3):
+        while not done.wait(self.lease.length.total_seconds() / 3):
             try:
                 with self.db.transaction() as conn:
                     claims.renew(conn, self.owner, self.real_clock(), self.lease)
@@ -427,7 +424,7 @@ class Dispatcher:
                 release.append(row.id)
                 continue
             try:
-                self._cohort(batch.cohorts[row.cohort_id])
+                parts = self._cohort(batch.cohorts[row.cohort_id])
             except DripError as exc:
                 # A program that cannot load holds its own cohort's email, not everyone's.
                 self._held.add(row.cohort_id)
@@ -436,15 +433,17 @@ class Dispatcher:
                 tally.problems.append(f"cohort {slug!r} held: {exc}")
                 release.append(row.id)
                 continue
+            timing = _timing(parts, row, batch)
+            verdict = self._check(row, batch, parts, timing, now)
+            if isinstance(verdict, _Hold):
+                release.append(row.id)
+                continue
+            if isinstance(verdict, _Ending):
+                endings.append((row, verdict))
+                continue
             try:
-                verdict = self._check(row, batch, now)
-                if verdict == "hold":
-                    release.append(row.id)
-                elif isinstance(verdict, _Ending):
-                    endings.append((row, verdict))
-                else:
-                    ready.append(self._build(row, batch, now))
-            except (TemplateError, InvalidValue, ValueError, KeyError) as exc:
+                ready.append(self._build(row, batch, parts, timing, verdict, now))
+            except (TemplateError, InvalidValue) as exc:
                 reason = f"could not be built: {exc}"
                 logger.error("delivery %d (%s): %s", row.id, row.step, reason)
                 endings.append((row, _Ending(DeliveryStatus.FAILED, reason, EventKind.FAILED, "failed")))
@@ -457,57 +456,57 @@ class Dispatcher:
             tally.add(ending.outcome)
         return ready
 
-    def _check(self, row: claims.Claimed, batch: claims.Batch, now: dt.datetime) -> _Ending | str | None:
-        """Say whether a claimed delivery may go now: None (yes), "hold" (not yet), or how it ends."""
+    def _check(
+        self, row: claims.Claimed, batch: claims.Batch, parts: _CohortParts, timing: Timing, now: dt.datetime
+    ) -> _Ending | _Hold | Step:
+        """Say whether a claimed delivery may go now: its step (yes), _HOLD (not yet), or how it ends."""
         person = batch.participants[row.participant_id]
-        cohort = batch.cohorts[row.cohort_id]
-        if cohort.status != "active" or person.status == ParticipantStatus.PAUSED.value:
-            return "hold"  # paused since it was claimed: it waits, and goes if resumed in time
-        if person.status != ParticipantStatus.ACTIVE.value:
+        if parts.cohort.status is not CohortStatus.ACTIVE or person.status is ParticipantStatus.PAUSED:
+            return _HOLD  # paused since it was claimed: it waits, and goes if resumed in time
+        if person.status is not ParticipantStatus.ACTIVE:
             return _cancel(f"the participant is {person.status}")
-        parts = self._cohort(cohort)
-        step = _step(parts, row, batch)
+        step = _step(parts, row, timing)
         if step is None:
             return _cancel("the step is no longer in the program")
         if step.goal:
             goal = next((g for g in batch.goals.get(row.participant_id, []) if g.goal == step.goal), None)
-            status = goal.status if goal else GoalStatus.OPEN.value
-            wanted = GoalStatus.DONE.value if step.waits_for_completion else GoalStatus.OPEN.value
-            if status != wanted:
+            status = goal.status if goal else GoalStatus.OPEN
+            wanted = GoalStatus.DONE if step.waits_for_completion else GoalStatus.OPEN
+            if status is not wanted:
                 return _cancel(f"the goal {step.goal} is {status}")
         late = now - row.due_at
         if late > self.stale_after:
             hours = late.total_seconds() / 3600
             reason = f"{hours:.0f} hours late (due {row.due_at:%Y-%m-%d %H:%M} UTC); too stale to send"
             return _Ending(DeliveryStatus.SKIPPED, reason, EventKind.SKIPPED, "skipped")
-        return None
+        return step
 
-    def _cohort(self, row: Any) -> _CohortParts:
-        parts = self._cohorts.get(row.id)
-        if parts is not None and time.monotonic() - parts.checked < CHECK_PROGRAM_EVERY:
+    def _cohort(self, cohort: StoredCohort) -> _CohortParts:
+        """Return what the cohort's emails share, made again when its program or its row changed."""
+        program = program_at(cohort.program_path)
+        parts = self._cohorts.get(cohort.id)
+        if parts is not None and parts.program is program and parts.cohort == cohort:
             return parts
-        program_file = Path(row.program_path) / "program.toml"
-        stamp = program_file.stat().st_mtime_ns if program_file.exists() else -1
-        if parts is not None and parts.stamp == stamp:
-            parts.checked = time.monotonic()
-            return parts
-        program = load_program(Path(row.program_path))
-        settings = dict(row.settings)
-        sender = Mailbox(*settings["sender"])
-        reply_to = Mailbox(*settings["reply_to"]) if settings.get("reply_to") else None
-        view = CohortView(row.slug, row.name, program, sender, reply_to, tuple(settings.get("owners", ())))
+        sender, reply_to = cohort.settings.sender, cohort.settings.reply_to
+        view = CohortView(cohort.slug, cohort.name, program, sender, reply_to, cohort.settings.owners)
         parts = _CohortParts(
-            view, Templates(program.path), program, settings, row.start_date,
-            reply_address(self.settings, sender, reply_to), stamp, time.monotonic(),
+            cohort, program, view, Templates(program.path),
+            reply_address(self.settings, sender, reply_to),
         )  # fmt: skip
-        self._cohorts[row.id] = parts
+        self._cohorts[cohort.id] = parts
         return parts
 
-    def _build(self, row: claims.Claimed, batch: claims.Batch, now: dt.datetime) -> _Outgoing:
+    def _build(
+        self,
+        row: claims.Claimed,
+        batch: claims.Batch,
+        parts: _CohortParts,
+        timing: Timing,
+        step: Step,
+        now: dt.datetime,
+    ) -> _Outgoing:
         person = batch.participants[row.participant_id]
-        parts = self._cohort(batch.cohorts[row.cohort_id])
         goal_rows = {g.goal: g for g in batch.goals.get(row.participant_id, [])}
-        timing = _timing(parts, row, batch)
         recipient = recipient_of(
             person,
             parts.program,
@@ -520,9 +519,6 @@ class Dispatcher:
         links = links_for(
             self.settings.base_url, self.keys, parts.reply_address, program_end(parts.program, timing)
         )
-        step = _step(parts, row, batch, timing)
-        if step is None:  # checked just before; only a program edited in between gets here
-            raise KeyError(f"step {row.step} is no longer in the program")
         built = build(
             parts.templates, parts.view, recipient, step, when=row.due_at, delivery_id=str(row.id),
             instance=self.instance, links=links, dated=max(now, row.due_at),

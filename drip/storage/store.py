@@ -48,9 +48,10 @@ from sqlalchemy.exc import DatabaseError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from drip.core.errors import StoreBusy, StoreError
-from drip.core.states import DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.core.states import DeliveryStatus, GoalStatus, ParticipantStatus
 from drip.storage.leader import Lead
 from drip.storage.plainsql import Plain
+from drip.storage.records import StoredCohort, StoredEvent, StoredParticipant
 from drip.storage.tables import (
     Cohort,
     Delivery,
@@ -371,21 +372,6 @@ def _translate_errors(url: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class ParticipantRow:
-    id: int
-    email: str
-    email_key: str
-    name: str
-    timezone: str
-    delegate_email: str | None
-    delegate_key: str | None
-    fields: Mapping[str, Any]
-    status: ParticipantStatus
-    plan_signature: str
-    roster_row: int | None
-
-
-@dataclass(frozen=True)
 class DeliveryRow:
     id: int
     participant_id: int
@@ -458,32 +444,39 @@ def lock_cohort(conn: Connection, slug: str) -> None:
         )
 
 
-def find_cohort(conn: Connection, slug: str) -> Any:
-    return conn.execute(select(cohort_table).where(cohort_table.c.slug == slug)).one_or_none()
+def find_cohort(conn: Connection, slug: str) -> StoredCohort | None:
+    row = conn.execute(select(cohort_table).where(cohort_table.c.slug == slug)).one_or_none()
+    return None if row is None else StoredCohort.from_row(row)
 
 
-def find_cohort_by_folder(conn: Connection, folder: str) -> Any:
-    return conn.execute(select(cohort_table).where(cohort_table.c.folder == folder).limit(1)).one_or_none()
+def find_cohort_by_folder(conn: Connection, folder: str) -> StoredCohort | None:
+    row = conn.execute(select(cohort_table).where(cohort_table.c.folder == folder).limit(1)).one_or_none()
+    return None if row is None else StoredCohort.from_row(row)
 
 
-def upsert_cohort(conn: Connection, values: Mapping[str, Any], now: dt.datetime) -> tuple[int, bool]:
-    """Insert or update the cohort with ``values["slug"]``; return (id, created)."""
+def upsert_cohort(conn: Connection, cohort: StoredCohort, now: dt.datetime) -> tuple[int, bool]:
+    """Insert ``cohort``, or update the stored cohort with its slug; return (id, created).
+
+    An update leaves the status alone: syncing a paused cohort keeps it paused.
+    """
     table = cohort_table
-    existing = conn.execute(select(table.c.id).where(table.c.slug == values["slug"])).scalar_one_or_none()
+    values = cohort.to_row()
+    existing = conn.execute(select(table.c.id).where(table.c.slug == cohort.slug)).scalar_one_or_none()
     if existing is None:
-        row = {**values, "status": "active", "created_at": now, "updated_at": now}
-        new_id = conn.execute(insert(table).returning(table.c.id), row).scalar_one()
+        row = {**values, "created_at": now, "updated_at": now}
+        new_id: int = conn.execute(insert(table).returning(table.c.id), row).scalar_one()
         return new_id, True
+    del values["status"]
     conn.execute(update(table).where(table.c.id == existing).values(**values, updated_at=now))
     return existing, False
 
 
-def cohort_rows(conn: Connection, slug: str | None = None) -> list[Any]:
-    """Return one cohort's row, or every cohort's, oldest first."""
+def cohort_rows(conn: Connection, slug: str | None = None) -> list[StoredCohort]:
+    """Return one cohort, or every cohort, oldest first."""
     query = select(cohort_table).order_by(cohort_table.c.created_at, cohort_table.c.slug)
     if slug is not None:
         query = query.where(cohort_table.c.slug == slug)
-    return list(conn.execute(query))
+    return [StoredCohort.from_row(row) for row in conn.execute(query)]
 
 
 def cohort_slugs(conn: Connection) -> list[str]:
@@ -494,26 +487,21 @@ def cohort_slugs(conn: Connection) -> list[str]:
 # --- participants -------------------------------------------------------------
 
 
-def participants_by_key(conn: Connection, cohort_id: int) -> dict[str, ParticipantRow]:
-    table = participant_table
-    columns = [table.c[name] for name in ParticipantRow.__dataclass_fields__]
-    rows = conn.execute(select(*columns).where(table.c.cohort_id == cohort_id))
-    return {
-        row.email_key: ParticipantRow(**{**row._mapping, "status": ParticipantStatus(row.status)})
-        for row in rows
-    }
+_PARTICIPANT_COLUMNS = [participant_table.c[name] for name in StoredParticipant.COLUMNS]
 
 
-def find_participant(conn: Connection, cohort_id: int, key: str) -> ParticipantRow | None:
+def participants_by_key(conn: Connection, cohort_id: int) -> dict[str, StoredParticipant]:
+    rows = conn.execute(select(*_PARTICIPANT_COLUMNS).where(participant_table.c.cohort_id == cohort_id))
+    return {row.email_key: StoredParticipant.from_row(row) for row in rows}
+
+
+def find_participant(conn: Connection, cohort_id: int, key: str) -> StoredParticipant | None:
     """Return the participant whose case-folded address is ``key``."""
     table = participant_table
-    columns = [table.c[name] for name in ParticipantRow.__dataclass_fields__]
     row = conn.execute(
-        select(*columns).where(table.c.cohort_id == cohort_id, table.c.email_key == key)
+        select(*_PARTICIPANT_COLUMNS).where(table.c.cohort_id == cohort_id, table.c.email_key == key)
     ).one_or_none()
-    return (
-        None if row is None else ParticipantRow(**{**row._mapping, "status": ParticipantStatus(row.status)})
-    )
+    return None if row is None else StoredParticipant.from_row(row)
 
 
 def count_participants(conn: Connection, cohort_id: int, email_keys: Iterable[str]) -> int:
@@ -700,14 +688,28 @@ def cancel_pending(conn: Connection, participant_id: int, reason: str, now: dt.d
 # --- events -------------------------------------------------------------------
 
 
-def record_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Append events; each row holds cohort_id, kind, at, and optionally the rest."""
-    full = [{"participant_id": None, "delivery_id": None, "goal": None, "data": {}, **row} for row in rows]
-    insert_rows(conn, event_table, full)
+_INSERT_EVENT = (
+    "INSERT INTO events (cohort_id, participant_id, delivery_id, goal, kind, at, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
-def record_event(conn: Connection, cohort_id: int, kind: EventKind, at: dt.datetime, **values: Any) -> None:
-    record_events(conn, [{"cohort_id": cohort_id, "kind": kind.value, "at": at, **values}])
+def append_events(conn: Connection, events: Sequence[StoredEvent]) -> None:
+    """Append to the event log; the one way drip writes it (besides the trigger that logs a send).
+
+    One event, as a click, a reply or a change from the command line makes, is written as plain SQL
+    (``drip.storage.plainsql``); many, as enrolling a cohort makes, in bulk.
+    """
+    if len(events) == 1:
+        (event,) = events
+        sql = Plain(conn)
+        sql.run(
+            _INSERT_EVENT,
+            (event.cohort_id, event.participant_id, event.delivery_id, event.goal, event.kind.value,
+             sql.instant(event.at), sql.json(dict(event.data))),
+        )  # fmt: skip
+    else:
+        insert_rows(conn, event_table, (event.to_row() for event in events))
 
 
 # --- meta -------------------------------------------------------------------------

@@ -254,6 +254,8 @@ class Digest(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
+    #: while sending: when the claim's lease ends (real time), after which another worker may take it
+    lease_expires_at: Mapped[dt.datetime | None]
 
 
 class Meta(Base):

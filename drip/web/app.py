@@ -42,6 +42,7 @@ from drip.core.states import GoalStatus, ParticipantStatus
 from drip.core.tokens import Action, TokenError, TokenExpired, read_token
 from drip.sending import catcher
 from drip.storage.keyring import signing_keys, stored_keys
+from drip.storage.records import StoredGoal
 from drip.storage.store import Store
 from drip.web import spool
 from drip.web.admin import add_dashboard
@@ -388,7 +389,7 @@ def _confirm_done(person: changes.Person, key: str) -> Page:
         [f"“{title}”", f"Due {long_date(goal.deadline)}."],
         button="Yes, mark it done",
         note="Not yet? Close this page: nothing has been recorded.",
-        program=person.cohort_name,
+        program=person.cohort.name,
     )
 
 
@@ -398,7 +399,7 @@ def _already_done(person: changes.Person, key: str) -> Page:
     return Page(
         "Already recorded",
         [f"“{person.title(key)}” was marked done{when}. Nothing more to do here."],
-        program=person.cohort_name,
+        program=person.cohort.name,
     )
 
 
@@ -416,19 +417,19 @@ def _thanks(person: changes.Person, key: str, changed: bool, now: dt.datetime) -
         paragraphs.append(
             f"Next: “{person.title(upcoming.goal)}”. {start}, due {long_date(upcoming.deadline)}."
         )
-    return Page(f"Thank you, {person.first_name}", paragraphs, program=person.cohort_name)
+    return Page(f"Thank you, {person.first_name}", paragraphs, program=person.cohort.name)
 
 
 def _confirm_snooze(person: changes.Person, key: str, now: dt.datetime) -> Page:
     goal = person.goals[key]
     title = person.title(key)
     if goal.status is not GoalStatus.OPEN:
-        return Page("Nothing to snooze", [f"“{title}” is already {goal.status}."], program=person.cohort_name)
+        return Page("Nothing to snooze", [f"“{title}” is already {goal.status}."], program=person.cohort.name)
     if goal.snoozed_at is not None:
         return Page(
             "Already snoozed once",
             [f"“{title}” is due {long_date(goal.deadline)}. A goal can be pushed back only once."],
-            program=person.cohort_name,
+            program=person.cohort.name,
         )
     today = local_day(now, ZoneInfo(person.timezone))
     new = max(goal.deadline, today) + changes.SNOOZE
@@ -439,22 +440,22 @@ def _confirm_snooze(person: changes.Person, key: str, now: dt.datetime) -> Page:
             f"Push it back to {long_date(new)}? You can do this once.",
         ],
         button="Yes, give me a week",
-        program=person.cohort_name,
+        program=person.cohort.name,
     )
 
 
-def _snoozed(person: changes.Person, key: str, changed: bool, before: changes.GoalRow) -> Page:
+def _snoozed(person: changes.Person, key: str, changed: bool, before: StoredGoal) -> Page:
     if not changed:
         return Page(
             "Already snoozed once",
             [f"“{person.title(key)}” is due {long_date(before.deadline)}."],
-            program=person.cohort_name,
+            program=person.cohort.name,
         )
     goal = person.goals[key]
     return Page(
         "Done: one more week",
         [f"“{person.title(key)}” is now due {long_date(goal.deadline)}. Reminders will follow the new date."],
-        program=person.cohort_name,
+        program=person.cohort.name,
     )
 
 
@@ -462,14 +463,14 @@ def _confirm_reopen(person: changes.Person, key: str) -> Page:
     goal = person.goals[key]
     title = person.title(key)
     if goal.status is not GoalStatus.DONE:
-        return Page("Nothing to reopen", [f"“{title}” is {goal.status}."], program=person.cohort_name)
+        return Page("Nothing to reopen", [f"“{title}” is {goal.status}."], program=person.cohort.name)
     when = f" on {long_date(goal.completed_at.date())}" if goal.completed_at else ""
     return Page(
         f"{person.first_name}, not done after all?",
         [f"“{title}” was marked done{when} from your reply.", "Reopen it, and its reminders pick up again."],
         button="Yes, reopen it",
         note="Done after all? Close this page: nothing changes.",
-        program=person.cohort_name,
+        program=person.cohort.name,
     )
 
 
@@ -480,12 +481,12 @@ def _reopened(person: changes.Person, key: str, changed: bool) -> Page:
         return Page(
             "Already open",
             [f"“{title}” is open, due {long_date(goal.deadline)}."],
-            program=person.cohort_name,
+            program=person.cohort.name,
         )
     return Page(
         "Reopened",
         [f"“{title}” is open again, due {long_date(goal.deadline)}.", "Mark it done when it is."],
-        program=person.cohort_name,
+        program=person.cohort.name,
     )
 
 
@@ -494,20 +495,20 @@ def _confirm_unsubscribe(person: changes.Person) -> Page:
         return _unsubscribed(person)
     return Page(
         "Stop these emails?",
-        [f"You will get no more emails from {person.cohort_name}."],
+        [f"You will get no more emails from {person.cohort.name}."],
         button="Unsubscribe",
         fields=[("List-Unsubscribe", "One-Click")],
-        program=person.cohort_name,
+        program=person.cohort.name,
     )
 
 
 def _unsubscribed(person: changes.Person) -> Page:
-    owners = person.cohort_settings.get("owners") or []
+    owners = person.cohort.settings.owners
     contact = f" If that was a mistake, write to {owners[0]}." if owners else ""
     return Page(
         "You are unsubscribed",
-        [f"You will get no more emails from {person.cohort_name}.{contact}"],
-        program=person.cohort_name,
+        [f"You will get no more emails from {person.cohort.name}.{contact}"],
+        program=person.cohort.name,
     )
 
 

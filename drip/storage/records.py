@@ -1,0 +1,273 @@
+"""What the database keeps about a cohort and a participant, as frozen, typed records.
+
+A started cohort is stored as columns plus one JSON column, ``settings``, that
+holds what cohort.toml said. Both are decoded here and nowhere else:
+:meth:`StoredCohort.from_row` reads a row of ``cohorts`` and
+:meth:`StoredCohort.to_row` writes one, and the defaults for cohorts started by
+an older drip (no digest setting, no owners) are applied once, in
+:meth:`CohortSettings.from_json`. The same goes for participants.
+
+Nothing here talks to the database: the store selects rows and hands them over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from drip.core.mime import Mailbox
+from drip.core.plan import Timing
+from drip.core.states import CohortStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.core.values import first_name, parse_clock
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+#: the id of a cohort that is not stored yet; :meth:`StoredCohort.to_row` leaves ids out
+NOT_STORED = 0
+
+
+@dataclass(frozen=True)
+class DigestTime:
+    """When the owners' weekly digest goes: a weekday and a time, in the cohort's zone."""
+
+    weekday: int
+    at: dt.time
+
+    def record(self) -> dict[str, str]:
+        return {"day": WEEKDAYS[self.weekday], "time": self.at.strftime("%H:%M")}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, str]) -> DigestTime:
+        return cls(WEEKDAYS.index(record["day"]), parse_clock(record["time"]))
+
+
+#: Mondays at 08:00, unless cohort.toml says otherwise
+DEFAULT_DIGEST = DigestTime(0, dt.time(8, 0))
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class CohortSettings:
+    """What cohort.toml said, as a started cohort keeps it (the ``cohorts.settings`` column)."""
+
+    timezone: str
+    send_time: dt.time
+    skip_weekends: bool
+    sender: Mailbox
+    reply_to: Mailbox | None
+    owners: tuple[str, ...]
+    #: when the owners' digest goes; None: cohort.toml turned it off
+    digest: DigestTime | None
+    #: the cohort's goal deadlines, before any participant's own
+    deadlines: Mapping[str, dt.date] = field(default_factory=dict)
+    end: dt.date | None = None
+    roster: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deadlines", _frozen(self.deadlines))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "timezone": self.timezone,
+            "send_time": self.send_time.strftime("%H:%M"),
+            "skip_weekends": self.skip_weekends,
+            "sender": [self.sender.name, self.sender.address],
+            "reply_to": [self.reply_to.name, self.reply_to.address] if self.reply_to else None,
+            "owners": list(self.owners),
+            "digest": self.digest.record() if self.digest else None,
+            "deadlines": {key: day.isoformat() for key, day in self.deadlines.items()},
+            "end": self.end.isoformat() if self.end else None,
+            "roster": self.roster,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CohortSettings:
+        """Decode the column; a cohort started before digests existed gets the default digest."""
+        digest = data["digest"] if "digest" in data else DEFAULT_DIGEST.record()
+        return cls(
+            timezone=data.get("timezone") or "UTC",
+            send_time=parse_clock(data["send_time"]),
+            skip_weekends=bool(data["skip_weekends"]),
+            sender=Mailbox(*data["sender"]),
+            reply_to=Mailbox(*data["reply_to"]) if data.get("reply_to") else None,
+            owners=tuple(data.get("owners") or ()),
+            digest=DigestTime.from_record(digest) if digest else None,
+            deadlines={key: dt.date.fromisoformat(day) for key, day in (data.get("deadlines") or {}).items()},
+            end=dt.date.fromisoformat(data["end"]) if data.get("end") else None,
+            roster=data.get("roster") or "",
+        )
+
+    def timing(self, start: dt.date, timezone: str, deadlines: Mapping[str, dt.date]) -> Timing:
+        """Return what places a participant's steps in time, from what the database keeps."""
+        return Timing(
+            start=start,
+            timezone=timezone,
+            send_time=self.send_time,
+            skip_weekends=self.skip_weekends,
+            deadlines=dict(deadlines),
+            end=self.end,
+        )
+
+
+@dataclass(frozen=True)
+class StoredCohort:
+    """A row of ``cohorts``."""
+
+    id: int
+    slug: str
+    name: str
+    #: the program's key (its folder's name)
+    program: str
+    #: the program's folder, resolved when the cohort was started or last synced
+    program_path: str
+    #: the cohort folder, resolved
+    folder: str
+    status: CohortStatus
+    start_date: dt.date
+    settings: CohortSettings
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredCohort:
+        """Decode a row selected from ``cohorts`` (any of its columns beyond these are ignored)."""
+        return cls(
+            id=row.id,
+            slug=row.slug,
+            name=row.name,
+            program=row.program,
+            program_path=row.program_path,
+            folder=row.folder,
+            status=CohortStatus(row.status),
+            start_date=row.start_date,
+            settings=CohortSettings.from_json(row.settings),
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """Return the columns to write, without the id (the database gives it)."""
+        return {
+            "slug": self.slug,
+            "name": self.name,
+            "program": self.program,
+            "program_path": self.program_path,
+            "folder": self.folder,
+            "status": self.status.value,
+            "start_date": self.start_date,
+            "settings": self.settings.to_json(),
+        }
+
+    @property
+    def program_dir(self) -> Path:
+        return Path(self.program_path)
+
+    def timing(self, timezone: str, deadlines: Mapping[str, dt.date]) -> Timing:
+        """Return what places the steps of a participant in ``timezone`` with ``deadlines``."""
+        return self.settings.timing(self.start_date, timezone, deadlines)
+
+
+@dataclass(frozen=True)
+class StoredParticipant:
+    """A row of ``participants``."""
+
+    id: int
+    cohort_id: int
+    email: str
+    #: the address case-folded: how participants are told apart
+    email_key: str
+    name: str
+    timezone: str
+    delegate_email: str | None
+    #: the delegate's address case-folded, for matching replies
+    delegate_key: str | None
+    #: the delegate address (case-folded) that bounced, if any: they are left out of Cc
+    delegate_bounced: str | None
+    #: the roster's other columns, for templates
+    fields: Mapping[str, Any]
+    status: ParticipantStatus
+    plan_signature: str
+    roster_row: int | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", _frozen(self.fields))
+
+    #: the columns :meth:`from_row` reads, in this order
+    COLUMNS = (
+        "id", "cohort_id", "email", "email_key", "name", "timezone", "delegate_email", "delegate_key",
+        "delegate_bounced", "fields", "status", "plan_signature", "roster_row",
+    )  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredParticipant:
+        """Decode a row selected from ``participants`` with at least :attr:`COLUMNS`."""
+        values = {name: getattr(row, name) for name in cls.COLUMNS}
+        values["status"] = ParticipantStatus(values["status"])
+        values["fields"] = values["fields"] or {}
+        return cls(**values)
+
+    def to_row(self) -> dict[str, Any]:
+        """Return the columns to write, without the id."""
+        row = {name: getattr(self, name) for name in self.COLUMNS if name != "id"}
+        row["status"] = self.status.value
+        row["fields"] = dict(self.fields)
+        return row
+
+    @property
+    def first_name(self) -> str:
+        return first_name(self.name, self.fields)
+
+
+@dataclass(frozen=True)
+class StoredGoal:
+    """A row of ``goals``: one participant's goal."""
+
+    id: int
+    #: the goal's key in the program
+    goal: str
+    status: GoalStatus
+    #: the deadline in force: the participant's own, or one moved since
+    deadline: dt.date
+    completed_at: dt.datetime | None
+    #: how it was completed or waived: "link", "reply", "cli", ...
+    via: str | None
+    deadline_override: dt.date | None
+    snoozed_at: dt.datetime | None
+
+    #: the columns :meth:`from_row` reads, in this order
+    COLUMNS = ("id", "goal", "status", "deadline", "completed_at", "via", "deadline_override", "snoozed_at")
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredGoal:
+        """Decode a row selected from ``goals`` with at least :attr:`COLUMNS`."""
+        values = {name: getattr(row, name) for name in cls.COLUMNS}
+        values["status"] = GoalStatus(values["status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A row of ``events``, the log of everything that happened to a cohort and its people."""
+
+    cohort_id: int
+    kind: EventKind
+    at: dt.datetime
+    participant_id: int | None = None
+    delivery_id: int | None = None
+    goal: str | None = None
+    #: what an owner reading the log needs: the evidence, the reason, what moved
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "cohort_id": self.cohort_id,
+            "participant_id": self.participant_id,
+            "delivery_id": self.delivery_id,
+            "goal": self.goal,
+            "kind": self.kind.value,
+            "at": self.at,
+            "data": dict(self.data),
+        }
