@@ -38,3 +38,30 @@ def test_every_benchmark_runs_and_lands_in_one_report(tmp_path: Path) -> None:
     assert "not judged (smoke sizes)" in report and "**not met**" not in report
     for script in ("start", "compose", "dispatch", "completion", "ingest", "replies"):
         assert f"## bench/{script}.py" in report
+
+
+def test_a_benchmark_runs_against_another_commit_beside_this_one(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--only", "compose", "--out", str(out),
+               "--against", "HEAD"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    report = out.read_text()
+    assert "Against HEAD (" in report
+    [row] = [
+        line
+        for line in report.splitlines()
+        if line.startswith("| compose 18 emails") and line.count("|") == 5
+    ]
+    assert "not measured" not in row and "x (" in row  # both figures, and their ratio
+    worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True)
+    assert "drip-bench-against-" not in worktrees.stdout  # the other commit's checkout is gone again
+
+
+def test_an_unknown_commit_to_compare_against_is_refused(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--only", "compose",
+               "--out", str(tmp_path / "r.md"), "--against", "no-such-ref-anywhere"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert (
+        result.returncode != 0 and "--against no-such-ref-anywhere: git knows no such commit" in result.stderr
+    )
