@@ -94,6 +94,7 @@ def orm_row_by_row(cohort_dir: str, database: str) -> None:
     from drip.core.values import parse_instant
     from drip.launch import enrol
     from drip.launch.cohort import load_cohort
+    from drip.storage.records import delivery_row
     from drip.storage.store import Store
     from drip.storage.tables import Cohort, Delivery, Goal, Participant
 
@@ -118,7 +119,7 @@ def orm_row_by_row(cohort_dir: str, database: str) -> None:
                 )  # fmt: skip
                 session.flush()
             for planned in plan:
-                session.add(Delivery(**enrol.delivery_row(row.id, participant.id, planned, now)))
+                session.add(Delivery(**delivery_row(row.id, participant.id, planned, now)))
                 session.flush()
     store.close()
 

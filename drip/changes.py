@@ -25,12 +25,18 @@ from drip.core.plan import Timing, goal_dates, local_day
 from drip.core.program import Program, program_at
 from drip.core.replan import PARTICIPANT_REMOVED, Changes, replan
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
-from drip.core.values import first_name
-from drip.launch import enrol
-from drip.launch.roster import email_key
+from drip.core.tokens import Action, Claim
+from drip.core.values import email_key, first_name
 from drip.storage import store
 from drip.storage.plainsql import Plain
-from drip.storage.records import CohortSettings, StoredCohort, StoredEvent, StoredGoal
+from drip.storage.records import (
+    CohortSettings,
+    StoredCohort,
+    StoredDelivery,
+    StoredEvent,
+    StoredGoal,
+    delivery_row,
+)
 from drip.storage.store import cohort_table, goal_table, participant_table
 
 #: how far one snooze pushes a deadline back
@@ -188,6 +194,25 @@ def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
         delegate_email=delegate,
         delegate_bounced=delegate_bounced,
     )
+
+
+def person_of(conn: Connection, claim: Claim) -> tuple[Person, str | None] | None:
+    """Return whom a genuine link's token is about, and the goal for a goal's link; None if gone."""
+    if not claim.action.on_goal:
+        person = person_by_id(conn, claim.object_id)
+        return None if person is None else (person, None)
+    return person_by_goal(conn, claim.object_id)
+
+
+def act(
+    conn: Connection, claim: Claim, person: Person, key: str | None, now: dt.datetime, evidence: Evidence
+) -> Outcome:
+    """Do what a link's action means, for the link pages, kept clicks and unsubscribe replies alike."""
+    if claim.action is Action.UNSUBSCRIBE:
+        return unsubscribe(conn, person, now, evidence)
+    assert key is not None, "a goal's link names its goal"
+    change = {Action.DONE: complete, Action.SNOOZE: snooze, Action.REOPEN: reopen}[claim.action]
+    return change(conn, person, key, now, evidence)
 
 
 def find_person(conn: Connection, slug: str, email: str) -> Person:
@@ -548,7 +573,7 @@ def scanner_label(user_agent: str | None, seconds_since_sent: float | None) -> s
 
 
 def _attested(
-    evidence: Evidence, deliveries: dict[str, store.DeliveryRow], key: str | None, now: dt.datetime
+    evidence: Evidence, deliveries: dict[str, StoredDelivery], key: str | None, now: dt.datetime
 ) -> dict[str, Any]:
     """The evidence of a participant's own action, with seconds since the email and any scanner label.
 
@@ -561,7 +586,7 @@ def _attested(
 
 
 def _seconds_since_sent(
-    deliveries: Iterable[store.DeliveryRow], key: str | None, now: dt.datetime
+    deliveries: Iterable[StoredDelivery], key: str | None, now: dt.datetime
 ) -> float | None:
     """Seconds since the last email about goal ``key`` (else any email) went to the participant."""
     sent = [(row.goal, row.sent_at) for row in deliveries if row.sent_at is not None]
@@ -570,7 +595,7 @@ def _seconds_since_sent(
 
 
 def _replan(
-    conn: Connection, person: Person, now: dt.datetime, current: dict[str, store.DeliveryRow] | None = None
+    conn: Connection, person: Person, now: dt.datetime, current: dict[str, StoredDelivery] | None = None
 ) -> Changes:
     if person.status.silenced:
         return Changes()
@@ -580,7 +605,7 @@ def _replan(
     changes = replan(person.program, person.timing(), current, goals, now)
     store.update_deliveries(conn, changes.rows(now))
     store.insert_deliveries(
-        conn, [enrol.delivery_row(person.cohort.id, person.id, planned, now) for planned in changes.new]
+        conn, [delivery_row(person.cohort.id, person.id, planned, now) for planned in changes.new]
     )
     return changes
 

@@ -632,7 +632,7 @@ def serve(app: App, listen: str | None, host: str | None, port: int | None, now:
             pass
         finally:
             server.close()
-            web.extensions["drip.database"].close()
+            web.extensions["drip"].database.close()
 
 
 @main.group()

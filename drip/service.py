@@ -304,7 +304,8 @@ def run_forever(
 
 def relay_pause(in_a_row: int) -> dt.timedelta:
     """How long sending pauses after the relay refused drip ``in_a_row`` times before: 1, 2, 4 ... 30 min."""
-    return min(PAUSE_AFTER_RELAY_ERROR * 2 ** min(in_a_row, 10), PAUSE_AFTER_RELAY_ERROR_MAX)
+    doubled: dt.timedelta = PAUSE_AFTER_RELAY_ERROR * 2 ** min(in_a_row, 10)
+    return min(doubled, PAUSE_AFTER_RELAY_ERROR_MAX)
 
 
 def _said(pause: dt.timedelta) -> str:
@@ -338,7 +339,7 @@ def serving(
             yield
     finally:
         server.close()
-        app.extensions["drip.database"].close()
+        app.extensions["drip"].database.close()
 
 
 def web_server(settings: Settings, app: Any, otherwise: str) -> Any:
@@ -363,7 +364,7 @@ def web_server(settings: Settings, app: Any, otherwise: str) -> Any:
 def replaying_kept_clicks(app: Any, every: float = KEPT_CLICKS_EVERY) -> Iterator[None]:
     """Record, every few seconds, the clicks the pages kept while the database was busy."""
     stopped = threading.Event()
-    folder, database = app.extensions["drip.web.spool"], app.extensions["drip.database"]
+    folder, database = app.extensions["drip"].spool, app.extensions["drip"].database
 
     def loop() -> None:
         while not stopped.wait(every):

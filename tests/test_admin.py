@@ -31,7 +31,7 @@ def client_for():
 
     yield make
     for app in apps:
-        app.extensions["drip.database"].close()
+        app.extensions["drip"].database.close()
 
 
 def basic(password: str, user: str = "owner") -> dict[str, str]:

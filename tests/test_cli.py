@@ -455,13 +455,26 @@ def test_starting_a_folder_already_started_in_another_database_warns(
     assert f"was started before in {first}" in " ".join(other.output.split())
 
 
+@pytest.mark.parametrize(
+    ("domain", "ascii_domain"),
+    [
+        ("bücher-gruppe.example", "xn--bcher-gruppe-dlb.example"),
+        # IDNA 2008 keeps ß; the older IDNA 2003 would send from strasse.example, someone else's domain
+        ("straße.example", "xn--strae-oqa.example"),
+    ],
+)
 def test_a_sender_with_an_internationalised_domain_is_written_in_idna_in_every_header(
-    runner: CliRunner, make_cohort: CohortFactory, database_url: str, smtp_server
+    runner: CliRunner,
+    make_cohort: CohortFactory,
+    database_url: str,
+    smtp_server,
+    domain: str,
+    ascii_domain: str,
 ) -> None:
     from email import message_from_bytes, policy
 
     toml = COHORT_TOML.replace(
-        'sender = "Comms <comms@example.com>"', 'sender = "Kommunikation <komm@bücher-gruppe.example>"'
+        'sender = "Comms <comms@example.com>"', f'sender = "Kommunikation <komm@{domain}>"'
     )
     folder = str(make_cohort(toml=toml))
     run(runner, "start", folder, *NOW, db=database_url)
@@ -470,7 +483,6 @@ def test_a_sender_with_an_internationalised_domain_is_written_in_idna_in_every_h
         main, ["--database-url", database_url, "run", "--once", "--now", "2027-01-11T15:00Z"], env=env
     )
     assert result.exit_code == 0, result.output
-    ascii_domain = "xn--bcher-gruppe-dlb.example"
     received = smtp_server.messages[0]
     assert received.sender == f"komm@{ascii_domain}"
     raw = received.data.decode("ascii")  # every header, and the whole message, is ASCII

@@ -46,7 +46,7 @@ def started(store: Store, make_cohort: CohortFactory) -> Store:
 def client(started: Store, database_url: str) -> Iterator[FlaskClient]:
     app = create_app(settings(database_url), clock=lambda: CLICKED)
     yield app.test_client()
-    app.extensions["drip.database"].close()
+    app.extensions["drip"].database.close()
 
 
 def settings(database_url: str, **more):
@@ -143,7 +143,7 @@ def test_link_servers_behind_a_load_balancer_act_as_one(started: Store, database
         assert sorted(counted) == ["completed", "unsubscribed"]  # each once, whichever server was asked
     finally:
         for app in apps:
-            app.extensions["drip.database"].close()
+            app.extensions["drip"].database.close()
 
 
 def test_a_scanner_that_posts_is_labelled_not_trusted_blindly(started: Store, client: FlaskClient) -> None:
@@ -311,7 +311,7 @@ def test_rotated_keys_still_verify_old_links(started: Store, database_url: str) 
         retired = make_token(("r" * 40,), Action.DONE, goals["short"], LINK_END)
         assert client.get(f"/done/{retired}").status_code == 400
     finally:
-        app.extensions["drip.database"].close()
+        app.extensions["drip"].database.close()
 
 
 def test_links_signed_before_a_secret_key_was_set_keep_working(started: Store, database_url: str) -> None:
@@ -327,7 +327,7 @@ def test_links_signed_before_a_secret_key_was_set_keep_working(started: Store, d
             keys = signing_keys(load_settings(environ={"DRIP_SECRET_KEY": STRONG}), conn)
         assert keys[0] == STRONG and len(keys) == 2
     finally:
-        app.extensions["drip.database"].close()
+        app.extensions["drip"].database.close()
 
 
 def goal_status(db: Store, goal_id: int) -> str:
@@ -423,7 +423,7 @@ def test_a_click_while_the_database_is_held_is_kept_and_recorded_later(
     client = app.test_client()
     _, goals = ids(started)
     url = f"/done/{token(started, Action.DONE, goals['short'])}"
-    kept = app.extensions["drip.web.spool"]
+    kept = app.extensions["drip"].spool
     try:
         with held(started, goals["short"]):
             began = time.monotonic()
@@ -453,7 +453,7 @@ def test_a_click_while_the_database_is_held_is_kept_and_recorded_later(
         assert client.post(other).status_code == 200 and spool.waiting(kept) == []
         assert client.get("/readyz").status_code == 200
     finally:
-        app.extensions["drip.database"].close()
+        app.extensions["drip"].database.close()
     with started.reading() as conn:
         status, done_at = conn.execute(
             select(goal_table.c.status, goal_table.c.completed_at).where(goal_table.c.id == goals["short"])
@@ -519,10 +519,10 @@ def test_keys_rotate_and_retire_the_generated_key(started: Store, database_url: 
     try:
         assert app.test_client().get(old_link).status_code == 200, "links already sent keep working"
         assert "is retired" in drip("retire", key_id(first)[:5])
-        app.extensions["drip.database"]._keys = None  # as a running server does within a minute
+        app.extensions["drip"].database._keys = None  # as a running server does within a minute
         assert app.test_client().get(old_link).status_code == 400, "a retired key verifies nothing"
     finally:
-        app.extensions["drip.database"].close()
+        app.extensions["drip"].database.close()
     assert f"{key_id(first)}" in drip("list") and "retired" in drip("list")
     only = runner.invoke(main, ["--database-url", database_url, "keys", "retire", new_id])
     assert only.exit_code == 1 and "the only one that signs; run `drip keys rotate` first" in only.output
@@ -539,3 +539,33 @@ def test_keys_rotate_asks_for_drip_secret_key_when_it_is_set(started: Store, dat
         main, ["--database-url", database_url, "keys", "rotate"], env={"DRIP_SECRET_KEY": STRONG}
     )
     assert result.exit_code == 1 and "putting a new key first in it" in " ".join(result.output.split())
+
+
+# --- every action's link is served from its one address ----------------------------------------
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_every_link_an_email_carries_opens_its_page_and_only_the_button_acts(
+    action: Action, started: Store, client: FlaskClient
+) -> None:
+    from drip.core.message import Links
+
+    person, goals = ids(started)
+    with started.reading() as conn:
+        keys = signing_keys(load_settings(environ={}), conn)
+    links = Links("https://drip.example.com", tuple(keys), "comms@example.com", LINK_END)
+    target = goals["short"] if action.on_goal else person
+    url = links.url(action, target)
+    assert url.startswith(f"https://drip.example.com/{action.path}/")
+    path = url.removeprefix("https://drip.example.com")
+    if action is Action.REOPEN:  # only a goal that is done can be reopened
+        assert client.post(f"/{Action.DONE.path}/{token(started, Action.DONE, target)}").status_code == 200
+    before = snapshot(started)
+    asked = client.get(path, headers=IPHONE)
+    assert asked.status_code == 200 and asked.headers["Cache-Control"] == "no-store"
+    assert b'method="post"' in asked.data.lower()
+    assert snapshot(started) == before, "a GET changes nothing"
+    answered = client.post(path, headers=IPHONE)
+    assert answered.status_code == 200
+    assert snapshot(started) != before, "the button acts"
+    assert client.get(f"/{action.path}/not-a-token").status_code == 400

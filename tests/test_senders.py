@@ -13,6 +13,8 @@ from drip.core.senders import Vouch, address_forms, address_key, parse_results, 
         ("<ana@example.com>", "ana@example.com", True),
         ("mia@xn--bcher-kva.example", "mia@bücher.example", True),
         ("mia@BÜCHER.example", "mia@bücher.example", True),
+        ("jo@straße.example", "jo@xn--strae-oqa.example", True),
+        ("jo@straße.example", "jo@strasse.example", False),  # another domain, not a spelling of this one
         ("ana@example.com", "ana@example.org", False),
         ("anna@example.com", "ana@example.com", False),
         ("ana@example.com", None, False),

@@ -3,6 +3,7 @@ import datetime as dt
 import pytest
 
 from drip.core.values import (
+    Address,
     InvalidValue,
     check_header_safe,
     parse_clock,
@@ -189,3 +190,29 @@ def test_names_are_limited_in_length() -> None:
     assert parse_name("  Ana   María\u00a0Ruiz ") == "Ana María Ruiz"
     with pytest.raises(InvalidValue, match="at most 200"):
         parse_name("A" * 201)
+
+
+@pytest.mark.parametrize(
+    ("written", "carried"),
+    [
+        ("komm@example.com", "komm@example.com"),
+        ("komm@bücher-gruppe.example", "komm@xn--bcher-gruppe-dlb.example"),
+        ("komm@straße.example", "komm@xn--strae-oqa.example"),  # IDNA 2008: ß is kept, not made "ss"
+        ("komm@BÜCHER.example", "komm@xn--bcher-kva.example"),  # UTS 46 folds case first
+    ],
+)
+def test_an_address_is_carried_in_headers_with_its_domain_in_idna(written: str, carried: str) -> None:
+    assert Address(written).ascii == carried
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ("jörg@example.com", "the part before @ must be ASCII"),
+        ("komm@bad\u200d.example", "not a valid internationalised domain"),
+        ("komm@example.com\r\nBcc: x@evil.example", "carriage return"),
+    ],
+)
+def test_an_address_that_cannot_be_carried_in_a_header_is_refused(written: str, why: str) -> None:
+    with pytest.raises(InvalidValue, match=why):
+        _ = Address(written).ascii

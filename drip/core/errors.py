@@ -1,4 +1,35 @@
-"""The one error family: every message is written for the person who must act on it."""
+"""The one error family: every message is written for the person who must act on it.
+
+Everything drip raises on purpose is a :class:`DripError`. The command line
+prints its message and exits 1; a link page shows it; a sending pass fails
+that one email with it as the reason. Anything else is a bug, and is left to
+crash. The family, and where each member lives::
+
+    DripError
+    ├── ConfigError          a setting is missing or wrong                      drip.core.errors
+    ├── CohortError          a cohort or program folder's problems, all of them drip.core.errors
+    ├── InvalidValue         one value drip cannot use (also a ValueError)      drip.core.values
+    ├── TemplateError        a template cannot be loaded or rendered            drip.core.errors
+    ├── TokenError           a link's token is malformed, forged or misused     drip.core.tokens
+    │   └── TokenExpired     a genuine token whose time is over                 drip.core.tokens
+    ├── UnreadableMessage    a message in the reply mailbox drip will not read  drip.core.reading
+    ├── StarterError         drip init cannot write where asked                 drip.launch.starter
+    ├── StoreError           the database refused, or holds the unexpected      drip.core.errors
+    │   └── StoreBusy        another writer held it too long; nothing written   drip.core.errors
+    ├── KeyringError         a key cannot be rotated or retired as asked        drip.storage.keyring
+    ├── ActionError          a change to a participant that cannot be made      drip.changes
+    ├── SendError            one message could not be handed over               drip.sending.transport
+    │   ├── TransientSendError   worth trying again later                       drip.sending.transport
+    │   ├── PermanentSendError   refused for good                               drip.sending.transport
+    │   └── RelayError           the relay cannot be used at all                drip.sending.transport
+    │       └── RelayBusy        busy or going away: pause, charge nothing      drip.sending.transport
+    ├── RelayPaused          sending stopped: the relay refused drip itself     drip.sending.dispatcher
+    ├── DispatchError        sending stopped for another reason                 drip.sending.dispatcher
+    ├── DigestError          a digest that cannot go                            drip.owners.digest
+    └── MailboxError         a mailbox cannot be opened or read                 drip.replies.mailboxes
+
+A test holds this tree equal to the classes.
+"""
 
 from __future__ import annotations
 

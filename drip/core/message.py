@@ -87,17 +87,24 @@ class Links:
     def _token(self, action: Action, object_id: int, expires: dt.date | None) -> str:
         return _token(self.keys, action, object_id, expires)
 
+    def url(self, action: Action, object_id: int) -> str:
+        """The signed link to ``action``'s page for a goal (or, to unsubscribe, a participant)."""
+        expires = self.expires if action.on_goal else None  # unsubscribing never expires
+        return f"{self.base_url}/{action.path}/{self._token(action, object_id, expires)}"
+
+    # What templates call:
+
     def done_url(self, goal: GoalView) -> str:
-        return f"{self.base_url}/done/{self._token(Action.DONE, goal.id, self.expires)}"
+        return self.url(Action.DONE, goal.id)
 
     def snooze_url(self, goal: GoalView) -> str:
-        return f"{self.base_url}/snooze/{self._token(Action.SNOOZE, goal.id, self.expires)}"
+        return self.url(Action.SNOOZE, goal.id)
 
     def reopen_url(self, goal: GoalView) -> str:
-        return f"{self.base_url}/reopen/{self._token(Action.REOPEN, goal.id, self.expires)}"
+        return self.url(Action.REOPEN, goal.id)
 
     def unsubscribe_url(self, recipient: Recipient) -> str:
-        return f"{self.base_url}/unsubscribe/{self._token(Action.UNSUBSCRIBE, recipient.id, None)}"
+        return self.url(Action.UNSUBSCRIBE, recipient.id)
 
     def _mailto(self, token: str, subject: str) -> str:
         """Return a mailto: the token plus-addressed, or in the subject if the address would grow too long."""
@@ -341,8 +348,8 @@ def recipient_of(
 
 def current_delegate(participant: Any) -> str | None:
     """Return the delegate to copy, unless that address has bounced (a new one in the roster is used)."""
-    delegate = participant.delegate_email
-    bounced = getattr(participant, "delegate_bounced", None)
+    delegate: str | None = participant.delegate_email
+    bounced: str | None = getattr(participant, "delegate_bounced", None)
     if delegate and bounced and delegate.casefold() == bounced:
         return None
     return delegate

@@ -21,14 +21,31 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from drip.core.plan import PlannedStep, Timing, expand_steps, plan_participant
 from drip.core.program import Program
 from drip.core.states import DISPATCHED, DeliveryStatus, GoalStatus
 
-if TYPE_CHECKING:
-    from drip.storage.store import DeliveryRow as Stored
+
+class Stored(Protocol):
+    """What re-planning reads of a stored delivery (``drip.storage.records.StoredDelivery``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def step(self) -> str: ...
+    @property
+    def goal(self) -> str | None: ...
+    @property
+    def due_at(self) -> dt.datetime | None: ...
+    @property
+    def status(self) -> DeliveryStatus: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def sent_at(self) -> dt.datetime | None: ...
+
 
 #: why a delivery was cancelled when its step left the program; it comes back if the step does
 STEP_REMOVED = "the step was removed from the program"

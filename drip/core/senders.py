@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
 import idna
+
+from drip.core.values import InvalidValue, ascii_domain
 
 _COMMENT = re.compile(r"\([^()]*\)")
 _PROPERTY = re.compile(r"([A-Za-z0-9_.-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)")
@@ -33,11 +36,8 @@ def address_key(address: str) -> str:
     """Fold an address for comparison: case, a +tag and an internationalised domain's forms are one."""
     local, _, domain = address.strip().strip("<>").strip().rpartition("@")
     local = local.split("+", 1)[0].casefold()
-    if not domain.isascii():
-        try:
-            domain = idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
-        except (idna.IDNAError, UnicodeError, ValueError):
-            pass
+    with suppress(InvalidValue):  # a name IDNA refuses is compared as written
+        domain = ascii_domain(domain)
     return f"{local}@{domain.casefold()}"
 
 
@@ -49,10 +49,10 @@ def address_forms(address: str) -> set[str]:
         return set()
     locals_ = {local.casefold(), local.split("+", 1)[0].casefold()}
     domains = {domain.casefold()}
-    for convert in (idna.decode, lambda name: idna.encode(name, uts46=True).decode("ascii")):
+    for convert in (idna.decode, ascii_domain):
         try:
             domains.add(convert(domain).casefold())
-        except (idna.IDNAError, UnicodeError, ValueError):
+        except (idna.IDNAError, UnicodeError, ValueError, InvalidValue):
             continue
     return {f"{name}@{host}" for name in locals_ for host in domains}
 

@@ -1,15 +1,43 @@
-"""The states a participant, a goal and a delivery can be in, and the event kinds.
+"""The states of a cohort, a participant, a goal, a delivery and an owner's digest; the event kinds.
 
-Deliveries move forward only::
+Cohort: ``active`` and ``paused`` (``drip cohort pause|resume``); a paused
+cohort's email waits, and what falls stale meanwhile is skipped.
 
-    waiting ──(goal completed)──> scheduled ──claim──> claimed ──> sending ──> sent
-       │                             │                    │           └─────> failed
-       └──────────> cancelled <──────┴────────────────────┘
-                                     └──(moment passed unsent)──> skipped
+Participant: ``active`` and ``paused`` go back and forth; ``removed`` (gone
+from the roster, or ``drip participant remove``) comes back with a resume;
+``unsubscribed`` and ``bounced`` are final. Those three are ``silenced``:
+nothing of theirs is re-planned.
 
-``waiting``: anchored on a goal's completion, not yet due. ``skipped`` and
-``cancelled`` carry a reason. What re-planning may move is decided in
-``drip.launch.enrol``; nothing ever touches ``sent`` or ``failed``.
+Goal: ``open`` becomes ``done`` or ``waived``; a reopen makes it ``open`` again.
+
+Delivery, one email to one participant::
+
+    waiting ──(its goal done)──> scheduled ──claim──> claimed ──> sending ──> sent
+                                     ▲                   │           │
+                                     ├──── released ─────┴───────────┤
+                                     └──── retried later ────────────┘
+
+- released: paused since it was claimed, the relay paused sending, or its
+  worker died; no attempt is counted;
+- retried later: the relay deferred it (4xx), with backoff;
+- ``claimed`` or ``sending`` to ``failed``: it could not be built, the relay
+  refused it for good, or it ran out of attempts;
+- ``claimed`` to ``cancelled`` (the participant, goal or step no longer wants
+  it) or to ``skipped`` (its moment passed too long ago);
+- re-planning (``drip.core.replan``) moves ``waiting``, ``scheduled``,
+  ``skipped`` and some ``cancelled`` ones, never one already claimed;
+- a ``claimed`` or ``sending`` delivery whose lease ended is claimed again by
+  another worker (``drip.storage.leases``); a ``sending`` one keeps its
+  Message-ID, so the one email a crash may leave in doubt goes again as the
+  same message.
+
+``sent`` and ``failed`` are final. ``drip.sending.claims`` makes every change
+of sending.
+
+Digest, one owner's copy of one week: recorded ``sending`` before it goes,
+``sent`` once the relay took it; one that did not go is deleted, to be tried
+on the next pass, and one left ``sending`` by a worker that stopped is taken
+over when its lease ends.
 """
 
 from __future__ import annotations

@@ -47,11 +47,31 @@ class TokenExpired(TokenError):
 
 
 class Action(StrEnum):
+    """What a link does; its value is the one letter signed into the token."""
+
     DONE = "d"
     SNOOZE = "s"
     UNSUBSCRIBE = "u"
     #: take back a goal recorded done from a reply ("Not right? Reopen")
     REOPEN = "r"
+
+    @property
+    def path(self) -> str:
+        """The link page's address under the base URL: ``/done/TOKEN`` and so on."""
+        return _PATHS[self]
+
+    @property
+    def on_goal(self) -> bool:
+        """Whether the token names a goal (else it names a participant)."""
+        return self is not Action.UNSUBSCRIBE
+
+
+_PATHS = {
+    Action.DONE: "done",
+    Action.SNOOZE: "snooze",
+    Action.UNSUBSCRIBE: "unsubscribe",
+    Action.REOPEN: "reopen",
+}
 
 
 @dataclass(frozen=True)

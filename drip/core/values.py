@@ -13,8 +13,9 @@ import unicodedata
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 
 from drip.core.errors import DripError
@@ -338,6 +339,26 @@ def clean_cell(text: str) -> str:
     return unicodedata.normalize("NFC", text.translate(_INVISIBLE)).strip()
 
 
+def email_key(address: str) -> str:
+    """Return the form of an address that tells participants apart: case folded. A +tag makes
+    another participant here; only a reply's sender is matched more loosely (``senders.address_key``)."""
+    return address.casefold()
+
+
+@lru_cache(maxsize=1024)
+def ascii_domain(domain: str) -> str:
+    """Return ``domain`` as DNS and headers carry it: IDNA 2008 with UTS 46 mapping (what mail
+    servers and browsers use), so ``straße.de`` is ``xn--strae-oqa.de``, not ``strasse.de``, a
+    different domain that the older IDNA 2003 codec in Python's standard library would give.
+    InvalidValue for a name IDNA refuses."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError) as error:
+        raise InvalidValue(f"{domain!r} is not a valid internationalised domain name ({error})") from None
+
+
 @dataclass(frozen=True)
 class Address:
     """An email address as people write it (its domain may be internationalised), and as every
@@ -355,8 +376,7 @@ class Address:
 
     @property
     def ascii_domain(self) -> str:
-        domain = self.domain
-        return domain if domain.isascii() else domain.encode("idna").decode("ascii")
+        return ascii_domain(self.domain)
 
     @property
     def ascii(self) -> str:

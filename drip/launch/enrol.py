@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -32,10 +32,13 @@ from drip.core.plan import GoalDates, PlannedStep, Timing, goal_dates, plan_part
 from drip.core.program import Program
 from drip.core.replan import replan
 from drip.core.states import EventKind, GoalStatus, ParticipantStatus
+from drip.core.values import email_key
 from drip.launch.cohort import COHORT_FILE, Cohort
-from drip.launch.roster import Participant, email_key
+from drip.launch.roster import Participant
 from drip.storage import store
-from drip.storage.records import StoredEvent, StoredParticipant
+from drip.storage.records import StoredEvent, StoredParticipant, delivery_row
+
+Made = TypeVar("Made")
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ class _Plans:
         return self._once(self._goals, timing, lambda: goal_dates(self.program, timing))
 
     @staticmethod
-    def _once(made: dict[tuple[object, ...], Any], timing: Timing, make: Callable[[], Any]) -> Any:
+    def _once(made: dict[tuple[object, ...], Made], timing: Timing, make: Callable[[], Made]) -> Made:
         key = timing.key()
         if key not in made:
             made[key] = make()
@@ -202,23 +205,6 @@ def _refuse_renamed_folder(conn: Connection, cohort: Cohort) -> None:
                 f'slug = "{row.slug}" in {cohort.path / "cohort.toml"}; to launch a new cohort for them '
                 "anyway, set a new slug there explicitly"
             )
-
-
-def delivery_row(
-    cohort_id: int, participant_id: int, planned: PlannedStep, now: dt.datetime
-) -> dict[str, Any]:
-    return {
-        "cohort_id": cohort_id,
-        "participant_id": participant_id,
-        "step": planned.step.key,
-        "goal": planned.step.goal,
-        "due_at": planned.due_at,
-        "status": planned.status.value,
-        "attempts": 0,
-        "last_error": planned.reason,
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 def _participant_values(

@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from sqlalchemy import Connection
 
@@ -24,9 +26,9 @@ from drip.core.plan import Timing, expand_steps, plan_participant, program_end
 from drip.core.plan import find_step as find_planned_step
 from drip.core.program import Step
 from drip.core.render import Templates
+from drip.core.values import email_key
 from drip.launch.cohort import Cohort
-from drip.launch.roster import Participant, email_key
-from drip.sending.transport import Transport
+from drip.launch.roster import Participant
 from drip.storage import store
 from drip.storage.keyring import instance_id, reply_address, signing_keys
 
@@ -137,7 +139,13 @@ def _stored(
     return None if row is None else store.participant_refs(conn, row.id, participant.key)
 
 
-def send_proofs(transport: Transport, items: list[Proof], to: str) -> list[str]:
+class Sends(Protocol):
+    """What sending proofs needs of a transport (``drip.sending.transport.Transport``)."""
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> object: ...
+
+
+def send_proofs(transport: Sends, items: list[Proof], to: str) -> list[str]:
     """Send each proof to ``to`` alone (never the participant or their delegate); return the subjects."""
     subjects = []
     for proof in items:

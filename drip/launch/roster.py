@@ -25,6 +25,7 @@ from drip.core.errors import Problem
 from drip.core.values import (
     InvalidValue,
     clean_cell,
+    email_key,
     first_name,
     parse_date_or_offset,
     parse_email,
@@ -72,11 +73,6 @@ class Participant:
     @property
     def first_name(self) -> str:
         return first_name(self.name, self.fields)
-
-
-def email_key(address: str) -> str:
-    """Return the form of an address used to tell participants apart."""
-    return address.casefold()
 
 
 @dataclass

@@ -54,14 +54,13 @@ from drip.core.reading import Incoming, Kind
 from drip.core.senders import Vouch, address_forms, domain_of, same_address, trusted_results
 from drip.core.states import EventKind, ParticipantStatus
 from drip.core.tokens import Action, TokenError, read_thread_index, read_token
-from drip.core.values import Address
+from drip.core.values import Address, email_key
 from drip.core.wording import Verdict
-from drip.launch.roster import email_key
 from drip.replies.mailboxes import Data, Oversize, Source
 from drip.storage import store
 from drip.storage.keyring import reply_address, signing_keys
 from drip.storage.plainsql import Plain
-from drip.storage.records import StoredEvent
+from drip.storage.records import StoredDelivery, StoredEvent
 from drip.storage.store import Store, delivery_table, received_table
 
 logger = logging.getLogger(__name__)
@@ -441,19 +440,15 @@ class Ingester:
                 claim = read_token(keys, token, action, now.date())
             except TokenError:
                 continue
-            if action is Action.UNSUBSCRIBE:
-                # An unsubscribe button may send its message marked Auto-Submitted: it still counts.
-                leaving = changes.person_by_id(conn, claim.object_id)
-                if leaving is None:
-                    return None
-                changes.unsubscribe(
-                    conn, leaving, now, self._evidence(incoming, "token", "unsubscribe address")
-                )
-                return _Outcome("unsubscribed", leaving), None
-            found = changes.person_by_goal(conn, claim.object_id)
+            found = changes.person_of(conn, claim)
             if found is None:
                 return None
             person, goal = found
+            if goal is None:
+                # An unsubscribe button may send its message marked Auto-Submitted: it still counts.
+                evidence = self._evidence(incoming, "token", "unsubscribe address")
+                changes.act(conn, claim, person, goal, now, evidence)
+                return _Outcome("unsubscribed", person), None
             delivery = _last_sent(conn, person, goal)
             if incoming.kind is Kind.AUTO_REPLY:
                 self._keep(conn, person, delivery, incoming, now, "an automatic reply", "token", auto=True)
@@ -660,7 +655,7 @@ def own_links(base_url: str) -> tuple[str, ...]:
     return tuple(plain + [quote(link, safe="") for link in plain])
 
 
-def _last_sent(conn: Connection, person: changes.Person, goal: str) -> store.DeliveryRow | None:
+def _last_sent(conn: Connection, person: changes.Person, goal: str) -> StoredDelivery | None:
     """The last email about ``goal`` that went to ``person``, the one a reply-done message answers."""
     sent = [
         row for row in store.deliveries_of_one(conn, person.id).values() if row.sent_at and row.goal == goal

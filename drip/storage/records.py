@@ -20,8 +20,8 @@ from types import MappingProxyType
 from typing import Any
 
 from drip.core.mime import Mailbox
-from drip.core.plan import Timing
-from drip.core.states import CohortStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.core.plan import PlannedStep, Timing
+from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.core.values import first_name, parse_clock
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -246,6 +246,39 @@ class StoredGoal:
         values = {name: getattr(row, name) for name in cls.COLUMNS}
         values["status"] = GoalStatus(values["status"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class StoredDelivery:
+    """A row of ``deliveries``: one planned email to one participant."""
+
+    id: int
+    participant_id: int
+    #: the step's key; an occurrence of a repeating step has its own (``Program.occurrence_of``)
+    step: str
+    goal: str | None
+    due_at: dt.datetime | None
+    status: DeliveryStatus
+    last_error: str | None
+    sent_at: dt.datetime | None
+
+
+def delivery_row(
+    cohort_id: int, participant_id: int, planned: PlannedStep, now: dt.datetime
+) -> dict[str, Any]:
+    """The new row of ``deliveries`` for one planned step."""
+    return {
+        "cohort_id": cohort_id,
+        "participant_id": participant_id,
+        "step": planned.step.key,
+        "goal": planned.step.goal,
+        "due_at": planned.due_at,
+        "status": planned.status.value,
+        "attempts": 0,
+        "last_error": planned.reason,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from importlib.resources import files
 from itertools import chain, islice
 from typing import Any, cast
@@ -51,7 +50,7 @@ from drip.core.errors import StoreBusy, StoreError
 from drip.core.states import DeliveryStatus, GoalStatus, ParticipantStatus
 from drip.storage.leader import Lead
 from drip.storage.plainsql import Plain
-from drip.storage.records import StoredCohort, StoredEvent, StoredParticipant
+from drip.storage.records import StoredCohort, StoredDelivery, StoredEvent, StoredParticipant
 from drip.storage.tables import (
     Cohort,
     Delivery,
@@ -371,18 +370,6 @@ def _translate_errors(url: str) -> Iterator[None]:
 # --- rows ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeliveryRow:
-    id: int
-    participant_id: int
-    step: str
-    goal: str | None
-    due_at: dt.datetime | None
-    status: DeliveryStatus
-    last_error: str | None
-    sent_at: dt.datetime | None
-
-
 def chunked(rows: Sequence[Any], size: int = BATCH_ROWS) -> Iterator[Sequence[Any]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
@@ -613,41 +600,41 @@ def insert_deliveries(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> No
     insert_rows(conn, delivery_table, rows)
 
 
-def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int, dict[str, DeliveryRow]]:
+def deliveries_of(conn: Connection, participant_ids: Iterable[int]) -> dict[int, dict[str, StoredDelivery]]:
     """Return each participant's deliveries by step."""
     table = delivery_table
-    columns = [table.c[name] for name in DeliveryRow.__dataclass_fields__]
-    result: dict[int, dict[str, DeliveryRow]] = defaultdict(dict)
+    columns = [table.c[name] for name in StoredDelivery.__dataclass_fields__]
+    result: dict[int, dict[str, StoredDelivery]] = defaultdict(dict)
     for batch in chunked(list(participant_ids)):
         for row in conn.execute(select(*columns).where(table.c.participant_id.in_(batch))):
             result[row.participant_id][row.step] = _delivery(row)
     return result
 
 
-_DELIVERIES_OF_ONE = (  # DeliveryRow's fields, in their order
+_DELIVERIES_OF_ONE = (  # StoredDelivery's fields, in their order
     "SELECT id, participant_id, step, goal, due_at, status, last_error, sent_at "
     "FROM deliveries WHERE participant_id = ?"
 )
 
 
-def deliveries_of_one(conn: Connection, participant_id: int) -> dict[str, DeliveryRow]:
+def deliveries_of_one(conn: Connection, participant_id: int) -> dict[str, StoredDelivery]:
     """Return one participant's deliveries by step (plain SQL: this runs for every click)."""
     sql = Plain(conn)
     found = {}
     for ident, participant, step, goal, due_at, status, last_error, sent_at in sql.rows(
         _DELIVERIES_OF_ONE, (participant_id,)
     ):
-        found[step] = DeliveryRow(
+        found[step] = StoredDelivery(
             ident, participant, step, goal, sql.read_instant(due_at), DeliveryStatus(status), last_error,
             sql.read_instant(sent_at),
         )  # fmt: skip
     return found
 
 
-def _delivery(row: Any) -> DeliveryRow:
-    """A row selected with DeliveryRow's columns, in their order, as a DeliveryRow."""
+def _delivery(row: Any) -> StoredDelivery:
+    """A row selected with StoredDelivery's columns, in their order, as a StoredDelivery."""
     ident, participant, step, goal, due_at, status, last_error, sent_at = row
-    return DeliveryRow(ident, participant, step, goal, due_at, DeliveryStatus(status), last_error, sent_at)
+    return StoredDelivery(ident, participant, step, goal, due_at, DeliveryStatus(status), last_error, sent_at)
 
 
 _MOVE_DELIVERY = "UPDATE deliveries SET due_at = ?, status = ?, last_error = ?, updated_at = ? WHERE id = ?"
@@ -732,7 +719,8 @@ def meta_value(conn: Connection, name: str, make: Callable[[], str]) -> str:
 
     Two processes doing this at once both end up with the value that was stored first.
     """
-    value = conn.execute(select(meta_table.c.value).where(meta_table.c.name == name)).scalar_one_or_none()
+    query = select(meta_table.c.value).where(meta_table.c.name == name)
+    value: str | None = conn.execute(query).scalar_one_or_none()
     if value is not None:
         return value
     row = {"name": name, "value": make()}
@@ -742,7 +730,8 @@ def meta_value(conn: Connection, name: str, make: Callable[[], str]) -> str:
         conn.execute(pg_insert(meta_table).values(row).on_conflict_do_nothing())
     else:
         conn.execute(insert(meta_table).prefix_with("OR IGNORE"), row)
-    return conn.execute(select(meta_table.c.value).where(meta_table.c.name == name)).scalar_one()
+    stored: str = conn.execute(query).scalar_one()
+    return stored
 
 
 # --- figures ------------------------------------------------------------------

@@ -7,51 +7,44 @@ the README says).
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
-from typing import Any
-
-from flask import Flask, Response, abort, request
+from flask import Blueprint, Response, abort
 
 from drip.config import Settings
 from drip.owners import documents, progress, texts
+from drip.web.context import site
 from drip.web.gate import Gate
 
 
-def add_dashboard(
-    app: Flask, settings: Settings, store: Callable[[], Any], now: Callable[[], dt.datetime]
-) -> None:
-    """Serve /admin on ``app``: refused entirely while DRIP_ADMIN_PASSWORD is unset."""
+def make_blueprint(settings: Settings) -> Blueprint:
+    """Return the dashboard: refused entirely while DRIP_ADMIN_PASSWORD is unset."""
+    blueprint = Blueprint("admin", __name__, url_prefix="/admin")
     gate = Gate(settings.admin_password, "drip dashboard") if settings.admin_password else None
 
-    def dashboard_page() -> bool:
-        return request.path == "/admin" or request.path.startswith("/admin/")
-
-    @app.before_request
+    @blueprint.before_request
     def _guard() -> Response | None:
-        if not dashboard_page():
-            return None
         if gate is None:
             abort(403, "The dashboard is off. An operator turns it on by setting DRIP_ADMIN_PASSWORD.")
         return gate.check()
 
-    @app.after_request
+    @blueprint.after_request
     def _private(response: Response) -> Response:
-        if dashboard_page():
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["X-Robots-Tag"] = "noindex"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Robots-Tag"] = "noindex"
         return response
 
-    @app.get("/admin")
+    @blueprint.get("")
+    @blueprint.get("/")
     def dashboard() -> str:
-        moment = now()
-        cohorts = texts.cohort_status(store(), None, moment, names=0)
+        moment = site().now()
+        cohorts = texts.cohort_status(site().database.store(), None, moment, names=0)
         return documents.render_page("admin.html", cohorts=cohorts, now=moment)
 
-    @app.get("/admin/cohorts/<slug>")
+    @blueprint.get("/cohorts/<slug>")
     def cohort_report(slug: str) -> str:
-        with store().reading() as conn:
-            found = progress.read_progress(conn, slug, now())
+        with site().database.store().reading() as conn:
+            found = progress.read_progress(conn, slug, site().now())
         if found is None:
             abort(404, f"No cohort {slug!r} here.")
         return documents.report_html(found, link_back="/admin")
+
+    return blueprint

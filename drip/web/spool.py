@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 
 from drip import changes
 from drip.core.errors import DripError, StoreBusy
-from drip.core.tokens import Action
+from drip.core.tokens import Action, Claim
 from drip.storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -112,24 +112,11 @@ def replay(db: Store, folder: Path) -> int:
 def apply(conn: Connection, click: Click) -> None:
     """Do what a click asked, dated when it was made."""
     evidence = changes.Evidence("link", ip=click.ip, user_agent=click.user_agent, label="kept while busy")
-    when = click.moment
-    action = Action(click.action)
-    if action is Action.UNSUBSCRIBE:
-        person = changes.person_by_id(conn, click.object_id)
-        if person is None:
-            raise changes.ActionError("the participant is no longer in the database")
-        changes.unsubscribe(conn, person, when, evidence)
-        return
-    found = changes.person_by_goal(conn, click.object_id)
+    claim = Claim(Action(click.action), click.object_id, None)
+    found = changes.person_of(conn, claim)
     if found is None:
-        raise changes.ActionError("the goal is no longer in the database")
-    person, key = found
-    if action is Action.DONE:
-        changes.complete(conn, person, key, when, evidence)
-    elif action is Action.SNOOZE:
-        changes.snooze(conn, person, key, when, evidence)
-    else:
-        changes.reopen(conn, person, key, when, evidence)
+        raise changes.ActionError("the goal or participant is no longer in the database")
+    changes.act(conn, claim, *found, click.moment, evidence)
 
 
 def _read(path: Path) -> Click | None:

@@ -54,7 +54,7 @@ def site(tmp_path: Path, make_cohort: CohortFactory, smtp_server: SMTPServer) ->
         yield dispatcher, smtp_server
     finally:
         server.close()
-        app.extensions["drip.database"].close()
+        app.extensions["drip"].database.close()
         db.close()
 
 

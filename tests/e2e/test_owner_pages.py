@@ -40,7 +40,7 @@ def site(walked: Walked) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.close()
-        app.extensions["drip.database"].close()
+        app.extensions["drip"].database.close()
 
 
 @pytest.mark.parametrize("screen", [LAPTOP, PHONE], ids=["laptop", "phone"])
