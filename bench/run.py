@@ -50,6 +50,10 @@ SCRIPTS = [
 ]
 
 
+class Failed(Exception):
+    """A benchmark script failed; the others still run and the report says which failed."""
+
+
 def run(
     script: str, smoke: bool, postgres: str | None, root: Path = BENCH.parent
 ) -> tuple[list[dict[str, object]], str, float]:
@@ -69,7 +73,7 @@ def run(
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         took = time.monotonic() - began
         if done.returncode != 0:
-            raise SystemExit(f"bench/{script} failed:\n{done.stdout}\n{done.stderr}")
+            raise Failed(f"{done.stdout}\n{done.stderr}".strip())
         return json.loads(figures.read_text()), done.stdout.strip(), took
 
 
@@ -118,7 +122,9 @@ def compare(ours: str, theirs: str) -> str:
 
 
 def verdict(met: object) -> str:
-    return {True: "met", False: "**not met**"}.get(met, "not judged (smoke sizes)")  # type: ignore[call-overload]
+    if met is None:
+        return "not judged (smoke sizes)"
+    return "met" if met else "**not met**"
 
 
 def main() -> None:
@@ -144,18 +150,30 @@ def main() -> None:
 
     rows: list[dict[str, object]] = []
     theirs: dict[str, str] = {}
+    failed: list[str] = []
     sections: list[str] = []
     other = Worktree(args.against) if args.against else None
     try:
         for script, about, takes_postgres in chosen:
             postgres = args.postgres if takes_postgres else None
             print(f"bench/{script}: {about} ...", file=sys.stderr, flush=True)
-            figures, output, took = run(script, args.smoke, postgres)
+            try:
+                figures, output, took = run(script, args.smoke, postgres)
+            except Failed as error:
+                failed.append(script)
+                print(f"bench/{script} failed:\n{error}", file=sys.stderr)
+                sections.append(f"## bench/{script}: {about}\n\n**failed**:\n\n```\n{error}\n```\n")
+                continue
             rows += figures
             sections.append(f"## bench/{script}: {about}\n\n({took:.0f} s)\n\n{output}\n")
             if other is not None and other.has(script):
                 print(f"bench/{script} of {other.commit} ...", file=sys.stderr, flush=True)
-                old, _, _ = run(script, args.smoke, postgres, root=other.path)
+                try:
+                    old, _, _ = run(script, args.smoke, postgres, root=other.path)
+                except Failed as error:
+                    failed.append(f"{script} of {other.commit}")
+                    print(f"bench/{script} of {other.commit} failed:\n{error}", file=sys.stderr)
+                    continue
                 theirs.update({str(row["benchmark"]): str(row["measured"]) for row in old})
     finally:
         if other is not None:
@@ -175,6 +193,8 @@ def main() -> None:
     for row in rows:
         cells = [row["benchmark"], row["measured"], row["against"], row["target"], verdict(row["met"])]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    if failed:
+        lines += ["", f"**Failed**: {', '.join(failed)}; see their sections below."]
     if not args.postgres:
         lines += ["", "PostgreSQL was not given (`--postgres URL`): its benchmarks were left out."]
     if other is not None:
@@ -187,13 +207,15 @@ def main() -> None:
         ]
         for row in rows:
             name, ours = str(row["benchmark"]), str(row["measured"])
-            old = theirs.get(name)
-            verdict_ = compare(ours, old) if old else ""
-            lines.append(f"| {name} | {ours} | {old or 'not measured'} | {verdict_} |")
+            before = theirs.get(name)
+            ratio = compare(ours, before) if before else ""
+            lines.append(f"| {name} | {ours} | {before or 'not measured'} | {ratio} |")
     report = "\n".join(lines) + "\n\n" + "\n".join(sections)
     args.out.write_text(report)
     print("\n".join(lines))
     print(f"\nThe whole report: {args.out}", file=sys.stderr)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (the others' figures are in the report)")
 
 
 if __name__ == "__main__":

@@ -65,3 +65,17 @@ def test_an_unknown_commit_to_compare_against_is_refused(tmp_path: Path) -> None
     assert (
         result.returncode != 0 and "--against no-such-ref-anywhere: git knows no such commit" in result.stderr
     )
+
+
+def test_a_failing_benchmark_keeps_the_figures_of_the_others(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    unreachable = (
+        "postgresql+psycopg://postgres@127.0.0.1:1/postgres"  # start.py fails on it; compose takes none
+    )
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--only", "start,compose",
+               "--postgres", unreachable, "--out", str(out)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode != 0 and "failed: start.py" in result.stderr
+    report = out.read_text()
+    assert "**Failed**: start.py" in report
+    assert "| compose 18 emails (render + MIME), one core |" in report

@@ -96,7 +96,7 @@ _BY_ID = select(*_DELIVERY).where(
 )
 _WRITER = (
     "SELECT id FROM participants WHERE (email_key IN ({keys}) OR delegate_key IN ({keys})) "
-    "AND status <> 'removed'"
+    f"AND status <> '{ParticipantStatus.REMOVED.value}'"
 )
 _LATEST_SENT = (
     "SELECT id, participant_id, step, goal, message_id, sent_at FROM deliveries "

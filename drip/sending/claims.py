@@ -210,7 +210,8 @@ class SentRecorder:
             self.raw.detach()
         mark = "?" if self.sqlite else "%s"
         self.update = (
-            f"UPDATE deliveries SET status = 'sent', sent_at = {mark}, last_error = {mark}, "
+            f"UPDATE deliveries SET status = '{DeliveryStatus.SENT.value}', "
+            f"sent_at = {mark}, last_error = {mark}, "
             "lease_owner = NULL, lease_expires_at = NULL, retry_at = NULL, "
             f"updated_at = {mark} WHERE id = {mark} AND lease_owner = {mark}"
         )
