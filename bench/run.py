@@ -70,7 +70,8 @@ def run(
         if postgres:
             command += ["--postgres", postgres]
         began = time.monotonic()
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        # from that checkout's folder too: `python -c` and `-m` put the working folder first on sys.path
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, check=False)
         took = time.monotonic() - began
         if done.returncode != 0:
             raise Failed(f"{done.stdout}\n{done.stderr}".strip())
