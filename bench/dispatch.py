@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import Figure, add_option, save  # noqa: E402
-from machine import add_postgres_option, describe, postgres_database  # noqa: E402
+from machine import add_postgres_option, children_cpu, describe, postgres_database, server_cpu  # noqa: E402
 
 DRIP = str(Path(sys.executable).with_name("drip"))
 DUE = "2027-01-11T15:00Z"
@@ -48,7 +48,8 @@ sender = "Comms <comms@example.com>"
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def start_sink(port: int) -> subprocess.Popen | None:
@@ -86,10 +87,19 @@ def prepare(folder: Path, people: int, name: str, url: str | None = None) -> str
     return url
 
 
-def drip_runs(urls: list[str], smtp_url: str, folder: Path) -> float:
-    """Run one ``drip run --once`` per database at once; return the total messages per second."""
+class Measured:
+    """One step's emails a second, and the CPU spent on each email, in µs."""
+
+    def __init__(self, rate: float, cpu_us: float, server_us: float | None = None) -> None:
+        self.rate, self.cpu_us, self.server_us = rate, cpu_us, server_us
+
+
+def drip_runs(urls: list[str], smtp_url: str, folder: Path) -> Measured:
+    """Run one ``drip run --once`` per database at once; return the total messages per second and
+    the CPU of the drip processes (user + system, every thread) per email."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
     env.update(DRIP_SMTP_URL=smtp_url, DRIP_BASE_URL="https://drip.example.com", DRIP_LEASE_SECONDS="600")
+    cpu_before = children_cpu()
     processes = [
         subprocess.Popen(
             [DRIP, "--database-url", url, "run", "--once", "--now", DUE],
@@ -109,7 +119,7 @@ def drip_runs(urls: list[str], smtp_url: str, folder: Path) -> float:
             raise SystemExit(f"drip run failed: {out}\n{err}")
         slowest = max(slowest, float(match.group(1)))
         sent += int(match.group(2) or 0)  # a worker sharing a database may find the others took it all
-    return sent / slowest
+    return Measured(sent / slowest, (children_cpu() - cpu_before) / sent * 1e6)
 
 
 def sample_message(folder: Path, url: str) -> bytes:
@@ -135,8 +145,10 @@ connection.quit()
 """
 
 
-def raw_runs(port: int, counts: list[int], message: Path) -> float:
-    """Send pre-built messages with plain smtplib, one process per connection; return messages per second."""
+def raw_runs(port: int, counts: list[int], message: Path) -> Measured:
+    """Send pre-built messages with plain smtplib, one process per connection; return messages per
+    second and the senders' CPU per email (interpreter start-up included, as it is in drip's)."""
+    cpu_before = children_cpu()
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", RAW_SENDER, "127.0.0.1", str(port), str(count), str(message)],
@@ -146,7 +158,7 @@ def raw_runs(port: int, counts: list[int], message: Path) -> float:
         for count in counts
     ]
     seconds = [float(process.communicate()[0]) for process in processes]
-    return sum(counts) / max(seconds)
+    return Measured(sum(counts) / max(seconds), (children_cpu() - cpu_before) / sum(counts) * 1e6)
 
 
 def main() -> None:
@@ -175,7 +187,7 @@ def main() -> None:
         controller = Controller(Sink(), hostname="127.0.0.1", port=port)
         controller.start()
     smtp_url = f"smtp://127.0.0.1:{port}"
-    results: dict[str, list[float]] = {
+    results: dict[str, list[Measured]] = {
         key: [] for key in ("one process", "one ceiling", "machine", "machine ceiling", "postgres")
     }
     try:
@@ -195,7 +207,12 @@ def main() -> None:
                 if args.postgres:
                     with postgres_database(args.postgres) as shared:
                         prepare(folder, args.emails, f"pg{run}", shared)
-                        results["postgres"].append(drip_runs([shared, shared], smtp_url, folder))
+                        server_before = server_cpu()
+                        measured = drip_runs([shared, shared], smtp_url, folder)
+                        server_after = server_cpu()
+                        if server_before is not None and server_after is not None:
+                            measured.server_us = (server_after - server_before) / args.emails * 1e6
+                        results["postgres"].append(measured)
             size = message.stat().st_size
     finally:
         if sink is not None:
@@ -204,10 +221,13 @@ def main() -> None:
         if controller is not None:
             controller.stop()
 
-    median = {key: statistics.median(values) for key, values in results.items() if values}
+    def median(key: str, what: str) -> float | None:
+        values = [getattr(m, what) for m in results[key] if getattr(m, what) is not None]
+        return statistics.median(values) if values else None
+
     target = "Postfix smtp-sink" if sink is not None else "aiosmtpd (smoke run)"
     print(f"Dispatch of {args.emails:,} emails ({size:,} bytes each) to {target} on loopback; ", end="")
-    print(f"median of {args.runs}\n")
+    print(f"median of {args.runs}. CPU is user + system of the processes, every thread, per email.\n")
     # (result, ceiling, label in the table, label in the summary, target a second)
     setups = [
         ("one process", "one ceiling", "one process, one connection", "one process, one connection, SQLite",
@@ -217,23 +237,30 @@ def main() -> None:
         ("postgres", "machine ceiling", "two workers sharing one PostgreSQL database",
          "two workers, one PostgreSQL database", 2500),
     ]  # fmt: skip
-    ran = [setup for setup in setups if setup[0] in median]
-    print("| setup | drip emails/s | raw smtplib ceiling/s | drip / ceiling |")
-    print("| --- | ---: | ---: | ---: |")
-    for key, ceiling_key, label, _, _ in ran:
-        drip, ceiling = median[key], median[ceiling_key]
-        print(f"| {label} | {drip:,.0f} | {ceiling:,.0f} | {drip / ceiling:.0%} |")
-    print(f"\n{describe()}")
-    figures = [
-        Figure(
-            f"dispatch to {target}: {summary}",
-            f"{median[key]:,.0f} emails/s",
-            f"raw smtplib: {median[ceiling_key]:,.0f}/s ({median[key] / median[ceiling_key]:.0%})",
-            f">= {goal:,}/s",
-            median[key] >= goal,
+    ran = [setup for setup in setups if results[setup[0]]]
+    print("| setup | drip emails/s | drip CPU µs/email | raw smtplib/s | raw CPU µs/email | rate / raw "
+          "| CPU / raw | PostgreSQL CPU µs/email |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    figures = []
+    for key, ceiling_key, label, summary, goal in ran:
+        rate, cpu = median(key, "rate") or 0.0, median(key, "cpu_us") or 0.0
+        raw_rate, raw_cpu = median(ceiling_key, "rate") or 1.0, median(ceiling_key, "cpu_us") or 1.0
+        server = median(key, "server_us")
+        server_cell = f"{server:,.0f}" if server is not None else ""
+        print(f"| {label} | {rate:,.0f} | {cpu:,.0f} | {raw_rate:,.0f} | {raw_cpu:,.0f} "
+              f"| {rate / raw_rate:.0%} | {cpu / raw_cpu:.1f}x | {server_cell} |")  # fmt: skip
+        server_note = f", PostgreSQL {server:,.0f} µs" if server is not None else ""
+        figures.append(
+            Figure(
+                f"dispatch to {target}: {summary}",
+                f"{rate:,.0f} emails/s, CPU {cpu:,.0f} µs/email{server_note}",
+                f"raw smtplib: {raw_rate:,.0f}/s ({rate / raw_rate:.0%}), CPU {raw_cpu:,.0f} µs/email "
+                f"(drip {cpu / raw_cpu:.1f}x)",
+                f">= {goal:,}/s",
+                rate >= goal,
+            )
         )
-        for key, ceiling_key, _, summary, goal in ran
-    ]
+    print(f"\n{describe()}")
     save(args.json, figures, args.smoke)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -26,6 +27,36 @@ def describe() -> str:
         f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
     )
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every child process this one has waited for so far.
+
+    Read before and after a step that starts processes and waits for them all: the difference is
+    their CPU, whatever threads they ran."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def server_cpu(command: str = "postgres") -> float | None:
+    """CPU seconds so far of a server's processes (``command`` as in /proc/PID/comm), counting
+    connections that have ended (their time is in the parent's children's time); None where
+    /proc cannot tell (another OS, or a server this user may not read)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, seen = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text[text.index("(") + 1 :].rpartition(")")
+        if not name.startswith(command):
+            continue
+        fields = rest.split()
+        # after the name: state is field 3 of stat(5), so utime, stime, cutime, cstime (14-17) are 11-14 here
+        total += sum(int(value) for value in fields[11:15])
+        seen = True
+    return total / ticks if seen else None
 
 
 @contextmanager

@@ -36,6 +36,8 @@ def test_every_benchmark_runs_and_lands_in_one_report(tmp_path: Path) -> None:
     for row in ROWS + (POSTGRES_ROWS if postgres else []):
         assert row in report, f"{row} missing from:\n{report}"
     assert "not judged (smoke sizes)" in report and "**not met**" not in report
+    dispatch = [line for line in report.splitlines() if ": one process, one connection, SQLite |" in line]
+    assert dispatch and "µs/email" in dispatch[0] and "drip " in dispatch[0]  # CPU per email beside the rate
     for script in ("start", "compose", "dispatch", "completion", "ingest", "replies"):
         assert f"## bench/{script}.py" in report
 
