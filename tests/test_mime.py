@@ -217,3 +217,40 @@ def test_attachments_of_any_size_keep_every_line_end_crlf(data: bytes) -> None:
     assert max(len(line) for line in composed.split(b"\r\n")) <= 998
     (attached,) = list(parse(composed).iter_attachments())
     assert attached.get_content() == data
+
+
+def encodings(data: bytes) -> list[str]:
+    return [part["content-transfer-encoding"] for part in parse(data).walk() if not part.is_multipart()]
+
+
+def test_plain_ascii_bodies_go_as_they_are() -> None:
+    text = "Hello Ana,\n\n. a line that is only a dot follows\n.\nhttps://drip.example/done/x?a=1&b=2\n"
+    html = '<p style="color:#123">Hello&#8199; Ana</p>\n<a href="https://x.example/?a=1">go</a>'
+    data = compose(message(text=text, html=html))
+    assert encodings(data) == ["7bit", "7bit"]
+    assert html.replace("\n", "\r\n").encode() in data  # byte for byte, nothing escaped
+    parsed = parse(data)
+    assert lines(parsed.get_body(("plain",)).get_content()) == text
+    assert lines(parsed.get_body(("html",)).get_content()) == lines(html, final=True)
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ("Grüße, Zoë\n", "not ASCII"),
+        ("a line with a blank at its end \nnext\n", "a trailing blank a relay may strip"),
+        ("a tab at the end\t\nnext\n", "a trailing tab"),
+        ("From here on\n", "From at the start of the body"),
+        ("first\nFrom here on\n", "From at the start of a line"),
+        ("x" * 901 + "\n", "a line too long"),
+        ("bell \x07 and NUL \x00\n", "control characters"),
+        ("--=_drip_42_alt\nlooks like our boundary\n", "boundary-like text"),
+    ],
+)
+def test_bodies_that_cannot_go_as_they_are_are_quoted_printable(body: str, why: str) -> None:
+    data = compose(message(text=body, html=body))
+    assert encodings(data) == ["quoted-printable", "quoted-printable"], why
+    assert all(len(line) <= 78 for line in data.split(b"\r\n"))
+    parsed = parse(data)
+    assert not parsed.defects
+    assert lines(parsed.get_body(("plain",)).get_content()) == lines(body, final=True)

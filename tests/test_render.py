@@ -228,3 +228,35 @@ def test_text_template_added_later_and_layout_removed(folder: Path) -> None:
     (folder / "layout.html").unlink()
     with pytest.raises(TemplateError, match="layout.html: cannot be read"):
         templates.render("step", CONTEXT)
+
+
+def test_characters_the_parser_decoded_go_back_to_references_outside_style(folder: Path) -> None:
+    """Inlining decodes ``&#8199;``; the compiled template writes it as a reference again, so an email
+    whose substitutions are ASCII stays ASCII and is sent unencoded. CSS is left as it was."""
+    layout = LAYOUT.replace("p { color: #123456; }", 'p { color: #123456; } .q::before { content: "»"; }')
+    (folder / "layout.html").write_text(
+        layout.replace("{% endblock %}</div>", "{% endblock %}&#8199;&#847;</div>")
+    )
+    (folder / "step.html").write_text(STEP.replace("Open it", "Open it — now"))
+    rendered = Templates(folder).render("step", CONTEXT)
+    assert "Hidden preview text&#8199;&#847;" in rendered.html
+    assert "Open it &#8212; now" in rendered.html
+    assert 'content:"»"' in rendered.html  # inside <style>, CSS keeps its own characters
+    zoe = Templates(folder).render("step", {**CONTEXT, "participant": {"name": "Zoë", "vip": False}})
+    assert "Dear Zoë,</p>" in zoe.html  # a value is written as it is; the message encodes it
+
+
+def test_the_sandbox_shortcut_keeps_jinja_rules_for_dicts(folder: Path) -> None:
+    """``x.items`` is still dict's method, not an item named "items"; a missing name is still an error;
+    anything not a plain dict still passes the sandbox's checks."""
+    body = "<p>{{ data.items() | list | length }} {{ data.colour }}</p>"
+    (folder / "step.html").write_text(STEP.replace("<p>Dear {{ participant.name }},</p>", body))
+    rendered = Templates(folder).render("step", {**CONTEXT, "data": {"items": "shadow", "colour": "teal"}})
+    assert ">2 teal</p>" in rendered.html
+    with pytest.raises(TemplateError, match="colour"):
+        Templates(folder).render("step", {**CONTEXT, "data": {"items": "shadow"}})
+    (folder / "step.html").write_text(
+        STEP.replace("<p>Dear {{ participant.name }},</p>", "{{ data.__class__ }}")
+    )
+    with pytest.raises(TemplateError, match="unsafe"):
+        Templates(folder).render("step", {**CONTEXT, "data": {"__class__": "x"}})

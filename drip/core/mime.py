@@ -9,8 +9,11 @@ why it is safe:
   (checked again here): no CR, LF, NUL or "=?" can reach them;
 - non-ASCII header text as RFC 2047 encoded-words of whole characters,
   folded so no line passes 78 octets where a break is possible (998 always);
-- bodies in quoted-printable (text, HTML) or base64 (attachments): 7-bit,
-  lines of at most 76 octets;
+- text and HTML bodies as they are ("7bit") when they already are short-lined
+  printable ASCII with nothing a relay might alter (no trailing blanks, no
+  line starting "From ", nothing like a boundary); otherwise quoted-printable.
+  Most template output is plain ASCII, and sending it as is saves encoding
+  time and bytes. Attachments are base64. Every line ends CRLF;
 - boundaries "=_drip_..." that neither encoding can produce;
 - CRLF line ends throughout.
 
@@ -94,14 +97,10 @@ def compose(message: Message) -> bytes:
     body = [
         f"--{alternative}",
         "Content-Type: text/plain; charset=utf-8",
-        "Content-Transfer-Encoding: quoted-printable",
-        "",
-        quoted_printable(message.text),
+        *text_body(message.text),
         f"--{alternative}",
         "Content-Type: text/html; charset=utf-8",
-        "Content-Transfer-Encoding: quoted-printable",
-        "",
-        quoted_printable(message.html),
+        *text_body(message.html),
         f"--{alternative}--",
     ]
     if not message.attachments:
@@ -237,6 +236,34 @@ def encoded_words(text: str) -> str:
     return " ".join(
         "=?utf-8?b?" + base64.b64encode("".join(chunk).encode()).decode() + "?=" for chunk in words
     )
+
+
+#: the octets a body may hold as is: printable ASCII, tab and line end
+_AS_IS_OCTETS = bytes([9, 10, *range(0x20, 0x7F)])
+#: longest line sent as is (SMTP allows 998 octets; room is left for relays that add to lines)
+_AS_IS_LINE = 900
+
+
+def _may_go_as_is(text: str) -> bool:
+    """Say whether a body (LF line ends) may go unencoded: nothing outside printable ASCII and tab,
+    no blanks at a line end (relays may strip them), no line starting "From " (mbox relays mangle
+    it), no line too long for SMTP, nothing that could be taken for a boundary."""
+    if not text.isascii() or text.encode().translate(None, _AS_IS_OCTETS):
+        return False
+    if " \n" in text or "\t\n" in text or "\nFrom " in text or text.startswith("From ") or "=_drip_" in text:
+        return False
+    return max(map(len, text.split("\n"))) <= _AS_IS_LINE
+
+
+def text_body(text: str) -> tuple[str, str, str]:
+    """Return a text part's encoding header, the blank line and the body: as is when it may go so
+    (7bit, RFC 2045 section 2.7), else quoted-printable."""
+    normal = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not normal.endswith("\n"):
+        normal += "\n"
+    if _may_go_as_is(normal):
+        return "Content-Transfer-Encoding: 7bit", "", normal.replace("\n", "\r\n")
+    return "Content-Transfer-Encoding: quoted-printable", "", quoted_printable(normal)
 
 
 def quoted_printable(text: str) -> str:

@@ -302,8 +302,31 @@ def _days(count: int) -> str:
     return "1 day" if count == 1 else f"{count} days"
 
 
+#: names a template's ``x.name`` finds on a dict before its items (``items``, ``keys`` ...)
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with the common case made cheap.
+
+    ``participant.first_name`` on a context dict costs the sandbox a failed
+    attribute lookup (an exception) before it reads the item. For a plain dict
+    and a name that is not one of dict's own attributes, the item is what the
+    sandbox returns in the end, so it is returned at once; everything else
+    takes the sandbox's own checks.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _environment(*, html: bool, trim: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         autoescape=html,
         undefined=StrictUndefined,
         trim_blocks=trim,
@@ -324,7 +347,8 @@ _DERIVED_TEXT_ENV = _environment(html=False, trim=False)
 def _compile(env: jinja2.Environment, source: str, label: str) -> jinja2.Template:
     """Compile with a file name, so that runtime errors carry a template line."""
     code = env.compile(source, name=label, filename=label)
-    return env.template_class.from_code(env, code, env.make_globals(None), None)
+    # A plain dict, not Jinja's ChainMap: every render copies the globals, and a ChainMap is slow to copy.
+    return env.template_class.from_code(env, code, dict(env.make_globals(None)), None)
 
 
 # --- compiled steps -------------------------------------------------------------------------
@@ -441,7 +465,7 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
         cssutils_logging_level=logging.CRITICAL,
     ).transform(pretty_print=False)
     html = _compile_checked(
-        _HTML_ENV, _restore(inlined, tags, comments), f"<drip:{name}:inlined>", [], default
+        _HTML_ENV, _restore(_char_refs(inlined), tags, comments), f"<drip:{name}:inlined>", [], default
     )
 
     files = list(dict.fromkeys(tree.files))
@@ -615,6 +639,19 @@ def _refuse_unsupported(flat: str, origins: Sequence[tuple[Path, int]], default:
 
 
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_STYLE_SPLIT = re.compile(r"(<style\b.*?</style>)", re.S | re.I)
+
+
+def _char_refs(html: str) -> str:
+    """Write non-ASCII characters of the markup as character references (outside ``<style>``, where
+    CSS does not read them), as the template's author often did before the HTML parser decoded
+    them: a message whose every substitution is ASCII then goes without encoding."""
+
+    def refs(text: str) -> str:
+        return _NON_ASCII.sub(lambda match: f"&#{ord(match.group())};", text)
+
+    return "".join(part if n % 2 else refs(part) for n, part in enumerate(_STYLE_SPLIT.split(html)))
 
 
 def _hide(flat: str) -> tuple[str, list[str], list[str]]:
