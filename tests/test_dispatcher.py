@@ -5,7 +5,7 @@ import datetime as dt
 import re
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from conftest import EMAILS, CohortFactory, SMTPServer
 from drip import changes
@@ -14,8 +14,10 @@ from drip.core.states import CohortStatus
 from drip.core.tokens import message_tag
 from drip.launch import enrol
 from drip.launch.cohort import load_cohort
+from drip.sending import claims
 from drip.sending.dispatcher import Dispatcher, RelayPaused
 from drip.sending.transport import TokenBucket, open_transport
+from drip.storage.leases import Lease
 from drip.storage.store import Store, delivery_table, event_table, goal_table, participant_table
 
 UTC = dt.UTC
@@ -449,3 +451,49 @@ def test_a_mistake_in_drip_crashes_instead_of_failing_the_email(
         dispatcher(started, smtp_server.url).run_until_idle(WELCOMES_DUE)
     assert {s[0] for s in statuses(started).values()} == {"claimed"}, "none marked failed"
     assert smtp_server.messages == []
+
+
+def test_a_claim_takes_abandoned_email_first_then_the_queue_in_order(started: Store) -> None:
+    """Email whose worker vanished goes first, with its Message-ID; then the oldest scheduled email.
+    On SQLite the scheduled claim walks the index and stops at the batch size: no sort of the queue."""
+    lease = Lease.of_seconds(600)
+    with started.reading() as conn:
+        welcomes = conn.execute(
+            select(delivery_table.c.id, delivery_table.c.due_at)
+            .where(delivery_table.c.step == "welcome")
+            .order_by(delivery_table.c.due_at, delivery_table.c.id)
+        ).all()
+    last = welcomes[-1].id
+    with started.transaction() as conn:
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.id == last)
+            .values(status="sending", lease_owner="elsewhere:1:ab", message_id="<kept@example.com>",
+                    lease_expires_at=WELCOMES_DUE - dt.timedelta(minutes=1))
+        )  # fmt: skip
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        statements.append((statement, parameters))
+
+    event.listen(started.engine, "before_cursor_execute", seen)
+    try:
+        with started.transaction() as conn:
+            first = claims.claim_due(conn, WELCOMES_DUE, WELCOMES_DUE, "here:2:cd", 1, lease)
+            after = claims.claim_due(conn, WELCOMES_DUE, WELCOMES_DUE, "here:2:cd", 2, lease)
+    finally:
+        event.remove(started.engine, "before_cursor_execute", seen)
+    assert [(row.id, row.message_id) for row in first] == [(last, "<kept@example.com>")]
+    assert [row.id for row in after] == [welcomes[0].id, welcomes[1].id]
+    if started.engine.dialect.name == "sqlite":
+        raw = started.engine.raw_connection()
+        try:
+            plans = [
+                " ".join(str(step[3]) for step in raw.cursor().execute(f"EXPLAIN QUERY PLAN {sql}", params))
+                for sql, params in statements
+                if sql.startswith("UPDATE deliveries")
+            ]
+        finally:
+            raw.close()
+        assert plans and all("ix_deliveries_status_due_at" in plan for plan in plans)
+        assert "TEMP B-TREE" not in plans[-1]  # the scheduled claim: no sort of everything due

@@ -97,25 +97,48 @@ def claim_due(
     lease: Lease,
     skip_cohorts: Iterable[int] = (),
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due deliveries, oldest first, for ``owner`` until the lease ends."""
-    d, p, c = delivery_table, participant_table, cohort_table
+    """Claim up to ``limit`` due deliveries for ``owner`` until the lease ends: first those whose
+    claim was abandoned (their worker died or stalled), then the scheduled ones, oldest first.
+
+    Two statements rather than one with OR: each then walks the (status, due_at) index in order and
+    stops at ``limit``, where the OR made the database gather and sort every due row for each
+    batch, a cost that grew with the size of the queue.
+    """
+    d = delivery_table
+    abandoned = and_(
+        d.c.status.in_(_PENDING_CLAIM), Lease.ended_in_sql(d.c.lease_expires_at, real_now), d.c.due_at <= now
+    )
     due = and_(
         d.c.status == DeliveryStatus.SCHEDULED.value,
         d.c.due_at <= now,
         or_(d.c.retry_at.is_(None), d.c.retry_at <= now),
     )
-    abandoned = and_(
-        d.c.status.in_(_PENDING_CLAIM), Lease.ended_in_sql(d.c.lease_expires_at, real_now), d.c.due_at <= now
-    )
+    skip = list(skip_cohorts)
+    claimed = _claim(conn, abandoned, real_now, owner, limit, lease, skip)
+    if len(claimed) < limit:
+        claimed += _claim(conn, due, real_now, owner, limit - len(claimed), lease, skip)
+    return sorted(claimed, key=lambda row: (row.due_at, row.id))
+
+
+def _claim(
+    conn: Connection,
+    which: Any,
+    real_now: dt.datetime,
+    owner: str,
+    limit: int,
+    lease: Lease,
+    skip_cohorts: list[int],
+) -> list[Claimed]:
+    d, p, c = delivery_table, participant_table, cohort_table
     candidates = (
         select(d.c.id)
         .join(p, p.c.id == d.c.participant_id)
         .join(c, c.c.id == d.c.cohort_id)
         .where(
-            or_(due, abandoned),
+            which,
             p.c.status == ParticipantStatus.ACTIVE.value,
             c.c.status == CohortStatus.ACTIVE.value,
-            d.c.cohort_id.not_in(list(skip_cohorts)),
+            d.c.cohort_id.not_in(skip_cohorts),
         )
         .order_by(d.c.due_at, d.c.id)
         .limit(limit)
@@ -138,8 +161,7 @@ def claim_due(
             d.c.delivered_to,
         )
     )
-    rows = conn.execute(claim).all()
-    return sorted((Claimed(*row) for row in rows), key=lambda row: (row.due_at, row.id))
+    return [Claimed(*row) for row in conn.execute(claim).all()]
 
 
 def renew(conn: Connection, owner: str, real_now: dt.datetime, lease: Lease) -> int:
@@ -326,11 +348,16 @@ def load_batch(conn: Connection, rows: Sequence[Claimed]) -> Batch:
         r.id: StoredCohort.from_row(r)
         for r in conn.execute(select(cohort_table).where(cohort_table.c.id.in_(cohort_ids)))
     }
+    # Only the columns the records hold: decoding the rest, for every email, was most of the cost.
+    p, g = participant_table, goal_table
     people = {
         r.id: StoredParticipant.from_row(r)
-        for r in conn.execute(select(participant_table).where(participant_table.c.id.in_(participant_ids)))
+        for r in conn.execute(
+            select(*(p.c[name] for name in StoredParticipant.COLUMNS)).where(p.c.id.in_(participant_ids))
+        )
     }
     goals: dict[int, list[StoredGoal]] = {}
-    for goal in conn.execute(select(goal_table).where(goal_table.c.participant_id.in_(participant_ids))):
+    goal_columns = (g.c.participant_id, *(g.c[name] for name in StoredGoal.COLUMNS))
+    for goal in conn.execute(select(*goal_columns).where(g.c.participant_id.in_(participant_ids))):
         goals.setdefault(goal.participant_id, []).append(StoredGoal.from_row(goal))
     return Batch(cohorts, people, goals)
