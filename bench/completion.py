@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import Figure, add_option, save  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import describe, drip_environment  # noqa: E402
 
 CONNECTIONS = 8
 NOW = "2027-01-13T15:00:00+00:00"
@@ -103,7 +103,7 @@ def prepare(folder: Path, people: int) -> tuple[str, list[str]]:
 
 
 def serve(folder: Path, url: str, port: int, threads: int | None = None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+    env = drip_environment()
     env.update(DRIP_BASE_URL=f"http://127.0.0.1:{port}", DRIP_SMTP_URL="smtp://127.0.0.1:1")
     if threads is not None:
         env["DRIP_WEB_THREADS"] = str(threads)

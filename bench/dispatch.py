@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import re
 import shutil
 import socket
@@ -32,7 +31,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import Figure, add_option, save  # noqa: E402
-from machine import add_postgres_option, children_cpu, describe, postgres_database, server_cpu  # noqa: E402
+from machine import (  # noqa: E402
+    add_postgres_option,
+    children_cpu,
+    describe,
+    drip_environment,
+    postgres_database,
+    server_cpu,
+)
 
 DRIP = str(Path(sys.executable).with_name("drip"))
 DUE = "2027-01-11T15:00Z"
@@ -97,7 +103,7 @@ class Measured:
 def drip_runs(urls: list[str], smtp_url: str, folder: Path) -> Measured:
     """Run one ``drip run --once`` per database at once; return the total messages per second and
     the CPU of the drip processes (user + system, every thread) per email."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+    env = drip_environment()
     env.update(DRIP_SMTP_URL=smtp_url, DRIP_BASE_URL="https://drip.example.com", DRIP_LEASE_SECONDS="600")
     cpu_before = children_cpu()
     processes = [

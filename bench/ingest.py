@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import mailbox
-import os
 import random
 import re
 import shutil
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import Figure, add_option, save  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import describe, drip_environment  # noqa: E402
 
 REPLIES = ROOT / "tests" / "data" / "replies"
 DONE = [
@@ -155,7 +154,7 @@ def ingest_run(folder: Path, base: Path, mbox: Path) -> tuple[float, str]:
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     shutil.copy(base, database)
     shutil.rmtree(folder / "drip-mail", ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
+    env = drip_environment()
     env["DRIP_MAIL_DIR"] = str(folder / "drip-mail")
     began = time.perf_counter()
     out = subprocess.run(

@@ -29,6 +29,17 @@ def describe() -> str:
     )
 
 
+def drip_environment() -> dict[str, str]:
+    """The environment for a drip process under measurement: no DRIP_ setting of the caller's, and
+    Python free to cache compiled modules, as an installed wheel has them (pip compiles at install),
+    so that no run pays for compiling drip's source again."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("DRIP_") and key != "PYTHONDONTWRITEBYTECODE"
+    }
+
+
 def children_cpu() -> float:
     """CPU seconds (user + system) of every child process this one has waited for so far.
 

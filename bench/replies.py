@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import mailbox
-import os
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))  # the corpora's harness: the world they were written for
 
 from figures import Figure, add_option, save  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import describe, drip_environment  # noqa: E402
 
 from corpus import (  # noqa: E402
     BOUNCES,
@@ -53,7 +52,7 @@ from corpus import (  # noqa: E402
 
 
 def ingest(folder: Path, database_url: str, *source: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")} | SETTINGS
+    env = drip_environment() | SETTINGS
     env["DRIP_SMTP_URL"] = f"file://{folder / 'forwarded'}"
     done = subprocess.run(
         [sys.executable, "-m", "drip", "--database-url", database_url, "ingest", *source,

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from figures import Figure, add_option, save  # noqa: E402
-from machine import add_postgres_option, describe, postgres_database  # noqa: E402
+from machine import add_postgres_option, describe, drip_environment, postgres_database  # noqa: E402
 
 NOW = "2027-01-04T12:00Z"
 ZONES = [
@@ -77,7 +77,9 @@ def make_cohort(folder: Path, participants: int, seed: int = 7, name: str = "ben
 def timed(command: list[str], cwd: Path) -> tuple[float, float]:
     """Run a command; return (seconds, peak resident MB of that process)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=drip_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
