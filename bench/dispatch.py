@@ -84,7 +84,8 @@ def prepare(folder: Path, people: int, name: str, url: str | None = None) -> str
     if not (folder / "emails").exists():
         (folder / "emails").symlink_to(ROOT / "emails", target_is_directory=True)
     (cohort / "cohort.toml").write_text(COHORT_TOML)
-    rows = "".join(f"p{n}@example.com,Person {n}\n" for n in range(people))
+    # Everyone a first name of their own, so that no email reuses another's subject or greeting.
+    rows = "".join(f"p{n}@example.com,Ana{n} Ruiz\n" for n in range(people))
     (cohort / "roster.csv").write_text("email,name\n" + rows)
     url = url or f"sqlite:///{folder / (name + '.db')}"
     enrolled = dt.datetime(2027, 1, 4, tzinfo=dt.UTC)

@@ -260,3 +260,16 @@ def test_the_sandbox_shortcut_keeps_jinja_rules_for_dicts(folder: Path) -> None:
     )
     with pytest.raises(TemplateError, match="unsafe"):
         Templates(folder).render("step", {**CONTEXT, "data": {"__class__": "x"}})
+
+
+def test_a_subject_is_rendered_again_whenever_what_it_reads_differs(folder: Path) -> None:
+    """Subjects are reused between emails only when every value they read is the same."""
+    templates = Templates(folder)
+    ana = templates.render("step", CONTEXT)
+    ben = templates.render("step", {**CONTEXT, "participant": {"name": "Ben", "vip": False}})
+    again = templates.render("step", {**CONTEXT, "link": "https://d.example/other"})
+    assert (ana.subject, ben.subject, again.subject) == ("Hello Ana <b>&", "Hello Ben", "Hello Ana <b>&")
+    (folder / "step.html").write_text(STEP.replace("Hello {{ participant.name }}", "Hi {{ today }}"))
+    changing = Templates(folder)
+    days = [changing.render("step", {**CONTEXT, "today": day}).subject for day in ("Mon", "Tue", "Mon")]
+    assert days == ["Hi Mon", "Hi Tue", "Hi Mon"]

@@ -30,6 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import format_datetime
+from functools import lru_cache
 
 from drip.core.values import Address, InvalidValue, check_header_safe
 
@@ -193,6 +194,7 @@ def header(name: str, value: str) -> str:
     return "\r\n".join(out)
 
 
+@lru_cache(maxsize=4096)  # the sender and reply address are the same in every email of a cohort
 def mailbox(box: Mailbox) -> str:
     """Return ``Name <address>`` with the name quoted or encoded as it needs."""
     address = _address(box.address)
@@ -287,6 +289,7 @@ def _ascii(value: str, what: str) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)
 def _address(address: str) -> str:
     """Return the address in ASCII: the domain as IDNA; a non-ASCII local part is refused."""
     return Address(address).ascii

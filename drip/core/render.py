@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -369,6 +369,8 @@ class CompiledStep:
     text_origins: tuple[tuple[Path, int], ...] | None
     #: what the subject reads from its context (``template_inputs``); None if that cannot be told
     subject_inputs: tuple[tuple[str, str | None], ...] | None = None
+    #: subjects rendered so far, by ``subject_key``: most people of a cohort share a handful
+    subjects: dict[tuple[Any, ...], str] = field(default_factory=dict, compare=False, repr=False)
 
     def subject_key(self, context: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Return a key equal for two contexts whenever the subject renders the same from both,
@@ -406,7 +408,7 @@ class Templates:
         """Render step ``name``; a template mistake raises TemplateError naming file and line."""
         step = self.step(name)
         try:
-            subject = " ".join(step.subject.render(context).split())
+            subject = _subject(step, context)
             html = step.html.render(context)
             text = _tidy_text(step.text.render(context))
         except Exception as exc:  # noqa: BLE001 - any template failure is reported with its place
@@ -417,6 +419,23 @@ class Templates:
             )
             raise TemplateError(f"{path}, line {line}: the subject is empty")
         return Rendered(subject, html, text)
+
+
+#: how many subjects a step keeps; past it, they are forgotten and rendered again
+_SUBJECTS_KEPT = 4096
+
+
+def _subject(step: CompiledStep, context: Mapping[str, Any]) -> str:
+    """Render the subject, or reuse it when everything it reads is as it was for an earlier email."""
+    key = step.subject_key(context)
+    if key is not None and (known := step.subjects.get(key)) is not None:
+        return known
+    subject = " ".join(step.subject.render(context).split())
+    if key is not None:
+        if len(step.subjects) >= _SUBJECTS_KEPT:
+            step.subjects.clear()
+        step.subjects[key] = subject
+    return subject
 
 
 def _stamps(files: tuple[Path, ...]) -> tuple[float, ...]:
