@@ -167,3 +167,25 @@ def test_pipelining_is_used_when_offered_and_handles_partial_refusals(relay: SMT
         and transport._connection.has_extn("pipelining") == relay.handler.pipelining
     )
     transport.close()
+
+
+def test_a_catcher_port_in_use_is_a_clear_error_that_leaves_nothing_open(tmp_path: Path) -> None:
+    """Another program on the catcher's port: drip says which setting to change, and the server it
+    could not start holds no event loop or socket afterwards."""
+    import gc
+    import socket
+    import warnings
+
+    from drip.sending import catcher
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            with pytest.raises(ConfigError, match=f"127.0.0.1:{port}.*DRIP_CATCHER_PORT"):
+                with catcher.running(tmp_path / "mail", port):
+                    pass
+            gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

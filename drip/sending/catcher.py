@@ -64,6 +64,7 @@ def running(folder: Path, port: int) -> Iterator[tuple[str, int]]:
     try:
         controller.start()
     except (OSError, RuntimeError) as exc:
+        controller.loop.close()  # the server never ran: nothing of it may outlive the error
         raise ConfigError(
             f"the mail catcher cannot listen on 127.0.0.1:{port} ({exc}); set DRIP_CATCHER_PORT to a free one"
         ) from None
