@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 #: deliveries claimed at once
 BATCH_SIZE = 200
+#: messages handed to a sending thread at once: one queue operation, and one wake-up, per handful
+HANDFUL = 20
 #: the first retry waits this long; each further one twice as long, up to RETRY_CAP
 RETRY_BASE = dt.timedelta(minutes=1)
 RETRY_CAP = dt.timedelta(hours=2)
@@ -183,13 +185,16 @@ class Dispatcher:
         with self.db.reading() as conn:  # `drip keys rotate|retire` reaches a running worker
             self.keys = signing_keys(self.settings, conn)
         batch_size = self._batch_size()
-        outgoing: queues.Queue[_Outgoing | None] = queues.Queue(maxsize=2 * batch_size)
+        outgoing: queues.Queue[list[_Outgoing] | None] = queues.Queue(
+            maxsize=max(2, 2 * batch_size // HANDFUL)
+        )
         halted: list[Exception] = []  # why sending stopped early: a RelayError, or what broke a thread
+        unsent: list[int] = []  # taken by a thread that stopped before trying them
         self._held = set()
         senders = [
             threading.Thread(
                 target=self._send_loop,
-                args=(outgoing, now, tally, halted),
+                args=(outgoing, now, tally, halted, unsent),
                 name=f"drip-sender-{n}",
                 daemon=True,
             )
@@ -210,9 +215,11 @@ class Dispatcher:
                     )
                 if not rows:
                     break
-                for item in self._prepare(rows, now, tally):
-                    if self.stop.is_set() or halted or not self._hand_over(outgoing, item, senders):
-                        self._release([item.row.id], tally)
+                ready = self._prepare(rows, now, tally)
+                for start in range(0, len(ready), HANDFUL):
+                    handful = ready[start : start + HANDFUL]
+                    if self.stop.is_set() or halted or not self._hand_over(outgoing, handful, senders):
+                        self._release([item.row.id for item in handful], tally)
         finally:
             for _ in senders:
                 self._hand_over(outgoing, None, senders)
@@ -220,12 +227,11 @@ class Dispatcher:
                 sender.join()
             renewing.set()
             heartbeat.join()
-            # Whatever no thread took (one broke) goes back to the queue.
-            leftovers = []
+            # Whatever no thread took, or a thread took but never tried (it broke), goes back.
+            leftovers = list(unsent)
             while not outgoing.empty():
                 left = outgoing.get_nowait()
-                if left is not None:
-                    leftovers.append(left.row.id)
+                leftovers += [item.row.id for item in left or ()]
             self._release(leftovers, tally)
         if halted:
             if isinstance(halted[0], RelayError):
@@ -250,9 +256,12 @@ class Dispatcher:
 
     @staticmethod
     def _hand_over(
-        outgoing: queues.Queue[_Outgoing | None], item: _Outgoing | None, senders: list[threading.Thread]
+        outgoing: queues.Queue[list[_Outgoing] | None],
+        item: list[_Outgoing] | None,
+        senders: list[threading.Thread],
     ) -> bool:
-        """Queue ``item`` for a sending thread; False when none is left alive to take it."""
+        """Queue a handful of messages (None: stop) for a sending thread; False when none is left
+        alive to take it."""
         while any(sender.is_alive() for sender in senders):
             try:
                 outgoing.put(item, timeout=0.5)
@@ -263,26 +272,32 @@ class Dispatcher:
 
     def _send_loop(
         self,
-        outgoing: queues.Queue[_Outgoing | None],
+        outgoing: queues.Queue[list[_Outgoing] | None],
         now: dt.datetime,
         tally: Tally,
         halted: list[Exception],
+        unsent: list[int],
     ) -> None:
+        """Send what the main thread hands over; ``unsent`` gets what this thread took but, having
+        stopped, never tried (the main thread gives it back)."""
         transport = self.transport_factory()
         recorder = claims.SentRecorder(self.db.engine, self.owner)
         try:
-            while (item := outgoing.get()) is not None:
-                if self.stop.is_set() or halted:
-                    self._release([item.row.id], tally)  # not sent: back in the queue, no attempt counted
-                    continue
-                try:
-                    self._send_one(transport, recorder, item, now, tally, halted)
-                except Exception as exc:  # noqa: BLE001 - the per-delivery boundary: stop, never die silently
-                    # Most likely the database failed; the delivery stays "sending" and, if it did
-                    # go, goes again under the same Message-ID once its lease runs out.
-                    logger.exception("sending stopped at delivery %d", item.row.id)
-                    halted.append(exc)
-                    return
+            while (handful := outgoing.get()) is not None:
+                for n, item in enumerate(handful):
+                    if self.stop.is_set() or halted:
+                        # not sent: back in the queue, no attempt counted
+                        self._release([rest.row.id for rest in handful[n:]], tally)
+                        break
+                    try:
+                        self._send_one(transport, recorder, item, now, tally, halted)
+                    except Exception as exc:  # noqa: BLE001 - the per-delivery boundary: stop, never die silently
+                        # Most likely the database failed; the delivery stays "sending" and, if it did
+                        # go, goes again under the same Message-ID once its lease runs out.
+                        logger.exception("sending stopped at delivery %d", item.row.id)
+                        halted.append(exc)
+                        unsent += [rest.row.id for rest in handful[n + 1 :]]
+                        return
         finally:
             transport.close()
             recorder.close()
