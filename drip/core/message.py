@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from drip.core import ics
 from drip.core.mime import Attachment, Mailbox, Message, compose
-from drip.core.plan import Timing, goal_dates
+from drip.core.plan import GoalDates, Timing, goal_dates
 from drip.core.program import AnchorKind, Program, Step
 from drip.core.render import Rendered, Templates
 from drip.core.tokens import Action, make_token, message_tag, thread_index
@@ -319,10 +319,12 @@ def recipient_of(
     statuses: Mapping[str, str] | None = None,
     participant_id: int = 0,
     vias: Mapping[str, str | None] | None = None,
+    dates: Mapping[str, GoalDates] | None = None,
 ) -> Recipient:
-    """Return the Recipient for a participant (ids 0 and goals open until stored)."""
+    """Return the Recipient for a participant (ids 0 and goals open until stored); ``dates``: the
+    goal dates of ``timing``, when the caller has them already."""
     ids, states, how = goal_ids or {}, statuses or {}, vias or {}
-    dates = goal_dates(program, timing)
+    dates = dates if dates is not None else goal_dates(program, timing)
     return Recipient(
         email=participant.email,
         name=participant.name,

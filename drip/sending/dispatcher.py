@@ -17,7 +17,7 @@ import logging
 import queue as queues
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +27,7 @@ from drip.core.bounces import Severity, severity, status_of
 from drip.core.errors import DripError, TemplateError
 from drip.core.message import CohortView, build, links_for, recipient_of
 from drip.core.mime import addresses, compose
-from drip.core.plan import Timing, find_step, program_end
+from drip.core.plan import GoalDates, Timing, find_step, goal_dates, program_end
 from drip.core.program import Program, Step, program_at
 from drip.core.render import Templates
 from drip.core.senders import same_address
@@ -131,6 +131,23 @@ class _CohortParts:
     view: CohortView
     templates: Templates
     reply_address: str
+    #: goal dates and last day by ``Timing.key()``: most of a cohort's people share a few timings
+    dated: dict[tuple[object, ...], tuple[Mapping[str, GoalDates], dt.date]] = field(default_factory=dict)
+
+    def dates(self, timing: Timing) -> tuple[Mapping[str, GoalDates], dt.date]:
+        """Return the goal dates and the last day in the program of a participant with ``timing``."""
+        key = timing.key()
+        known = self.dated.get(key)
+        if known is None:
+            if len(self.dated) >= _TIMINGS_KEPT:
+                self.dated.clear()
+            dates = goal_dates(self.program, timing)
+            known = self.dated[key] = (dates, program_end(self.program, timing, dates))
+        return known
+
+
+#: timings whose dates a cohort keeps; past it, they are forgotten and worked out again
+_TIMINGS_KEPT = 4096
 
 
 class _Hold:
@@ -522,6 +539,7 @@ class Dispatcher:
     ) -> _Outgoing:
         person = batch.participants[row.participant_id]
         goal_rows = {g.goal: g for g in batch.goals.get(row.participant_id, [])}
+        dates, last_day = parts.dates(timing)
         recipient = recipient_of(
             person,
             parts.program,
@@ -530,10 +548,9 @@ class Dispatcher:
             {key: goal.status for key, goal in goal_rows.items()},
             participant_id=person.id,
             vias={key: goal.via for key, goal in goal_rows.items()},
+            dates=dates,
         )
-        links = links_for(
-            self.settings.base_url, self.keys, parts.reply_address, program_end(parts.program, timing)
-        )
+        links = links_for(self.settings.base_url, self.keys, parts.reply_address, last_day)
         built = build(
             parts.templates, parts.view, recipient, step, when=row.due_at, delivery_id=str(row.id),
             instance=self.instance, links=links, dated=max(now, row.due_at),
