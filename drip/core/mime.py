@@ -260,19 +260,25 @@ def _may_go_as_is(text: str) -> bool:
 def text_body(text: str) -> tuple[str, str, str]:
     """Return a text part's encoding header, the blank line and the body: as is when it may go so
     (7bit, RFC 2045 section 2.7), else quoted-printable."""
-    normal = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not normal.endswith("\n"):
-        normal += "\n"
+    normal = _lf_ended(text)
     if _may_go_as_is(normal):
         return "Content-Transfer-Encoding: 7bit", "", normal.replace("\n", "\r\n")
-    return "Content-Transfer-Encoding: quoted-printable", "", quoted_printable(normal)
+    return "Content-Transfer-Encoding: quoted-printable", "", _quoted_printable(normal)
+
+
+def _lf_ended(text: str) -> str:
+    """Return ``text`` with LF line ends, its last line ended too."""
+    normal = text.replace("\r\n", "\n").replace("\r", "\n")
+    return normal if normal.endswith("\n") else normal + "\n"
 
 
 def quoted_printable(text: str) -> str:
     """Encode a text body: LF line ends, lines of at most 76 octets."""
-    normal = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not normal.endswith("\n"):
-        normal += "\n"
+    return _quoted_printable(_lf_ended(text))
+
+
+def _quoted_printable(normal: str) -> str:
+    """Encode a body that already has LF line ends, its last line ended."""
     encoded = binascii.b2a_qp(normal.encode(), quotetabs=False, istext=True, header=False)
     # A line starting "From " is mangled by mbox-style relays; encode its F.
     encoded = encoded.replace(b"\nFrom ", b"\n=46rom ")

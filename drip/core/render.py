@@ -41,6 +41,7 @@ from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from drip.core.errors import TemplateError
+from drip.core.memo import Memo
 
 logger = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ class CompiledStep:
     #: what the subject reads from its context (``template_inputs``); None if that cannot be told
     subject_inputs: tuple[tuple[str, str | None], ...] | None = None
     #: subjects rendered so far, by ``subject_key``: most people of a cohort share a handful
-    subjects: dict[tuple[Any, ...], str] = field(default_factory=dict, compare=False, repr=False)
+    subjects: Memo[tuple[Any, ...], str] = field(default_factory=Memo, compare=False, repr=False)
 
     def subject_key(self, context: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Return a key equal for two contexts whenever the subject renders the same from both,
@@ -421,21 +422,14 @@ class Templates:
         return Rendered(subject, html, text)
 
 
-#: how many subjects a step keeps; past it, they are forgotten and rendered again
-_SUBJECTS_KEPT = 4096
-
-
 def _subject(step: CompiledStep, context: Mapping[str, Any]) -> str:
     """Render the subject, or reuse it when everything it reads is as it was for an earlier email."""
+
+    def render() -> str:
+        return " ".join(step.subject.render(context).split())
+
     key = step.subject_key(context)
-    if key is not None and (known := step.subjects.get(key)) is not None:
-        return known
-    subject = " ".join(step.subject.render(context).split())
-    if key is not None:
-        if len(step.subjects) >= _SUBJECTS_KEPT:
-            step.subjects.clear()
-        step.subjects[key] = subject
-    return subject
+    return render() if key is None else step.subjects.get(key, render)
 
 
 def _stamps(files: tuple[Path, ...]) -> tuple[float, ...]:

@@ -25,6 +25,7 @@ from drip import changes
 from drip.config import Settings
 from drip.core.bounces import Severity, severity, status_of
 from drip.core.errors import DripError, TemplateError
+from drip.core.memo import Memo
 from drip.core.message import CohortView, build, links_for, recipient_of
 from drip.core.mime import addresses, compose
 from drip.core.plan import GoalDates, Timing, find_step, goal_dates, program_end
@@ -132,22 +133,16 @@ class _CohortParts:
     templates: Templates
     reply_address: str
     #: goal dates and last day by ``Timing.key()``: most of a cohort's people share a few timings
-    dated: dict[tuple[object, ...], tuple[Mapping[str, GoalDates], dt.date]] = field(default_factory=dict)
+    dated: Memo[tuple[object, ...], tuple[Mapping[str, GoalDates], dt.date]] = field(default_factory=Memo)
 
     def dates(self, timing: Timing) -> tuple[Mapping[str, GoalDates], dt.date]:
         """Return the goal dates and the last day in the program of a participant with ``timing``."""
-        key = timing.key()
-        known = self.dated.get(key)
-        if known is None:
-            if len(self.dated) >= _TIMINGS_KEPT:
-                self.dated.clear()
+
+        def work_out() -> tuple[Mapping[str, GoalDates], dt.date]:
             dates = goal_dates(self.program, timing)
-            known = self.dated[key] = (dates, program_end(self.program, timing, dates))
-        return known
+            return dates, program_end(self.program, timing, dates)
 
-
-#: timings whose dates a cohort keeps; past it, they are forgotten and worked out again
-_TIMINGS_KEPT = 4096
+        return self.dated.get(timing.key(), work_out)
 
 
 class _Hold:
