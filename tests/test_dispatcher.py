@@ -345,7 +345,7 @@ def test_a_database_failure_in_a_sending_thread_stops_cleanly(
     from drip.sending import claims
     from drip.sending.dispatcher import DispatchError
 
-    def broken(self, row, at, note=None):
+    def broken(self, row, message_id, at, note=None):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(claims.SentRecorder, "record", broken)
@@ -449,7 +449,7 @@ def test_a_mistake_in_drip_crashes_instead_of_failing_the_email(
     monkeypatch.setattr(module, "build", buggy)
     with pytest.raises(KeyError):
         dispatcher(started, smtp_server.url).run_until_idle(WELCOMES_DUE)
-    assert {s[0] for s in statuses(started).values()} == {"claimed"}, "none marked failed"
+    assert {s[0] for s in statuses(started).values()} == {"sending"}, "none marked failed"
     assert smtp_server.messages == []
 
 
@@ -469,7 +469,7 @@ def test_a_claim_takes_abandoned_email_first_then_the_queue_in_order(started: St
             update(delivery_table)
             .where(delivery_table.c.id == last)
             .values(status="sending", lease_owner="elsewhere:1:ab", message_id="<kept@example.com>",
-                    lease_expires_at=WELCOMES_DUE - dt.timedelta(minutes=1))
+                    attempts=1, message_key="0ld0ld00", lease_expires_at=WELCOMES_DUE - dt.timedelta(minutes=1))
         )  # fmt: skip
     statements: list[tuple[str, object]] = []
 
@@ -479,12 +479,21 @@ def test_a_claim_takes_abandoned_email_first_then_the_queue_in_order(started: St
     event.listen(started.engine, "before_cursor_execute", seen)
     try:
         with started.transaction() as conn:
-            first = claims.claim_due(conn, WELCOMES_DUE, WELCOMES_DUE, "here:2:cd", 1, lease)
-            after = claims.claim_due(conn, WELCOMES_DUE, WELCOMES_DUE, "here:2:cd", 2, lease)
+            first = claims.claim_due(conn, WELCOMES_DUE, WELCOMES_DUE, "here:2:cd", 1, lease, "n3wn3w00")
+            after = claims.claim_due(conn, WELCOMES_DUE, WELCOMES_DUE, "here:2:cd", 2, lease, "n3wn3w00")
     finally:
         event.remove(started.engine, "before_cursor_execute", seen)
-    assert [(row.id, row.message_id) for row in first] == [(last, "<kept@example.com>")]
-    assert [row.id for row in after] == [welcomes[0].id, welcomes[1].id]
+    # Taken over, the attempt goes on under its own id and key; a new claim is an attempt of its own.
+    assert [(row.id, row.message_id, row.message_key, row.attempts) for row in first] == [
+        (last, "<kept@example.com>", "0ld0ld00", 1)
+    ]
+    assert [(row.id, row.message_key, row.attempts) for row in after] == [
+        (welcomes[0].id, "n3wn3w00", 1),
+        (welcomes[1].id, "n3wn3w00", 1),
+    ]
+    with started.reading() as conn:
+        sending = conn.execute(select(delivery_table.c.id).where(delivery_table.c.status == "sending"))
+        assert set(sending.scalars()) == {last, welcomes[0].id, welcomes[1].id}
     if started.engine.dialect.name == "sqlite":
         raw = started.engine.raw_connection()
         try:
@@ -497,3 +506,38 @@ def test_a_claim_takes_abandoned_email_first_then_the_queue_in_order(started: St
             raw.close()
         assert plans and all("ix_deliveries_status_due_at" in plan for plan in plans)
         assert "TEMP B-TREE" not in plans[-1]  # the scheduled claim: no sort of everything due
+
+
+def test_email_taken_over_after_the_keys_rotated_goes_again_under_the_same_message_id(
+    started: Store, relay: SMTPServer
+) -> None:
+    """A worker claims the welcomes and dies before recording anything; the keys are rotated; the
+    worker that takes over sends each under the Message-ID the first one would have used."""
+    from drip.storage import keyring
+
+    first = dispatcher(started, relay.url)
+    with started.transaction() as conn:
+        claimed = claims.claim_due(
+            conn, WELCOMES_DUE, WELCOMES_DUE, "elsewhere:1:ab", 10, Lease.of_seconds(1),
+            keyring.key_id(first.keys[0]),
+        )  # fmt: skip
+        keyring.rotate(conn, WELCOMES_DUE)
+    would_have = {str(row.id): message_tag(first.keys, first.instance, str(row.id)) for row in claimed}
+    assert len(would_have) == 3
+
+    later = WELCOMES_DUE + dt.timedelta(minutes=5)  # the dead worker's lease has run out
+    settings = dataclasses.replace(first.settings, smtp_url=relay.url)
+    second = Dispatcher(started, settings, lambda: open_transport(relay.url), real_clock=lambda: later)
+    assert second.keys[0] != first.keys[0] and first.keys[0] in second.keys
+    assert second.run_until_idle(WELCOMES_DUE).sent == 3
+    sent = {}
+    for message in relay.messages:
+        found = re.fullmatch(
+            r"<drip\.(\d+)\.([a-z2-7]{16})@example\.com>", str(message.message["Message-ID"])
+        )
+        assert found
+        sent[found[1]] = found[2]
+    assert sent == would_have
+    # each attempt was counted once: the claim that died, taken over, is the same attempt
+    assert {s[0] for s in statuses(started).values()} == {"sent"}
+    assert {s[2] for s in statuses(started).values()} == {1}

@@ -1,17 +1,22 @@
 """The deliveries table as a queue: claiming due email, and every state change of sending.
 
-A delivery moves ``scheduled -> claimed -> sending -> sent`` (or ``failed``,
-``skipped``, ``cancelled``, or back to ``scheduled`` for a retry). Which
-deliveries are due, and when a claim may be taken over, is decided here:
+A delivery moves ``scheduled -> sending -> sent`` (or ``failed``, ``skipped``,
+``cancelled``, or back to ``scheduled`` for a retry). Which deliveries are
+due, and when a claim may be taken over, is decided here:
 
 - due: ``scheduled``, ``due_at <= now`` (the virtual clock, if any), not
   waiting for a retry, participant and cohort both active;
-- taken over: ``claimed`` or ``sending`` whose lease ended
-  (``drip.storage.leases``), or whose owner is a process of this machine
-  that no longer exists.
+- taken over: ``sending`` (or ``claimed``, the state earlier versions of drip wrote first) whose
+  lease ended (``drip.storage.leases``), or whose owner is a process of this
+  machine that no longer exists.
 
-A ``sending`` delivery keeps its Message-ID when taken over, so the one
-message a crash may leave in doubt goes again under the same id.
+A claim is the attempt: it counts it, and fixes the signing key the
+delivery's Message-ID is made with (``message_key``). The Message-ID itself is
+written with the outcome (``sent``, a retry, a failure), so each email costs
+two writes: its claim, shared with its batch, and its outcome. A delivery
+taken over goes again under the Message-ID it had or would have had: the one
+message a crash may leave in doubt keeps its id. Claims given back unsent
+(shutting down, the relay refused drip) do not count as attempts.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, case, or_, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
 
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, ParticipantStatus
 from drip.storage import store
@@ -50,6 +55,8 @@ class Claimed:
     due_at: dt.datetime
     attempts: int
     message_id: str | None
+    #: the id of the signing key its Message-ID is made with (``drip.storage.keyring.key_id``)
+    message_key: str | None
     #: addresses the relay already accepted on an earlier attempt
     delivered_to: str | None = None
 
@@ -69,8 +76,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def release_dead_workers(conn: Connection) -> int:
-    """Put back the claims of processes of this machine that died; return how many."""
+def release_dead_workers(conn: Connection, real_now: dt.datetime) -> int:
+    """End the leases of processes of this machine that died, so that their claims are taken over
+    first, as abandoned (see :func:`claim_due`); return how many."""
     host = socket.gethostname()
     owners = conn.execute(
         select(delivery_table.c.lease_owner)
@@ -83,7 +91,7 @@ def release_dead_workers(conn: Connection) -> int:
     result = conn.execute(
         update(delivery_table)
         .where(delivery_table.c.lease_owner.in_(dead), delivery_table.c.status.in_(_PENDING_CLAIM))
-        .values(status=DeliveryStatus.SCHEDULED.value, lease_owner=None, lease_expires_at=None)
+        .values(lease_expires_at=real_now)
     )
     return result.rowcount
 
@@ -95,10 +103,14 @@ def claim_due(
     owner: str,
     limit: int,
     lease: Lease,
+    message_key: str,
     skip_cohorts: Iterable[int] = (),
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries for ``owner`` until the lease ends: first those whose
     claim was abandoned (their worker died or stalled), then the scheduled ones, oldest first.
+
+    Each goes straight to ``sending`` with its attempt counted; ``message_key`` (the id of the key
+    that signs now) becomes the key of its Message-ID unless it already has one.
 
     Two statements rather than one with OR: each then walks the (status, due_at) index in order and
     stops at ``limit``, where the OR made the database gather and sort every due row for each
@@ -114,19 +126,24 @@ def claim_due(
         or_(d.c.retry_at.is_(None), d.c.retry_at <= now),
     )
     skip = list(skip_cohorts)
-    claimed = _claim(conn, abandoned, real_now, owner, limit, lease, skip)
+    # Taken over, an attempt already counted goes on (only a "claimed" one had not counted yet).
+    go_on = case((d.c.status == DeliveryStatus.CLAIMED.value, d.c.attempts + 1), else_=d.c.attempts)
+    claimed = _claim(conn, abandoned, go_on, real_now, owner, limit, lease, message_key, skip)
     if len(claimed) < limit:
-        claimed += _claim(conn, due, real_now, owner, limit - len(claimed), lease, skip)
+        more = limit - len(claimed)
+        claimed += _claim(conn, due, d.c.attempts + 1, real_now, owner, more, lease, message_key, skip)
     return sorted(claimed, key=lambda row: (row.due_at, row.id))
 
 
 def _claim(
     conn: Connection,
     which: Any,
+    attempts: Any,
     real_now: dt.datetime,
     owner: str,
     limit: int,
     lease: Lease,
+    message_key: str,
     skip_cohorts: list[int],
 ) -> list[Claimed]:
     d, p, c = delivery_table, participant_table, cohort_table
@@ -148,7 +165,14 @@ def _claim(
     claim = (
         update(d)
         .where(d.c.id.in_(candidates.scalar_subquery()))
-        .values(status=DeliveryStatus.CLAIMED.value, lease_owner=owner, lease_expires_at=lease.ends(real_now))
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            lease_owner=owner,
+            lease_expires_at=lease.ends(real_now),
+            attempts=attempts,
+            message_key=func.coalesce(d.c.message_key, message_key),
+            updated_at=real_now,
+        )
         .returning(
             d.c.id,
             d.c.cohort_id,
@@ -158,6 +182,7 @@ def _claim(
             d.c.due_at,
             d.c.attempts,
             d.c.message_id,
+            d.c.message_key,
             d.c.delivered_to,
         )
     )
@@ -175,49 +200,13 @@ def renew(conn: Connection, owner: str, real_now: dt.datetime, lease: Lease) -> 
     return result.rowcount
 
 
-def mark_sending(conn: Connection, rows: Sequence[tuple[int, str]], now: dt.datetime, owner: str) -> None:
-    """Fix each delivery's Message-ID and count the attempt, before anything is handed to a server."""
-    if not rows:
-        return
-    d = delivery_table
-    conn.execute(
-        update(d)
-        .where(d.c.id == bindparam("did"), d.c.lease_owner == owner)
-        .values(
-            status=DeliveryStatus.SENDING.value,
-            message_id=bindparam("mid"),
-            attempts=d.c.attempts + 1,
-            updated_at=now,
-        ),
-        [{"did": did, "mid": mid} for did, mid in rows],
-    )
-
-
-def mark_sent(conn: Connection, row: Claimed, sent_at: dt.datetime, note: str | None = None) -> None:
-    """Mark a delivery sent; its ``sent`` event is appended by a trigger (migration 0004)."""
-    d = delivery_table
-    conn.execute(
-        update(d)
-        .where(d.c.id == row.id)
-        .values(
-            status=DeliveryStatus.SENT.value,
-            sent_at=sent_at,
-            last_error=note,
-            lease_owner=None,
-            lease_expires_at=None,
-            retry_at=None,
-            updated_at=sent_at,
-        )
-    )
-
-
 class SentRecorder:
     """Records ``sent`` right after each 250, as cheaply as the database allows.
 
-    This is the one write per email on the hot path, made by each sending
+    This is the one write of its own each email makes, made by each sending
     thread on a database connection of its own: a single UPDATE, as plain SQL
-    on the driver's connection, whose ``sent`` event a trigger appends in the
-    same statement (migration 0004).
+    on the driver's connection, that also fixes the Message-ID and whose
+    ``sent`` event a trigger appends in the same statement (migration 0004).
     """
 
     def __init__(self, engine: Engine, owner: str) -> None:
@@ -233,17 +222,20 @@ class SentRecorder:
         mark = "?" if self.sqlite else "%s"
         self.update = (
             f"UPDATE deliveries SET status = '{DeliveryStatus.SENT.value}', "
-            f"sent_at = {mark}, last_error = {mark}, "
+            f"sent_at = {mark}, message_id = {mark}, last_error = {mark}, "
             "lease_owner = NULL, lease_expires_at = NULL, retry_at = NULL, "
             f"updated_at = {mark} WHERE id = {mark} AND lease_owner = {mark}"
         )
 
-    def record(self, row: Claimed, at: dt.datetime, note: str | None = None) -> bool:
-        """Mark ``row`` sent; False if this worker no longer held it (its lease was taken over)."""
+    def record(self, row: Claimed, message_id: str, at: dt.datetime, note: str | None = None) -> bool:
+        """Mark ``row`` sent under ``message_id``; False if this worker no longer held it (its lease
+        was taken over)."""
         stamp: Any = sqlite_text(at) if self.sqlite else at
         cursor = self.raw.cursor()
         try:
-            cursor.execute(self.update, (stamp, note, stamp, row.id, self.owner))  # its own transaction
+            cursor.execute(
+                self.update, (stamp, message_id, note, stamp, row.id, self.owner)
+            )  # its own transaction
             return bool(cursor.rowcount == 1)
         finally:
             cursor.close()
@@ -260,14 +252,25 @@ def finish(
     now: dt.datetime,
     kind: EventKind,
     owner: str,
+    message_id: str | None = None,
 ) -> None:
-    """End a delivery as failed, skipped or cancelled, with the reason kept."""
+    """End a delivery as failed, skipped or cancelled, with the reason kept.
+
+    ``message_id``: what it was handed to the relay under; None when it never was, and then its
+    claim counts no attempt.
+    """
     d = delivery_table
+    tried = {"message_id": message_id} if message_id else {"attempts": d.c.attempts - 1}
     conn.execute(
         update(d)
         .where(d.c.id == row.id, d.c.lease_owner == owner)
         .values(
-            status=status.value, last_error=reason, lease_owner=None, lease_expires_at=None, updated_at=now
+            status=status.value,
+            last_error=reason,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+            **tried,
         )
     )
     _event(conn, row, kind, now, {"reason": reason})
@@ -280,9 +283,11 @@ def retry_later(
     at: dt.datetime,
     now: dt.datetime,
     owner: str,
+    message_id: str,
     delivered_to: Sequence[str] = (),
 ) -> None:
-    """Put a delivery back in the queue after a passing failure; it keeps its Message-ID.
+    """Put a delivery back in the queue after a passing failure; it keeps ``message_id``, the
+    Message-ID it was handed over under.
 
     ``delivered_to``: addresses the relay accepted this time, which the retry leaves out.
     """
@@ -293,6 +298,7 @@ def retry_later(
         .where(d.c.id == row.id, d.c.lease_owner == owner)
         .values(
             status=DeliveryStatus.SCHEDULED.value,
+            message_id=message_id,
             delivered_to=",".join(done) or None,
             retry_at=at,
             last_error=reason,

@@ -1,12 +1,12 @@
 """Send what is due: claim, re-check, render, send, record. One bad email never stops the rest.
 
-The main thread claims a batch, re-checks each delivery against the
-database (participant still active, goal still open, step still in the
-program, not stale), renders and composes the messages, and marks them
-``sending`` with their Message-IDs fixed, in one transaction. Sending threads,
-one per SMTP connection, hand them to the relay and record each outcome
-right after the server's reply: ``sent``, a retry with backoff, ``failed``
-with the reply kept. If the relay refuses *us* (login, TLS, unreachable),
+The main thread claims a batch (straight into ``sending``, each attempt
+counted and the key of its Message-ID fixed), re-checks each delivery against
+the database (participant still active, goal still open, step still in the
+program, not stale), and renders and composes the messages. Sending threads,
+one per SMTP connection, hand them to the relay and record each outcome,
+with its Message-ID, right after the server's reply: ``sent``, a retry with
+backoff, ``failed`` with the reply kept. If the relay refuses *us* (login, TLS, unreachable),
 sending pauses: claims go back unsent and nothing is marked failed.
 """
 
@@ -37,7 +37,7 @@ from drip.core.values import InvalidValue
 from drip.sending import claims
 from drip.sending.transport import PermanentSendError, RelayError, TokenBucket, TransientSendError, Transport
 from drip.storage import store
-from drip.storage.keyring import instance_id, reply_address, signing_keys
+from drip.storage.keyring import instance_id, key_id, reply_address, signing_keys
 from drip.storage.leases import Lease
 from drip.storage.records import StoredCohort
 
@@ -181,9 +181,9 @@ class Dispatcher:
         with db.transaction() as conn:
             self.keys = signing_keys(settings, conn, create=True)
             self.instance = instance_id(conn, create=True)
-            released = claims.release_dead_workers(conn)
+            released = claims.release_dead_workers(conn, real_clock())
         if released:
-            logger.warning("took back %d deliveries claimed by processes that are gone", released)
+            logger.warning("taking over %d deliveries claimed by processes that are gone", released)
 
     # --- the main loop -------------------------------------------------------------
 
@@ -223,8 +223,9 @@ class Dispatcher:
             while not self.stop.is_set() and not halted:
                 with self.db.transaction() as conn:
                     rows = claims.claim_due(
-                        conn, now, self.real_clock(), self.owner, batch_size, self.lease, self._held
-                    )
+                        conn, now, self.real_clock(), self.owner, batch_size, self.lease,
+                        key_id(self.keys[0]), self._held,
+                    )  # fmt: skip
                 if not rows:
                     break
                 ready = self._prepare(rows, now, tally)
@@ -333,10 +334,11 @@ class Dispatcher:
             self._release([item.row.id], tally)
         except PermanentSendError as exc:
             note = f" ({', '.join(exc.accepted)} received it)" if exc.accepted else ""
-            self._fail(item.row, f"{exc}{note}", now, tally, item.message_id if exc.recipient else None)
+            self._fail(item.row, f"{exc}{note}", now, tally, item.message_id, refused=bool(exc.recipient))
         except TransientSendError as exc:
-            refused_at = item.message_id if exc.recipient else None
-            self._retry(item.row, str(exc), now, tally, exc.accepted, refused_at)
+            self._retry(
+                item.row, str(exc), now, tally, item.message_id, exc.accepted, refused=bool(exc.recipient)
+            )
         else:
             self._sent(recorder, item, max(now, item.row.due_at), refused, tally)
             if refused:
@@ -362,7 +364,7 @@ class Dispatcher:
     ) -> None:
         # A delegate's address refused while the participant's was taken: sent, with a note.
         note = "; ".join(f"{address} refused: {reply}" for address, reply in refused.items()) or None
-        if not recorder.record(item.row, at, note):
+        if not recorder.record(item.row, item.message_id, at, note):
             logger.warning("delivery %d was sent after another worker took it over", item.row.id)
         tally.add("sent")
 
@@ -372,16 +374,20 @@ class Dispatcher:
         reason: str,
         now: dt.datetime,
         tally: Tally,
-        refused: str | None = None,
+        message_id: str,
+        *,
+        refused: bool = False,
     ) -> None:
-        """Record a delivery failed. ``refused``: the Message-ID of an email whose participant's address
-        the server refused at RCPT, which makes it a bounce."""
+        """Record a delivery failed after it was handed to the relay under ``message_id``. ``refused``:
+        the server refused the participant's address at RCPT, which makes it a bounce."""
         logger.warning("delivery %d (%s) failed: %s", row.id, row.step, reason)
 
         def change(conn: Any) -> None:
-            claims.finish(conn, row, DeliveryStatus.FAILED, reason, now, EventKind.FAILED, self.owner)
-            if refused is not None:
-                self._address_refused(conn, row, refused, reason, now)
+            claims.finish(
+                conn, row, DeliveryStatus.FAILED, reason, now, EventKind.FAILED, self.owner, message_id
+            )
+            if refused:
+                self._address_refused(conn, row, message_id, reason, now)
 
         self._record(change)
         tally.add("failed")
@@ -426,15 +432,21 @@ class Dispatcher:
         reason: str,
         now: dt.datetime,
         tally: Tally,
+        message_id: str,
         accepted: tuple[str, ...] = (),
-        refused: str | None = None,
+        *,
+        refused: bool = False,
     ) -> None:
-        attempts = row.attempts + 1
+        attempts = row.attempts  # the claim counted this one
         if attempts >= self.settings.max_attempts:
-            self._fail(row, f"gave up after {attempts} attempts: {reason}", now, tally, refused)
+            self._fail(
+                row, f"gave up after {attempts} attempts: {reason}", now, tally, message_id, refused=refused
+            )
             return
         wait = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_CAP) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
-        self._record(lambda c: claims.retry_later(c, row, reason, now + wait, now, self.owner, accepted))
+        self._record(
+            lambda c: claims.retry_later(c, row, reason, now + wait, now, self.owner, message_id, accepted)
+        )
         tally.add("deferred")
 
     # --- preparing a batch ---------------------------------------------------------------
@@ -478,7 +490,6 @@ class Dispatcher:
             for row, ending in endings:
                 claims.finish(conn, row, ending.status, ending.reason, now, ending.kind, self.owner)
             claims.release(conn, release, self.owner)
-            claims.mark_sending(conn, [(item.row.id, item.message_id) for item in ready], now, self.owner)
         for _, ending in endings:
             tally.add(ending.outcome)
         return ready
@@ -523,6 +534,16 @@ class Dispatcher:
         self._cohorts[cohort.id] = parts
         return parts
 
+    def _keys_for(self, row: claims.Claimed) -> tuple[str, ...]:
+        """Return the keys with the one ``row``'s Message-ID is made with first: a delivery taken over
+        after the keys were rotated goes again under the id it may already have gone under."""
+        if row.message_key is None or row.message_key == key_id(self.keys[0]):
+            return self.keys
+        first = next((key for key in self.keys if key_id(key) == row.message_key), None)
+        if first is None:  # retired since: its ids no longer verify, so a new one is right
+            return self.keys
+        return (first, *(key for key in self.keys if key != first))
+
     def _build(
         self,
         row: claims.Claimed,
@@ -545,7 +566,7 @@ class Dispatcher:
             vias={key: goal.via for key, goal in goal_rows.items()},
             dates=dates,
         )
-        links = links_for(self.settings.base_url, self.keys, parts.reply_address, last_day)
+        links = links_for(self.settings.base_url, self._keys_for(row), parts.reply_address, last_day)
         built = build(
             parts.templates, parts.view, recipient, step, when=row.due_at, delivery_id=str(row.id),
             instance=self.instance, links=links, dated=max(now, row.due_at),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import secrets
@@ -34,6 +35,7 @@ class StoredKey:
         return key_id(self.key)
 
 
+@functools.lru_cache(maxsize=64)
 def key_id(key: str) -> str:
     """A key's name that says nothing of the key: the first 8 hex digits of its SHA-256."""
     return hashlib.sha256(key.encode()).hexdigest()[:8]

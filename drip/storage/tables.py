@@ -187,6 +187,8 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     message_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    #: the id of the signing key its Message-ID is made with, fixed when it is first claimed
+    message_key: Mapped[str | None] = mapped_column(String(16))
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None]
     #: why it was skipped or cancelled, or the server's reply when it failed
