@@ -506,6 +506,20 @@ def test_a_claim_takes_abandoned_email_first_then_the_queue_in_order(started: St
             raw.close()
         assert plans and all("ix_deliveries_status_due_at" in plan for plan in plans)
         assert "TEMP B-TREE" not in plans[-1]  # the scheduled claim: no sort of everything due
+    else:
+        # Three rows make a sequential scan cheapest; with it ruled out, the plan shows whether the
+        # index gives the claim's whole order (due_at, id), or PostgreSQL must sort what is due.
+        sql, params = [item for item in statements if item[0].startswith("UPDATE deliveries")][-1]
+        raw = started.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SET enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            raw.rollback()
+        finally:
+            raw.close()
+        assert "ix_deliveries_status_due_at_id" in plan and "Sort" not in plan, plan
 
 
 def test_email_taken_over_after_the_keys_rotated_goes_again_under_the_same_message_id(

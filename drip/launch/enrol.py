@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 ENROL_BATCH = 1_000
 #: enrolling this many at once refreshes the database's statistics, so that its plans for
 #: status, claims and reports fit the new size at once rather than after autovacuum's next visit
-ANALYZE_AFTER = 10_000
+ANALYZE_AFTER = 1_000
 
 
 @dataclass

@@ -173,7 +173,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("participant_id", "step"),
-        Index(None, "status", "due_at"),
+        # The claim's order, id included: PostgreSQL then reads due email in order and stops at the
+        # batch size, where (status, due_at) alone made it sort every row due at the same time.
+        Index(None, "status", "due_at", "id"),
         Index(None, "cohort_id", "status"),
     )
 
