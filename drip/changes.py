@@ -147,10 +147,7 @@ SELECT p.id, p.email, p.name, p.timezone, p.fields, p.status, c.id, c.slug, c.na
 FROM participants p JOIN cohorts c ON c.id = p.cohort_id"""
 _PERSON = _PEOPLE.format(goal="") + " WHERE p.id = ?"
 _PERSON_OF_GOAL = _PEOPLE.format(goal=", g.goal") + " JOIN goals g ON g.participant_id = p.id WHERE g.id = ?"
-#: StoredGoal's fields, in their order
-_GOALS = """
-SELECT id, goal, status, deadline, completed_at, via, deadline_override, snoozed_at
-FROM goals WHERE participant_id = ?"""
+_GOALS = f"SELECT {', '.join(StoredGoal.COLUMNS)} FROM goals WHERE participant_id = ?"
 
 
 def person_by_id(conn: Connection, participant_id: int) -> Person | None:
@@ -174,13 +171,7 @@ def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
         cohort_id, slug, cohort_name, program_key, path, folder, CohortStatus(cohort_status),
         sql.read_date(start), CohortSettings.from_json(sql.read_json(settings)),
     )  # fmt: skip
-    by_key = {}
-    for goal in sql.rows(_GOALS, (ident,)):
-        goal_id, key, goal_status, deadline, completed_at, via, override, snoozed_at = goal
-        by_key[key] = StoredGoal(
-            goal_id, key, GoalStatus(goal_status), sql.read_date(deadline), sql.read_instant(completed_at),
-            via, sql.read_optional_date(override), sql.read_instant(snoozed_at),
-        )  # fmt: skip
+    by_key = {goal.goal: goal for goal in map(StoredGoal.from_driver, sql.rows(_GOALS, (ident,)))}
     return Person(
         id=ident,
         email=address,

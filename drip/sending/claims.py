@@ -33,11 +33,11 @@ from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, ParticipantStatus
 from drip.storage import store
 from drip.storage.leases import Lease
+from drip.storage.plainsql import Plain
 from drip.storage.records import StoredCohort, StoredEvent, StoredGoal, StoredParticipant
 from drip.storage.store import (
     cohort_table,
     delivery_table,
-    goal_table,
     participant_table,
 )
 from drip.storage.tables import sqlite_text
@@ -354,16 +354,16 @@ def load_batch(conn: Connection, rows: Sequence[Claimed]) -> Batch:
         r.id: StoredCohort.from_row(r)
         for r in conn.execute(select(cohort_table).where(cohort_table.c.id.in_(cohort_ids)))
     }
-    # Only the columns the records hold: decoding the rest, for every email, was most of the cost.
-    p, g = participant_table, goal_table
-    people = {
-        r.id: StoredParticipant.from_row(r)
-        for r in conn.execute(
-            select(*(p.c[name] for name in StoredParticipant.COLUMNS)).where(p.c.id.in_(participant_ids))
-        )
-    }
+    # Plain SQL, only the columns the records hold: SQLAlchemy's result processing, for everyone's
+    # row and three goals each, was a tenth of what sending an email cost.
+    sql = Plain(conn)
+    marks = ", ".join("?" * len(participant_ids))
+    people_sql = f"SELECT {', '.join(StoredParticipant.COLUMNS)} FROM participants WHERE id IN ({marks})"
+    people = {row[0]: StoredParticipant.from_driver(row) for row in sql.rows(people_sql, participant_ids)}
     goals: dict[int, list[StoredGoal]] = {}
-    goal_columns = (g.c.participant_id, *(g.c[name] for name in StoredGoal.COLUMNS))
-    for goal in conn.execute(select(*goal_columns).where(g.c.participant_id.in_(participant_ids))):
-        goals.setdefault(goal.participant_id, []).append(StoredGoal.from_row(goal))
+    goals_sql = (
+        f"SELECT participant_id, {', '.join(StoredGoal.COLUMNS)} FROM goals WHERE participant_id IN ({marks})"
+    )
+    for owner, *goal in sql.rows(goals_sql, participant_ids):
+        goals.setdefault(owner, []).append(StoredGoal.from_driver(goal))
     return Batch(cohorts, people, goals)

@@ -7,13 +7,15 @@ holds what cohort.toml said. Both are decoded here and nowhere else:
 an older drip (no digest setting, no owners) are applied once, in
 :meth:`CohortSettings.from_json`. The same goes for participants.
 
-Nothing here talks to the database: the store selects rows and hands them over.
+Nothing here talks to the database: the store selects rows and hands them over,
+as SQLAlchemy rows (``from_row``) or as the driver's own tuples (``from_driver``,
+for plain SQL on the hot paths).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -23,6 +25,7 @@ from drip.core.mime import Mailbox
 from drip.core.plan import PlannedStep, Timing
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.core.values import first_name, parse_clock
+from drip.storage.plainsql import Plain
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -209,6 +212,16 @@ class StoredParticipant:
         values["fields"] = values["fields"] or {}
         return cls(**values)
 
+    @classmethod
+    def from_driver(cls, row: Sequence[Any]) -> StoredParticipant:
+        """Decode :attr:`COLUMNS`, in order, as the database driver returns them (plain SQL)."""
+        ident, cohort_id, email, email_key, name, zone, delegate, delegate_key, bounced = row[:9]
+        fields, status, signature, roster_row = row[9:]
+        return cls(
+            ident, cohort_id, email, email_key, name, zone, delegate, delegate_key, bounced,
+            Plain.read_json(fields) or {}, ParticipantStatus(status), signature, roster_row,
+        )  # fmt: skip
+
     def to_row(self) -> dict[str, Any]:
         """Return the columns to write, without the id."""
         row = {name: getattr(self, name) for name in self.COLUMNS if name != "id"}
@@ -246,6 +259,15 @@ class StoredGoal:
         values = {name: getattr(row, name) for name in cls.COLUMNS}
         values["status"] = GoalStatus(values["status"])
         return cls(**values)
+
+    @classmethod
+    def from_driver(cls, row: Sequence[Any]) -> StoredGoal:
+        """Decode :attr:`COLUMNS`, in order, as the database driver returns them (plain SQL)."""
+        ident, goal, status, deadline, completed_at, via, override, snoozed_at = row
+        return cls(
+            ident, goal, GoalStatus(status), Plain.read_date(deadline), Plain.read_instant(completed_at),
+            via, Plain.read_optional_date(override), Plain.read_instant(snoozed_at),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
