@@ -48,11 +48,12 @@ cleo@example.com,Cleo Hart,Europe/London,customer service
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the developer's own DRIP_* settings out of every test."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep the developer's own DRIP_* settings, and drip's cache folder, out of every test."""
     for name in list(os.environ):
         if name.startswith("DRIP_") and not name.startswith("DRIP_TEST_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / ".cache"))
 
 
 @pytest.fixture

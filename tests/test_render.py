@@ -1,5 +1,6 @@
 """The template pipeline: layouts, inlining once, text parts, strictness, and errors that say where."""
 
+import os
 import time
 from pathlib import Path
 
@@ -84,6 +85,41 @@ def test_inlining_happens_once_per_template(folder: Path, monkeypatch: pytest.Mo
     for _ in range(50):
         templates.render("step", CONTEXT)
     assert len(calls) == 1
+
+
+INLINE_IN_A_PROCESS = """
+import json, sys
+from pathlib import Path
+from drip.core.render import Templates
+html = Templates(Path(sys.argv[1])).render("step", json.loads(sys.argv[2])).html
+print(json.dumps(["premailer" in sys.modules, html]))
+"""
+
+
+def test_inlined_markup_is_kept_for_the_next_process(folder: Path, tmp_path: Path) -> None:
+    """The first process to compile a template inlines its CSS; the next reuses that and never loads
+    premailer. A cache folder that cannot be written changes nothing but the time it takes."""
+    import json
+    import subprocess
+    import sys
+
+    def compile_in_a_process(**env: str) -> tuple[bool, str]:
+        done = subprocess.run(
+            [sys.executable, "-c", INLINE_IN_A_PROCESS, str(folder), json.dumps(CONTEXT)],
+            capture_output=True, text=True, check=True, env={**os.environ, **env},
+        )  # fmt: skip
+        loaded, html = json.loads(done.stdout)
+        return loaded, html
+
+    first, second = compile_in_a_process(), compile_in_a_process()
+    assert first[0] is True and second[0] is False
+    assert first[1] == second[1] and 'style="' in first[1]
+    kept = list((tmp_path / ".cache" / "drip" / "inlined").glob("*.html"))
+    assert len(kept) == 1 and not list(kept[0].parent.glob("*.tmp"))
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    assert compile_in_a_process(XDG_CACHE_HOME=str(blocked)) == first
 
 
 def test_a_changed_file_is_picked_up(folder: Path) -> None:

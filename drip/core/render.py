@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -448,6 +450,50 @@ def _tidy_text(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
+def _inline_css(markup: str) -> str:
+    """Return ``markup`` with its stylesheet moved into style attributes, as email clients need.
+
+    Premailer (with cssutils and requests) takes a tenth of a second to import, which every
+    ``drip run`` paid again. Its result depends only on the markup and on its own version, so
+    it is kept in drip's cache folder (``$XDG_CACHE_HOME/drip``, else ``~/.cache/drip``) under
+    the hash of both; a cache that cannot be read or written is simply not used.
+    """
+    from importlib.metadata import version
+
+    versions = f"premailer {version('premailer')}, cssutils {version('cssutils')}"
+    key = hashlib.sha256(f"{versions}\0{markup}".encode()).hexdigest()
+    kept = _cache_folder() / "inlined" / f"{key}.html"
+    try:
+        return kept.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
+    from premailer import Premailer  # only when the cache has not got it: it takes a while to import
+
+    inlined: str = Premailer(
+        markup,
+        keep_style_tags=False,
+        strip_important=False,
+        remove_classes=False,
+        disable_link_rewrites=True,
+        allow_network=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform(pretty_print=False)
+    try:
+        kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = kept.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(inlined, encoding="utf-8")
+        partial.replace(kept)  # whole or not at all, whichever process writes it
+    except OSError:
+        pass
+    return inlined
+
+
+def _cache_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "drip"
+
+
 def _compile_step(folder: Path, name: str) -> CompiledStep:
     flattener = _Flattener(folder)
     tree = flattener.tree(f"{name}.html")
@@ -464,19 +510,8 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
     subject_source = _text(subject_pieces)
     subject = _compile_checked(_TEXT_ENV, subject_source, f"<drip:{name}:subject>", subject_origins, default)
 
-    from premailer import Premailer  # only when a template is compiled: it takes a while to import
-
     hidden, tags, comments = _hide(flat)
-    inlined = Premailer(
-        hidden,
-        keep_style_tags=False,
-        strip_important=False,
-        remove_classes=False,
-        disable_link_rewrites=True,
-        allow_network=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform(pretty_print=False)
+    inlined = _inline_css(hidden)
     html = _compile_checked(
         _HTML_ENV, _restore(_char_refs(inlined), tags, comments), f"<drip:{name}:inlined>", [], default
     )

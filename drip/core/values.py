@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import idna
-from email_validator import EmailNotValidError, validate_email
 
 from drip.core.errors import DripError
 
@@ -404,6 +403,9 @@ def parse_email(text: str) -> str:
             "(the name goes in the name column)"
         )
     check_header_safe(raw)
+    # Imported here: only reading a roster or a setting needs it, and sending need not load it.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         # No SMTPUTF8: an address needs an ASCII part before the @ to get through most relays.
         return validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized

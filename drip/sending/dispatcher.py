@@ -458,20 +458,22 @@ class Dispatcher:
         release: list[int] = []
         with self.db.reading() as conn:
             batch = claims.load_batch(conn, rows)
+        cohorts: dict[int, _CohortParts] = {}
+        for cohort in batch.cohorts.values():
+            if cohort.id in self._held:
+                continue
+            try:
+                cohorts[cohort.id] = self._cohort(cohort)
+            except DripError as exc:
+                # A program that cannot load holds its own cohort's email, not everyone's.
+                self._held.add(cohort.id)
+                logger.error("cohort %s is held: its program cannot be loaded: %s", cohort.slug, exc)
+                tally.problems.append(f"cohort {cohort.slug!r} held: {exc}")
         for row in rows:
             if row.cohort_id in self._held:
                 release.append(row.id)
                 continue
-            try:
-                parts = self._cohort(batch.cohorts[row.cohort_id])
-            except DripError as exc:
-                # A program that cannot load holds its own cohort's email, not everyone's.
-                self._held.add(row.cohort_id)
-                slug = batch.cohorts[row.cohort_id].slug
-                logger.error("cohort %s is held: its program cannot be loaded: %s", slug, exc)
-                tally.problems.append(f"cohort {slug!r} held: {exc}")
-                release.append(row.id)
-                continue
+            parts = cohorts[row.cohort_id]
             timing = _timing(parts, row, batch)
             verdict = self._check(row, batch, parts, timing, now)
             if isinstance(verdict, _Hold):

@@ -134,15 +134,16 @@ class SMTPTransport:
     def _connect(self) -> smtplib.SMTP:
         """Connect, log in, and say what went wrong in terms of the relay; never leave a socket open."""
         s = self.settings
-        context = ssl.create_default_context()
         connection: smtplib.SMTP | None = None
         try:
             if s.tls:
-                connection = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
+                connection = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
+                )
             else:
                 connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
                 if s.starttls:
-                    connection.starttls(context=context)
+                    connection.starttls(context=ssl.create_default_context())
             if s.username:
                 connection.login(s.username, s.password or "")
             return connection
