@@ -413,7 +413,7 @@ def _copy_converter(sql: Plain, column_type: Any) -> Callable[[Any], Any] | None
 def refresh_statistics(conn: Connection) -> None:
     """Have PostgreSQL sample the tables a launch fills (SQLite plans without statistics)."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("ANALYZE participants, goals, deliveries, events")
+        conn.exec_driver_sql("ANALYZE cohorts, participants, goals, deliveries, events")
 
 
 def lock_cohort(conn: Connection, slug: str) -> None:
