@@ -298,6 +298,32 @@ def test_the_sandbox_shortcut_keeps_jinja_rules_for_dicts(folder: Path) -> None:
         Templates(folder).render("step", {**CONTEXT, "data": {"__class__": "x"}})
 
 
+@pytest.mark.parametrize(
+    ("call", "shown"),
+    [
+        ("data.get('colour')", ">teal<"),
+        ("data.get('title', 'none')", ">none<"),
+        ("data.get('title')", ">None<"),
+    ],
+)
+def test_a_dict_get_reads_an_optional_item(folder: Path, call: str, shown: str) -> None:
+    (folder / "step.html").write_text(
+        STEP.replace("<p>Dear {{ participant.name }},</p>", f"<p>{{{{ {call} }}}}</p>")
+    )
+    assert shown in Templates(folder).render("step", {**CONTEXT, "data": {"colour": "teal"}}).html
+
+
+@pytest.mark.parametrize(
+    "call", ["data.pop('colour')", "data.setdefault('x', 1)", "data.get.__self__.clear()"]
+)
+def test_a_dict_cannot_be_changed_through_its_methods(folder: Path, call: str) -> None:
+    (folder / "step.html").write_text(
+        STEP.replace("<p>Dear {{ participant.name }},</p>", f"{{{{ {call} }}}}")
+    )
+    with pytest.raises(TemplateError, match="unsafe|immutable|not safely callable"):
+        Templates(folder).render("step", {**CONTEXT, "data": {"colour": "teal"}})
+
+
 def test_a_subject_is_rendered_again_whenever_what_it_reads_differs(folder: Path) -> None:
     """Subjects are reused between emails only when every value they read is the same."""
     templates = Templates(folder)

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from types import BuiltinMethodType
 from typing import Any
 
 import jinja2
@@ -316,16 +317,26 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     attribute lookup (an exception) before it reads the item. For a plain dict
     and a name that is not one of dict's own attributes, the item is what the
     sandbox returns in the end, so it is returned at once; everything else
-    takes the sandbox's own checks.
+    takes the sandbox's own checks. So does ``x.get(...)`` on a plain dict,
+    which the templates use for optional roster columns: reading an item is
+    allowed, and ``get`` changes nothing.
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                pass
+        if type(obj) is dict:
+            if attribute not in _DICT_ATTRIBUTES:
+                try:
+                    return obj[attribute]
+                except KeyError:
+                    pass
+            elif attribute == "get":
+                return obj.get
         return super().getattr(obj, attribute)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - as Jinja's
+        if type(__obj) is BuiltinMethodType and __obj.__name__ == "get" and type(__obj.__self__) is dict:
+            return __obj(*args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 def _environment(*, html: bool, trim: bool) -> ImmutableSandboxedEnvironment:
