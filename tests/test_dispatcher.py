@@ -555,3 +555,34 @@ def test_email_taken_over_after_the_keys_rotated_goes_again_under_the_same_messa
     # each attempt was counted once: the claim that died, taken over, is the same attempt
     assert {s[0] for s in statuses(started).values()} == {"sent"}
     assert {s[2] for s in statuses(started).values()} == {1}
+
+
+def test_claims_of_a_process_of_this_machine_that_died_are_taken_over_at_once(
+    started: Store, relay: SMTPServer
+) -> None:
+    """No waiting out the lease: the next worker ends it and takes the email over as abandoned, under
+    the Message-ID the dead one would have used, its attempt counted once."""
+    import socket
+    import subprocess
+    import sys
+
+    from drip.storage import keyring
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid no process has now
+    first = dispatcher(started, relay.url)
+    with started.transaction() as conn:
+        claimed = claims.claim_due(
+            conn, WELCOMES_DUE, WELCOMES_DUE, f"{socket.gethostname()}:{gone.pid}:ab", 10,
+            Lease.of_seconds(3600), keyring.key_id(first.keys[0]),
+        )  # fmt: skip
+    assert len(claimed) == 3
+    settings = dataclasses.replace(first.settings, smtp_url=relay.url)
+    still = Dispatcher(started, settings, lambda: open_transport(relay.url), real_clock=lambda: WELCOMES_DUE)
+    assert still.run_until_idle(WELCOMES_DUE).sent == 3
+    ids = {str(m.message["Message-ID"]) for m in relay.messages}
+    assert ids == {
+        f"<drip.{row.id}.{message_tag(first.keys, first.instance, str(row.id))}@example.com>"
+        for row in claimed
+    }
+    assert [(s[0], s[2]) for s in statuses(started).values()] == [("sent", 1)] * 3
