@@ -122,6 +122,25 @@ def test_inlined_markup_is_kept_for_the_next_process(folder: Path, tmp_path: Pat
     assert compile_in_a_process(XDG_CACHE_HOME=str(blocked)) == first
 
 
+def test_inlining_without_a_home_folder_renders_and_leaves_no_files(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service under an arbitrary user id may have no HOME and no password entry; a relative
+    XDG_CACHE_HOME is ignored, as the XDG rules say. Neither stops an email, nor writes anywhere."""
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    rendered = Templates(folder).render("step", CONTEXT)
+    assert 'style="' in rendered.html and "Ana &lt;b&gt;&amp;" in rendered.html
+    assert list(work.iterdir()) == []
+
+
 def test_a_changed_file_is_picked_up(folder: Path) -> None:
     templates = Templates(folder)
     templates.CHECK_EVERY = 0

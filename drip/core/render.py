@@ -467,17 +467,20 @@ def _inline_css(markup: str) -> str:
     Premailer (with cssutils and requests) takes a tenth of a second to import, which every
     ``drip run`` paid again. Its result depends only on the markup and on its own version, so
     it is kept in drip's cache folder (``$XDG_CACHE_HOME/drip``, else ``~/.cache/drip``) under
-    the hash of both; a cache that cannot be read or written is simply not used.
+    the hash of both; a cache that cannot be read or written, or a process with no home folder
+    (a service under an arbitrary user id), simply does without.
     """
     from importlib.metadata import version
 
     versions = f"premailer {version('premailer')}, cssutils {version('cssutils')}"
     key = hashlib.sha256(f"{versions}\0{markup}".encode()).hexdigest()
-    kept = _cache_folder() / "inlined" / f"{key}.html"
-    try:
-        return kept.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        pass
+    folder = _cache_folder()
+    kept = folder / "inlined" / f"{key}.html" if folder else None
+    if kept is not None:
+        try:
+            return kept.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            pass
     from premailer import Premailer  # only when the cache has not got it: it takes a while to import
 
     inlined: str = Premailer(
@@ -490,6 +493,8 @@ def _inline_css(markup: str) -> str:
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
     ).transform(pretty_print=False)
+    if kept is None:
+        return inlined
     try:
         kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = kept.with_suffix(f".{os.getpid()}.tmp")
@@ -500,9 +505,15 @@ def _inline_css(markup: str) -> str:
     return inlined
 
 
-def _cache_folder() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "drip"
+def _cache_folder() -> Path | None:
+    """Return drip's cache folder; None when the process has no home folder to put it in."""
+    given = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(given):  # the XDG rule: a relative path is ignored
+        return Path(given) / "drip"
+    try:
+        return Path.home() / ".cache" / "drip"
+    except RuntimeError:  # no HOME, and no password entry for this user id
+        return None
 
 
 def _compile_step(folder: Path, name: str) -> CompiledStep:
