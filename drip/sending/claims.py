@@ -76,7 +76,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def release_dead_workers(conn: Connection, real_now: dt.datetime) -> int:
+def end_dead_leases(conn: Connection, real_now: dt.datetime) -> int:
     """End the leases of processes of this machine that died, so that their claims are taken over
     first, as abandoned (see :func:`claim_due`); return how many."""
     host = socket.gethostname()
@@ -113,9 +113,9 @@ def claim_due(
     Each goes straight to ``sending`` with its attempt counted; ``message_key`` (the id of the key
     that signs now) becomes the key of its Message-ID unless it already has one.
 
-    Two statements rather than one with OR: each then walks the (status, due_at) index in order and
-    stops at ``limit``, where the OR made the database gather and sort every due row for each
-    batch, a cost that grew with the size of the queue.
+    Two statements rather than one with OR: each then walks the (status, due_at, id) index in
+    order and stops at ``limit``, where the OR made the database gather and sort every due row
+    for each batch, a cost that grew with the size of the queue.
     """
     d = delivery_table
     abandoned = and_(

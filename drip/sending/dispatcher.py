@@ -181,7 +181,7 @@ class Dispatcher:
         with db.transaction() as conn:
             self.keys = signing_keys(settings, conn, create=True)
             self.instance = instance_id(conn, create=True)
-            released = claims.release_dead_workers(conn, real_clock())
+            released = claims.end_dead_leases(conn, real_clock())
         if released:
             logger.warning("taking over %d deliveries claimed by processes that are gone", released)
 

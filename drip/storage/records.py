@@ -254,13 +254,6 @@ class StoredGoal:
     COLUMNS = ("id", "goal", "status", "deadline", "completed_at", "via", "deadline_override", "snoozed_at")
 
     @classmethod
-    def from_row(cls, row: Any) -> StoredGoal:
-        """Decode a row selected from ``goals`` with at least :attr:`COLUMNS`."""
-        values = {name: getattr(row, name) for name in cls.COLUMNS}
-        values["status"] = GoalStatus(values["status"])
-        return cls(**values)
-
-    @classmethod
     def from_driver(cls, row: Sequence[Any]) -> StoredGoal:
         """Decode :attr:`COLUMNS`, in order, as the database driver returns them (plain SQL)."""
         ident, goal, status, deadline, completed_at, via, override, snoozed_at = row
