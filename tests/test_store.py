@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, text
 
 from drip.core.errors import StoreError
 from drip.storage.plainsql import Plain
-from drip.storage.store import Store, cohort_table, event_table, participant_table
+from drip.storage.store import Store, cohort_table, delivery_table, event_table, participant_table
 from drip.storage.tables import metadata
 
 
@@ -36,6 +36,52 @@ def test_upgrading_from_the_first_schema_keeps_the_data(tmp_path, now) -> None:
         assert upgraded.revision() == head_revision()
         with upgraded.reading() as conn:
             assert conn.execute(select(cohort_table.c.slug)).scalar_one() == "c"
+
+
+def test_upgrading_to_events_without_keys_keeps_the_log_and_the_sent_trigger(database_url: str, now) -> None:
+    """0012 rebuilds events on SQLite: the events already there survive, and marking a delivery
+    sent still appends its event (the trigger sits on deliveries and names events)."""
+    from alembic import command
+
+    from drip.storage.store import _alembic_config, head_revision
+
+    with Store(database_url, migrate=False) as old, old.transaction() as conn:
+        config = _alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0011")
+        cohort_id = conn.execute(
+            insert(cohort_table).returning(cohort_table.c.id), cohort_row(now)
+        ).scalar_one()
+        person = conn.execute(
+            insert(participant_table).returning(participant_table.c.id),
+            {"cohort_id": cohort_id, "email": "a@example.com", "email_key": "a@example.com", "name": "A",
+             "timezone": "UTC", "fields": {}, "status": "active", "plan_signature": "s",
+             "created_at": now, "updated_at": now},
+        ).scalar_one()  # fmt: skip
+        for step in ("welcome", "reminder"):
+            conn.execute(
+                insert(delivery_table),
+                {"cohort_id": cohort_id, "participant_id": person, "step": step, "due_at": now,
+                 "status": "sending", "attempts": 1, "created_at": now, "updated_at": now},
+            )  # fmt: skip
+        conn.execute(
+            text("UPDATE deliveries SET status = 'sent', sent_at = updated_at WHERE step = 'welcome'")
+        )
+    with Store(database_url) as upgraded:
+        assert upgraded.revision() == head_revision()
+        with upgraded.transaction() as conn:
+            conn.execute(
+                text("UPDATE deliveries SET status = 'sent', sent_at = updated_at, message_id = '<r@x>' "
+                     "WHERE step = 'reminder'")
+            )  # fmt: skip
+        with upgraded.reading() as conn:
+            logged = conn.execute(
+                select(event_table.c.kind, event_table.c.participant_id, event_table.c.data).order_by(
+                    event_table.c.id
+                )
+            ).all()
+    assert [(kind, who) for kind, who, _ in logged] == [("sent", person), ("sent", person)]
+    assert logged[1].data == {"message_id": "<r@x>"}
 
 
 def test_migrating_twice_is_harmless(store: Store, database_url: str) -> None:

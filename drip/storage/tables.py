@@ -211,9 +211,11 @@ class Event(Base):
     __table_args__ = (Index(None, "cohort_id", "kind", "at"), Index(None, "participant_id"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    cohort_id: Mapped[int] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="CASCADE"))
-    participant_id: Mapped[int | None] = mapped_column(Id, ForeignKey("participants.id", ondelete="CASCADE"))
-    delivery_id: Mapped[int | None] = mapped_column(Id, ForeignKey("deliveries.id", ondelete="SET NULL"))
+    # By id only, no foreign keys: a key would check, and on PostgreSQL lock, three parent rows for
+    # every email sent, and a DELETE of a parent would erase the record (migration 0012).
+    cohort_id: Mapped[int] = mapped_column(Id)
+    participant_id: Mapped[int | None] = mapped_column(Id)
+    delivery_id: Mapped[int | None] = mapped_column(Id)
     goal: Mapped[str | None] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(32))
     at: Mapped[dt.datetime]
