@@ -72,6 +72,9 @@ class Settings:
     emails_dir: str = DEFAULT_EMAILS_DIR
     #: SMTP connections kept open at once, each with its own sending thread
     smtp_connections: int = 1
+    #: 1: compose a large send's messages in a process of their own, 0: in the sending process;
+    #: None: 1 where the machine has more than one core
+    compose_processes: int | None = None
     #: messages per second the relay accepts, from "30/minute", "5/second", "2000/hour"; None: no limit
     smtp_rate: float | None = None
     #: email later than this after its moment is skipped, never sent in a burst
@@ -136,6 +139,7 @@ SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origins")
 SECRET_SETTINGS = frozenset({"secret_key", "admin_password", "inbox_password"})
 _NUMERIC = {
     "smtp_connections",
+    "compose_processes",
     "stale_after_hours",
     "max_attempts",
     "lease_seconds",
@@ -424,6 +428,7 @@ _VALIDATORS: dict[str, Callable[[str, str], Any]] = {
     "listen": parse_listen,
     "web_threads": _whole_number(1, 64),
     "smtp_connections": _whole_number(1, 64),
+    "compose_processes": _whole_number(0, 1),
     "smtp_rate": _rate,
     "stale_after_hours": _hours,
     "max_attempts": _whole_number(1, 100),

@@ -441,7 +441,7 @@ def test_a_mistake_in_drip_crashes_instead_of_failing_the_email(
 ) -> None:
     # Only what an email's own content causes (a template error, a value unfit for a header) fails
     # that email; a bug must surface, and the claims go back unsent once their lease ends.
-    from drip.sending import dispatcher as module
+    from drip.sending import composer as module
 
     def buggy(*args, **kwargs):
         return {}["no such key"]

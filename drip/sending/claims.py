@@ -25,7 +25,6 @@ import datetime as dt
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
@@ -34,7 +33,7 @@ from drip.core.states import CohortStatus, DeliveryStatus, EventKind, Participan
 from drip.storage import store
 from drip.storage.leases import Lease
 from drip.storage.plainsql import Plain
-from drip.storage.records import StoredCohort, StoredEvent, StoredGoal, StoredParticipant
+from drip.storage.records import Batch, Claimed, StoredCohort, StoredEvent, StoredGoal, StoredParticipant
 from drip.storage.store import (
     cohort_table,
     delivery_table,
@@ -43,22 +42,6 @@ from drip.storage.store import (
 from drip.storage.tables import sqlite_text
 
 _PENDING_CLAIM = (DeliveryStatus.CLAIMED.value, DeliveryStatus.SENDING.value)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    cohort_id: int
-    participant_id: int
-    step: str
-    goal: str | None
-    due_at: dt.datetime
-    attempts: int
-    message_id: str | None
-    #: the id of the signing key its Message-ID is made with (``drip.storage.keyring.key_id``)
-    message_key: str | None
-    #: addresses the relay already accepted on an earlier attempt
-    delivered_to: str | None = None
 
 
 def worker_id() -> str:
@@ -334,16 +317,6 @@ def _event(conn: Connection, row: Claimed, kind: EventKind, at: dt.datetime, dat
 
 
 # --- what building the messages needs ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Everything needed to build a batch's messages, read in three queries."""
-
-    cohorts: dict[int, StoredCohort]
-    participants: dict[int, StoredParticipant]
-    #: participant id -> their goals
-    goals: dict[int, list[StoredGoal]]
 
 
 def load_batch(conn: Connection, rows: Sequence[Claimed]) -> Batch:

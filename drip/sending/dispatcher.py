@@ -17,24 +17,31 @@ import logging
 import queue as queues
 import random
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from drip import changes
 from drip.config import Settings
 from drip.core.bounces import Severity, severity, status_of
-from drip.core.errors import DripError, TemplateError
-from drip.core.memo import Memo
-from drip.core.message import CohortView, build, links_for, recipient_of
-from drip.core.mime import addresses, compose
-from drip.core.plan import GoalDates, Timing, find_step, goal_dates, program_end
-from drip.core.program import Program, Step, program_at
-from drip.core.render import Templates
+from drip.core.errors import DripError
+from drip.core.plan import Timing
+from drip.core.program import Step
 from drip.core.senders import same_address
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
-from drip.core.values import InvalidValue
 from drip.sending import claims
+from drip.sending.composer import (
+    CohortParts,
+    CohortPartsCache,
+    Composed,
+    Composer,
+    Job,
+    Outgoing,
+    Task,
+    build_or_say_why,
+    composer_for,
+)
 from drip.sending.transport import PermanentSendError, RelayError, TokenBucket, TransientSendError, Transport
 from drip.storage import store
 from drip.storage.keyring import instance_id, key_id, reply_address, signing_keys
@@ -84,15 +91,6 @@ class Tally:
 
 
 @dataclass(frozen=True)
-class _Outgoing:
-    row: claims.Claimed
-    sender: str
-    recipients: list[str]
-    data: bytes
-    message_id: str
-
-
-@dataclass(frozen=True)
 class _Ending:
     """How a claimed delivery ends without being sent."""
 
@@ -103,46 +101,28 @@ class _Ending:
     outcome: str
 
 
-def _timing(parts: _CohortParts, row: claims.Claimed, batch: claims.Batch) -> Timing:
-    """Return the stored timing of the participant a delivery goes to."""
-    person = batch.participants[row.participant_id]
-    deadlines = {goal.goal: goal.deadline for goal in batch.goals.get(row.participant_id, [])}
-    return parts.cohort.timing(person.timezone, deadlines)
-
-
-def _step(parts: _CohortParts, row: claims.Claimed, timing: Timing) -> Step | None:
-    """Return the step a delivery is for, or None if the program no longer has it for this participant."""
-    step = parts.program.step(row.step)
-    if step is not None and step.repeat is None:
-        return step
-    # An occurrence of a repeating step: it exists while the participant's timing still reaches it.
-    return find_step(parts.program, row.step, timing)
-
-
 def _cancel(reason: str) -> _Ending:
     return _Ending(DeliveryStatus.CANCELLED, reason, EventKind.CANCELLED, "cancelled")
 
 
+def _could_not_build(row: claims.Claimed, reason: str) -> _Ending:
+    logger.error("delivery %d (%s): %s", row.id, row.step, reason)
+    return _Ending(DeliveryStatus.FAILED, reason, EventKind.FAILED, "failed")
+
+
+#: a delivery checked and due to be built: its claim, cohort parts, participant's timing and step
+_Job = tuple[claims.Claimed, CohortParts, Timing, Step]
+
+
 @dataclass
-class _CohortParts:
-    """What every email of one cohort shares, loaded once per dispatcher."""
+class _Prepared:
+    """A claimed batch after its checks: its messages, built here, or pending in the composing process."""
 
-    cohort: StoredCohort
-    program: Program
-    view: CohortView
-    templates: Templates
-    reply_address: str
-    #: goal dates and last day by ``Timing.key()``: most of a cohort's people share a few timings
-    dated: Memo[tuple[object, ...], tuple[Mapping[str, GoalDates], dt.date]] = field(default_factory=Memo)
-
-    def dates(self, timing: Timing) -> tuple[Mapping[str, GoalDates], dt.date]:
-        """Return the goal dates and the last day in the program of a participant with ``timing``."""
-
-        def work_out() -> tuple[Mapping[str, GoalDates], dt.date]:
-            dates = goal_dates(self.program, timing)
-            return dates, program_end(self.program, timing, dates)
-
-        return self.dated.get(timing.key(), work_out)
+    batch: claims.Batch
+    jobs: list[_Job]
+    ready: list[Outgoing] = field(default_factory=list)
+    composer: Composer | None = None
+    pending: Future[Composed] | None = None
 
 
 class _Hold:
@@ -175,7 +155,7 @@ class Dispatcher:
         self.lease = Lease.of_seconds(settings.lease_seconds)
         self.bucket = TokenBucket(settings.smtp_rate) if settings.smtp_rate else None
         self.stop = threading.Event()
-        self._cohorts: dict[int, _CohortParts] = {}
+        self._cohorts = CohortPartsCache()
         #: cohorts whose program cannot be loaded, held for the rest of a run
         self._held: set[int] = set()
         with db.transaction() as conn:
@@ -197,7 +177,7 @@ class Dispatcher:
         with self.db.reading() as conn:  # `drip keys rotate|retire` reaches a running worker
             self.keys = signing_keys(self.settings, conn)
         batch_size = self._batch_size()
-        outgoing: queues.Queue[list[_Outgoing] | None] = queues.Queue(
+        outgoing: queues.Queue[list[Outgoing] | None] = queues.Queue(
             maxsize=max(2, 2 * batch_size // HANDFUL)
         )
         halted: list[Exception] = []  # why sending stopped early: a RelayError, or what broke a thread
@@ -219,6 +199,15 @@ class Dispatcher:
             target=self._renew_leases, args=(renewing,), name="drip-leases", daemon=True
         )
         heartbeat.start()
+        composer = composer_for(self.settings.compose_processes)
+        waiting: _Prepared | None = None  # a batch the composing process is building
+
+        def hand_over_all(ready: list[Outgoing]) -> None:
+            for start in range(0, len(ready), HANDFUL):
+                handful = ready[start : start + HANDFUL]
+                if self.stop.is_set() or halted or not self._hand_over(outgoing, handful, senders):
+                    self._release([item.row.id for item in handful], tally)
+
         try:
             while not self.stop.is_set() and not halted:
                 with self.db.transaction() as conn:
@@ -228,12 +217,28 @@ class Dispatcher:
                     )  # fmt: skip
                 if not rows:
                     break
-                ready = self._prepare(rows, now, tally)
-                for start in range(0, len(ready), HANDFUL):
-                    handful = ready[start : start + HANDFUL]
-                    if self.stop.is_set() or halted or not self._hand_over(outgoing, handful, senders):
-                        self._release([item.row.id for item in handful], tally)
+                # A full batch means more is due than one batch: compose aside while the next is claimed.
+                aside = (
+                    composer is not None
+                    and not composer.failed
+                    and (composer.started or len(rows) >= batch_size)
+                )
+                prepared = self._prepare(rows, now, tally, composer if aside else None)
+                if waiting is not None:
+                    hand_over_all(self._collect(waiting, now, tally))
+                    waiting = None
+                if prepared.pending is None:
+                    hand_over_all(prepared.ready)
+                else:
+                    waiting = prepared
+            if waiting is not None:
+                hand_over_all(self._collect(waiting, now, tally))
+                waiting = None
         finally:
+            if waiting is not None:  # the loop broke off: what was being composed goes back unsent
+                self._release([job[0].id for job in waiting.jobs], tally)
+            if composer is not None:
+                composer.close()
             for _ in senders:
                 self._hand_over(outgoing, None, senders)
             for sender in senders:
@@ -269,8 +274,8 @@ class Dispatcher:
 
     @staticmethod
     def _hand_over(
-        outgoing: queues.Queue[list[_Outgoing] | None],
-        item: list[_Outgoing] | None,
+        outgoing: queues.Queue[list[Outgoing] | None],
+        item: list[Outgoing] | None,
         senders: list[threading.Thread],
     ) -> bool:
         """Queue a handful of messages (None: stop) for a sending thread; False when none is left
@@ -285,7 +290,7 @@ class Dispatcher:
 
     def _send_loop(
         self,
-        outgoing: queues.Queue[list[_Outgoing] | None],
+        outgoing: queues.Queue[list[Outgoing] | None],
         now: dt.datetime,
         tally: Tally,
         halted: list[Exception],
@@ -319,7 +324,7 @@ class Dispatcher:
         self,
         transport: Transport,
         recorder: claims.SentRecorder,
-        item: _Outgoing,
+        item: Outgoing,
         now: dt.datetime,
         tally: Tally,
         halted: list[Exception],
@@ -357,7 +362,7 @@ class Dispatcher:
     def _sent(
         self,
         recorder: claims.SentRecorder,
-        item: _Outgoing,
+        item: Outgoing,
         at: dt.datetime,
         refused: dict[str, str],
         tally: Tally,
@@ -411,9 +416,7 @@ class Dispatcher:
                 within=dt.timedelta(days=self.settings.soft_bounce_days),
             )  # fmt: skip
 
-    def _delegate_refused(
-        self, conn: Any, item: _Outgoing, refused: dict[str, str], now: dt.datetime
-    ) -> None:
+    def _delegate_refused(self, conn: Any, item: Outgoing, refused: dict[str, str], now: dt.datetime) -> None:
         """The participant's copy went but the delegate's address was refused for good: stop copying them."""
         person = changes.person_by_id(conn, item.row.participant_id)
         if person is None:
@@ -451,14 +454,17 @@ class Dispatcher:
 
     # --- preparing a batch ---------------------------------------------------------------
 
-    def _prepare(self, rows: list[claims.Claimed], now: dt.datetime, tally: Tally) -> list[_Outgoing]:
-        """Re-check and build a claimed batch; end what must not be sent; mark the rest sending."""
-        ready: list[_Outgoing] = []
+    def _prepare(
+        self, rows: list[claims.Claimed], now: dt.datetime, tally: Tally, composer: Composer | None = None
+    ) -> _Prepared:
+        """Re-check a claimed batch, end what must not be sent, give back what must wait, and build the
+        rest: here, or (with ``composer``) in the composing process, collected by ``_collect``."""
         endings: list[tuple[claims.Claimed, _Ending]] = []
         release: list[int] = []
+        jobs: list[_Job] = []
         with self.db.reading() as conn:
             batch = claims.load_batch(conn, rows)
-        cohorts: dict[int, _CohortParts] = {}
+        cohorts: dict[int, CohortParts] = {}
         for cohort in batch.cohorts.values():
             if cohort.id in self._held:
                 continue
@@ -474,30 +480,90 @@ class Dispatcher:
                 release.append(row.id)
                 continue
             parts = cohorts[row.cohort_id]
-            timing = _timing(parts, row, batch)
+            timing = parts.timing(row, batch)
             verdict = self._check(row, batch, parts, timing, now)
             if isinstance(verdict, _Hold):
                 release.append(row.id)
-                continue
-            if isinstance(verdict, _Ending):
+            elif isinstance(verdict, _Ending):
                 endings.append((row, verdict))
-                continue
+            else:
+                jobs.append((row, parts, timing, verdict))
+        self._end(endings, release, now, tally)
+        prepared = _Prepared(batch, jobs)
+        if composer is not None and jobs:
+            task = Task(
+                now, self.settings.base_url, self.instance,
+                {cid: (parts.cohort, parts.reply_address) for cid, parts in cohorts.items()},
+                batch, [Job(row, self._keys_for(row)) for row, _, _, _ in jobs],
+            )  # fmt: skip
             try:
-                ready.append(self._build(row, batch, parts, timing, verdict, now))
-            except (TemplateError, InvalidValue) as exc:
-                reason = f"could not be built: {exc}"
-                logger.error("delivery %d (%s): %s", row.id, row.step, reason)
-                endings.append((row, _Ending(DeliveryStatus.FAILED, reason, EventKind.FAILED, "failed")))
+                prepared.pending = composer.submit(task)
+                prepared.composer = composer
+            except Exception as exc:  # noqa: BLE001 - a process found dead on the way in: build here
+                composer.give_up(exc)
+        if prepared.pending is None:
+            prepared.ready = self._build_here(prepared, jobs, now, tally)
+        return prepared
+
+    def _collect(self, prepared: _Prepared, now: dt.datetime, tally: Tally) -> list[Outgoing]:
+        """Return the messages the composing process built for ``prepared``, ending those it could not
+        build; if it failed, build the batch here, and every batch after."""
+        assert prepared.pending is not None and prepared.composer is not None
+        try:
+            results = prepared.composer.result(prepared.pending)
+        except Exception as exc:  # noqa: BLE001 - whatever broke the composing process, the batch still goes
+            prepared.composer.give_up(exc)
+            return self._build_here(prepared, prepared.jobs, now, tally)
+        ready: list[Outgoing] = []
+        endings: list[tuple[claims.Claimed, _Ending]] = []
+        again: list[_Job] = []
+        for job, result in zip(prepared.jobs, results, strict=True):
+            if isinstance(result, Outgoing):
+                ready.append(result)
+            elif result is None:
+                again.append(job)
+            else:
+                endings.append((job[0], _could_not_build(job[0], result)))
+        self._end(endings, [], now, tally)
+        return ready + self._build_here(prepared, again, now, tally)
+
+    def _build_here(
+        self, prepared: _Prepared, jobs: list[_Job], now: dt.datetime, tally: Tally
+    ) -> list[Outgoing]:
+        """Build ``jobs`` in this process; end those that cannot be built."""
+        ready: list[Outgoing] = []
+        endings: list[tuple[claims.Claimed, _Ending]] = []
+        for row, parts, timing, step in jobs:
+            built = build_or_say_why(
+                row, prepared.batch, parts, timing, step, now,
+                base_url=self.settings.base_url, keys=self._keys_for(row), instance=self.instance,
+            )  # fmt: skip
+            if isinstance(built, Outgoing):
+                ready.append(built)
+            else:
+                endings.append((row, _could_not_build(row, built)))
+        self._end(endings, [], now, tally)
+        return ready
+
+    def _end(
+        self,
+        endings: list[tuple[claims.Claimed, _Ending]],
+        release: list[int],
+        now: dt.datetime,
+        tally: Tally,
+    ) -> None:
+        """End claimed deliveries that will not be sent, and give back those that wait."""
+        if not endings and not release:
+            return
         with self.db.transaction() as conn:
             for row, ending in endings:
                 claims.finish(conn, row, ending.status, ending.reason, now, ending.kind, self.owner)
             claims.release(conn, release, self.owner)
         for _, ending in endings:
             tally.add(ending.outcome)
-        return ready
 
     def _check(
-        self, row: claims.Claimed, batch: claims.Batch, parts: _CohortParts, timing: Timing, now: dt.datetime
+        self, row: claims.Claimed, batch: claims.Batch, parts: CohortParts, timing: Timing, now: dt.datetime
     ) -> _Ending | _Hold | Step:
         """Say whether a claimed delivery may go now: its step (yes), _HOLD (not yet), or how it ends."""
         person = batch.participants[row.participant_id]
@@ -505,7 +571,7 @@ class Dispatcher:
             return _HOLD  # paused since it was claimed: it waits, and goes if resumed in time
         if person.status is not ParticipantStatus.ACTIVE:
             return _cancel(f"the participant is {person.status}")
-        step = _step(parts, row, timing)
+        step = parts.step(row.step, timing)
         if step is None:
             return _cancel("the step is no longer in the program")
         if step.goal:
@@ -521,20 +587,10 @@ class Dispatcher:
             return _Ending(DeliveryStatus.SKIPPED, reason, EventKind.SKIPPED, "skipped")
         return step
 
-    def _cohort(self, cohort: StoredCohort) -> _CohortParts:
+    def _cohort(self, cohort: StoredCohort) -> CohortParts:
         """Return what the cohort's emails share, made again when its program or its row changed."""
-        program = program_at(cohort.program_path)
-        parts = self._cohorts.get(cohort.id)
-        if parts is not None and parts.program is program and parts.cohort == cohort:
-            return parts
         sender, reply_to = cohort.settings.sender, cohort.settings.reply_to
-        view = CohortView(cohort.slug, cohort.name, program, sender, reply_to, cohort.settings.owners)
-        parts = _CohortParts(
-            cohort, program, view, Templates(program.path),
-            reply_address(self.settings, sender, reply_to),
-        )  # fmt: skip
-        self._cohorts[cohort.id] = parts
-        return parts
+        return self._cohorts.get(cohort, reply_address(self.settings, sender, reply_to))
 
     def _keys_for(self, row: claims.Claimed) -> tuple[str, ...]:
         """Return the keys with the one ``row``'s Message-ID is made with first: a delivery taken over
@@ -545,40 +601,3 @@ class Dispatcher:
         if first is None:  # retired since: its ids no longer verify, so a new one is right
             return self.keys
         return (first, *(key for key in self.keys if key != first))
-
-    def _build(
-        self,
-        row: claims.Claimed,
-        batch: claims.Batch,
-        parts: _CohortParts,
-        timing: Timing,
-        step: Step,
-        now: dt.datetime,
-    ) -> _Outgoing:
-        person = batch.participants[row.participant_id]
-        goal_rows = {g.goal: g for g in batch.goals.get(row.participant_id, [])}
-        dates, last_day = parts.dates(timing)
-        recipient = recipient_of(
-            person,
-            parts.program,
-            timing,
-            {key: goal.id for key, goal in goal_rows.items()},
-            {key: goal.status for key, goal in goal_rows.items()},
-            participant_id=person.id,
-            vias={key: goal.via for key, goal in goal_rows.items()},
-            dates=dates,
-        )
-        links = links_for(self.settings.base_url, self._keys_for(row), parts.reply_address, last_day)
-        built = build(
-            parts.templates, parts.view, recipient, step, when=row.due_at, delivery_id=str(row.id),
-            instance=self.instance, links=links, dated=max(now, row.due_at),
-        )  # fmt: skip
-        message = built.message
-        if row.message_id and row.message_id != message.message_id:
-            message = replace(
-                message, message_id=row.message_id
-            )  # a retry keeps the id it was first sent with
-        data = compose(message)
-        done = set((row.delivered_to or "").split(","))
-        recipients = [address for address in addresses([message.to, *message.cc]) if address not in done]
-        return _Outgoing(row, addresses([message.sender])[0], recipients, data, message.message_id)

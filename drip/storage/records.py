@@ -14,6 +14,7 @@ for plain SQL on the hot paths).
 
 from __future__ import annotations
 
+import copyreg
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from drip.core.mime import Mailbox
 from drip.core.plan import PlannedStep, Timing
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.core.values import first_name, parse_clock
-from drip.storage.plainsql import Plain
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -54,6 +54,15 @@ DEFAULT_DIGEST = DigestTime(0, dt.time(8, 0))
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
+
+
+def _pickle_frozen(view: MappingProxyType[str, Any]) -> tuple[Any, tuple[dict[str, Any]]]:
+    return _frozen, (dict(view),)
+
+
+# Records cross to the composing process (drip.sending.composer) pickled; a read-only view goes as
+# a copy of what it shows, and is made read-only again there.
+copyreg.pickle(MappingProxyType, _pickle_frozen)
 
 
 @dataclass(frozen=True)
@@ -215,6 +224,10 @@ class StoredParticipant:
     @classmethod
     def from_driver(cls, row: Sequence[Any]) -> StoredParticipant:
         """Decode :attr:`COLUMNS`, in order, as the database driver returns them (plain SQL)."""
+        from drip.storage.plainsql import (
+            Plain,
+        )  # here: records cross to the composing process without SQLAlchemy
+
         ident, cohort_id, email, email_key, name, zone, delegate, delegate_key, bounced = row[:9]
         fields, status, signature, roster_row = row[9:]
         return cls(
@@ -256,6 +269,10 @@ class StoredGoal:
     @classmethod
     def from_driver(cls, row: Sequence[Any]) -> StoredGoal:
         """Decode :attr:`COLUMNS`, in order, as the database driver returns them (plain SQL)."""
+        from drip.storage.plainsql import (
+            Plain,
+        )  # here: records cross to the composing process without SQLAlchemy
+
         ident, goal, status, deadline, completed_at, via, override, snoozed_at = row
         return cls(
             ident, goal, GoalStatus(status), Plain.read_date(deadline), Plain.read_instant(completed_at),
@@ -319,3 +336,29 @@ class StoredEvent:
             "at": self.at,
             "data": dict(self.data),
         }
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    cohort_id: int
+    participant_id: int
+    step: str
+    goal: str | None
+    due_at: dt.datetime
+    attempts: int
+    message_id: str | None
+    #: the id of the signing key its Message-ID is made with (``drip.storage.keyring.key_id``)
+    message_key: str | None
+    #: addresses the relay already accepted on an earlier attempt
+    delivered_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Everything needed to build a batch's messages, read in three queries."""
+
+    cohorts: dict[int, StoredCohort]
+    participants: dict[int, StoredParticipant]
+    #: participant id -> their goals
+    goals: dict[int, list[StoredGoal]]

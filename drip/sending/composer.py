@@ -1,0 +1,301 @@
+"""Build a claimed delivery's message, in the sending process or in a composing process beside it.
+
+Rendering the templates and writing the MIME bytes is about half of the
+CPU a sent email costs, and all of it in the one thread that also claims and
+checks. A ``drip run`` process that finds a full batch due (a launch, a
+deadline shared by a cohort) starts one composing process: the main thread
+hands it a batch's checked deliveries and claims the next batch while it
+composes, and the bytes come back to the sending threads. The composing
+process only renders: it reads no database and sends nothing, so what a crash
+can duplicate, and how an email is recorded, do not change. Should it fail or
+vanish, its batch is built in the sending process, and so is every batch after.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from drip.core.errors import TemplateError
+from drip.core.memo import Memo
+from drip.core.message import CohortView, build, links_for, recipient_of
+from drip.core.mime import addresses, compose
+from drip.core.plan import GoalDates, Timing, find_step, goal_dates, program_end
+from drip.core.program import Program, Step, program_at
+from drip.core.render import Templates
+from drip.core.values import InvalidValue
+from drip.storage.records import Batch, Claimed, StoredCohort
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready for the relay."""
+
+    row: Claimed
+    sender: str
+    recipients: list[str]
+    data: bytes
+    message_id: str
+
+
+@dataclass
+class CohortParts:
+    """What every email of one cohort shares."""
+
+    cohort: StoredCohort
+    program: Program
+    view: CohortView
+    templates: Templates
+    reply_address: str
+    #: goal dates and last day by ``Timing.key()``: most of a cohort's people share a few timings
+    dated: Memo[tuple[object, ...], tuple[Mapping[str, GoalDates], dt.date]] = field(default_factory=Memo)
+
+    def dates(self, timing: Timing) -> tuple[Mapping[str, GoalDates], dt.date]:
+        """Return the goal dates and the last day in the program of a participant with ``timing``."""
+
+        def work_out() -> tuple[Mapping[str, GoalDates], dt.date]:
+            dates = goal_dates(self.program, timing)
+            return dates, program_end(self.program, timing, dates)
+
+        return self.dated.get(timing.key(), work_out)
+
+    def timing(self, row: Claimed, batch: Batch) -> Timing:
+        """Return the stored timing of the participant a delivery goes to."""
+        person = batch.participants[row.participant_id]
+        deadlines = {goal.goal: goal.deadline for goal in batch.goals.get(row.participant_id, [])}
+        return self.cohort.timing(person.timezone, deadlines)
+
+    def step(self, key: str, timing: Timing) -> Step | None:
+        """Return the step ``key`` names, or None if the program no longer has it for this participant."""
+        step = self.program.step(key)
+        if step is not None and step.repeat is None:
+            return step
+        # An occurrence of a repeating step: it exists while the participant's timing still reaches it.
+        return find_step(self.program, key, timing)
+
+
+class CohortPartsCache:
+    """Each cohort's parts, made again when its program or its row changed."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, CohortParts] = {}
+
+    def get(self, cohort: StoredCohort, reply_address: str) -> CohortParts:
+        """Raises DripError when the cohort's program cannot be loaded."""
+        program = program_at(cohort.program_path)
+        parts = self._parts.get(cohort.id)
+        if (
+            parts is not None
+            and parts.program is program
+            and parts.cohort == cohort
+            and parts.reply_address == reply_address
+        ):
+            return parts
+        sender, reply_to = cohort.settings.sender, cohort.settings.reply_to
+        view = CohortView(cohort.slug, cohort.name, program, sender, reply_to, cohort.settings.owners)
+        parts = CohortParts(cohort, program, view, Templates(program.path), reply_address)
+        self._parts[cohort.id] = parts
+        return parts
+
+
+def build_or_say_why(
+    row: Claimed,
+    batch: Batch,
+    parts: CohortParts,
+    timing: Timing,
+    step: Step,
+    now: dt.datetime,
+    *,
+    base_url: str,
+    keys: tuple[str, ...],
+    instance: str,
+) -> Outgoing | str:
+    """Render and compose one delivery's message; or say why it could not be built (a template
+    error, a value unfit for a header)."""
+    person = batch.participants[row.participant_id]
+    goal_rows = {g.goal: g for g in batch.goals.get(row.participant_id, [])}
+    dates, last_day = parts.dates(timing)
+    try:
+        recipient = recipient_of(
+            person,
+            parts.program,
+            timing,
+            {key: goal.id for key, goal in goal_rows.items()},
+            {key: goal.status for key, goal in goal_rows.items()},
+            participant_id=person.id,
+            vias={key: goal.via for key, goal in goal_rows.items()},
+            dates=dates,
+        )
+        links = links_for(base_url, keys, parts.reply_address, last_day)
+        built = build(
+            parts.templates, parts.view, recipient, step, when=row.due_at, delivery_id=str(row.id),
+            instance=instance, links=links, dated=max(now, row.due_at),
+        )  # fmt: skip
+        message = built.message
+        if row.message_id and row.message_id != message.message_id:
+            message = replace(
+                message, message_id=row.message_id
+            )  # a retry keeps the id it was first sent with
+        data = compose(message)
+    except (TemplateError, InvalidValue) as exc:
+        return f"could not be built: {exc}"
+    done = set((row.delivered_to or "").split(","))
+    recipients = [address for address in addresses([message.to, *message.cc]) if address not in done]
+    return Outgoing(row, addresses([message.sender])[0], recipients, data, message.message_id)
+
+
+# --- the composing process ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    row: Claimed
+    #: the signing keys, the one its Message-ID is made with first
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A batch's checked deliveries, with everything needed to build them and no database."""
+
+    now: dt.datetime
+    base_url: str
+    instance: str
+    #: each cohort's row and reply address
+    cohorts: dict[int, tuple[StoredCohort, str]]
+    batch: Batch
+    jobs: list[Job]
+
+
+_parts = CohortPartsCache()  # the composing process's own, kept from batch to batch
+_settled = False
+
+
+@dataclass(frozen=True)
+class Composed:
+    """What the composing process made of a task: for each job its message, why it could not be built,
+    or None (to be built in the sending process instead, where its step is checked again: the program
+    changed on disk in between); and the CPU and wall seconds it took."""
+
+    results: list[Outgoing | str | None]
+    cpu: float
+    wall: float
+
+
+def compose_task(task: Task) -> Composed:
+    """Build each job's message, or say why it could not be (runs in the composing process)."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    out: list[Outgoing | str | None] = []
+    for job in task.jobs:
+        cohort, reply_address = task.cohorts[job.row.cohort_id]
+        parts = _parts.get(cohort, reply_address)
+        timing = parts.timing(job.row, task.batch)
+        step = parts.step(job.row.step, timing)
+        if step is None:
+            out.append(None)
+            continue
+        out.append(
+            build_or_say_why(
+                job.row, task.batch, parts, timing, step, task.now,
+                base_url=task.base_url, keys=job.keys, instance=task.instance,
+            )
+        )  # fmt: skip
+    _settle()
+    return Composed(out, time.process_time() - cpu, time.perf_counter() - wall)
+
+
+def _settle() -> None:
+    """Once the first batch has loaded the templates, leave what is loaded out of later garbage
+    collections, as ``drip.service.freeze_startup_objects`` does for the sending process: each batch
+    makes thousands of objects, and full collections would walk all of it each time."""
+    global _settled
+    if not _settled:
+        gc.collect()
+        gc.freeze()
+        _settled = True
+
+
+#: batches composed before deciding whether the composing process has a core of its own
+TRIAL_BATCHES = 3
+#: the least share of a core it must have had while composing them
+FAIR_SHARE = 0.75
+
+
+class Composer:
+    """One composing process, started on first use.
+
+    After any failure it is no longer used. Unless asked for by the setting (``chosen``), it is also
+    given up when it turns out to have no core of its own: as many busy processes as cores (two
+    workers on two cores) share them, and composing aside would then only add the cost of passing
+    batches between processes.
+    """
+
+    def __init__(self, *, chosen: bool = False) -> None:
+        self.chosen = chosen
+        self._pool: ProcessPoolExecutor | None = None
+        self.failed = False
+        self.crowded = False
+        self._cpu = self._wall = 0.0
+        self._batches = 0
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def usable(self) -> bool:
+        return not (self.failed or self.crowded)
+
+    def submit(self, task: Task) -> Future[Composed]:
+        if self._pool is None:
+            # spawn, not fork: the sending process has threads and open database connections
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool.submit(compose_task, task)
+
+    def result(self, pending: Future[Composed]) -> list[Outgoing | str | None]:
+        """Wait for a batch; raises whatever broke the composing process."""
+        composed = pending.result()
+        self._batches += 1
+        if self._batches > 1:  # the first batch loads the templates, and is not typical
+            self._cpu += composed.cpu
+            self._wall += composed.wall
+        if (
+            not self.chosen
+            and not self.crowded
+            and self._batches > TRIAL_BATCHES
+            and self._cpu < FAIR_SHARE * self._wall
+        ):
+            share = self._cpu / self._wall
+            logger.info(
+                "composing in this process from now on: composing aside had %.0f%% of a core", share * 100
+            )
+            self.crowded = True
+        return composed.results
+
+    def give_up(self, why: BaseException) -> None:
+        """Stop using the composing process: the batch it failed on, and each one after, is built here."""
+        if not self.failed:
+            logger.warning("composing in this process from now on: the composing process failed: %r", why)
+        self.failed = True
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def composer_for(setting: int | None) -> Composer | None:
+    """Return a composer as set (1: always, 0: never), else one where the machine has cores to spare."""
+    if setting is not None:
+        return Composer(chosen=True) if setting > 0 else None
+    return Composer() if (os.cpu_count() or 1) > 1 else None

@@ -1,0 +1,155 @@
+"""Composing a large send in a process of its own: the same emails, each sent once, whatever it does."""
+
+import dataclasses
+import datetime as dt
+import logging
+import multiprocessing
+from concurrent.futures import Future
+
+import pytest
+from sqlalchemy import select, update
+
+from conftest import EMAILS, CohortFactory, SMTPServer
+from drip.config import load_settings
+from drip.launch import enrol
+from drip.launch.cohort import load_cohort
+from drip.sending.composer import TRIAL_BATCHES, Composed, Composer
+from drip.sending.dispatcher import Dispatcher
+from drip.sending.transport import open_transport
+from drip.storage.store import Store, delivery_table
+
+WELCOMES_DUE = dt.datetime(2027, 1, 11, 15, 0, tzinfo=dt.UTC)
+PEOPLE = 14
+#: small batches, so that a few people make a send of several full batches
+BATCH = 4
+ZONES = ["America/New_York", "Asia/Tokyo", "Europe/London"]
+
+
+@pytest.fixture
+def crowd(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> Store:
+    people = "".join(f"p{n}@example.com,Pat{n} Lee,{ZONES[n % 3]}\n" for n in range(PEOPLE))
+    with store.transaction() as conn:
+        enrol.sync_cohort(
+            conn, load_cohort(make_cohort(roster="email,name,timezone\n" + people), [EMAILS]), now
+        )
+    return store
+
+
+def worker(db: Store, url: str, composers: int, transport=None) -> Dispatcher:
+    base = load_settings(environ={}, options={"base_url": "https://drip.example.com"})
+    settings = dataclasses.replace(base, smtp_url=url, compose_processes=composers)
+    return Dispatcher(db, settings, transport or (lambda: open_transport(url)), batch_size=BATCH)
+
+
+def welcome_statuses(db: Store) -> list[str]:
+    with db.reading() as conn:
+        return list(
+            conn.execute(select(delivery_table.c.status).where(delivery_table.c.step == "welcome")).scalars()
+        )
+
+
+@pytest.fixture
+def submitted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each batch handed to a composing process."""
+    sizes: list[int] = []
+    submit = Composer.submit
+
+    def counted(self, task):
+        sizes.append(len(task.jobs))
+        return submit(self, task)
+
+    monkeypatch.setattr(Composer, "submit", counted)
+    return sizes
+
+
+def test_composed_aside_or_here_each_email_goes_once_and_byte_for_byte_the_same(
+    crowd: Store, relay: SMTPServer, submitted: list[int]
+) -> None:
+    tally = worker(crowd, relay.url, 1).run_until_idle(WELCOMES_DUE)
+    assert sum(submitted) == PEOPLE, "every batch was composed aside"
+    aside = sorted(m.data for m in relay.messages)
+    assert tally.sent == PEOPLE
+    assert sorted(m.recipients[0] for m in relay.messages) == sorted(
+        f"p{n}@example.com" for n in range(PEOPLE)
+    )
+    assert set(welcome_statuses(crowd)) == {"sent"}
+
+    # The same deliveries once more, composed in the sending process: the very same bytes.
+    with crowd.transaction() as conn:
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.step == "welcome")
+            .values(status="scheduled", message_id=None, sent_at=None, attempts=0)
+        )
+    relay.messages.clear()
+    submitted.clear()
+    assert worker(crowd, relay.url, 0).run_until_idle(WELCOMES_DUE).sent == PEOPLE
+    assert submitted == []
+    assert sorted(m.data for m in relay.messages) == aside
+
+
+def test_a_send_of_less_than_a_full_batch_is_composed_in_the_sending_process(
+    crowd: Store, relay: SMTPServer, submitted: list[int]
+) -> None:
+    base = load_settings(environ={}, options={"base_url": "https://drip.example.com"})
+    settings = dataclasses.replace(base, smtp_url=relay.url, compose_processes=1)
+    one_batch = Dispatcher(crowd, settings, lambda: open_transport(relay.url), batch_size=PEOPLE + 1)
+    assert one_batch.run_until_idle(WELCOMES_DUE).sent == PEOPLE
+    assert submitted == []  # starting a process would cost more than it saves
+
+
+def test_when_the_composing_process_dies_its_batches_are_built_here_and_each_email_goes_once(
+    crowd: Store, relay: SMTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    killed: list[int | None] = []
+
+    class KillingTheComposer:
+        """Kills the composing process at the first email, while it is composing the next batch."""
+
+        def __init__(self) -> None:
+            self.inner = open_transport(relay.url)
+
+        def send(self, *args):
+            if not killed:
+                for child in multiprocessing.active_children():
+                    child.kill()
+                    killed.append(child.pid)
+            return self.inner.send(*args)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    with caplog.at_level(logging.WARNING, logger="drip.sending.composer"):
+        tally = worker(crowd, relay.url, 1, KillingTheComposer).run_until_idle(WELCOMES_DUE)
+    assert killed, "the composing process was running"
+    assert "the composing process failed" in caplog.text
+    assert tally.sent == PEOPLE
+    recipients = [m.recipients[0] for m in relay.messages]
+    assert sorted(recipients) == sorted(f"p{n}@example.com" for n in range(PEOPLE))  # each once
+    assert set(welcome_statuses(crowd)) == {"sent"}
+
+
+def finished(cpu: float, wall: float) -> Future:
+    future: Future = Future()
+    future.set_result(Composed([], cpu, wall))
+    return future
+
+
+@pytest.mark.parametrize(
+    ("chosen", "share", "given_up"),
+    [
+        (False, 0.5, True),  # two busy processes per core: composing aside only adds the passing
+        (False, 0.9, False),  # a core of its own, nearly
+        (True, 0.5, False),  # DRIP_COMPOSE_PROCESSES=1 says so
+    ],
+)
+def test_composing_aside_stops_when_it_has_no_core_of_its_own(
+    chosen: bool, share: float, given_up: bool
+) -> None:
+    composer = Composer(chosen=chosen)
+    composer.result(finished(0.01, 1.0))  # the first batch loads the templates: not counted
+    for _ in range(TRIAL_BATCHES):
+        assert composer.usable
+        composer.result(finished(share, 1.0))
+    assert composer.usable is not given_up
+    assert not composer.failed
