@@ -4,7 +4,9 @@
     python bench/dispatch.py --smoke          # a tiny run against aiosmtpd, to check the script
 
 Each drip run is ``drip run --once`` in a fresh process on a freshly started
-cohort (SQLite), where every participant's welcome is due. Beside it, in the
+cohort (SQLite), where every participant's welcome is due, with drip's default
+settings; one more run of one process composes in the sending process
+(``DRIP_COMPOSE_PROCESSES=0``), to show what composing aside costs and gains. Beside it, in the
 same run, the raw ceiling: smtplib sending the same number of pre-built
 messages of the same size to the same sink over the same number of
 connections. "One process" is one drip process with one connection; "whole
@@ -110,11 +112,13 @@ class Measured:
         self.rate, self.cpu_us, self.server_us = rate, cpu_us, server_us
 
 
-def drip_runs(urls: list[str], smtp_url: str, folder: Path) -> Measured:
-    """Run one ``drip run --once`` per database at once; return the total messages per second and
-    the CPU of the drip processes (user + system, every thread) per email."""
+def drip_runs(urls: list[str], smtp_url: str, folder: Path, **settings: str) -> Measured:
+    """Run one ``drip run --once`` per database at once (with ``settings``, DRIP_ names, beside the
+    defaults); return the total messages per second and the CPU of the drip processes (user + system,
+    every thread, the composing process's included) per email."""
     env = drip_environment()
     env.update(DRIP_SMTP_URL=smtp_url, DRIP_BASE_URL="https://drip.example.com", DRIP_LEASE_SECONDS="600")
+    env.update(settings)
     cpu_before = children_cpu()
     processes = [
         subprocess.Popen(
@@ -264,7 +268,15 @@ def main() -> None:
     smtp_url = f"smtp://127.0.0.1:{port}"
     results: dict[str, list[Measured]] = {
         key: []
-        for key in ("one process", "one ceiling", "machine", "machine ceiling", "postgres", "minimal loop")
+        for key in (
+            "one process",
+            "one process, composing in place",
+            "one ceiling",
+            "machine",
+            "machine ceiling",
+            "postgres",
+            "minimal loop",
+        )  # fmt: skip
     }
     try:
         with tempfile.TemporaryDirectory(prefix="drip-dispatch-") as tmp:
@@ -276,6 +288,10 @@ def main() -> None:
             for run in range(args.runs):
                 one = prepare(folder, args.emails, f"one{run}")
                 results["one process"].append(drip_runs([one], smtp_url, folder))
+                in_place = prepare(folder, args.emails, f"inplace{run}")
+                results["one process, composing in place"].append(
+                    drip_runs([in_place], smtp_url, folder, DRIP_COMPOSE_PROCESSES="0")
+                )
                 results["one ceiling"].append(raw_runs(port, [args.emails], message))
                 pair = [prepare(folder, half, f"pair{run}a"), prepare(folder, half, f"pair{run}b")]
                 results["machine"].append(drip_runs(pair, smtp_url, folder))
@@ -354,6 +370,13 @@ def main() -> None:
                 and (most_server is None or (server is not None and server <= most_server)),
             )
         )
+    if results["one process, composing in place"]:
+        rate = median("one process, composing in place", "rate") or 0.0
+        cpu = median("one process, composing in place", "cpu_us") or 0.0
+        raw_rate, raw_cpu = median("one ceiling", "rate") or 1.0, median("one ceiling", "cpu_us") or 1.0
+        label = "one process, composing in place (DRIP_COMPOSE_PROCESSES=0)"
+        print(f"| {label} | {rate:,.0f} | {cpu:,.0f} | {raw_rate:,.0f} | {raw_cpu:,.0f} "
+              f"| {rate / raw_rate:.0%} | {cpu / raw_cpu:.1f}x | |")  # fmt: skip
     if results["minimal loop"]:
         rate, cpu = median("minimal loop", "rate") or 0.0, median("minimal loop", "cpu_us") or 0.0
         server = median("minimal loop", "server_us")

@@ -4,7 +4,10 @@ import dataclasses
 import datetime as dt
 import logging
 import multiprocessing
-from concurrent.futures import Future
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -122,17 +125,11 @@ def test_when_the_composing_process_dies_its_batches_are_built_here_and_each_ema
     with caplog.at_level(logging.WARNING, logger="drip.sending.composer"):
         tally = worker(crowd, relay.url, 1, KillingTheComposer).run_until_idle(WELCOMES_DUE)
     assert killed, "the composing process was running"
-    assert "the composing process failed" in caplog.text
+    assert "composing in this process from now on: the composing process" in caplog.text
     assert tally.sent == PEOPLE
     recipients = [m.recipients[0] for m in relay.messages]
     assert sorted(recipients) == sorted(f"p{n}@example.com" for n in range(PEOPLE))  # each once
     assert set(welcome_statuses(crowd)) == {"sent"}
-
-
-def finished(cpu: float, wall: float) -> Future:
-    future: Future = Future()
-    future.set_result(Composed([], cpu, wall))
-    return future
 
 
 @pytest.mark.parametrize(
@@ -147,9 +144,46 @@ def test_composing_aside_stops_when_it_has_no_core_of_its_own(
     chosen: bool, share: float, given_up: bool
 ) -> None:
     composer = Composer(chosen=chosen)
-    composer.result(finished(0.01, 1.0))  # the first batch loads the templates: not counted
+    composer.judge(Composed([], 0.01, 1.0))  # the first batch loads the templates: not counted
     for _ in range(TRIAL_BATCHES):
         assert composer.usable
-        composer.result(finished(share, 1.0))
+        composer.judge(Composed([], share, 1.0))
     assert composer.usable is not given_up
     assert not composer.failed
+
+
+ORPHANING = """
+import datetime as dt, multiprocessing, time
+from drip.sending.composer import Composer, Task
+from drip.storage.records import Batch
+
+if __name__ == "__main__":
+    composer = Composer(chosen=True)
+    composer.submit(Task(dt.datetime.now(dt.UTC), "https://drip.example.com", "i", {}, Batch({}, {}, {}), []))
+    composer.result()
+    print(multiprocessing.active_children()[0].pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")  # ended; a zombie only waits for its new parent to reap it
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_composing_process_ends_when_the_sending_process_is_killed() -> None:
+    """kill -9 of a worker must not leave its composing process behind."""
+    with subprocess.Popen([sys.executable, "-c", ORPHANING], stdout=subprocess.PIPE, text=True) as sender:
+        assert sender.stdout is not None
+        pid = int(sender.stdout.readline())
+        assert not _gone(pid)
+        sender.kill()
+        sender.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(pid)

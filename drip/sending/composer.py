@@ -13,17 +13,22 @@ vanish, its batch is built in the sending process, and so is every batch after.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import logging
 import multiprocessing
 import os
+import queue as queues
+import signal
+import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
-from drip.core.errors import TemplateError
+from drip.core.errors import DripError, TemplateError
 from drip.core.memo import Memo
 from drip.core.message import CohortView, build, links_for, recipient_of
 from drip.core.mime import addresses, compose
@@ -224,6 +229,46 @@ def _settle() -> None:
         _settled = True
 
 
+def _serve(tasks: Connection, results: Connection) -> None:
+    """The composing process: compose each task that arrives, in order, until told to stop or the
+    sending process is gone.
+
+    A thread reads the tasks as they come, so the sending process never waits to hand one over while
+    this process is handing back the last one's messages (pipes hold only so much).
+    """
+    # Ctrl-C reaches every process of the terminal's group: the sending process stops cleanly and
+    # ends this one; were it interrupted itself, the batch it held would only be built again there.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    arrived: queues.SimpleQueue[Task | None] = queues.SimpleQueue()
+
+    def read() -> None:
+        try:
+            while True:
+                arrived.put(tasks.recv())
+        except (EOFError, OSError):  # the sending process closed its end, or died
+            arrived.put(None)
+
+    threading.Thread(target=read, name="drip-composer-tasks", daemon=True).start()
+    while (task := arrived.get()) is not None:
+        try:
+            results.send(compose_task(task))
+        except (EOFError, OSError):  # the sending process is gone
+            break
+        except Exception as exc:  # noqa: BLE001 - a mistake in drip: said, and the batch built there instead
+            results.send(Failed(f"{type(exc).__name__}: {exc}"))
+
+
+@dataclass(frozen=True)
+class Failed:
+    """What the composing process says when composing a task raised."""
+
+    error: str
+
+
+class ComposerGone(DripError):
+    """The composing process failed or vanished."""
+
+
 #: batches composed before deciding whether the composing process has a core of its own
 TRIAL_BATCHES = 3
 #: the least share of a core it must have had while composing them
@@ -231,7 +276,7 @@ FAIR_SHARE = 0.75
 
 
 class Composer:
-    """One composing process, started on first use.
+    """One composing process, started on first use, given tasks and giving back their messages in order.
 
     After any failure it is no longer used. Unless asked for by the setting (``chosen``), it is also
     given up when it turns out to have no core of its own: as many busy processes as cores (two
@@ -241,7 +286,9 @@ class Composer:
 
     def __init__(self, *, chosen: bool = False) -> None:
         self.chosen = chosen
-        self._pool: ProcessPoolExecutor | None = None
+        self._process: BaseProcess | None = None
+        self._tasks: Connection | None = None
+        self._results: Connection | None = None
         self.failed = False
         self.crowded = False
         self._cpu = self._wall = 0.0
@@ -249,21 +296,56 @@ class Composer:
 
     @property
     def started(self) -> bool:
-        return self._pool is not None
+        return self._process is not None
 
     @property
     def usable(self) -> bool:
         return not (self.failed or self.crowded)
 
-    def submit(self, task: Task) -> Future[Composed]:
-        if self._pool is None:
-            # spawn, not fork: the sending process has threads and open database connections
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        return self._pool.submit(compose_task, task)
+    def _start(self) -> None:
+        # spawn, not fork: the sending process has threads and open database connections
+        context = multiprocessing.get_context("spawn")
+        their_tasks, self._tasks = context.Pipe(duplex=False)
+        self._results, their_results = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_serve, args=(their_tasks, their_results), name="drip-composer", daemon=True
+        )
+        self._process.start()
+        # Only the composing process holds these ends now: when it dies, reading its results ends.
+        their_tasks.close()
+        their_results.close()
 
-    def result(self, pending: Future[Composed]) -> list[Outgoing | str | None]:
-        """Wait for a batch; raises whatever broke the composing process."""
-        composed = pending.result()
+    def submit(self, task: Task) -> None:
+        """Hand over a task; its messages come back, in turn, from :meth:`result`. Raises ComposerGone."""
+        if self.failed:
+            raise ComposerGone("the composing process was given up")
+        if self._process is None:
+            self._start()
+        assert self._tasks is not None
+        try:
+            self._tasks.send(task)
+        except OSError as exc:
+            raise ComposerGone(f"the composing process is gone: {exc}") from None
+
+    def result(self) -> list[Outgoing | str | None]:
+        """Return the messages of the oldest task not yet returned. Raises ComposerGone."""
+        if self._results is None or self._process is None:  # given up with this task still in it
+            raise ComposerGone("the composing process was given up")
+        try:
+            while not self._results.poll(0.5):
+                if not self._process.is_alive():
+                    raise ComposerGone(f"the composing process ended (exit code {self._process.exitcode})")
+            composed = self._results.recv()
+        except (EOFError, OSError) as exc:
+            raise ComposerGone(f"the composing process ended: {exc!r}") from None
+        if isinstance(composed, Failed):
+            raise ComposerGone(f"the composing process failed: {composed.error}")
+        self.judge(composed)
+        results: list[Outgoing | str | None] = composed.results
+        return results
+
+    def judge(self, composed: Composed) -> None:
+        """Count a batch's CPU and wall time; past the trial, decide whether composing aside pays."""
         self._batches += 1
         if self._batches > 1:  # the first batch loads the templates, and is not typical
             self._cpu += composed.cpu
@@ -279,19 +361,28 @@ class Composer:
                 "composing in this process from now on: composing aside had %.0f%% of a core", share * 100
             )
             self.crowded = True
-        return composed.results
 
     def give_up(self, why: BaseException) -> None:
         """Stop using the composing process: the batch it failed on, and each one after, is built here."""
         if not self.failed:
-            logger.warning("composing in this process from now on: the composing process failed: %r", why)
+            logger.warning("composing in this process from now on: %s", why)
         self.failed = True
         self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """End the composing process, waiting a little for it to finish its batch."""
+        if self._process is None:
+            return
+        assert self._tasks is not None and self._results is not None
+        with contextlib.suppress(OSError):
+            self._tasks.send(None)
+        self._tasks.close()  # its reader sees the end even if the message above could not go
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._results.close()
+        self._process = None
 
 
 def composer_for(setting: int | None) -> Composer | None:

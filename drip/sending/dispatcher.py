@@ -18,7 +18,6 @@ import queue as queues
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +33,8 @@ from drip.sending import claims
 from drip.sending.composer import (
     CohortParts,
     CohortPartsCache,
-    Composed,
     Composer,
+    ComposerGone,
     Job,
     Outgoing,
     Task,
@@ -121,8 +120,8 @@ class _Prepared:
     batch: claims.Batch
     jobs: list[_Job]
     ready: list[Outgoing] = field(default_factory=list)
+    #: the composing process building it, if any
     composer: Composer | None = None
-    pending: Future[Composed] | None = None
 
 
 class _Hold:
@@ -227,7 +226,7 @@ class Dispatcher:
                 if waiting is not None:
                     hand_over_all(self._collect(waiting, now, tally))
                     waiting = None
-                if prepared.pending is None:
+                if prepared.composer is None:
                     hand_over_all(prepared.ready)
                 else:
                     waiting = prepared
@@ -497,21 +496,21 @@ class Dispatcher:
                 batch, [Job(row, self._keys_for(row)) for row, _, _, _ in jobs],
             )  # fmt: skip
             try:
-                prepared.pending = composer.submit(task)
+                composer.submit(task)
                 prepared.composer = composer
-            except Exception as exc:  # noqa: BLE001 - a process found dead on the way in: build here
+            except ComposerGone as exc:
                 composer.give_up(exc)
-        if prepared.pending is None:
+        if prepared.composer is None:
             prepared.ready = self._build_here(prepared, jobs, now, tally)
         return prepared
 
     def _collect(self, prepared: _Prepared, now: dt.datetime, tally: Tally) -> list[Outgoing]:
         """Return the messages the composing process built for ``prepared``, ending those it could not
         build; if it failed, build the batch here, and every batch after."""
-        assert prepared.pending is not None and prepared.composer is not None
+        assert prepared.composer is not None
         try:
-            results = prepared.composer.result(prepared.pending)
-        except Exception as exc:  # noqa: BLE001 - whatever broke the composing process, the batch still goes
+            results = prepared.composer.result()
+        except ComposerGone as exc:
             prepared.composer.give_up(exc)
             return self._build_here(prepared, prepared.jobs, now, tally)
         ready: list[Outgoing] = []
