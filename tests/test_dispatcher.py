@@ -279,14 +279,14 @@ def test_an_unsubscribe_between_claim_and_send_is_honoured(
     """The click lands after a worker claimed Ben's welcome and before it went: nothing goes to Ben."""
     prepare = Dispatcher._prepare
 
-    def unsubscribe_then_prepare(self, rows, now, tally):
+    def unsubscribe_then_prepare(self, rows, now, tally, composer=None):
         with started.transaction() as conn:  # as the link page's transaction would, after the claim
             conn.execute(
                 update(participant_table)
                 .where(participant_table.c.email == BEN)
                 .values(status="unsubscribed")
             )
-        return prepare(self, rows, now, tally)
+        return prepare(self, rows, now, tally, composer)
 
     monkeypatch.setattr(Dispatcher, "_prepare", unsubscribe_then_prepare)
     tally = dispatcher(started, relay.url).run_until_idle(WELCOMES_DUE)
