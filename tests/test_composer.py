@@ -16,7 +16,7 @@ from conftest import EMAILS, CohortFactory, SMTPServer
 from drip.config import load_settings
 from drip.launch import enrol
 from drip.launch.cohort import load_cohort
-from drip.sending.composer import TRIAL_BATCHES, Composed, Composer
+from drip.sending.composer import TRIAL_BATCHES, Composed, Composer, IdleMeter
 from drip.sending.dispatcher import Dispatcher
 from drip.sending.transport import open_transport
 from drip.storage.store import Store, delivery_table
@@ -187,3 +187,48 @@ def test_the_composing_process_ends_when_the_sending_process_is_killed() -> None
         while not _gone(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _gone(pid)
+
+
+class FakeMachine:
+    """A /proc/stat whose first line the test writes, and a clock the test moves."""
+
+    def __init__(self, folder: Path) -> None:
+        self.stat, self.now = folder / "stat", 100.0
+        self.busy = self.idle = 0
+        self.write()
+
+    def write(self) -> None:
+        # user nice system idle iowait irq softirq steal guest guest_nice
+        self.stat.write_text(f"cpu  {self.busy} 0 0 {self.idle} 0 0 0 0 0 0\ncpu0 ...\n")
+
+    def run(self, seconds: float, idle_share: float, cores: int) -> None:
+        jiffies = int(seconds * 100 * cores)
+        self.idle += int(jiffies * idle_share)
+        self.busy += jiffies - int(jiffies * idle_share)
+        self.now += seconds
+        self.write()
+
+
+@pytest.mark.parametrize(("idle_share", "takes"), [(0.5, True), (0.05, False)])
+def test_composing_aside_starts_only_where_a_core_sat_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle_share: float, takes: bool
+) -> None:
+    """One worker on two cores leaves about one idle; two workers leave none."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    machine = FakeMachine(tmp_path)
+    composer = Composer(meter=IdleMeter(machine.stat, lambda: machine.now))
+    machine.run(0.05, idle_share, cores=2)
+    assert not composer.takes(full=True), "not before the machine was watched a while"
+    assert composer.usable
+    machine.run(0.5, idle_share, cores=2)
+    assert not composer.takes(full=False), "a batch that is not full never starts it"
+    assert composer.takes(full=True) is takes
+    assert composer.usable is takes  # decided once
+    assert not composer.started
+
+
+def test_a_machine_that_does_not_say_how_idle_it_is_composes_in_place(tmp_path: Path) -> None:
+    clock = iter([0.0, 1.0, 2.0])
+    composer = Composer(meter=IdleMeter(tmp_path / "no-such-stat", lambda: next(clock)))
+    assert not composer.takes(full=True)
+    assert Composer(chosen=True, meter=IdleMeter(tmp_path / "no-such-stat")).takes(full=True)

@@ -23,10 +23,11 @@ import queue as queues
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from drip.core.errors import DripError, TemplateError
 from drip.core.memo import Memo
@@ -273,19 +274,57 @@ class ComposerGone(DripError):
 TRIAL_BATCHES = 3
 #: the least share of a core it must have had while composing them
 FAIR_SHARE = 0.75
+#: how long the machine's idle time is watched before a composing process may start
+WATCH_SECONDS = 0.2
+#: how much of a core must have been idle meanwhile, on average
+SPARE_CORE = 0.5
+
+
+class IdleMeter:
+    """How many cores of the machine sat idle, on average, since it was made (Linux's /proc/stat)."""
+
+    def __init__(self, stat: Path = Path("/proc/stat"), clock: Callable[[], float] = time.monotonic) -> None:
+        self.stat, self.clock = stat, clock
+        self.began, self.first = clock(), self._read()
+
+    def _read(self) -> tuple[int, int] | None:
+        """Return the idle and total jiffies of every core so far; None where they cannot be read."""
+        try:
+            with self.stat.open() as lines:
+                fields = [int(value) for value in lines.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        if len(fields) < 4:
+            return None
+        # user nice system idle iowait irq softirq steal ...; guests are counted in user already
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return idle, sum(fields[:8])
+
+    def idle_cores(self) -> float | None:
+        """Return the idle cores since the start; None until WATCH_SECONDS have passed. A machine that
+        does not say counts as having none to spare."""
+        if self.clock() - self.began < WATCH_SECONDS:
+            return None
+        now = self._read()
+        if self.first is None or now is None or now[1] <= self.first[1]:
+            return 0.0
+        share = (now[0] - self.first[0]) / (now[1] - self.first[1])
+        return share * (os.cpu_count() or 1)
 
 
 class Composer:
     """One composing process, started on first use, given tasks and giving back their messages in order.
 
-    After any failure it is no longer used. Unless asked for by the setting (``chosen``), it is also
-    given up when it turns out to have no core of its own: as many busy processes as cores (two
-    workers on two cores) share them, and composing aside would then only add the cost of passing
-    batches between processes.
+    After any failure it is no longer used. Unless asked for by the setting (``chosen``), it starts
+    only where the machine has a core to spare, and is given up when it turns out to have had less
+    than FAIR_SHARE of one: with as many busy processes as cores (two workers on two cores),
+    composing aside only adds the cost of passing batches between processes.
     """
 
-    def __init__(self, *, chosen: bool = False) -> None:
+    def __init__(self, *, chosen: bool = False, meter: IdleMeter | None = None) -> None:
         self.chosen = chosen
+        #: watches the machine from the start of the run, to decide whether to start at all
+        self.meter = meter or IdleMeter()
         self._process: BaseProcess | None = None
         self._tasks: Connection | None = None
         self._results: Connection | None = None
@@ -301,6 +340,29 @@ class Composer:
     @property
     def usable(self) -> bool:
         return not (self.failed or self.crowded)
+
+    def takes(self, full: bool) -> bool:
+        """Say whether to hand over the batch just claimed (``full``: as large as a claim takes).
+
+        Once started, it takes every batch while it is usable. It starts at a full batch: more is
+        due than one batch, so the next can be claimed while this one is composed. Unless chosen, only
+        where the machine had a core to spare while this run began; until that is known (a fraction
+        of a second), batches are built in the sending process.
+        """
+        if not self.usable:
+            return False
+        if self.started or self.chosen:
+            return self.started or full
+        if not full:
+            return False
+        idle = self.meter.idle_cores()
+        if idle is None:
+            return False
+        if idle < SPARE_CORE:
+            logger.info("composing in this process: %.1f of the machine's cores were idle", idle)
+            self.crowded = True
+            return False
+        return True
 
     def _start(self) -> None:
         # spawn, not fork: the sending process has threads and open database connections

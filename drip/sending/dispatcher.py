@@ -216,12 +216,7 @@ class Dispatcher:
                     )  # fmt: skip
                 if not rows:
                     break
-                # A full batch means more is due than one batch: compose aside while the next is claimed.
-                aside = (
-                    composer is not None
-                    and not composer.failed
-                    and (composer.started or len(rows) >= batch_size)
-                )
+                aside = composer is not None and composer.takes(len(rows) >= batch_size)
                 prepared = self._prepare(rows, now, tally, composer if aside else None)
                 if waiting is not None:
                     hand_over_all(self._collect(waiting, now, tally))
