@@ -232,3 +232,31 @@ def test_a_machine_that_does_not_say_how_idle_it_is_composes_in_place(tmp_path: 
     composer = Composer(meter=IdleMeter(tmp_path / "no-such-stat", lambda: next(clock)))
     assert not composer.takes(full=True)
     assert Composer(chosen=True, meter=IdleMeter(tmp_path / "no-such-stat")).takes(full=True)
+
+
+def test_stopping_while_a_batch_is_composed_aside_gives_it_back_promptly(
+    crowd: Store, relay: SMTPServer
+) -> None:
+    """SIGTERM lands while the composing process holds a batch: the run ends at once, what was not
+    sent goes back to the queue unsent, and nothing is lost."""
+    holder: list[Dispatcher] = []
+
+    class StoppingAtTheFirstEmail:
+        def __init__(self) -> None:
+            self.inner = open_transport(relay.url)
+
+        def send(self, *args):
+            holder[0].stop.set()  # as drip run's SIGTERM handler does
+            return self.inner.send(*args)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    holder.append(worker(crowd, relay.url, 1, StoppingAtTheFirstEmail))
+    began = time.monotonic()
+    tally = holder[0].run_until_idle(WELCOMES_DUE)
+    assert time.monotonic() - began < 4, "no wait for the composing process"
+    statuses = welcome_statuses(crowd)
+    assert tally.sent == statuses.count("sent") == len(relay.messages) >= 1
+    assert statuses.count("scheduled") == PEOPLE - tally.sent  # given back, none left claimed
+    assert multiprocessing.active_children() == []

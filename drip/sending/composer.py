@@ -432,18 +432,18 @@ class Composer:
         self.close()
 
     def close(self) -> None:
-        """End the composing process, waiting a little for it to finish its batch."""
+        """End the composing process; a batch it still holds is not waited for (it goes back unsent)."""
         if self._process is None:
             return
         assert self._tasks is not None and self._results is not None
         with contextlib.suppress(OSError):
             self._tasks.send(None)
         self._tasks.close()  # its reader sees the end even if the message above could not go
+        self._results.close()  # and a batch it is still handing back meets a closed pipe, not a wait
         self._process.join(5)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
-        self._results.close()
         self._process = None
 
 
