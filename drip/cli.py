@@ -17,6 +17,7 @@ import click
 from drip import __version__, changes, service
 from drip.config import SECRET_SETTINGS, SETTING_NAMES, Settings, load_settings, redact_url
 from drip.core.errors import DripError
+from drip.core.heap import freeze_startup_objects
 from drip.core.states import CohortStatus
 from drip.core.values import Address, InvalidValue, parse_email, parse_instant, terminal_safe
 from drip.launch import checks, enrol, proofs
@@ -523,7 +524,7 @@ def run(
         raise click.UsageError("--until is before --now")
     say = _say
     store = app.store()
-    service.freeze_startup_objects()
+    freeze_startup_objects()
     try:
         if once:
             began = time.perf_counter()
@@ -574,7 +575,7 @@ def ingest(
     )  # fmt: skip
     with mailboxes.opened(source), service.forwarding(settings) as send:
         ingester = Ingester(app.store(), settings, send)
-        service.freeze_startup_objects()
+        freeze_startup_objects()
         tally = ingester.read(source, now or dt.datetime.now(dt.UTC))
     echo(f"{tally.summary()}.")
     if tally.forward_failures:
@@ -624,7 +625,7 @@ def serve(app: App, listen: str | None, host: str | None, port: int | None, now:
     web = create_app(settings, clock)
     server = service.web_server(settings, web, "or give --listen")
     _say(f"Serving {settings.base_url} on {host}:{port}. Stop with Ctrl-C.")
-    service.freeze_startup_objects()
+    freeze_startup_objects()
     with service.replaying_kept_clicks(web):
         try:
             server.run()

@@ -11,7 +11,6 @@ finish the message in flight, give back the rest, and exit.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
 import signal
 import threading
@@ -311,14 +310,6 @@ def relay_pause(in_a_row: int) -> dt.timedelta:
 def _said(pause: dt.timedelta) -> str:
     minutes = int(pause.total_seconds() // 60)
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
-
-
-def freeze_startup_objects() -> None:
-    """Leave what start-up made (modules, compiled statements, templates) out of every later
-    garbage collection. A long run otherwise walks all of it again in each full collection:
-    a tenth of the CPU of a click, counted in instructions."""
-    gc.collect()  # garbage first, or it would be kept for good
-    gc.freeze()
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import logging
 import multiprocessing
 import os
@@ -30,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from drip.core.errors import DripError, TemplateError
+from drip.core.heap import freeze_startup_objects
 from drip.core.memo import Memo
 from drip.core.message import CohortView, build, links_for, recipient_of
 from drip.core.mime import addresses, compose
@@ -221,12 +221,11 @@ def compose_task(task: Task) -> Composed:
 
 def _settle() -> None:
     """Once the first batch has loaded the templates, leave what is loaded out of later garbage
-    collections, as ``drip.service.freeze_startup_objects`` does for the sending process: each batch
-    makes thousands of objects, and full collections would walk all of it each time."""
+    collections, as the sending process does: each batch makes thousands of objects, and full
+    collections would walk all of it each time."""
     global _settled
     if not _settled:
-        gc.collect()
-        gc.freeze()
+        freeze_startup_objects()
         _settled = True
 
 

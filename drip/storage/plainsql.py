@@ -26,7 +26,9 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from drip.storage.tables import as_utc, sqlite_text
+from drip.storage import decode
+from drip.storage.decode import as_utc
+from drip.storage.tables import sqlite_text
 
 
 class Plain:
@@ -100,25 +102,10 @@ class Plain:
 
     # --- values coming out --------------------------------------------------------
 
-    @staticmethod
-    def read_instant(value: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else as_utc(value)
-
-    @staticmethod
-    def read_date(value: Any) -> dt.date:
-        return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
-
-    @classmethod
-    def read_optional_date(cls, value: Any) -> dt.date | None:
-        return None if value is None else cls.read_date(value)
-
-    @staticmethod
-    def read_json(value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str | bytes) else value
+    read_instant = staticmethod(decode.read_instant)
+    read_date = staticmethod(decode.read_date)
+    read_optional_date = staticmethod(decode.read_optional_date)
+    read_json = staticmethod(decode.read_json)
 
 
 _PYFORMAT: dict[str, str] = {}

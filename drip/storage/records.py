@@ -26,6 +26,7 @@ from drip.core.mime import Mailbox
 from drip.core.plan import PlannedStep, Timing
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.core.values import first_name, parse_clock
+from drip.storage.decode import read_date, read_instant, read_json, read_optional_date
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -224,15 +225,12 @@ class StoredParticipant:
     @classmethod
     def from_driver(cls, row: Sequence[Any]) -> StoredParticipant:
         """Decode :attr:`COLUMNS`, in order, as the database driver returns them (plain SQL)."""
-        from drip.storage.plainsql import (
-            Plain,
-        )  # here: records cross to the composing process without SQLAlchemy
 
         ident, cohort_id, email, email_key, name, zone, delegate, delegate_key, bounced = row[:9]
         fields, status, signature, roster_row = row[9:]
         return cls(
             ident, cohort_id, email, email_key, name, zone, delegate, delegate_key, bounced,
-            Plain.read_json(fields) or {}, ParticipantStatus(status), signature, roster_row,
+            read_json(fields) or {}, ParticipantStatus(status), signature, roster_row,
         )  # fmt: skip
 
     def to_row(self) -> dict[str, Any]:
@@ -269,14 +267,11 @@ class StoredGoal:
     @classmethod
     def from_driver(cls, row: Sequence[Any]) -> StoredGoal:
         """Decode :attr:`COLUMNS`, in order, as the database driver returns them (plain SQL)."""
-        from drip.storage.plainsql import (
-            Plain,
-        )  # here: records cross to the composing process without SQLAlchemy
 
         ident, goal, status, deadline, completed_at, via, override, snoozed_at = row
         return cls(
-            ident, goal, GoalStatus(status), Plain.read_date(deadline), Plain.read_instant(completed_at),
-            via, Plain.read_optional_date(override), Plain.read_instant(snoozed_at),
+            ident, goal, GoalStatus(status), read_date(deadline), read_instant(completed_at),
+            via, read_optional_date(override), read_instant(snoozed_at),
         )  # fmt: skip
 
 

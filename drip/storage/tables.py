@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from drip.storage.decode import as_utc
+
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """An instant: refuses naive datetimes, stores UTC, returns aware UTC.
@@ -72,15 +74,6 @@ def sqlite_text(value: dt.datetime) -> str:
     the same few (``now``, and send times shared by everyone in one zone).
     """
     return as_utc(value).isoformat(" ", "microseconds")[:26]
-
-
-def as_utc(value: dt.datetime) -> dt.datetime:
-    """Return ``value`` in UTC; refuse anything but an aware datetime."""
-    if getattr(value, "tzinfo", None) is dt.UTC:
-        return value
-    if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"refusing to store {value!r}: instants must be aware datetimes")
-    return value.astimezone(dt.UTC)
 
 
 # BIGINT on PostgreSQL (a busy install passes 2**31 events); plain INTEGER on
