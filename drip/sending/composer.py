@@ -350,10 +350,12 @@ class Composer:
         """
         if not self.usable:
             return False
-        if self.started or self.chosen:
-            return self.started or full
+        if self.started:
+            return True
         if not full:
             return False
+        if self.chosen:
+            return True
         idle = self.meter.idle_cores()
         if idle is None:
             return False
@@ -396,14 +398,13 @@ class Composer:
             while not self._results.poll(0.5):
                 if not self._process.is_alive():
                     raise ComposerGone(f"the composing process ended (exit code {self._process.exitcode})")
-            composed = self._results.recv()
+            composed: Composed | Failed = self._results.recv()
         except (EOFError, OSError) as exc:
             raise ComposerGone(f"the composing process ended: {exc!r}") from None
         if isinstance(composed, Failed):
             raise ComposerGone(f"the composing process failed: {composed.error}")
         self.judge(composed)
-        results: list[Outgoing | str | None] = composed.results
-        return results
+        return composed.results
 
     def judge(self, composed: Composed) -> None:
         """Count a batch's CPU and wall time; past the trial, decide whether composing aside pays."""
