@@ -150,7 +150,7 @@ def test_the_digest_tells_the_week(walked: Walked) -> None:
     rows = {row["key"]: row for row in first.goal_rows()}
     assert rows["short"]["counts"]["done"] == 2 and rows["short"]["share"] == 0.5
     assert [p.email for p in rows["short"]["overdue"]] == ["cleo@example.com", "dora@example.com"]
-    assert first.subject == "Test cohort: the week to 1 February"
+    assert first.subject == "Week to 1 February: Test cohort"
 
     second = read_week(walked, FEB_1 + digest.WEEK)
     assert [(p.email, key) for p, key, _ in second.completions] == [("ben@example.com", "short")]
@@ -172,7 +172,7 @@ def test_the_digest_message(walked: Walked) -> None:
     message = message_from_bytes(data, policy=policy.default)
     assert message["To"] == "owner@example.com" and message["From"] == "Comms <comms@example.com>"
     assert message["Auto-Submitted"] == "auto-generated", "no out-of-office replies to it"
-    assert message["Subject"] == "Test cohort: the week to 1 February"
+    assert message["Subject"] == "Week to 1 February: Test cohort"
     report = next(message.iter_attachments())
     assert report.get_filename() == "test-cohort-report.html" and "<svg" in report.get_content()
     assert "Ana Ruiz" in message.get_body(("plain",)).get_content()
@@ -219,9 +219,7 @@ def digests_received(smtp_server: SMTPServer) -> list:
 def test_drip_run_sent_one_digest_a_week_on_the_walk(walked: Walked, smtp_server: SMTPServer) -> None:
     received = digests_received(smtp_server)
     subjects = [m.message["Subject"] for m in received]
-    assert subjects == [
-        f"Test cohort: the week to {day}" for day in ("18 January", "25 January", "1 February")
-    ]
+    assert subjects == [f"Week to {day}: Test cohort" for day in ("18 January", "25 January", "1 February")]
     assert {m.recipients[0] for m in received} == {"owner@example.com"}
     assert len({m.message["Message-ID"] for m in received}) == 3
 

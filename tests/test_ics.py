@@ -38,6 +38,20 @@ def test_all_day_event_on_the_deadline() -> None:
     assert str(event["URL"]) == "https://drip.example.com/done/abc"
 
 
+@given(name=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60))
+def test_the_organizer_reads_back_for_any_sender_name(name: str) -> None:
+    """RFC 5546: a PUBLISH event names its ORGANIZER; a name with : ; , is quoted, quotes and backslashes
+    are dropped."""
+    data = deadline_event(
+        uid="u", summary="s", description="", day=dt.date(2027, 2, 1), stamp=STAMP,
+        organizer=(name, "comms@example.com"),
+    )  # fmt: skip
+    organizer = icalendar.Calendar.from_ical(data).walk("VEVENT")[0]["ORGANIZER"]
+    assert str(organizer) == "mailto:comms@example.com"
+    kept = "".join(char for char in name if char not in '"\\' and char.isprintable()).strip()
+    assert organizer.params.get("CN", "") == kept
+
+
 def test_a_later_email_has_a_higher_sequence() -> None:
     def sequence(stamp: dt.datetime) -> int:
         data = deadline_event(uid="u", summary="s", description="", day=dt.date(2027, 2, 1), stamp=stamp)

@@ -68,6 +68,14 @@ def test_headers_parts_and_inlined_styles() -> None:
         unsubscribe.startswith("<https://drip.example.com/unsubscribe/") and ", <mailto:comms+" in unsubscribe
     )
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail["List-Id"] == '"Northwind leadership, winter 2027" <example.northwind.example>'
+    assert mail["Feedback-ID"] == "example:short-reminder:northwind.example"
+    assert mail["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    organizer = icalendar.Calendar.from_ical(mail.get_payload()[-1].get_content()).walk("VEVENT")[0][
+        "ORGANIZER"
+    ]
+    assert str(organizer) == "mailto:comms@northwind.example"
+    assert organizer.params["CN"] == "Northwind Communications"
     assert [p.get_content_type() for p in mail.walk()] == [
         "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/calendar",
     ]  # fmt: skip
@@ -78,6 +86,41 @@ def test_headers_parts_and_inlined_styles() -> None:
     text = mail.get_body(("plain",)).get_content()
     assert "Hi James," in text and "Mark it done (https://drip.example.com/done/" in text
     assert all(len(line) <= 998 for line in parsed.split(b"\r\n"))
+
+
+@pytest.mark.parametrize(
+    ("name", "list_id"),
+    [
+        ("Exec social 2027", "Exec social 2027 <test-cohort.example.com>"),
+        ("Crawl: spring, EMEA", '"Crawl: spring, EMEA" <test-cohort.example.com>'),
+        ("Führungskräfte 2027", "<test-cohort.example.com>"),  # never an encoded-word in a header drip writes
+    ],
+)
+def test_list_id_names_the_cohort(make_cohort: CohortFactory, name: str, list_id: str) -> None:
+    folder = make_cohort(toml=COHORT_TOML.replace('name = "Test cohort"', f'name = "{name}"'))
+    welcome = next(b for s, b in emails(folder) if s.key == "welcome").message
+    assert dict(welcome.headers)["List-Id"] == list_id
+
+
+def test_a_long_list_unsubscribe_folds_at_its_comma_without_encoded_words(make_cohort: CohortFactory) -> None:
+    cohort = load_cohort(make_cohort(), [EMAILS])
+    person = cohort.participants[0]
+    timing = cohort.timing(person)
+    links = links_for(
+        "https://links.training.northwind-traders-international.example/drip", KEYS,
+        "comms@example.com", program_end(cohort.program, timing),
+    )  # fmt: skip
+    step = cohort.program.step("welcome")
+    assert step is not None
+    built = build(
+        Templates(cohort.program.path), cohort_view(cohort), recipient_of(person, cohort.program, timing, {}),
+        step, when=WHEN, delivery_id="42", instance="ab12", links=links,
+    )  # fmt: skip
+    head = built.as_bytes().split(b"\r\n\r\n")[0].decode()
+    line = head[head.index("List-Unsubscribe:") :].split("\r\nList-Unsubscribe-Post")[0]
+    assert "=?" not in line and line.count("\r\n ") >= 1
+    assert all(len(part) <= 998 for part in line.split("\r\n"))
+    assert line.split("\r\n ")[0].endswith(">,")
 
 
 def test_welcome_has_no_goal_header_and_no_calendar() -> None:

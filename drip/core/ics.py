@@ -25,6 +25,18 @@ def escape_text(value: str) -> str:
     )
 
 
+def _common_name(name: str) -> str:
+    """Return ``;CN=...`` for a display name, quoted where it holds : ; or , (RFC 5545, 3.2).
+
+    A parameter value cannot hold a double quote or a control character at all, and readers differ
+    on backslashes (some take them as escapes): those are dropped.
+    """
+    name = "".join(char for char in name if char not in '"\\' and char.isprintable()).strip()
+    if not name:
+        return ""
+    return f';CN="{name}"' if any(char in name for char in ":;,") else f";CN={name}"
+
+
 def fold(line: str) -> bytes:
     """Return one content line as UTF-8, folded at 75 octets without splitting a character."""
     data = line.encode()
@@ -48,8 +60,13 @@ def deadline_event(
     day: dt.date,
     stamp: dt.datetime,
     url: str | None = None,
+    organizer: tuple[str, str] | None = None,
 ) -> bytes:
-    """Return a VCALENDAR holding one all-day event on ``day``, as of ``stamp`` (aware)."""
+    """Return a VCALENDAR holding one all-day event on ``day``, as of ``stamp`` (aware).
+
+    ``organizer`` is the (name, ASCII address) of who publishes it; RFC 5546 requires an
+    ORGANIZER in a METHOD:PUBLISH event, and Outlook shows it as the event's sender.
+    """
     utc = stamp.astimezone(dt.UTC)
     sequence = int((utc - _SEQUENCE_EPOCH).total_seconds() // 60)
     lines = [
@@ -68,6 +85,9 @@ def deadline_event(
         f"DESCRIPTION:{escape_text(description)}",
         "TRANSP:TRANSPARENT",
     ]
+    if organizer:
+        name, address = organizer
+        lines.append(f"ORGANIZER{_common_name(name)}:mailto:{address}")
     if url:
         lines.append(f"URL:{url}")
     lines += ["END:VEVENT", "END:VCALENDAR"]

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from drip.core import ics
-from drip.core.mime import Attachment, Mailbox, Message, compose
+from drip.core.mime import AUTO_RESPONSE_SUPPRESS, Attachment, Mailbox, Message, compose, phrase
 from drip.core.plan import GoalDates, Timing, goal_dates
 from drip.core.program import AnchorKind, Program, Step
 from drip.core.render import Rendered, Templates
@@ -238,6 +238,7 @@ def build(
         ),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("Auto-Submitted", "auto-generated"),
+        *mail_system_headers(cohort.slug, cohort.name, step.key, domain),
         ("X-Drip-Cohort", cohort.slug),
         ("X-Drip-Step", step.key),
         # Outlook may answer with this alone, no In-Reply-To: it still ties the reply to this email.
@@ -260,6 +261,23 @@ def build(
         attachments=_calendar(cohort, recipient, step, when, links, domain),
     )
     return Built(message, rendered)
+
+
+def mail_system_headers(slug: str, name: str, step: str, domain: str) -> list[tuple[str, str]]:
+    """Return the headers that tell mail systems which cohort and step an email belongs to.
+
+    List-Id (RFC 2919) lets clients and filters group a cohort's mail; Feedback-ID lets Gmail's
+    postmaster tools report complaints per cohort and step (its last field names the sender);
+    X-Auto-Response-Suppress keeps Exchange from answering with out-of-office notes.
+    """
+    label = f"<{slug}.{domain}>"
+    described = phrase(name) if name.strip() else ""
+    # a name that needs encoded-words is left out: no header value drip passes on may hold "=?"
+    return [
+        ("List-Id", f"{described} {label}" if described and "=?" not in described else label),
+        ("Feedback-ID", f"{slug}:{step}:{domain}"),
+        ("X-Auto-Response-Suppress", AUTO_RESPONSE_SUPPRESS),
+    ]
 
 
 def check_subject(subject: str, recipient: Recipient) -> None:
@@ -294,6 +312,7 @@ def _calendar(
         day=goal.deadline,
         stamp=when,
         url=links.done_url(goal),
+        organizer=(cohort.sender.name, Address(cohort.sender.address).ascii),
     )
     return (Attachment("text/calendar; charset=utf-8; method=PUBLISH", "deadline.ics", data),)
 

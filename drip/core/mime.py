@@ -35,6 +35,8 @@ from functools import lru_cache
 from drip.core.values import Address, InvalidValue, check_header_safe
 
 _LINE = 78
+#: asks Exchange and Outlook not to answer drip's mail with out-of-office or other automatic replies
+AUTO_RESPONSE_SUPPRESS = "OOF, AutoReply"
 #: a longer run without spaces is encoded, so that it can be folded
 _WORD = 72
 # Characters that oblige a display name to be quoted (RFC 5322 "specials").
@@ -160,6 +162,7 @@ def compose_forward(forward: Forward) -> bytes:
         header("Date", format_datetime(forward.date.astimezone(dt.UTC))),
         header("Message-ID", _ascii(forward.message_id, "Message-ID")),
         "Auto-Submitted: auto-forwarded",  # RFC 3834: no auto-reply loops
+        f"X-Auto-Response-Suppress: {AUTO_RESPONSE_SUPPRESS}",  # nor Exchange's out-of-office notes
         "MIME-Version: 1.0",
         f'Content-Type: multipart/mixed; boundary="{mixed}"',
         "",
@@ -199,13 +202,16 @@ def mailbox(box: Mailbox) -> str:
     """Return ``Name <address>`` with the name quoted or encoded as it needs."""
     address = _address(box.address)
     name = check_header_safe(box.name).strip()
-    if not name:
-        return address
-    if _plain(name):
-        if _SPECIALS.search(name):
-            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return f"{name} <{address}>"
-    return f"{encoded_words(name)} <{address}>"
+    return f"{phrase(name)} <{address}>" if name else address
+
+
+def phrase(name: str) -> str:
+    """Return a display name as a header carries it: as is, quoted, or as encoded-words."""
+    if not _plain(name):
+        return encoded_words(name)
+    if _SPECIALS.search(name):
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return name
 
 
 def unstructured(text: str) -> str:

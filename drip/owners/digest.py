@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from drip.config import Settings
 from drip.core.errors import DripError, StoreError
+from drip.core.message import mail_system_headers
 from drip.core.mime import Attachment, Mailbox, Message, compose
 from drip.core.plan import local_day, local_instant, program_end
 from drip.core.program import program_at
@@ -135,7 +136,9 @@ class Digest:
     def subject(self) -> str:
         zone = ZoneInfo(self.progress.timezone)
         last = (self.week.until - dt.timedelta(seconds=1)).astimezone(zone)
-        return f"{self.progress.name}: the week to {last.day} {last:%B}"
+        # the week first: a subject that starts with the company's name, to a bare address, is one of
+        # SpamAssassin's phishing signs (PDS_BRAND_SUBJ_NAKED_TO)
+        return f"Week to {last.day} {last:%B}: {self.progress.name}"
 
     def goal_rows(self) -> list[dict[str, Any]]:
         """Return per goal its title, counts and the overdue names shown (most overdue first)."""
@@ -202,6 +205,7 @@ def compose_digest(digest: Digest, owner: str, message_id: str, now: dt.datetime
     if len(digest.progress.people) <= ATTACH_REPORT_UP_TO:
         report = documents.report_html(digest.progress).encode("utf-8")
         attachments = (Attachment("text/html; charset=utf-8", f"{digest.progress.slug}-report.html", report),)
+    domain = Address(digest.sender.address).ascii_domain
     message = Message(
         sender=digest.sender,
         to=Mailbox("", owner),
@@ -211,7 +215,11 @@ def compose_digest(digest: Digest, owner: str, message_id: str, now: dt.datetime
         text=text,
         html=html,
         boundary_seed=hashlib.sha256(message_id.encode()).hexdigest()[:16],
-        headers=(("Auto-Submitted", "auto-generated"), ("X-Drip-Step", "digest")),
+        headers=(
+            ("Auto-Submitted", "auto-generated"),
+            *mail_system_headers(digest.progress.slug, digest.progress.name, "digest", domain),
+            ("X-Drip-Step", "digest"),
+        ),
         attachments=attachments,
     )
     return compose(message)

@@ -50,5 +50,5 @@ def test_the_wheel_installs_and_runs_a_cohort_end_to_end(tmp_path: Path) -> None
     drip("report", "example", "--out", "report.html", "--now", "2027-01-26T00:00Z")
     assert "<svg" in (project / "report.html").read_text(encoding="utf-8")
     caught = list((project / "drip-mail").glob("*.eml"))
-    assert any(b"Auto-Submitted: auto-generated" in path.read_bytes() and b"the week to" in path.read_bytes()
+    assert any(b"Auto-Submitted: auto-generated" in path.read_bytes() and b"Subject: Week to " in path.read_bytes()
                for path in caught), "the digest, with its text part, reached the mail catcher"  # fmt: skip

@@ -262,7 +262,7 @@ def test_two_workers_send_each_weekly_digest_once(
               ("22", "February")]]  # fmt: skip
     got = sorted((m.recipients[0], str(m.message["Subject"])) for m in digests)
     assert got == sorted(
-        (owner, f"Test cohort: the week to {week}")
+        (owner, f"Week to {week}: Test cohort")
         for owner in ("owner@example.com", "sponsor@example.com")
         for week in weeks
     )
@@ -283,5 +283,5 @@ def test_a_scheduled_worker_sends_the_digest_that_is_due(
         assert worker.wait(20) == 0, worker.output()
     digests = [m for m in smtp_server.messages if m.message["X-Drip-Step"] == "digest"]
     assert [m.recipients for m in digests] == [["owner@example.com"]]
-    assert str(digests[0].message["Subject"]) == "Test cohort: the week to 18 January"
+    assert str(digests[0].message["Subject"]) == "Week to 18 January: Test cohort"
     assert "Sent 1 weekly digest(s) to cohort owners." in worker.output()
