@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +77,31 @@ def start_sink(port: int) -> subprocess.Popen | None:
         except OSError:
             time.sleep(0.05)
     raise SystemExit("smtp-sink did not start")
+
+
+@contextmanager
+def sink_on(port: int, smoke: bool) -> Iterator[str]:
+    """Run Postfix's smtp-sink on ``port`` while the block runs, or, for a smoke run on a machine
+    without it, aiosmtpd's sink; yield which."""
+    sink = start_sink(port)
+    if sink is not None:
+        try:
+            yield "Postfix smtp-sink"
+        finally:
+            sink.terminate()
+            sink.wait()
+        return
+    if not smoke:
+        raise SystemExit("Postfix's smtp-sink is needed: apt-get install postfix")
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield "aiosmtpd (smoke run)"
+    finally:
+        controller.stop()
 
 
 def prepare(folder: Path, people: int, name: str, url: str | None = None) -> str:
@@ -255,16 +282,6 @@ def main() -> None:
         args.emails, args.runs = 60, 1
 
     port = free_port()
-    sink = start_sink(port)
-    controller = None
-    if sink is None:
-        if not args.smoke:
-            raise SystemExit("Postfix's smtp-sink is needed: apt-get install postfix")
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.handlers import Sink
-
-        controller = Controller(Sink(), hostname="127.0.0.1", port=port)
-        controller.start()
     smtp_url = f"smtp://127.0.0.1:{port}"
     results: dict[str, list[Measured]] = {
         key: []
@@ -278,49 +295,41 @@ def main() -> None:
             "minimal loop",
         )  # fmt: skip
     }
-    try:
-        with tempfile.TemporaryDirectory(prefix="drip-dispatch-") as tmp:
-            folder = Path(tmp)
-            probe = prepare(folder, 1, "c0")
-            message = folder / "message.eml"
-            message.write_bytes(sample_message(folder, probe))
-            half = args.emails // 2
-            for run in range(args.runs):
-                one = prepare(folder, args.emails, f"one{run}")
-                results["one process"].append(drip_runs([one], smtp_url, folder))
-                in_place = prepare(folder, args.emails, f"inplace{run}")
-                results["one process, composing in place"].append(
-                    drip_runs([in_place], smtp_url, folder, DRIP_COMPOSE_PROCESSES="0")
-                )
-                results["one ceiling"].append(raw_runs(port, [args.emails], message))
-                pair = [prepare(folder, half, f"pair{run}a"), prepare(folder, half, f"pair{run}b")]
-                results["machine"].append(drip_runs(pair, smtp_url, folder))
-                results["machine ceiling"].append(raw_runs(port, [half, half], message))
-                if args.postgres:
-                    with postgres_database(args.postgres) as shared:
-                        prepare(folder, args.emails, f"pg{run}", shared)
-                        server_before = server_cpu()
-                        measured = drip_runs([shared, shared], smtp_url, folder)
-                        server_after = server_cpu()
-                        if server_before is not None and server_after is not None:
-                            measured.server_us = (server_after - server_before) / args.emails * 1e6
-                        results["postgres"].append(measured)
-                    with postgres_database(args.postgres) as shared:
-                        prepare(folder, args.emails, f"minimal{run}", shared)
-                        results["minimal loop"].append(minimal_runs(shared, port, message))
-            size = message.stat().st_size
-    finally:
-        if sink is not None:
-            sink.terminate()
-            sink.wait()
-        if controller is not None:
-            controller.stop()
+    with sink_on(port, args.smoke) as target, tempfile.TemporaryDirectory(prefix="drip-dispatch-") as tmp:
+        folder = Path(tmp)
+        probe = prepare(folder, 1, "c0")
+        message = folder / "message.eml"
+        message.write_bytes(sample_message(folder, probe))
+        half = args.emails // 2
+        for run in range(args.runs):
+            one = prepare(folder, args.emails, f"one{run}")
+            results["one process"].append(drip_runs([one], smtp_url, folder))
+            in_place = prepare(folder, args.emails, f"inplace{run}")
+            results["one process, composing in place"].append(
+                drip_runs([in_place], smtp_url, folder, DRIP_COMPOSE_PROCESSES="0")
+            )
+            results["one ceiling"].append(raw_runs(port, [args.emails], message))
+            pair = [prepare(folder, half, f"pair{run}a"), prepare(folder, half, f"pair{run}b")]
+            results["machine"].append(drip_runs(pair, smtp_url, folder))
+            results["machine ceiling"].append(raw_runs(port, [half, half], message))
+            if args.postgres:
+                with postgres_database(args.postgres) as shared:
+                    prepare(folder, args.emails, f"pg{run}", shared)
+                    server_before = server_cpu()
+                    measured = drip_runs([shared, shared], smtp_url, folder)
+                    server_after = server_cpu()
+                    if server_before is not None and server_after is not None:
+                        measured.server_us = (server_after - server_before) / args.emails * 1e6
+                    results["postgres"].append(measured)
+                with postgres_database(args.postgres) as shared:
+                    prepare(folder, args.emails, f"minimal{run}", shared)
+                    results["minimal loop"].append(minimal_runs(shared, port, message))
+        size = message.stat().st_size
 
     def median(key: str, what: str) -> float | None:
         values = [getattr(m, what) for m in results[key] if getattr(m, what) is not None]
         return statistics.median(values) if values else None
 
-    target = "Postfix smtp-sink" if sink is not None else "aiosmtpd (smoke run)"
     print(f"Dispatch of {args.emails:,} emails ({size:,} bytes each) to {target} on loopback; ", end="")
     print(f"median of {args.runs}. CPU is user + system of the processes, every thread, per email.\n")
     # (result, ceiling, label in the table, label in the summary, target a second, most CPU / raw,

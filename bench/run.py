@@ -44,6 +44,7 @@ SCRIPTS = [
     ("start.py", "launching a cohort (drip start), and drip status", True),
     ("compose.py", "composing emails", False),
     ("dispatch.py", "sending: one process, the whole machine, two workers on PostgreSQL", True),
+    ("signing.py", "DKIM signing: its cost composing and sending", False),
     ("completion.py", "the done button under load", False),
     ("ingest.py", "reading replies", False),
     ("replies.py", "reading replies right: the reply and bounce corpora", False),

@@ -25,7 +25,7 @@ from drip.launch.cohort import Cohort, default_emails_dirs, load_cohort, mark_st
 from drip.launch.roster import Limits
 from drip.owners import digest, documents, progress, texts
 from drip.replies import mailboxes
-from drip.sending import transport
+from drip.sending import oauth
 from drip.sending.dispatcher import DispatchError, RelayPaused
 from drip.storage import keyring
 from drip.storage.store import Store
@@ -496,13 +496,45 @@ def send_test(
     store = app.existing_store()
     with store.reading() if store else contextlib.nullcontext() as conn:
         items = proofs.proofs(cohort, app.settings, conn, person, steps, now, test=True)
-    sender = transport.open_transport(app.settings.smtp_url)
+    sender = service.relay(app.settings)
     try:
         subjects = proofs.send_proofs(sender, items, to)
     finally:
         sender.close()
     for subject in subjects:
         echo(f"Sent to {to}: {subject}")
+
+
+@main.command()
+@click.option(
+    "--domain", "domains", multiple=True, help="A sender domain to check (default: every cohort's)."
+)
+@click.option("--nameserver", metavar="HOST[:PORT]", help="Ask this DNS server instead of the system's.")
+@click.option("--no-relay", is_flag=True, help="Check DNS only; do not connect to DRIP_SMTP_URL.")
+@pass_app
+def doctor(app: App, domains: tuple[str, ...], nameserver: str | None, no_relay: bool) -> None:
+    """Check the sender domain's SPF, DKIM and DMARC records and the relay; say what to fix."""
+    from drip.sending import doctor as checks
+    from drip.storage.store import cohort_rows
+
+    if not domains:
+        store = app.existing_store()
+        with store.reading() if store else contextlib.nullcontext() as conn:
+            rows = cohort_rows(conn) if conn is not None else []
+        domains = tuple(dict.fromkeys(Address(row.settings.sender.address).ascii_domain for row in rows))
+    if not domains:
+        raise click.UsageError("no cohort yet to take a sender domain from: give --domain example.com")
+    lookup = checks.resolver_lookup(nameserver)
+    findings = [
+        finding for domain in domains for finding in checks.check_domain(domain, app.settings, lookup)
+    ]
+    if not no_relay:
+        findings.append(checks.check_relay(app.settings))
+    text, broken = checks.report(findings)
+    echo(text)
+    if broken:
+        raise click.ClickException("fix the lines marked fix, then run drip doctor again")
+    echo("Nothing to fix.")
 
 
 @main.command()
@@ -571,7 +603,7 @@ def ingest(
     settings = app.settings
     source = mailboxes.source_for(
         file=file, mbox=mbox, maildir=maildir, imap=imap, inbox_url=settings.inbox_url,
-        limit=settings.max_message_bytes,
+        limit=settings.max_message_bytes, oauth=oauth.source_for(settings),
     )  # fmt: skip
     with mailboxes.opened(source), service.forwarding(settings) as send:
         ingester = Ingester(app.store(), settings, send)

@@ -51,6 +51,7 @@ DEFAULT_MAX_VALUE_CHARS = 1_000
 #: the largest message read from the reply mailbox, in bytes
 DEFAULT_MAX_MESSAGE_BYTES = 10_000_000
 ENV_PREFIX = "DRIP_"
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,19 @@ class Settings:
     compose_processes: int | None = None
     #: messages per second the relay accepts, from "30/minute", "5/second", "2000/hour"; None: no limit
     smtp_rate: float | None = None
+    #: DKIM signing of every message sent: the selector, the PEM private key, and the signing domain
+    #: (None: the domain of each message's From address)
+    dkim_selector: str | None = None
+    dkim_key_file: str | None = None
+    dkim_domain: str | None = None
+    #: OAuth2 for SMTP and IMAP logins: the token endpoint, and one way to prove who drip is (a client
+    #: id with a secret or a certificate file, or a Google service account's JSON key)
+    oauth_token_url: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
+    oauth_client_cert_file: str | None = None
+    oauth_service_account_file: str | None = None
+    oauth_scope: str | None = None
     #: email later than this after its moment is skipped, never sent in a burst
     stale_after_hours: float = DEFAULT_STALE_AFTER_HOURS
     #: tries of one email before a passing failure counts as a failure
@@ -136,7 +150,7 @@ class Settings:
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origins")
 #: settings read from the environment or drip.toml only, never from a command line
-SECRET_SETTINGS = frozenset({"secret_key", "admin_password", "inbox_password"})
+SECRET_SETTINGS = frozenset({"secret_key", "admin_password", "inbox_password", "oauth_client_secret"})
 _NUMERIC = {
     "smtp_connections",
     "compose_processes",
@@ -188,7 +202,22 @@ def load_settings(
         name: _VALIDATORS.get(name, _as_is)(value, _label(name, origins[name]))
         for name, value in values.items()
     }
+    _check_dkim(parsed, origins)
+    _check_oauth(parsed, origins)
     return Settings(**parsed, origins=origins)
+
+
+def _check_dkim(parsed: Mapping[str, Any], origins: Mapping[str, str]) -> None:
+    """Refuse half a DKIM set-up: a selector without a key, or either without the other."""
+    given = [name for name in ("dkim_selector", "dkim_key_file", "dkim_domain") if parsed.get(name)]
+    if given and not {"dkim_selector", "dkim_key_file"} <= set(given):
+        missing = " and ".join(
+            env_name(name) for name in ("dkim_selector", "dkim_key_file") if name not in given
+        )
+        raise ConfigError(
+            f"{_label(given[0], origins[given[0]])}: DKIM signing also needs {missing}: the selector is "
+            "the name before ._domainkey in your DNS record, the key file its PEM private key"
+        )
 
 
 def _label(name: str, origin: str) -> str:
@@ -401,6 +430,61 @@ def parse_listen(value: str, label: str) -> tuple[str, int]:
     return match.group(1), port
 
 
+def _check_oauth(parsed: Mapping[str, Any], origins: Mapping[str, str]) -> None:
+    """Refuse an OAuth2 set-up that cannot get a token: no endpoint, or not exactly one credential."""
+    names = ("oauth_client_secret", "oauth_client_cert_file", "oauth_service_account_file")
+    given = [name for name in ("oauth_client_id", *names, "oauth_scope") if parsed.get(name)]
+    if not parsed.get("oauth_token_url"):
+        if given:
+            raise ConfigError(
+                f"{_label(given[0], origins[given[0]])}: OAuth2 also needs DRIP_OAUTH_TOKEN_URL, your "
+                "identity provider's token endpoint (Microsoft 365: "
+                "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token)"
+            )
+        return
+    label = _label("oauth_token_url", origins["oauth_token_url"])
+    credentials = [name for name in names if parsed.get(name)]
+    if len(credentials) != 1:
+        said = " and ".join(env_name(name) for name in credentials) if credentials else "none"
+        raise ConfigError(
+            f"{label}: OAuth2 needs exactly one of DRIP_OAUTH_CLIENT_SECRET, DRIP_OAUTH_CLIENT_CERT_FILE "
+            f"or DRIP_OAUTH_SERVICE_ACCOUNT_FILE (a Google service account's JSON key); given: {said}"
+        )
+    if credentials[0] != "oauth_service_account_file" and not parsed.get("oauth_client_id"):
+        raise ConfigError(
+            f"{label}: OAuth2 with a client secret or certificate also needs DRIP_OAUTH_CLIENT_ID, the "
+            "application (client) id of your app registration"
+        )
+
+
+def _token_url(value: str, label: str) -> str:
+    text = _url(value, label, ("https", "http"), "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token")
+    if urlsplit(text).scheme == "http" and urlsplit(text).hostname not in _LOCAL_HOSTS:
+        raise ConfigError(f"{label}: {text!r} would send drip's credentials in clear; use https://")
+    return text
+
+
+def check_selector(selector: str, label: str) -> str:
+    """Return ``selector`` if it is one or more DNS labels (``drip``, ``2026.mail``)."""
+    if not all(_DNS_LABEL.fullmatch(part) for part in selector.split(".")):
+        raise ConfigError(
+            f"{label}: {selector!r} is not a DKIM selector; use letters, digits and hyphens, "
+            'for example "drip2026", the name before ._domainkey in your DNS record'
+        )
+    return selector.lower()
+
+
+def check_domain(domain: str, label: str) -> str:
+    """Return ``domain`` in lower case if it is a domain name of ASCII labels (A-labels for IDNs)."""
+    parts = domain.rstrip(".").split(".")
+    if len(parts) < 2 or not all(_DNS_LABEL.fullmatch(part) for part in parts):
+        raise ConfigError(
+            f"{label}: {domain!r} is not a domain name; give the domain that publishes the DKIM key, "
+            'for example "example.com" (an internationalised name as its xn-- form)'
+        )
+    return ".".join(parts).lower()
+
+
 def _words(value: str, label: str) -> tuple[str, ...]:
     words = tuple(word.strip() for word in str(value).split(",") if word.strip())
     if not words:
@@ -446,6 +530,9 @@ _VALIDATORS: dict[str, Callable[[str, str], Any]] = {
     "max_value_chars": _whole_number(50, 100_000),
     "max_message_bytes": _whole_number(10_000, 1_000_000_000),
     "reply_address": _reply_address,
+    "dkim_selector": check_selector,
+    "oauth_token_url": _token_url,
+    "dkim_domain": check_domain,
 }
 
 

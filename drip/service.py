@@ -27,9 +27,9 @@ from drip.owners.digest import Send
 from drip.replies import mailboxes
 from drip.replies.handling import Forward, Ingester
 from drip.replies.handling import Tally as InboxTally
-from drip.sending import catcher
+from drip.sending import catcher, dkim, oauth
 from drip.sending.dispatcher import Dispatcher, DispatchError, RelayPaused, Tally
-from drip.sending.transport import SMTPSettings, SMTPTransport, Transport, open_transport
+from drip.sending.transport import SMTPSettings, SMTPTransport, Transport, open_transport, signed
 from drip.storage.leader import Lead
 from drip.storage.store import Store
 from drip.web import spool
@@ -66,16 +66,23 @@ class Clock:
 @contextmanager
 def transports(settings: Settings, say: Callable[[str], None]) -> Iterator[Callable[[], Transport]]:
     """Yield a factory of transports: the relay in DRIP_SMTP_URL, or the built-in mail catcher."""
+    sign = dkim.signing(settings)
     if settings.smtp_url:
+        relay(settings).close()  # a relay drip cannot log in to as set up is said now, not mid-send
         say(f"Sending through {redact_url(settings.smtp_url)}.")
-        yield lambda: open_transport(settings.smtp_url)
+        yield lambda: relay(settings)
         return
     with catcher.running(Path(settings.mail_dir), settings.catcher_port) as (host, port):
         say(
             "No DRIP_SMTP_URL is set: email goes to the built-in mail catcher and nothing leaves this "
             f"machine. Read it at {settings.base_url}/inbox"
         )
-        yield lambda: SMTPTransport(SMTPSettings(host, port, tls=False, starttls=False))
+        yield lambda: signed(SMTPTransport(SMTPSettings(host, port, tls=False, starttls=False)), sign)
+
+
+def relay(settings: Settings) -> Transport:
+    """Return the transport DRIP_SMTP_URL names, signing with DKIM when that is set up."""
+    return signed(open_transport(settings.smtp_url, oauth.source_for(settings)), dkim.signing(settings))
 
 
 @contextmanager
@@ -83,14 +90,14 @@ def sending_one_by_one(settings: Settings) -> Iterator[Send]:
     """Yield how to send the odd message (a forwarded reply, a digest asked for by hand): through
     the relay, or into the mail catcher's folder when there is none."""
     if not settings.smtp_url:
+        sign = dkim.signing(settings)
 
         def keep(sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> None:
-            catcher.keep(Path(settings.mail_dir), data)  # nothing leaves the machine
+            catcher.keep(Path(settings.mail_dir), sign(data) if sign else data)  # nothing leaves the machine
 
         yield keep
         return
-    url = settings.smtp_url
-    with opened_on_first_use(lambda: open_transport(url)) as send:
+    with opened_on_first_use(lambda: relay(settings)) as send:
         yield send
 
 
@@ -145,7 +152,11 @@ def read_inbox(
         say("This worker reads the inbox; other workers on this database leave it.")
     try:
         with mailboxes.opened(
-            mailboxes.source_for(inbox_url=settings.inbox_url, limit=settings.max_message_bytes)
+            mailboxes.source_for(
+                inbox_url=settings.inbox_url,
+                limit=settings.max_message_bytes,
+                oauth=oauth.source_for(settings),
+            )
         ) as source:
             with forwarding(settings) as send:
                 tally = Ingester(db, settings, send).read(source, now)

@@ -13,6 +13,7 @@ ROWS = [
     "| compose 18 emails (render + MIME), one core |",
     ": one process, one connection, SQLite |",  # to smtp-sink, or aiosmtpd where there is none
     ": two processes, SQLite |",
+    "| DKIM signing (RSA-2048) while composing, one core |",
     "| POST /done under load, SQLite |",
     "| drip ingest --mbox, 200 replies, SQLite |",
     "| reply corpus, ",
@@ -38,7 +39,7 @@ def test_every_benchmark_runs_and_lands_in_one_report(tmp_path: Path) -> None:
     assert "not judged (smoke sizes)" in report and "**not met**" not in report
     dispatch = [line for line in report.splitlines() if ": one process, one connection, SQLite |" in line]
     assert dispatch and "µs/email" in dispatch[0] and "drip " in dispatch[0]  # CPU per email beside the rate
-    for script in ("start", "compose", "dispatch", "completion", "ingest", "replies"):
+    for script in ("start", "compose", "dispatch", "signing", "completion", "ingest", "replies"):
         assert f"## bench/{script}.py" in report
 
 

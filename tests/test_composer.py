@@ -51,6 +51,17 @@ def welcome_statuses(db: Store) -> list[str]:
         )
 
 
+def send_again(db: Store, relay: SMTPServer) -> None:
+    """Make the welcomes due again, as if never sent, and forget what the relay got."""
+    with db.transaction() as conn:
+        conn.execute(
+            update(delivery_table)
+            .where(delivery_table.c.step == "welcome")
+            .values(status="scheduled", message_id=None, sent_at=None, attempts=0)
+        )
+    relay.messages.clear()
+
+
 @pytest.fixture
 def submitted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of each batch handed to a composing process."""
@@ -78,17 +89,43 @@ def test_composed_aside_or_here_each_email_goes_once_and_byte_for_byte_the_same(
     assert set(welcome_statuses(crowd)) == {"sent"}
 
     # The same deliveries once more, composed in the sending process: the very same bytes.
-    with crowd.transaction() as conn:
-        conn.execute(
-            update(delivery_table)
-            .where(delivery_table.c.step == "welcome")
-            .values(status="scheduled", message_id=None, sent_at=None, attempts=0)
-        )
-    relay.messages.clear()
+    send_again(crowd, relay)
     submitted.clear()
     assert worker(crowd, relay.url, 0).run_until_idle(WELCOMES_DUE).sent == PEOPLE
     assert submitted == []
     assert sorted(m.data for m in relay.messages) == aside
+
+
+def test_signed_aside_or_in_the_sending_threads_each_email_is_the_same_signed_bytes(
+    crowd: Store, relay: SMTPServer, submitted: list[int], tmp_path: Path
+) -> None:
+    """The composing process signs what it composes; what is built here is signed by the transport."""
+    from test_dkim import _RSA, pem, verify
+
+    from drip.sending.dkim import Signer, signing
+    from drip.sending.transport import signed
+
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(pem(_RSA))
+
+    def send(composers: int) -> list[bytes]:
+        send_again(crowd, relay)
+        base = load_settings(
+            environ={"DRIP_DKIM_SELECTOR": "drip", "DRIP_DKIM_KEY_FILE": str(key_file)},
+            options={"base_url": "https://drip.example.com"},
+        )
+        settings = dataclasses.replace(base, smtp_url=relay.url, compose_processes=composers)
+        factory = lambda: signed(open_transport(relay.url), signing(settings))  # noqa: E731
+        assert (
+            Dispatcher(crowd, settings, factory, batch_size=BATCH).run_until_idle(WELCOMES_DUE).sent == PEOPLE
+        )
+        return sorted(m.data for m in relay.messages)
+
+    aside = send(1)
+    assert sum(submitted) == PEOPLE, "every batch was composed (and signed) aside"
+    assert all(data.count(b"DKIM-Signature:") == 1 and verify(data, Signer(_RSA, "drip")) for data in aside)
+    submitted.clear()
+    assert send(0) == aside and submitted == []
 
 
 def test_a_send_of_less_than_a_full_batch_is_composed_in_the_sending_process(

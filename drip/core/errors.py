@@ -26,6 +26,7 @@ crash. The family, and where each member lives::
     ├── RelayPaused          sending stopped: the relay refused drip itself     drip.sending.dispatcher
     ├── DispatchError        sending stopped for another reason                 drip.sending.dispatcher
     ├── ComposerGone         the composing process failed: built in place now   drip.sending.composer
+    ├── OAuthError           the token endpoint refused drip or is unreachable  drip.sending.oauth
     ├── DigestError          a digest that cannot go                            drip.owners.digest
     └── MailboxError         a mailbox cannot be opened or read                 drip.replies.mailboxes
 

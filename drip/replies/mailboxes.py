@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from drip.config import DEFAULT_MAX_MESSAGE_BYTES, redact_url
 from drip.core.errors import DripError, untrusted_certificate
+from drip.sending.oauth import LOOPBACK, OAuthError, TokenSource, choose_mechanism, initial_response
 
 #: the IMAP keyword drip sets on a message it has dealt with
 KEYWORD = "$DripProcessed"
@@ -141,8 +142,9 @@ class IMAPSettings:
     timeout: float
 
 
-def parse_imap_url(url: str) -> IMAPSettings:
-    """Read ``imaps://user:pass@host[:port]/FOLDER`` or ``imap://...?starttls=true``."""
+def parse_imap_url(url: str, oauth: bool = False) -> IMAPSettings:
+    """Read ``imaps://user:pass@host[:port]/FOLDER`` or ``imap://...?starttls=true`` (with ``oauth``,
+    no password: the login is an access token)."""
     parts = urlsplit(url)
     if parts.scheme not in ("imap", "imaps") or not parts.hostname:
         raise MailboxError(
@@ -158,9 +160,10 @@ def parse_imap_url(url: str) -> IMAPSettings:
         )
     tls = parts.scheme == "imaps"
     starttls = query.get("starttls", "false").lower() in ("1", "true", "yes")
-    if not tls and not starttls and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+    if not tls and not starttls and parts.hostname not in LOOPBACK:
+        what = "an access token" if oauth else "the password"
         raise MailboxError(
-            f"{redact_url(url)!r} would send the password in clear; use imaps:// or add ?starttls=true"
+            f"{redact_url(url)!r} would send {what} in clear; use imaps:// or add ?starttls=true"
         )
     try:
         timeout = float(query.get("timeout", DEFAULT_TIMEOUT))
@@ -181,9 +184,12 @@ def parse_imap_url(url: str) -> IMAPSettings:
 class IMAPSource:
     """The messages of one IMAP folder that drip has not dealt with yet."""
 
-    def __init__(self, url: str, limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self, url: str, limit: int = DEFAULT_MAX_MESSAGE_BYTES, oauth: TokenSource | None = None
+    ) -> None:
         self.limit = limit
-        self.settings = parse_imap_url(url)
+        self.settings = parse_imap_url(url, oauth is not None)
+        self.oauth = oauth
         self.where = f"{self.settings.host}:{self.settings.port}"
         self.imap = self._connect()
         self.keyword = self._keyword()
@@ -205,17 +211,56 @@ class IMAPSource:
         except (OSError, imaplib.IMAP4.error) as exc:
             raise MailboxError(f"cannot reach the IMAP server {self.where}: {exc}") from None
         try:
-            imap.login(s.username, s.password)
-        except (OSError, imaplib.IMAP4.error) as exc:
+            if self.oauth is not None:
+                self._oauth_login(imap, self.oauth)
+            else:
+                imap.login(s.username, s.password)
+        except (OSError, imaplib.IMAP4.error, OAuthError) as exc:
             imap.shutdown()
+            how = "the OAuth2 token" if self.oauth else "the login"
+            hint = (
+                "; check that the app may read that mailbox (Microsoft 365: IMAP.AccessAsApp and a service "
+                "principal granted the mailbox)"
+                if self.oauth and not isinstance(exc, OAuthError)
+                else ""
+            )
             raise MailboxError(
-                f"the IMAP server {self.where} refused the login of {s.username}: {_said(exc)}"
+                f"the IMAP server {self.where} refused {how} of {s.username}: {_said(exc)}{hint}"
             ) from None
         status, _ = imap.select(_quote(s.folder))
         if status != "OK":
             imap.logout()
             raise MailboxError(f"the IMAP server {self.where} has no folder {s.folder!r}")
         return imap
+
+    def _oauth_login(self, imap: imaplib.IMAP4, tokens: TokenSource) -> None:
+        """Log in with an access token (OAUTHBEARER or XOAUTH2); fetch a new one once if it is refused."""
+        s = self.settings
+        offered = {c.removeprefix("AUTH=") for c in imap.capabilities if c.startswith("AUTH=")}
+        mechanism = choose_mechanism(offered)
+        if mechanism is None:
+            raise imaplib.IMAP4.error(
+                f"it offers no OAuth2 login (AUTH={', AUTH='.join(sorted(offered)) or 'nothing'}); leave "
+                "DRIP_OAUTH_TOKEN_URL unset to log in with the password in DRIP_INBOX_URL"
+            )
+        for last in (False, True):
+            token = tokens.token(s.username)
+            response = initial_response(mechanism, s.username, token, s.host, s.port).encode()
+            asked: list[bytes] = []
+
+            def answer(challenge: bytes, response: bytes = response, asked: list[bytes] = asked) -> bytes:
+                # the first continuation asks for the response; a later one is the server's error report,
+                # which an empty reply ends
+                asked.append(challenge)
+                return response if len(asked) == 1 else b""
+
+            try:
+                imap.authenticate(mechanism, answer)
+                return
+            except imaplib.IMAP4.error:
+                tokens.refused(s.username, token)
+                if last:
+                    raise
 
     def _keyword(self) -> str:
         """Use drip's own keyword where the folder allows new keywords, else \\Seen."""
@@ -310,8 +355,8 @@ def _said(exc: Exception) -> str:
 
 
 def source_for(*, file: str | None = None, mbox: str | None = None, maildir: str | None = None,
-               imap: str | None = None, inbox_url: str | None = None,
-               limit: int = DEFAULT_MAX_MESSAGE_BYTES) -> Source:  # fmt: skip
+               imap: str | None = None, inbox_url: str | None = None, limit: int = DEFAULT_MAX_MESSAGE_BYTES,
+               oauth: TokenSource | None = None) -> Source:  # fmt: skip
     """Open the one source given; with none, the one in DRIP_INBOX_URL."""
     given = [(kind, value) for kind, value in
              (("file", file), ("mbox", mbox), ("maildir", maildir), ("imap", imap)) if value]  # fmt: skip
@@ -329,7 +374,7 @@ def source_for(*, file: str | None = None, mbox: str | None = None, maildir: str
         return MboxSource(value, limit)
     if kind == "maildir":
         return MaildirSource(value, limit)
-    return IMAPSource(value, limit)
+    return IMAPSource(value, limit, oauth)
 
 
 def _from_url(url: str) -> tuple[str, str]:

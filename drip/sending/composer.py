@@ -37,6 +37,7 @@ from drip.core.plan import GoalDates, Timing, find_step, goal_dates, program_end
 from drip.core.program import Program, Step, program_at
 from drip.core.render import Templates
 from drip.core.values import InvalidValue
+from drip.sending.dkim import KeySpec, signer_for
 from drip.storage.records import Batch, Claimed, StoredCohort
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,8 @@ class Task:
     cohorts: dict[int, tuple[StoredCohort, str]]
     batch: Batch
     jobs: list[Job]
+    #: the DKIM key to sign with, here rather than in the sending threads; None: not signed here
+    dkim: KeySpec | None = None
 
 
 _parts = CohortPartsCache()  # the composing process's own, kept from batch to batch
@@ -200,6 +203,7 @@ class Composed:
 def compose_task(task: Task) -> Composed:
     """Build each job's message, or say why it could not be (runs in the composing process)."""
     cpu, wall = time.process_time(), time.perf_counter()
+    sign = signer_for(task.dkim).sign if task.dkim else None
     out: list[Outgoing | str | None] = []
     for job in task.jobs:
         cohort, reply_address = task.cohorts[job.row.cohort_id]
@@ -209,12 +213,13 @@ def compose_task(task: Task) -> Composed:
         if step is None:
             out.append(None)
             continue
-        out.append(
-            build_or_say_why(
-                job.row, task.batch, parts, timing, step, task.now,
-                base_url=task.base_url, keys=job.keys, instance=task.instance,
-            )
+        built = build_or_say_why(
+            job.row, task.batch, parts, timing, step, task.now,
+            base_url=task.base_url, keys=job.keys, instance=task.instance,
         )  # fmt: skip
+        if sign is not None and isinstance(built, Outgoing):
+            built = replace(built, data=sign(built.data))
+        out.append(built)
     _settle()
     return Composed(out, time.process_time() - cpu, time.perf_counter() - wall)
 

@@ -29,7 +29,7 @@ from drip.core.plan import Timing
 from drip.core.program import Step
 from drip.core.senders import same_address
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
-from drip.sending import claims
+from drip.sending import claims, dkim
 from drip.sending.composer import (
     CohortParts,
     CohortPartsCache,
@@ -155,6 +155,9 @@ class Dispatcher:
         self.bucket = TokenBucket(settings.smtp_rate) if settings.smtp_rate else None
         self.stop = threading.Event()
         self._cohorts = CohortPartsCache()
+        #: the composing process signs what it composes (its own core); what is built here, the
+        #: transport signs in the sending threads, where OpenSSL's signing overlaps this thread
+        self.dkim = dkim.key_spec(settings)
         #: cohorts whose program cannot be loaded, held for the rest of a run
         self._held: set[int] = set()
         with db.transaction() as conn:
@@ -488,7 +491,7 @@ class Dispatcher:
             task = Task(
                 now, self.settings.base_url, self.instance,
                 {cid: (parts.cohort, parts.reply_address) for cid, parts in cohorts.items()},
-                batch, [Job(row, self._keys_for(row)) for row, _, _, _ in jobs],
+                batch, [Job(row, self._keys_for(row)) for row, _, _, _ in jobs], self.dkim,
             )  # fmt: skip
             try:
                 composer.submit(task)

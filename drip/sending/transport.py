@@ -21,13 +21,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from drip.config import redact_url
 from drip.core.errors import ConfigError, DripError, untrusted_certificate
+from drip.sending.dkim import is_signed
+from drip.sending.oauth import OAuthError, TokenSource, check_plaintext, choose_mechanism, initial_response
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ class SMTPSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
+    #: log in with OAuth2 tokens from here instead of the password
+    oauth: TokenSource | None = field(default=None, repr=False, compare=False)
 
 
 def parse_smtp_url(url: str) -> SMTPSettings:
@@ -144,11 +148,26 @@ class SMTPTransport:
                 connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
                 if s.starttls:
                     connection.starttls(context=ssl.create_default_context())
-            if s.username:
+            if s.username and s.oauth:
+                self._oauth_login(connection, s.username, s.oauth)
+            elif s.username:
                 connection.login(s.username, s.password or "")
             return connection
         except smtplib.SMTPAuthenticationError as exc:
-            error = RelayError(f"the SMTP server {s.host} refused the login: {exc.smtp_code} {_reply(exc)}")
+            if s.oauth:
+                error = RelayError(
+                    f"the SMTP server {s.host} refused the OAuth2 token for {s.username}: {exc.smtp_code} "
+                    f"{_reply(exc)}; check that the app may send as that mailbox (Microsoft 365: "
+                    "SMTP.SendAsApp, and SMTP AUTH allowed for the mailbox)"
+                )
+            else:
+                error = RelayError(
+                    f"the SMTP server {s.host} refused the login: {exc.smtp_code} {_reply(exc)}"
+                )
+        except OAuthError as exc:
+            error = RelayError(str(exc))
+        except RelayError as exc:  # said in drip's terms already
+            error = exc
         except ssl.SSLCertVerificationError as exc:
             error = RelayError(untrusted_certificate(f"{s.host}:{s.port}", exc.verify_message or str(exc)))
         except ssl.SSLError as exc:
@@ -169,6 +188,45 @@ class SMTPTransport:
         if connection is not None:
             connection.close()
         raise error
+
+    def probe(self) -> tuple[str, ...]:
+        """Connect and log in as sending would, then leave; return the login mechanisms offered."""
+        connection = self._connect()
+        try:
+            return tuple(connection.esmtp_features.get("auth", "").upper().split())
+        finally:
+            try:
+                connection.quit()
+            except (OSError, smtplib.SMTPException):
+                connection.close()
+
+    def _oauth_login(self, connection: smtplib.SMTP, user: str, tokens: TokenSource) -> None:
+        """Log in with an access token (OAUTHBEARER or XOAUTH2); fetch a new one once if it is refused."""
+        s = self.settings
+        connection.ehlo_or_helo_if_needed()
+        offered = set(connection.esmtp_features.get("auth", "").upper().split())
+        mechanism = choose_mechanism(offered)
+        if mechanism is None:
+            raise RelayError(
+                f"the SMTP server {s.host}:{s.port} offers no OAuth2 login (it offers "
+                f"{', '.join(sorted(offered)) or 'no login at all'}); leave DRIP_OAUTH_TOKEN_URL unset "
+                "to log in with the password in DRIP_SMTP_URL"
+            )
+        for last in (False, True):
+            token = tokens.token(user)
+            response = initial_response(mechanism, user, token, s.host, s.port)
+
+            def answer(challenge: bytes | None = None, response: str = response) -> str:
+                # a challenge after the response is the server's error report: an empty reply ends it
+                return response if challenge is None else ""
+
+            try:
+                connection.auth(mechanism, answer)
+                return
+            except smtplib.SMTPAuthenticationError:
+                tokens.refused(user, token)  # expired or revoked early: one new token, then give up
+                if last:
+                    raise
 
     def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> dict[str, str]:
         """Hand one message over; return the recipients refused when others were accepted.
@@ -322,8 +380,28 @@ class FileTransport:
         pass
 
 
-def open_transport(smtp_url: str | None) -> Transport:
-    """Return the transport ``DRIP_SMTP_URL`` names."""
+class SignedTransport:
+    """Sign each message (DKIM) before handing it to the transport underneath."""
+
+    def __init__(self, inner: Transport, sign: Callable[[bytes], bytes]) -> None:
+        self.inner, self.sign = inner, sign
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> dict[str, str]:
+        # a large send's messages come signed from the process that composed them
+        signed = data if is_signed(data) else self.sign(data)
+        return self.inner.send(sender, recipients, signed, message_id)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def signed(transport: Transport, sign: Callable[[bytes], bytes] | None) -> Transport:
+    """Return ``transport``, signing what it sends when there is a signer."""
+    return transport if sign is None else SignedTransport(transport, sign)
+
+
+def open_transport(smtp_url: str | None, oauth: TokenSource | None = None) -> Transport:
+    """Return the transport ``DRIP_SMTP_URL`` names, logging in with OAuth2 tokens when given."""
     if not smtp_url:
         raise ConfigError(
             "no DRIP_SMTP_URL set; point it at your relay (smtp://relay.example.com:587?starttls=true) "
@@ -332,7 +410,16 @@ def open_transport(smtp_url: str | None) -> Transport:
     parts = urlsplit(smtp_url)
     if parts.scheme == "file":
         return FileTransport(Path(unquote(parts.path)))
-    return SMTPTransport(parse_smtp_url(smtp_url))
+    settings = parse_smtp_url(smtp_url)
+    if oauth is not None:
+        if not settings.username:
+            raise ConfigError(
+                f"DRIP_SMTP_URL {redact_url(smtp_url)!r} names no user; with OAuth2, drip logs in as the "
+                "mailbox it sends from: smtp://drip%40example.com@smtp.office365.com:587?starttls=true"
+            )
+        check_plaintext("smtp", settings.host, settings.tls or settings.starttls, "DRIP_SMTP_URL")
+        settings = replace(settings, oauth=oauth)
+    return SMTPTransport(settings)
 
 
 class TokenBucket:

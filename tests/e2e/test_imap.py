@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
+import token_server
 from conftest import EMAILS, CohortFactory, _free_port, wait_for_pages
 from drip.cli import main
 from drip.config import load_settings
@@ -24,6 +26,7 @@ from drip.launch.cohort import load_cohort
 from drip.replies.mailboxes import IMAPSource, MailboxError
 from drip.storage import keyring
 from drip.storage.store import Store, delivery_table, goal_table, participant_table
+from token_server import TokenServer
 
 DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
 REPLIES = Path(__file__).parent.parent / "data" / "replies"
@@ -67,6 +70,14 @@ class Dovecot:
 
 @pytest.fixture(scope="module")
 def dovecot() -> Iterator[Dovecot]:
+    with running_dovecot() as server:
+        yield server
+
+
+@contextmanager
+def running_dovecot(user: str = "drip", introspection_url: str | None = None) -> Iterator[Dovecot]:
+    """Run Dovecot on loopback; with ``introspection_url``, it also takes OAuth2 logins (XOAUTH2,
+    OAUTHBEARER), asking that endpoint whether each token is good (its oauth2 passdb)."""
     if DOVECOT is None or os.geteuid() != 0:
         if os.environ.get("DRIP_TEST_REQUIRE_DOVECOT"):
             pytest.fail(
@@ -86,8 +97,16 @@ def dovecot() -> Iterator[Dovecot]:
          "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
-    server = Dovecot(_free_port(), _free_port(), cert)
+    server = Dovecot(_free_port(), _free_port(), cert, user)
     (root / "users").write_text(f"{server.user}:{{PLAIN}}{server.password}\n")
+    mechanisms, oauth_passdb = "plain", ""
+    if introspection_url:
+        mechanisms = "plain xoauth2 oauthbearer"
+        (root / "oauth2.conf.ext").write_text(
+            f"introspection_mode = post\nintrospection_url = {introspection_url}\nforce_introspection = yes\n"
+            "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+        )
+        oauth_passdb = f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {root}/oauth2.conf.ext\n}}"
     (root / "dovecot.conf").write_text(
         f"""
 protocols = imap
@@ -100,11 +119,13 @@ ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
 disable_plaintext_auth = no
-auth_mechanisms = plain
+auth_mechanisms = {mechanisms}
 mail_location = maildir:{root}/mail/%u
 first_valid_uid = 1
+{oauth_passdb}
 passdb {{
   driver = passwd-file
+  mechanisms = plain
   args = scheme=PLAIN {root}/users
 }}
 userdb {{
@@ -313,3 +334,59 @@ def test_a_wrong_password_or_an_untrusted_certificate_says_what_to_change(doveco
             IMAPSource(dovecot.url().replace("/INBOX", "/Nowhere"))
     finally:
         del os.environ["SSL_CERT_FILE"]
+
+
+# --- OAuth2 (XOAUTH2, OAUTHBEARER) against Dovecot's oauth2 passdb --------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokens() -> Iterator[TokenServer]:
+    with token_server.running(TokenServer()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def oauth_dovecot(tokens: TokenServer) -> Iterator[Dovecot]:
+    with running_dovecot("drip@example.com", tokens.introspection_url) as server:
+        yield server
+
+
+def oauth_env(tokens: TokenServer, server: Dovecot) -> dict[str, str]:
+    return {
+        "DRIP_INBOX_URL": f"imap://drip%40example.com@127.0.0.1:{server.imap_port}/INBOX",
+        "DRIP_OAUTH_TOKEN_URL": tokens.url,
+        "DRIP_OAUTH_CLIENT_ID": token_server.CLIENT_ID,
+        "DRIP_OAUTH_CLIENT_SECRET": token_server.SECRET,
+        "DRIP_OAUTH_SCOPE": token_server.SCOPE,
+    }
+
+
+def test_replies_are_read_with_an_oauth2_token(
+    oauth_dovecot: Dovecot, tokens: TokenServer, database: str
+) -> None:
+    oauth_dovecot.append(reply("gmail_top_posted.eml"))
+    out = ingest(database, env=oauth_env(tokens, oauth_dovecot))
+    assert "1 message: 1 completed a goal" in out
+    assert all("$DripProcessed" in line for line in oauth_dovecot.flags())
+    # revoked behind drip's back: the next read gets a new token and logs in
+    tokens.revoke_all()
+    asked = len(tokens.requests)
+    assert "no new messages" in ingest(database, env=oauth_env(tokens, oauth_dovecot))
+    assert len(tokens.requests) > asked
+
+
+def test_a_token_dovecot_refuses_says_what_to_check(oauth_dovecot: Dovecot, tokens: TokenServer) -> None:
+    from drip.sending.oauth import Client, TokenSource
+
+    class Stale(TokenSource):
+        def token(self, user: str) -> str:
+            return "tok-never-issued"
+
+    source = Stale(Client(tokens.url, token_server.CLIENT_ID, token_server.SECRET, token_server.SCOPE))
+    url = f"imap://drip%40example.com@127.0.0.1:{oauth_dovecot.imap_port}/INBOX"
+    with pytest.raises(
+        MailboxError, match="refused the OAuth2 token of drip@example.com: .*IMAP.AccessAsApp"
+    ):
+        IMAPSource(url, oauth=source)
+    with pytest.raises(MailboxError, match="would send an access token in clear"):
+        IMAPSource(url.replace("127.0.0.1", "imap.example.com"), oauth=source)

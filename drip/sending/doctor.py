@@ -1,0 +1,243 @@
+"""``drip doctor``: check the sender domain's DNS (SPF, DKIM, DMARC) and the relay, in plain words.
+
+Each check gives a verdict (ok, warn, fix) and, for anything short of ok, what to change: the
+record to publish, the setting to correct. Nothing here sends an email.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import dns.exception
+import dns.resolver
+
+from drip.config import Settings, redact_url
+from drip.core.errors import DripError
+from drip.sending import dkim, oauth
+from drip.sending.transport import SMTPTransport, open_transport
+
+#: the SPF includes of the hosted relays drip's users have, by the relay's host name
+KNOWN_RELAYS = {
+    "smtp.office365.com": "include:spf.protection.outlook.com",
+    "smtp-mail.outlook.com": "include:spf.protection.outlook.com",
+    "smtp.gmail.com": "include:_spf.google.com",
+    "smtp-relay.gmail.com": "include:_spf.google.com",
+}
+_TIMEOUT = 5.0
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FIX = "fix"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    verdict: Verdict
+    said: str
+
+
+Lookup = Callable[[str], list[str] | None]
+
+
+def resolver_lookup(nameserver: str | None = None) -> Lookup:
+    """Return a TXT lookup: the strings of each record at a name, or None where there is none.
+
+    ``nameserver`` is "HOST" or "HOST:PORT" to ask that server instead of the system's.
+    """
+    resolver = dns.resolver.Resolver(configure=nameserver is None)
+    if nameserver is not None:
+        host, _, port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "")
+        resolver.nameservers = [host or nameserver]
+        resolver.port = int(port) if port else 53
+    resolver.lifetime = _TIMEOUT
+
+    def lookup(name: str) -> list[str] | None:
+        try:
+            answer = resolver.resolve(name, "TXT")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        except (dns.exception.DNSException, OSError) as exc:
+            raise DripError(f"cannot ask DNS about {name}: {exc}") from None
+        return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
+
+    return lookup
+
+
+def check_domain(domain: str, settings: Settings, lookup: Lookup) -> list[Finding]:
+    """Check SPF, DKIM and DMARC for the sender domain ``domain``."""
+    return [
+        _spf(domain, settings, lookup),
+        *_dkim(domain, settings, lookup),
+        _dmarc(domain, settings, lookup),
+    ]
+
+
+def _spf(domain: str, settings: Settings, lookup: Lookup) -> Finding:
+    records = [r for r in lookup(domain) or [] if r.lower().startswith("v=spf1")]
+    host = _relay_host(settings)
+    include = KNOWN_RELAYS.get(host or "")
+    example = f"v=spf1 {include or 'ip4:<your relay address>'} -all"
+    if not records:
+        return Finding("SPF", Verdict.FIX, f'{domain} has no SPF record: publish TXT "{example}" at {domain}')
+    if len(records) > 1:
+        return Finding(
+            "SPF", Verdict.FIX,
+            f"{domain} has {len(records)} SPF records, and receivers then treat SPF as failed: "
+            f'merge them into one ("{example}" with the other senders\' mechanisms)',
+        )  # fmt: skip
+    record = records[0]
+    terms = record.lower().split()
+    if include and include not in terms:
+        return Finding(
+            "SPF", Verdict.FIX,
+            f'{domain}\'s SPF record "{record}" does not name your relay {host}: '
+            f'add {include} before its "all"',
+        )  # fmt: skip
+    if terms[-1] in ("+all", "all"):
+        return Finding(
+            "SPF", Verdict.FIX, f'{domain}\'s SPF record "{record}" lets anyone send: end it "-all"'
+        )
+    if terms[-1] not in ("-all", "~all"):
+        return Finding("SPF", Verdict.WARN, f'{domain}\'s SPF record "{record}" does not end in -all or ~all')
+    named = f"; it names {host}" if include else "; check that it covers your relay"
+    return Finding("SPF", Verdict.OK, f'"{record}"{named if host else ""}')
+
+
+def _dkim(domain: str, settings: Settings, lookup: Lookup) -> list[Finding]:
+    spec = dkim.key_spec(settings)
+    if spec is None:
+        return [
+            Finding(
+                "DKIM", Verdict.WARN,
+                "drip does not sign (no DRIP_DKIM_SELECTOR): your relay must sign for "
+                f"{domain}, or receivers see no aligned DKIM (see DNS for your sender domain in the README)",
+            )
+        ]  # fmt: skip
+    try:
+        signer = dkim.signer_for(spec)
+    except DripError as exc:
+        return [Finding("DKIM", Verdict.FIX, str(exc))]
+    signing_domain = signer.domain or domain
+    name = f"{signer.selector}._domainkey.{signing_domain}"
+    wanted = signer.record()
+    records = [r for r in lookup(name) or [] if "p=" in r]
+    findings = []
+    if not records:
+        findings.append(Finding("DKIM", Verdict.FIX, f'no DKIM key at {name}: publish TXT "{wanted}" there'))
+    else:
+        published = _tags(records[0])
+        if not published.get("p"):
+            findings.append(
+                Finding("DKIM", Verdict.FIX, f'the key at {name} is revoked (empty p=): publish "{wanted}"')
+            )
+        elif published.get("p", "").replace(" ", "") != _tags(wanted)["p"]:
+            findings.append(
+                Finding(
+                    "DKIM", Verdict.FIX,
+                    f"the key published at {name} is not the one in DRIP_DKIM_KEY_FILE; every signature "
+                    f'would fail. Publish "{wanted}", or point DRIP_DKIM_KEY_FILE at the matching key',
+                )
+            )  # fmt: skip
+        else:
+            findings.append(Finding("DKIM", Verdict.OK, f"{name} publishes drip's key ({signer.algorithm})"))
+    if not _aligned(signing_domain, domain):
+        findings.append(
+            Finding(
+                "DKIM", Verdict.FIX,
+                f"drip signs for {signing_domain}, which is not {domain} nor its parent: DMARC needs them "
+                "aligned; unset DRIP_DKIM_DOMAIN or set it to the sender's domain",
+            )
+        )  # fmt: skip
+    return findings
+
+
+def _dmarc(domain: str, settings: Settings, lookup: Lookup) -> Finding:
+    name = f"_dmarc.{domain}"
+    records = [r for r in lookup(name) or [] if r.replace(" ", "").lower().startswith("v=dmarc1")]
+    example = f"v=DMARC1; p=none; rua=mailto:dmarc@{domain}"
+    if not records and "." in domain.split(".", 1)[1]:  # a subdomain may use its organisation's policy
+        parent = domain.split(".", 1)[1]
+        records = [
+            r for r in lookup(f"_dmarc.{parent}") or [] if r.replace(" ", "").lower().startswith("v=dmarc1")
+        ]
+        name = f"_dmarc.{parent}" if records else name
+    if not records:
+        return Finding(
+            "DMARC", Verdict.FIX,
+            f"{domain} has no DMARC record, which Gmail, Yahoo and Microsoft ask of bulk senders: "
+            f'publish TXT "{example}" at _dmarc.{domain}, and tighten p= once reports show your mail aligned',
+        )  # fmt: skip
+    if len(records) > 1:
+        return Finding(
+            "DMARC", Verdict.FIX, f"{name} has {len(records)} DMARC records; receivers ignore them all"
+        )
+    tags = _tags(records[0])
+    policy = tags.get("p", "").lower()
+    if policy not in ("none", "quarantine", "reject"):
+        return Finding(
+            "DMARC", Verdict.FIX, f'{name}: "{records[0]}" has no valid p= (none, quarantine or reject)'
+        )
+    if policy == "none":
+        return Finding(
+            "DMARC", Verdict.WARN, f'"{records[0]}": p=none monitors only; tighten it when reports allow'
+        )
+    return Finding("DMARC", Verdict.OK, f'"{records[0]}"')
+
+
+def check_relay(settings: Settings) -> Finding:
+    """Connect to the relay, with TLS and login as set up, and say what it offers."""
+    if not settings.smtp_url:
+        return Finding(
+            "relay", Verdict.WARN, "no DRIP_SMTP_URL: email goes to the built-in mail catcher only"
+        )
+    try:
+        transport = open_transport(settings.smtp_url, oauth.source_for(settings))
+        if not isinstance(transport, SMTPTransport):
+            return Finding(
+                "relay", Verdict.OK, f"{redact_url(settings.smtp_url)} is a folder; nothing is sent"
+            )
+        offered = transport.probe()
+    except DripError as exc:
+        return Finding("relay", Verdict.FIX, str(exc))
+    s = transport.settings
+    login = "logged in with an OAuth2 token" if s.oauth else ("logged in" if s.username else "no login")
+    if not (s.tls or s.starttls) and s.host not in oauth.LOOPBACK:
+        return Finding(
+            "relay", Verdict.FIX,
+            f"{s.host}:{s.port} takes mail without TLS: add ?starttls=true (port 587) or use smtps:// (465)",
+        )  # fmt: skip
+    how = "TLS" if s.tls else ("STARTTLS" if s.starttls else "no TLS (this machine)")
+    offers = f"; offers AUTH {' '.join(offered)}" if offered else ""
+    return Finding("relay", Verdict.OK, f"{s.host}:{s.port}: {how}, {login}{offers}")
+
+
+def _relay_host(settings: Settings) -> str | None:
+    if not settings.smtp_url or settings.smtp_url.startswith("file:"):
+        return None
+    match = re.match(r"^[a-z]+://(?:[^@/]*@)?([^:/?]+)", settings.smtp_url)
+    return match.group(1).lower() if match else None
+
+
+def _tags(record: str) -> dict[str, str]:
+    pairs = (part.split("=", 1) for part in record.split(";") if "=" in part)
+    return {key.strip().lower(): value.strip() for key, value in pairs}
+
+
+def _aligned(signing: str, sender: str) -> bool:
+    """Relaxed alignment, near enough without the public suffix list: the same domain, or one a parent
+    of the other below the top level."""
+    a, b = signing.lower().rstrip("."), sender.lower().rstrip(".")
+    return a == b or (b.endswith("." + a) and "." in a) or (a.endswith("." + b) and "." in b)
+
+
+def report(findings: Sequence[Finding]) -> tuple[str, bool]:
+    """Return the findings as lines to print, and whether anything needs fixing."""
+    width = max(len(f.check) for f in findings)
+    lines = [f"{f.verdict.value:>4}  {f.check:<{width}}  {f.said}" for f in findings]
+    return "\n".join(lines), any(f.verdict is Verdict.FIX for f in findings)
