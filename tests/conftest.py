@@ -311,3 +311,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def store(database_url: str) -> Iterator[Store]:
     with Store(database_url) as opened:
         yield opened
+
+
+def example_html(done: dict[str, str] | None = None) -> dict[str, str]:
+    """Every step's HTML for the example cohort's second participant (the one with a delegate), as of
+    29 January 2027; ``done`` marks goals done by reply."""
+    from drip.core.message import build, cohort_view, links_for, recipient_of
+    from drip.core.plan import expand_steps, program_end
+    from drip.core.render import Templates
+    from drip.launch.cohort import load_cohort
+
+    cohort = load_cohort(ROOT / "cohorts" / "example", [EMAILS])
+    person = cohort.participants[1]
+    timing = cohort.timing(person)
+    links = links_for("https://drip.example.com", ["k" * 32], "comms@northwind.example",
+                      program_end(cohort.program, timing))  # fmt: skip
+    templates, view = Templates(cohort.program.path), cohort_view(cohort)
+    recipient = recipient_of(person, cohort.program, timing, {"short": 1, "mid": 2, "long": 3}, done or {},
+                             vias={key: "reply" for key in done or {}})  # fmt: skip
+    when = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)
+    out: dict[str, str] = {}
+    for step in expand_steps(cohort.program, timing):
+        built = build(
+            templates, view, recipient, step, when=when, delivery_id="7", instance="ab12", links=links
+        )
+        out.setdefault(step.key, built.message.html)
+    return out

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 
 import icalendar
@@ -81,6 +82,10 @@ def test_headers_parts_and_inlined_styles() -> None:
     ]  # fmt: skip
     html = mail.get_body(("html",)).get_content()
     assert '<p style="margin:0 0 16px 0' in html  # CSS inlined on the elements
+    # Outlook for Windows draws the button in VML; every other client gets the HTML one
+    done = re.search(r'href="(https://drip.example.com/done/[^"]+)"', html)
+    assert done and re.search(r'<!--\[if mso\]>\s+<v:roundrect xmlns:v="urn:schemas-microsoft-com:vml"', html)
+    assert html.count(done.group(1)) == 2 and "<v:roundrect" in html.split("<!--[if !mso]><!-->")[0]
     assert "@media screen and (max-width: 620px)" in html and "prefers-color-scheme: dark" in html
     assert 'class="preheader"' in html and "A photo, a headline, ten colleagues." in html
     text = mail.get_body(("plain",)).get_content()

@@ -1,0 +1,109 @@
+"""The emails as a phone and a desktop client render them, light and dark, in headless chromium.
+
+Each check reads what the browser laid out: no sideways scrolling, a button and secondary links a
+finger can hit (44 px), text that meets WCAG's 4.5:1 contrast on its own background, and the html
+element's lang. Screenshots land in DRIP_TEST_SCREENSHOTS (or the test's temporary folder) for a
+person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import example_html
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+STEPS = ("welcome", "short-kickoff", "short-overdue", "short-done", "policy")
+
+#: the contrast of a colour pair (WCAG 2), in the page, over every text-bearing element with its
+#: effective background: the first ancestor with a background colour that is not transparent
+CONTRASTS = """
+() => {
+  const rgb = s => s.match(/[\\d.]+/g).slice(0, 4).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4 })
+    .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const el of document.querySelectorAll('p, h1, li, a, td')) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    const box = el.getBoundingClientRect();
+    if (!own || box.width === 0 || getComputedStyle(el).display === 'none' || el.closest('.preheader')) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))].sort((x, y) => y - x);
+    out.push({text: el.textContent.trim().slice(0, 40), ratio: (a + 0.05) / (b + 0.05)});
+  }
+  return out;
+}
+"""
+
+
+def rendered() -> dict[str, str]:
+    """The steps checked; the congratulations as after a reply, so that it offers to reopen."""
+    html = {key: value for key, value in example_html().items() if key in STEPS}
+    html["short-done"] = example_html({"short": "done"})["short-done"]
+    return html
+
+
+HTML = rendered() if CHROMIUM else {}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("DRIP_TEST_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", [375, 600])
+@pytest.mark.parametrize("step", STEPS)
+def test_an_email_reads_and_taps_well(browser, shots: Path, step: str, width: int, scheme: str) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 800}, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        page.set_content(HTML[step])
+        assert page.evaluate("document.documentElement.lang") == "en"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scrolling"
+        body = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (body == "rgb(17, 24, 39)") is (scheme == "dark"), body
+
+        button = page.get_by_role("link", name="Mark it done")
+        if step in ("short-kickoff", "short-overdue"):
+            box = button.bounding_box()
+            assert box is not None and box["height"] >= 44 and box["width"] >= 120, box
+        else:
+            assert button.count() == 0
+        for link in page.locator("a").all():
+            if (link.text_content() or "").strip() == "Mark it done":
+                continue
+            box = link.bounding_box()
+            assert box is not None and box["height"] >= 44, (link.text_content(), box)
+
+        poor = [c for c in page.evaluate(CONTRASTS) if c["ratio"] < 4.5]
+        assert poor == [], poor
+        page.screenshot(path=shots / f"{step}-{width}-{scheme}.png", full_page=True)
+        assert (shots / f"{step}-{width}-{scheme}.png").stat().st_size > 5_000
+    finally:
+        context.close()
