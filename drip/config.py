@@ -450,6 +450,11 @@ def _check_oauth(parsed: Mapping[str, Any], origins: Mapping[str, str]) -> None:
             f"{label}: OAuth2 needs exactly one of DRIP_OAUTH_CLIENT_SECRET, DRIP_OAUTH_CLIENT_CERT_FILE "
             f"or DRIP_OAUTH_SERVICE_ACCOUNT_FILE (a Google service account's JSON key); given: {said}"
         )
+    if not parsed.get("oauth_scope"):
+        raise ConfigError(
+            f"{label}: OAuth2 also needs DRIP_OAUTH_SCOPE: https://outlook.office365.com/.default for "
+            "Microsoft 365, https://mail.google.com/ for Google Workspace"
+        )
     if credentials[0] != "oauth_service_account_file" and not parsed.get("oauth_client_id"):
         raise ConfigError(
             f"{label}: OAuth2 with a client secret or certificate also needs DRIP_OAUTH_CLIENT_ID, the "

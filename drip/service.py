@@ -68,7 +68,7 @@ def transports(settings: Settings, say: Callable[[str], None]) -> Iterator[Calla
     """Yield a factory of transports: the relay in DRIP_SMTP_URL, or the built-in mail catcher."""
     sign = dkim.signing(settings)
     if settings.smtp_url:
-        relay(settings).close()  # a relay drip cannot log in to as set up is said now, not mid-send
+        relay(settings).close()  # a set-up drip cannot send with (URL, DKIM key, OAuth2) is said now
         say(f"Sending through {redact_url(settings.smtp_url)}.")
         yield lambda: relay(settings)
         return
@@ -97,6 +97,7 @@ def sending_one_by_one(settings: Settings) -> Iterator[Send]:
 
         yield keep
         return
+    relay(settings).close()  # a set-up drip cannot send with is said before the first message, once
     with opened_on_first_use(lambda: relay(settings)) as send:
         yield send
 

@@ -108,8 +108,10 @@ def test_missing_records_say_exactly_what_to_publish(key_file: Path) -> None:
     [
         (GOOD + txt("example.com", "v=spf1 include:_spf.google.com ~all"), "SPF", Verdict.FIX,
          "has 2 SPF records"),
-        (GOOD.replace("include:spf.protection.outlook.com", "include:_spf.google.com"), "SPF", Verdict.FIX,
-         "does not name your relay smtp.office365.com: add include:spf.protection.outlook.com"),
+        (GOOD.replace("include:spf.protection.outlook.com", "ip4:192.0.2.10"), "SPF", Verdict.FIX,
+         "does not name your relay smtp.office365.com directly: add include:spf.protection.outlook.com"),
+        (GOOD.replace("include:spf.protection.outlook.com", "include:_spf.example.net"), "SPF", Verdict.WARN,
+         "check that one of its includes covers include:spf.protection.outlook.com"),
         (GOOD.replace("-all", "+all"), "SPF", Verdict.FIX, "lets anyone send"),
         (GOOD.replace("-all", "?all"), "SPF", Verdict.WARN, "does not end in -all or ~all"),
         (GOOD.replace(txt("drip._domainkey.example.com", RECORD), txt("drip._domainkey.example.com",
@@ -144,10 +146,42 @@ def test_without_drip_signing_the_relay_must_sign() -> None:
     assert ("DKIM", Verdict.WARN) in [(c, v) for c, v, _ in found]
 
 
-def test_an_unreachable_dns_server_is_said_plainly(key_file: Path) -> None:
-    lookup = resolver_lookup(f"127.0.0.1:{_free_port()}")
-    with pytest.raises(DripError, match="cannot ask DNS about example.com"):
-        check_domain("example.com", settings_for(key_file), lookup)
+def test_an_unreachable_dns_server_is_said_plainly_and_the_other_checks_still_run(key_file: Path) -> None:
+    found = check_domain("example.com", settings_for(key_file), resolver_lookup(f"127.0.0.1:{_free_port()}"))
+    assert [(f.check, f.verdict) for f in found] == [
+        ("SPF", Verdict.WARN), ("DKIM", Verdict.WARN), ("DMARC", Verdict.WARN),
+    ]  # fmt: skip
+    assert found[0].said.startswith("not checked: cannot ask DNS about example.com")
+    with pytest.raises(DripError, match=r"give HOST, HOST:PORT or \[IPv6\]:PORT"):
+        resolver_lookup("127.0.0.1:port")
+
+
+def test_odd_domains_and_an_ed25519_key(tmp_path: Path) -> None:
+    assert [verdict for _, verdict, _ in verdicts("", settings_for(None), "localhost")] == [
+        Verdict.FIX, Verdict.WARN, Verdict.FIX,
+    ]  # fmt: skip
+    deep = verdicts(GOOD, settings_for(None), "mail.eu.example.com")
+    assert ("DMARC", Verdict.OK) in [(c, v) for c, v, _ in deep]  # the organisation's record covers it
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "ed.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    zone = GOOD.replace(txt("drip._domainkey.example.com", RECORD), txt("drip._domainkey.example.com",
+                        Signer(key, "drip").record()))  # fmt: skip
+    found = verdicts(zone, settings_for(path))
+    assert any(
+        c == "DKIM" and v is Verdict.WARN and "not every receiver checks Ed25519" in s for c, v, s in found
+    )
+
+
+def test_a_relay_without_tls_is_refused_before_any_password_goes() -> None:
+    finding = check_relay(load_settings(environ={"DRIP_SMTP_URL": "smtp://drip:secret@192.0.2.1:25"}))
+    assert finding.verdict is Verdict.FIX and "without TLS" in finding.said and "secret" not in finding.said
 
 
 def test_the_relay_check_logs_in_as_sending_would(

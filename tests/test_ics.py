@@ -3,7 +3,7 @@
 import datetime as dt
 
 import icalendar
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from drip.core.ics import deadline_event, fold
@@ -39,9 +39,11 @@ def test_all_day_event_on_the_deadline() -> None:
 
 
 @given(name=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60))
+@settings(max_examples=400)
+@example(name="0 =")
+@example(name='Comms; EMEA: Team, \\ "quoted"')
 def test_the_organizer_reads_back_for_any_sender_name(name: str) -> None:
-    """RFC 5546: a PUBLISH event names its ORGANIZER; a name with : ; , is quoted, quotes and backslashes
-    are dropped."""
+    """RFC 5546: a PUBLISH event names its ORGANIZER; the name is quoted, quotes and backslashes dropped."""
     data = deadline_event(
         uid="u", summary="s", description="", day=dt.date(2027, 2, 1), stamp=STAMP,
         organizer=(name, "comms@example.com"),

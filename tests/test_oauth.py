@@ -34,6 +34,8 @@ class OAuthCollector(_Collector):
         super().__init__()
         self.tokens = tokens
         self.logins: list[tuple[str, str]] = []
+        #: what the client answered to each error report
+        self.after_error: list[bytes] = []
 
     async def _initial(self, server, args) -> bytes | None:
         from aiosmtpd.smtp import MISSING
@@ -50,7 +52,9 @@ class OAuthCollector(_Collector):
         if auth.startswith("Bearer ") and self.tokens.valid(auth.removeprefix("Bearer "), user):
             return AuthResult(success=True, auth_data=user)
         # the mechanisms' failure: a 334 carrying a JSON status, an empty answer, then 535
-        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
+        self.after_error.append(
+            await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
+        )
         return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
 
     async def auth_XOAUTH2(self, server, args):  # noqa: N802 - aiosmtpd's naming of mechanisms
@@ -143,6 +147,8 @@ def test_a_refused_token_is_fetched_again_once(tokens: TokenServer, relay_and_me
     assert len(relay.messages) == 2
     assert relay.handler.logins == [(mechanism, USER)] * 3  # kept, refused, then the new one
     assert len(tokens.requests) == 2
+    # RFC 7628: OAUTHBEARER ends a failed login with a lone ^A; XOAUTH2 with an empty line
+    assert relay.handler.after_error == [b"\x01" if mechanism == "OAUTHBEARER" else b""]
 
 
 def test_a_token_is_kept_until_a_minute_before_it_expires(tokens: TokenServer) -> None:
@@ -225,6 +231,11 @@ def test_a_certificate_instead_of_a_secret(tmp_path: Path, tokens: TokenServer, 
     transport.close()
     assert len(relay.messages) == 1
     assert "client_secret" not in tokens.requests[0] and "client_assertion" in tokens.requests[0]
+    from drip.sending import oauth
+
+    assert oauth.source_for(settings) is oauth.source_for(settings), "the key is read once, the token shared"
+    open_relay(settings).close()
+    assert len(tokens.requests) == 1
 
 
 def test_a_google_service_account_acts_for_the_mailbox(tmp_path: Path, tokens: TokenServer) -> None:
@@ -261,8 +272,10 @@ def test_a_google_service_account_acts_for_the_mailbox(tmp_path: Path, tokens: T
         ({"DRIP_OAUTH_CLIENT_ID": "x"}, "OAuth2 also needs DRIP_OAUTH_TOKEN_URL"),
         ({"DRIP_OAUTH_TOKEN_URL": "https://login.example.com/token", "DRIP_OAUTH_CLIENT_ID": "x"},
          "needs exactly one of DRIP_OAUTH_CLIENT_SECRET"),
-        ({"DRIP_OAUTH_TOKEN_URL": "https://login.example.com/token", "DRIP_OAUTH_CLIENT_SECRET": "s"},
-         "also needs DRIP_OAUTH_CLIENT_ID"),
+        ({"DRIP_OAUTH_TOKEN_URL": "https://login.example.com/token", "DRIP_OAUTH_CLIENT_SECRET": "s",
+          "DRIP_OAUTH_SCOPE": SCOPE}, "also needs DRIP_OAUTH_CLIENT_ID"),
+        ({"DRIP_OAUTH_TOKEN_URL": "https://login.example.com/token", "DRIP_OAUTH_CLIENT_SECRET": "s",
+          "DRIP_OAUTH_CLIENT_ID": "x"}, "OAuth2 also needs DRIP_OAUTH_SCOPE"),
         ({"DRIP_OAUTH_TOKEN_URL": "http://login.example.com/token", "DRIP_OAUTH_CLIENT_ID": "x",
           "DRIP_OAUTH_CLIENT_SECRET": "s"}, "would send drip's credentials in clear; use https://"),
     ],

@@ -26,7 +26,7 @@ def escape_text(value: str) -> str:
 
 
 def _common_name(name: str) -> str:
-    """Return ``;CN=...`` for a display name, quoted where it holds : ; or , (RFC 5545, 3.2).
+    """Return ``;CN="..."`` for a display name (RFC 5545, 3.2).
 
     A parameter value cannot hold a double quote or a control character at all, and readers differ
     on backslashes (some take them as escapes): those are dropped.
@@ -34,7 +34,7 @@ def _common_name(name: str) -> str:
     name = "".join(char for char in name if char not in '"\\' and char.isprintable()).strip()
     if not name:
         return ""
-    return f';CN="{name}"' if any(char in name for char in ":;,") else f";CN={name}"
+    return f';CN="{name}"'  # quoted always: readers differ on spaces, "=" and the like bare
 
 
 def fold(line: str) -> bytes:

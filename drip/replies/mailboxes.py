@@ -23,7 +23,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from drip.config import DEFAULT_MAX_MESSAGE_BYTES, redact_url
 from drip.core.errors import DripError, untrusted_certificate
-from drip.sending.oauth import LOOPBACK, OAuthError, TokenSource, choose_mechanism, initial_response
+from drip.sending.oauth import (
+    LOOPBACK,
+    OAuthError,
+    TokenSource,
+    choose_mechanism,
+    error_reply,
+    initial_response,
+)
 
 #: the IMAP keyword drip sets on a message it has dealt with
 KEYWORD = "$DripProcessed"
@@ -250,9 +257,9 @@ class IMAPSource:
 
             def answer(challenge: bytes, response: bytes = response, asked: list[bytes] = asked) -> bytes:
                 # the first continuation asks for the response; a later one is the server's error report,
-                # which an empty reply ends
+                # which this reply ends
                 asked.append(challenge)
-                return response if len(asked) == 1 else b""
+                return response if len(asked) == 1 else error_reply(mechanism).encode()
 
             try:
                 imap.authenticate(mechanism, answer)

@@ -7,6 +7,7 @@ record to publish, the setting to correct. Nothing here sends an email.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +28,8 @@ KNOWN_RELAYS = {
     "smtp-relay.gmail.com": "include:_spf.google.com",
 }
 _TIMEOUT = 5.0
+#: "[IPv6]:PORT", "HOST[:PORT]", or a bare IPv6 address
+_NAMESERVER = re.compile(r"\[([0-9a-fA-F:.]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?|([0-9a-fA-F:]+)")
 
 
 class Verdict(StrEnum):
@@ -48,13 +51,12 @@ Lookup = Callable[[str], list[str] | None]
 def resolver_lookup(nameserver: str | None = None) -> Lookup:
     """Return a TXT lookup: the strings of each record at a name, or None where there is none.
 
-    ``nameserver`` is "HOST" or "HOST:PORT" to ask that server instead of the system's.
+    ``nameserver`` is "HOST", "HOST:PORT" or "[IPv6]:PORT" to ask that server instead of the system's.
     """
     resolver = dns.resolver.Resolver(configure=nameserver is None)
     if nameserver is not None:
-        host, _, port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "")
-        resolver.nameservers = [host or nameserver]
-        resolver.port = int(port) if port else 53
+        host, port = _server(nameserver)
+        resolver.nameservers, resolver.port = [host], port
     resolver.lifetime = _TIMEOUT
 
     def lookup(name: str) -> list[str] | None:
@@ -69,13 +71,33 @@ def resolver_lookup(nameserver: str | None = None) -> Lookup:
     return lookup
 
 
+def _server(text: str) -> tuple[str, int]:
+    """Return the address and port in "HOST[:PORT]" or "[IPv6]:PORT"; a name is looked up."""
+    match = re.fullmatch(
+        r"\[([0-9a-fA-F:.]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?|([0-9a-fA-F:]+)", text.strip()
+    )
+    if not match:
+        raise DripError(f"--nameserver {text!r}: give HOST, HOST:PORT or [IPv6]:PORT")
+    host = match.group(1) or match.group(3) or match.group(5)
+    port = int(match.group(2) or match.group(4) or 53)
+    try:
+        address = socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0][4][0]
+    except OSError as exc:
+        raise DripError(f"--nameserver {text!r}: cannot find {host}: {exc}") from None
+    return str(address), port
+
+
 def check_domain(domain: str, settings: Settings, lookup: Lookup) -> list[Finding]:
-    """Check SPF, DKIM and DMARC for the sender domain ``domain``."""
-    return [
-        _spf(domain, settings, lookup),
-        *_dkim(domain, settings, lookup),
-        _dmarc(domain, settings, lookup),
-    ]
+    """Check SPF, DKIM and DMARC for the sender domain ``domain``; a question DNS would not answer
+    is said as such, and the other checks still run."""
+    findings: list[Finding] = []
+    for check, run in (("SPF", _spf), ("DKIM", _dkim), ("DMARC", _dmarc)):
+        try:
+            found = run(domain, settings, lookup)
+        except DripError as exc:
+            found = Finding(check, Verdict.WARN, f"not checked: {exc}")
+        findings += found if isinstance(found, list) else [found]
+    return findings
 
 
 def _spf(domain: str, settings: Settings, lookup: Lookup) -> Finding:
@@ -94,10 +116,11 @@ def _spf(domain: str, settings: Settings, lookup: Lookup) -> Finding:
     record = records[0]
     terms = record.lower().split()
     if include and include not in terms:
+        nested = any(term.startswith(("include:", "redirect=")) for term in terms)
         return Finding(
-            "SPF", Verdict.FIX,
-            f'{domain}\'s SPF record "{record}" does not name your relay {host}: '
-            f'add {include} before its "all"',
+            "SPF", Verdict.WARN if nested else Verdict.FIX,
+            f'{domain}\'s SPF record "{record}" does not name your relay {host} directly: '
+            + (f"check that one of its includes covers {include}" if nested else f"add {include} before all"),
         )  # fmt: skip
     if terms[-1] in ("+all", "all"):
         return Finding(
@@ -144,6 +167,14 @@ def _dkim(domain: str, settings: Settings, lookup: Lookup) -> list[Finding]:
                     f'would fail. Publish "{wanted}", or point DRIP_DKIM_KEY_FILE at the matching key',
                 )
             )  # fmt: skip
+        elif signer.algorithm == "ed25519-sha256":
+            findings.append(
+                Finding(
+                    "DKIM", Verdict.WARN,
+                    f"{name} publishes drip's Ed25519 key, but not every receiver checks Ed25519 yet: "
+                    "sign with an RSA key (2048 bits), or have the relay add an RSA signature",
+                )
+            )  # fmt: skip
         else:
             findings.append(Finding("DKIM", Verdict.OK, f"{name} publishes drip's key ({signer.algorithm})"))
     if not _aligned(signing_domain, domain):
@@ -158,15 +189,17 @@ def _dkim(domain: str, settings: Settings, lookup: Lookup) -> list[Finding]:
 
 
 def _dmarc(domain: str, settings: Settings, lookup: Lookup) -> Finding:
-    name = f"_dmarc.{domain}"
-    records = [r for r in lookup(name) or [] if r.replace(" ", "").lower().startswith("v=dmarc1")]
     example = f"v=DMARC1; p=none; rua=mailto:dmarc@{domain}"
-    if not records and "." in domain.split(".", 1)[1]:  # a subdomain may use its organisation's policy
-        parent = domain.split(".", 1)[1]
-        records = [
-            r for r in lookup(f"_dmarc.{parent}") or [] if r.replace(" ", "").lower().startswith("v=dmarc1")
-        ]
-        name = f"_dmarc.{parent}" if records else name
+    # a subdomain without a record of its own falls under its organisation's (walked up to two labels,
+    # near enough without the public suffix list)
+    labels = domain.split(".")
+    name, records = f"_dmarc.{domain}", []
+    for start in range(max(1, len(labels) - 1)):
+        candidate = "_dmarc." + ".".join(labels[start:])
+        records = [r for r in lookup(candidate) or [] if r.replace(" ", "").lower().startswith("v=dmarc1")]
+        if records:
+            name = candidate
+            break
     if not records:
         return Finding(
             "DMARC", Verdict.FIX,
@@ -202,16 +235,17 @@ def check_relay(settings: Settings) -> Finding:
             return Finding(
                 "relay", Verdict.OK, f"{redact_url(settings.smtp_url)} is a folder; nothing is sent"
             )
+        s = transport.settings
+        if not (s.tls or s.starttls) and s.host not in oauth.LOOPBACK:  # said before any password goes
+            return Finding(
+                "relay", Verdict.FIX,
+                f"{s.host}:{s.port} would take mail and logins without TLS: add ?starttls=true (port 587) "
+                "or use smtps:// (465)",
+            )  # fmt: skip
         offered = transport.probe()
     except DripError as exc:
         return Finding("relay", Verdict.FIX, str(exc))
-    s = transport.settings
     login = "logged in with an OAuth2 token" if s.oauth else ("logged in" if s.username else "no login")
-    if not (s.tls or s.starttls) and s.host not in oauth.LOOPBACK:
-        return Finding(
-            "relay", Verdict.FIX,
-            f"{s.host}:{s.port} takes mail without TLS: add ?starttls=true (port 587) or use smtps:// (465)",
-        )  # fmt: skip
     how = "TLS" if s.tls else ("STARTTLS" if s.starttls else "no TLS (this machine)")
     offers = f"; offers AUTH {' '.join(offered)}" if offered else ""
     return Finding("relay", Verdict.OK, f"{s.host}:{s.port}: {how}, {login}{offers}")

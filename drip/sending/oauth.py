@@ -17,7 +17,9 @@ it (535 from SMTP, NO from IMAP). Tokens never appear in logs or messages.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import http.client
 import json
 import logging
 import threading
@@ -135,7 +137,7 @@ class TokenSource:
                 body = json.loads(answer.read(1_000_000))
         except urllib.error.HTTPError as exc:
             raise OAuthError(f"the token endpoint {c.token_url} refused drip: {_why(exc)}") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise OAuthError(f"cannot get a token from {c.token_url}: {exc}") from None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
@@ -168,6 +170,12 @@ def initial_response(mechanism: str, user: str, token: str, host: str, port: int
     return xoauth2(user, token) if mechanism == "XOAUTH2" else oauthbearer(user, token, host, port)
 
 
+def error_reply(mechanism: str) -> str:
+    """Return what ends a login after the server's error report: a lone ^A for OAUTHBEARER
+    (RFC 7628, 3.2.3), nothing for XOAUTH2."""
+    return "\x01" if mechanism == "OAUTHBEARER" else ""
+
+
 def choose_mechanism(offered: set[str]) -> str | None:
     """Return the OAuth2 mechanism to use among those a server offers: OAUTHBEARER, the standard
     one, where offered; else XOAUTH2."""
@@ -197,35 +205,33 @@ def signed_jwt(header: dict[str, Any], claims: dict[str, Any], key: Any) -> str:
 
 
 def source_for(settings: Settings) -> TokenSource | None:
-    """Return the token source ``settings`` describe, or None when OAuth2 is not set up."""
+    """Return the token source ``settings`` describe, or None when OAuth2 is not set up.
+
+    One per set-up in a process, so the relay's connections and the inbox share one token, and a
+    key file is read once (a loaded key compares by identity, so the cache is keyed on settings).
+    """
     if not settings.oauth_token_url:
         return None
-    return _sources(_client(settings))
-
-
-_cache_lock = threading.Lock()
-_cached: dict[Client, TokenSource] = {}
-
-
-def _sources(client: Client) -> TokenSource:
-    """One token source per client in a process, so SMTP and IMAP share a token."""
-    with _cache_lock:
-        return _cached.setdefault(client, TokenSource(client))
-
-
-def _client(settings: Settings) -> Client:
-    url = settings.oauth_token_url or ""
-    if settings.oauth_service_account_file:
-        email, key, _ = read_service_account(
-            settings.oauth_service_account_file, "setting oauth_service_account_file"
-        )
-        return Client(url, scope=settings.oauth_scope, service_account=(email, key))
-    certificate = None
-    if settings.oauth_client_cert_file:
-        certificate = read_certificate(settings.oauth_client_cert_file, "setting oauth_client_cert_file")
-    return Client(
-        url, settings.oauth_client_id, settings.oauth_client_secret, settings.oauth_scope, certificate
+    return _source(
+        settings.oauth_token_url,
+        settings.oauth_client_id,
+        settings.oauth_client_secret,
+        settings.oauth_client_cert_file,
+        settings.oauth_service_account_file,
+        settings.oauth_scope,
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _source(
+    url: str, client_id: str | None, secret: str | None, cert_file: str | None, account_file: str | None,
+    scope: str | None,
+) -> TokenSource:  # fmt: skip
+    if account_file:
+        email, key, _ = read_service_account(account_file, "setting oauth_service_account_file")
+        return TokenSource(Client(url, scope=scope, service_account=(email, key)))
+    certificate = read_certificate(cert_file, "setting oauth_client_cert_file") if cert_file else None
+    return TokenSource(Client(url, client_id, secret, scope, certificate))
 
 
 def read_certificate(path: str, label: str) -> tuple[Any, bytes]:

@@ -29,7 +29,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from drip.config import redact_url
 from drip.core.errors import ConfigError, DripError, untrusted_certificate
 from drip.sending.dkim import is_signed
-from drip.sending.oauth import OAuthError, TokenSource, check_plaintext, choose_mechanism, initial_response
+from drip.sending.oauth import (
+    OAuthError,
+    TokenSource,
+    check_plaintext,
+    choose_mechanism,
+    error_reply,
+    initial_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +192,10 @@ class SMTPTransport:
             error = RelayError(f"the SMTP server {s.host}:{s.port} does not offer {missing}")
         except (OSError, smtplib.SMTPException) as exc:
             error = RelayError(f"cannot reach the SMTP server {s.host}:{s.port}: {exc}")
+        except BaseException:  # anything else goes up as it is, but never with a socket left open
+            if connection is not None:
+                connection.close()
+            raise
         if connection is not None:
             connection.close()
         raise error
@@ -217,8 +228,8 @@ class SMTPTransport:
             response = initial_response(mechanism, user, token, s.host, s.port)
 
             def answer(challenge: bytes | None = None, response: str = response) -> str:
-                # a challenge after the response is the server's error report: an empty reply ends it
-                return response if challenge is None else ""
+                # a challenge after the response is the server's error report, which this reply ends
+                return response if challenge is None else error_reply(mechanism)
 
             try:
                 connection.auth(mechanism, answer)
