@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from drip.core import ics
 from drip.core.mime import AUTO_RESPONSE_SUPPRESS, Attachment, Mailbox, Message, compose, phrase
 from drip.core.plan import GoalDates, Timing, goal_dates
-from drip.core.program import AnchorKind, Program, Step
+from drip.core.program import AnchorKind, Audience, Program, Step
 from drip.core.render import Rendered, Templates
 from drip.core.tokens import Action, make_token, message_tag, thread_index
 from drip.core.values import Address, InvalidValue, check_header_safe, first_name
@@ -189,6 +189,9 @@ def step_context(base: dict[str, Any], step: Step) -> dict[str, Any]:
         "next_goal": following,
         "other_goals_open": others_open,
         "step": step.key,
+        # whom this email goes to: "participant", "delegate" or "owners" (who must not get the
+        # participant's done button or unsubscribe link)
+        "audience": step.to.value,
         # Which occurrence of a repeating step this is, from 1, and of how many; None otherwise.
         "occurrence": step.occurrence,
         "occurrences": step.occurrences,
@@ -231,12 +234,16 @@ def build(
     subject = TEST_PREFIX + rendered.subject if test else rendered.subject
     domain = Address(cohort.sender.address).ascii_domain  # IDNA, for the Message-ID
     reply_name = (cohort.reply_to or cohort.sender).name
-    headers = [
-        (
-            "List-Unsubscribe",
-            f"<{links.unsubscribe_url(recipient)}>, <{links.unsubscribe_mailto(recipient)}>",
-        ),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    headers = []
+    if step.to is Audience.PARTICIPANT:  # the link unsubscribes the participant: theirs alone
+        headers += [
+            (
+                "List-Unsubscribe",
+                f"<{links.unsubscribe_url(recipient)}>, <{links.unsubscribe_mailto(recipient)}>",
+            ),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
+    headers += [
         ("Auto-Submitted", "auto-generated"),
         *mail_system_headers(cohort.slug, cohort.name, step.key, domain),
         ("X-Drip-Cohort", cohort.slug),
@@ -246,10 +253,11 @@ def build(
     ]
     if step.goal:
         headers.append(("X-Drip-Goal", step.goal))
+    to, cc = addressees(step.to, cohort, recipient)
     message = Message(
         sender=cohort.sender,
-        to=Mailbox(recipient.name, recipient.email),
-        cc=(Mailbox("", recipient.delegate_email),) if recipient.delegate_email else (),
+        to=to,
+        cc=cc,
         reply_to=Mailbox(reply_name, links.reply_address),
         subject=subject,
         date=dated or when,
@@ -261,6 +269,30 @@ def build(
         attachments=_calendar(cohort, recipient, step, when, links, domain),
     )
     return Built(message, rendered)
+
+
+def unreachable(step: Step, cohort: CohortView, recipient: Recipient) -> str | None:
+    """Say why ``step`` has nobody to go to for ``recipient`` (no owners, no delegate), or None."""
+    if step.to is Audience.OWNERS and not cohort.owners:
+        return f"{step.key} goes to the cohort's owners, and the cohort has none"
+    if step.to is Audience.DELEGATE and not recipient.delegate_email:
+        return f"{step.key} goes to the participant's delegate, and {recipient.email} has none"
+    return None
+
+
+def addressees(
+    audience: Audience, cohort: CohortView, recipient: Recipient
+) -> tuple[Mailbox, tuple[Mailbox, ...]]:
+    """Return To and Cc for a step that goes to ``audience``: the participant (their delegate copied),
+    the delegate alone, or the owners."""
+    if audience is Audience.OWNERS and cohort.owners:
+        return Mailbox("", cohort.owners[0]), tuple(Mailbox("", owner) for owner in cohort.owners[1:])
+    if audience is Audience.DELEGATE and recipient.delegate_email:
+        return Mailbox("", recipient.delegate_email), ()
+    if audience is not Audience.PARTICIPANT:  # callers ask unreachable() first
+        raise InvalidValue(f"nobody to send this to: the {audience} are not known")
+    delegate = (Mailbox("", recipient.delegate_email),) if recipient.delegate_email else ()
+    return Mailbox(recipient.name, recipient.email), delegate
 
 
 def mail_system_headers(slug: str, name: str, step: str, domain: str) -> list[tuple[str, str]]:
@@ -300,8 +332,10 @@ def check_subject(subject: str, recipient: Recipient) -> None:
 def _calendar(
     cohort: CohortView, recipient: Recipient, step: Step, when: dt.datetime, links: Links, domain: str
 ) -> tuple[Attachment, ...]:
-    """Return the deadline as a calendar entry, for steps that are about a deadline."""
+    """Return the deadline as a calendar entry, for the participant's steps about a deadline."""
     if not step.goal or step.at.kind not in (AnchorKind.OPENS, AnchorKind.DEADLINE):
+        return ()
+    if step.to is not Audience.PARTICIPANT:  # the entry carries the participant's own done link
         return ()
     goal = next(goal for goal in recipient.goals if goal.key == step.goal)
     person = hashlib.sha256(f"{cohort.slug}\0{recipient.email.casefold()}".encode()).hexdigest()[:16]

@@ -56,6 +56,16 @@ class AnchorKind(StrEnum):
     COMPLETED = "completed"
 
 
+class Audience(StrEnum):
+    """Whom a step's email goes to."""
+
+    PARTICIPANT = "participant"
+    #: the participant's delegate (their assistant, say), alone; skipped for a participant without one
+    DELEGATE = "delegate"
+    #: the cohort's owners, about the participant (an escalation); skipped for a cohort without owners
+    OWNERS = "owners"
+
+
 class LatePolicy(StrEnum):
     """What to do with a step whose moment passed before the participant was enrolled."""
 
@@ -156,6 +166,8 @@ class Step:
     occurrence: int | None = None
     #: set on one occurrence: how many occurrences the participant gets in all
     occurrences: int | None = None
+    #: whom the email goes to
+    to: Audience = Audience.PARTICIPANT
 
     @property
     def waits_for_completion(self) -> bool:
@@ -489,7 +501,7 @@ class _ProgramLoader:
 
     def steps(self, raw: object, goal_keys: list[str]) -> list[Step]:
         steps: list[Step] = []
-        fields = {"key", "goal", "at", "template", "late", "every", "until"}
+        fields = {"key", "goal", "at", "template", "late", "every", "until", "to"}
         for index, (item, where, line, key) in enumerate(self.entries(raw, "step", fields, KEY_PATTERN)):
             self.places.setdefault(key, (where, line))
             anchor = self.anchor(item.get("at"), f"{where}at", goal_keys, line)
@@ -514,11 +526,28 @@ class _ProgramLoader:
                     f"{where}late",
                     line,
                 )
+            audience = item.get("to", Audience.PARTICIPANT.value)
+            if audience not in set(Audience):
+                self.problem(
+                    f'to must be "participant", "delegate" or "owners", not {audience!r}', f"{where}to", line
+                )
+                audience = Audience.PARTICIPANT.value
             template = self.string(item, "template", where) or key
             if template and not (self.path / f"{template}.html").is_file():
                 self.problem(f"template {template}.html not found in {self.path}", f"{where}template", line)
             if key and anchor:
-                steps.append(Step(key, goal, anchor, template, LatePolicy(late_value), index, repeat))
+                steps.append(
+                    Step(
+                        key,
+                        goal,
+                        anchor,
+                        template,
+                        LatePolicy(late_value),
+                        index,
+                        repeat,
+                        to=Audience(audience),
+                    )
+                )
         self.check_occurrence_keys(steps)
         return steps
 

@@ -28,6 +28,7 @@ from drip.core.message import (
     links_for,
     recipient_of,
     step_context,
+    unreachable,
 )
 from drip.core.mime import Mailbox
 from drip.core.plan import Timing, expand_steps, plan_participant, program_end
@@ -79,8 +80,8 @@ def check_rendering(
         if timing.key() not in steps_of:
             steps_of[timing.key()] = _steps(cohort.program, timing)
         for step in steps_of[timing.key()]:
-            if step.template in failed_templates:
-                continue
+            if step.template in failed_templates or unreachable(step, view, recipient):
+                continue  # a step with nobody to go to is skipped when due, never built
             try:
                 if base is not None:
                     subjects.check(step, base, recipient, fit)

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from drip.config import Settings
 from drip.core.errors import DripError
-from drip.core.message import Built, build, cohort_view, links_for, recipient_of
+from drip.core.message import Built, build, cohort_view, links_for, recipient_of, unreachable
 from drip.core.mime import Mailbox, addresses, compose
 from drip.core.plan import Timing, expand_steps, plan_participant, program_end
 from drip.core.plan import find_step as find_planned_step
@@ -99,6 +99,11 @@ def proofs(
     instance = instance_id(conn)
     result = []
     for step in (_occurrence(cohort, participant, timing, step) for step in steps):
+        nobody = unreachable(step, view, recipient)
+        if nobody and len(steps) == 1:
+            raise DripError(f"{nobody}: there is no email to show")
+        if nobody:
+            continue
         delivery = delivery_refs.get(step.key)
         when = (delivery[1] if delivery else planned.get(step.key)) or now
         if test:

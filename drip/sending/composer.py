@@ -34,7 +34,7 @@ from drip.core.memo import Memo
 from drip.core.message import CohortView, build, links_for, recipient_of
 from drip.core.mime import addresses, compose
 from drip.core.plan import GoalDates, Timing, find_step, goal_dates, program_end
-from drip.core.program import Program, Step, program_at
+from drip.core.program import Audience, Program, Step, program_at
 from drip.core.render import Templates
 from drip.core.values import InvalidValue
 from drip.sending.dkim import KeySpec, signer_for
@@ -52,6 +52,8 @@ class Outgoing:
     recipients: list[str]
     data: bytes
     message_id: str
+    #: whom it goes to; a refusal of any address but the participant's never bounces them
+    audience: Audience = Audience.PARTICIPANT
 
 
 @dataclass
@@ -157,7 +159,7 @@ def build_or_say_why(
         return f"could not be built: {exc}"
     done = set((row.delivered_to or "").split(","))
     recipients = [address for address in addresses([message.to, *message.cc]) if address not in done]
-    return Outgoing(row, addresses([message.sender])[0], recipients, data, message.message_id)
+    return Outgoing(row, addresses([message.sender])[0], recipients, data, message.message_id, step.to)
 
 
 # --- the composing process ------------------------------------------------------------------------

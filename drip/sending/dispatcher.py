@@ -25,8 +25,9 @@ from drip import changes
 from drip.config import Settings
 from drip.core.bounces import Severity, severity, status_of
 from drip.core.errors import DripError
+from drip.core.message import current_delegate
 from drip.core.plan import Timing
-from drip.core.program import Step
+from drip.core.program import Audience, Step
 from drip.core.senders import same_address
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.sending import claims, dkim
@@ -102,6 +103,10 @@ class _Ending:
 
 def _cancel(reason: str) -> _Ending:
     return _Ending(DeliveryStatus.CANCELLED, reason, EventKind.CANCELLED, "cancelled")
+
+
+def _skip(reason: str) -> _Ending:
+    return _Ending(DeliveryStatus.SKIPPED, reason, EventKind.SKIPPED, "skipped")
 
 
 def _could_not_build(row: claims.Claimed, reason: str) -> _Ending:
@@ -336,14 +341,14 @@ class Dispatcher:
             self._release([item.row.id], tally)
         except PermanentSendError as exc:
             note = f" ({', '.join(exc.accepted)} received it)" if exc.accepted else ""
-            self._fail(item.row, f"{exc}{note}", now, tally, item.message_id, refused=bool(exc.recipient))
+            theirs = bool(exc.recipient) and item.audience is Audience.PARTICIPANT
+            self._fail(item.row, f"{exc}{note}", now, tally, item.message_id, refused=theirs)
         except TransientSendError as exc:
-            self._retry(
-                item.row, str(exc), now, tally, item.message_id, exc.accepted, refused=bool(exc.recipient)
-            )
+            theirs = bool(exc.recipient) and item.audience is Audience.PARTICIPANT
+            self._retry(item.row, str(exc), now, tally, item.message_id, exc.accepted, refused=theirs)
         else:
             self._sent(recorder, item, max(now, item.row.due_at), refused, tally)
-            if refused:
+            if refused and item.audience is Audience.PARTICIPANT:
                 self._record(lambda c: self._delegate_refused(c, item, refused, now))
 
     def _record(self, change: Callable[[Any], None]) -> None:
@@ -577,11 +582,14 @@ class Dispatcher:
             wanted = GoalStatus.DONE if step.waits_for_completion else GoalStatus.OPEN
             if status is not wanted:
                 return _cancel(f"the goal {step.goal} is {status}")
+        if step.to is Audience.DELEGATE and not current_delegate(person):
+            return _skip("the participant has no delegate to send it to")
+        if step.to is Audience.OWNERS and not parts.cohort.settings.owners:
+            return _skip("the cohort has no owners to send it to")
         late = now - row.due_at
         if late > self.stale_after:
             hours = late.total_seconds() / 3600
-            reason = f"{hours:.0f} hours late (due {row.due_at:%Y-%m-%d %H:%M} UTC); too stale to send"
-            return _Ending(DeliveryStatus.SKIPPED, reason, EventKind.SKIPPED, "skipped")
+            return _skip(f"{hours:.0f} hours late (due {row.due_at:%Y-%m-%d %H:%M} UTC); too stale to send")
         return step
 
     def _cohort(self, cohort: StoredCohort) -> CohortParts:
