@@ -18,7 +18,7 @@ from conftest import COHORT_TOML, EMAILS, CohortFactory, SMTPServer
 from drip.cli import main
 from drip.core.errors import CohortError
 from drip.core.message import build, cohort_view, links_for, recipient_of
-from drip.core.plan import expand_steps, program_end
+from drip.core.plan import expand_steps, plan_participant, program_end
 from drip.core.program import Audience, load_program
 from drip.core.render import Templates
 from drip.launch.cohort import load_cohort
@@ -71,6 +71,23 @@ def test_to_is_read_and_a_wrong_one_is_named_with_the_fix(program: Path) -> None
         load_program(program)
     said = str(caught.value)
     assert "program.toml" in said and 'to must be "participant", "delegate" or "owners", not \'boss\'' in said
+
+
+def test_mail_to_others_takes_no_day_of_the_participants(program: Path, make_cohort: CohortFactory) -> None:
+    """An owners' note on the day of the participant's own email moves neither."""
+    toml = (program / "program.toml").read_text()
+    toml = toml.replace('at = "short.deadline+2w"\nto = "owners"', 'at = "short.deadline+3d"\nto = "owners"')
+    (program / "program.toml").write_text(toml)  # the day of short-overdue
+    cohort = load_cohort(make_cohort(ROSTER), [program.parent])
+    person = cohort.participants[0]
+    plan = {
+        p.step.key: p
+        for p in plan_participant(
+            cohort.program, cohort.timing(person), dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
+        )
+    }
+    assert plan["short-escalation"].due_at == plan["short-overdue"].due_at
+    assert plan["short-escalation"].due_at.date() == dt.date(2027, 2, 4)
 
 
 def built(folder: Path, key: str, email: str = "ana@example.com"):

@@ -29,7 +29,10 @@ Rules, in the order they apply:
    that has no other email for the participant: they never push planned mail
    aside. The other steps of a goal that is settled (done or waived) are not
    planned at all.
-7. A repeating step becomes one step per occurrence (``KEY-1``, ``KEY-2``,
+7. Mail a step sends to someone else (``to = "owners"`` or ``"delegate"``) is
+   not in the participant's inbox: it takes no day of theirs and moves for
+   none; it goes at the first send window from its own day.
+8. A repeating step becomes one step per occurrence (``KEY-1``, ``KEY-2``,
    ...), each placed by the rules above like any other: its day is the first
    occurrence's plus the interval times the occurrences before it, up to and
    including ``until``'s day and never after the program's end. An occurrence
@@ -47,7 +50,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from drip.core.program import MAX_OCCURRENCES, Anchor, AnchorKind, LatePolicy, Program, Step
+from drip.core.program import MAX_OCCURRENCES, Anchor, AnchorKind, Audience, LatePolicy, Program, Step
 from drip.core.states import DeliveryStatus
 
 UTC = dt.UTC
@@ -305,6 +308,7 @@ def plan_participant(
     about_deadlines: list[_Wanted] = []
     others: list[_Wanted] = []
     completions: list[_Wanted] = []
+    aside: list[_Wanted] = []  # mail to someone else than the participant
     left_out = set(settled)
     steps = expand_steps(program, timing, goals, end)
 
@@ -316,7 +320,8 @@ def plan_participant(
             if done_at is not None:
                 nominal = local_day(done_at, zone) + dt.timedelta(days=step.at.offset_days)
                 day = max(nominal, next_window(now, timing, zone), timing.start)
-                completions.append(_Wanted(day, step.order, step, nominal, None))
+                wanted = _Wanted(day, step.order, step, nominal, None)
+                (completions if step.to is Audience.PARTICIPANT else aside).append(wanted)
             elif step.at.goal not in left_out:
                 result[step.key] = PlannedStep(step, DeliveryStatus.WAITING, None, None)
             continue
@@ -345,13 +350,15 @@ def plan_participant(
             continue
         moment = local_instant(day, timing.send_time, zone)
         if moment < now and upcoming.get(step.key, now) > now:
-            kept.append(upcoming[step.key])
+            if step.to is Audience.PARTICIPANT:
+                kept.append(upcoming[step.key])
             result[step.key] = PlannedStep(step, DeliveryStatus.SCHEDULED, upcoming[step.key], nominal)
             continue
         if moment < now:
             still_open = goals[step.goal].deadline_ends_at if step.goal else program_ends_at
             if step.late is LatePolicy.SEND and still_open > now:
-                late.append(_Wanted(next_window(now, timing, zone), step.order, step, nominal, latest))
+                wanted = _Wanted(next_window(now, timing, zone), step.order, step, nominal, latest)
+                (late if step.to is Audience.PARTICIPANT else aside).append(wanted)
             else:
                 local = moment.astimezone(zone)
                 reason = (
@@ -359,14 +366,26 @@ def plan_participant(
                 )
                 result[step.key] = PlannedStep(step, DeliveryStatus.SKIPPED, moment, nominal, reason)
             continue
-        (about_deadlines if on_deadline else others).append(_Wanted(day, step.order, step, nominal, latest))
+        wanted = _Wanted(day, step.order, step, nominal, latest)
+        if step.to is not Audience.PARTICIPANT:
+            aside.append(wanted)
+        else:
+            (about_deadlines if on_deadline else others).append(wanted)
 
-    slots = _Slots(timing, zone, {local_day(instant, zone) for instant in (*fixed.values(), *kept)})
+    # Mail to the owners or a delegate is not in the participant's inbox: it neither takes their day
+    # nor moves for it; each such email goes on its own first send day.
+    to_of = {step.key: step.to for step in steps}
+    theirs = [i for key, i in fixed.items() if to_of.get(key, Audience.PARTICIPANT) is Audience.PARTICIPANT]
+    slots = _Slots(timing, zone, {local_day(instant, zone) for instant in (*theirs, *kept)})
     placed: dict[str, tuple[_Wanted, dt.datetime | None]] = {}
     for items, in_sequence in ((late, True), (about_deadlines, False), (others, True), (completions, True)):
         for item, due in slots.place(items, in_sequence=in_sequence):
             placed[item.step.key] = (item, due)
     _openings_first(placed, zone)
+    for item in aside:
+        placed.update(
+            (i.step.key, (i, due)) for i, due in _Slots(timing, zone, set()).place([item], in_sequence=False)
+        )
     for item, due in placed.values():
         if due is None:
             reason = f"every send day up to {item.latest} already had an email"
