@@ -215,9 +215,10 @@ def main() -> None:
     save(args.json, figures, args.smoke)
 
 
-#: the PostgreSQL target is set for the training itself (18 emails each, ~1.8 million for 100,000);
-#: the monthly check-ins that follow it are timed too, once, and reported beside it
-TRAINING_ONLY = 'skip_steps = ["sustain"]\n'
+#: the PostgreSQL target is set for the training itself (18 emails each, ~1.8 million for 100,000),
+#: without the owners' escalation notes the program gained since; the monthly check-ins that follow
+#: it are timed too, once, and reported beside it
+TRAINING_ONLY = 'skip_steps = ["sustain", "short-escalation", "mid-escalation", "long-escalation"]\n'
 
 
 def on_postgres(args: argparse.Namespace, drip: str) -> tuple[int, int, float, float, float, int, float]:

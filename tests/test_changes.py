@@ -90,11 +90,11 @@ def test_done_cancels_the_goals_mail_and_plans_its_congratulations(store: Store,
     sent_until(store, WEDNESDAY)
     outcome = change(store, complete)
     plan = plan_of(store)
-    for step in ("short-reminder", "short-due", "short-overdue"):
+    for step in ("short-reminder", "short-due", "short-overdue", "short-escalation"):
         assert plan[step][0] == "cancelled" and plan[step][2] == "the goal short is done"
     assert plan["short-done"][:2] == ("scheduled", at("2027-01-21"))  # the next morning in New York
     assert plan["mid-kickoff"][:2] == ("scheduled", at("2027-02-02"))  # the next goal keeps its day
-    assert outcome.changed and outcome.cancelled == 3
+    assert outcome.changed and outcome.cancelled == 4
     assert "short-done planned for Thu 21 Jan 2027 09:00 America/New_York" in outcome.summary
     goal = goal_of(store, "short")
     assert (goal.status, goal.completed_at, goal.via) == ("done", WEDNESDAY, "link")
@@ -147,7 +147,7 @@ def test_waive_then_reopen_puts_the_plan_back(store: Store, folder: Path) -> Non
     before = plan_of(store)
     waived = change(store, lambda c, p, now: changes.waive(c, p, "short", now))
     plan = plan_of(store)
-    assert waived.cancelled == 4 and plan["short-done"] == ("cancelled", None, "the goal short is waived")
+    assert waived.cancelled == 5 and plan["short-done"] == ("cancelled", None, "the goal short is waived")
     reopened = change(store, lambda c, p, now: changes.reopen(c, p, "short", now))
     assert reopened.changed and plan_of(store) == before
     assert goal_of(store, "short").status == "open"
@@ -244,10 +244,10 @@ def test_resume_takes_back_a_removal(store: Store, folder: Path) -> None:
     sent_until(store, WEDNESDAY)
     before = plan_of(store)
     removed = change(store, changes.remove)
-    # 24 deliveries (18 steps, 6 check-ins), 2 of them sent
-    assert removed.cancelled == 22 and {s for s, _, _ in plan_of(store).values()} == {"sent", "cancelled"}
+    # 27 deliveries (21 steps, the owners' 3 among them, and 6 check-ins), 2 of them sent
+    assert removed.cancelled == 25 and {s for s, _, _ in plan_of(store).values()} == {"sent", "cancelled"}
     [event] = events_of(store, "removed")
-    assert event.data == {"via": "admin", "cancelled": 22}
+    assert event.data == {"via": "admin", "cancelled": 25}
     change(store, changes.resume)
     assert plan_of(store) == before
     [back] = events_of(store, "resumed")
@@ -257,7 +257,7 @@ def test_resume_takes_back_a_removal(store: Store, folder: Path) -> None:
 def test_unsubscribe_is_for_good(store: Store, folder: Path) -> None:
     sent_until(store, WEDNESDAY)
     outcome = change(store, lambda c, p, now: changes.unsubscribe(c, p, now, Evidence("link")))
-    assert outcome.cancelled == 22 and "unsubscribed" in outcome.summary
+    assert outcome.cancelled == 25 and "unsubscribed" in outcome.summary
     assert not change(store, lambda c, p, now: changes.unsubscribe(c, p, now, Evidence("link"))).changed
     with pytest.raises(ActionError, match="unsubscribed themselves"):
         change(store, changes.resume)
@@ -272,7 +272,7 @@ def test_bounce_cancels_what_is_pending(store: Store, folder: Path) -> None:
     outcome = change(
         store, lambda c, p, now: changes.bounce(c, p, now, Evidence("reply"), "550 5.1.1 no such user")
     )
-    assert outcome.cancelled == 24
+    assert outcome.cancelled == 27
     [event] = events_of(store, "bounced")
     assert event.data["label"] == "550 5.1.1 no such user"
 

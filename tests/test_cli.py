@@ -32,7 +32,7 @@ def test_start_then_status(runner: CliRunner, make_cohort: CohortFactory, databa
     out = run(runner, "start", str(folder), *NOW, db=database_url)
     assert "Started cohort 'test-cohort'" in out
     assert "3 enrolled" in out
-    assert "72 planned: 63 scheduled, 9 waiting for a goal to be done" in out
+    assert "81 planned: 72 scheduled, 9 waiting for a goal to be done" in out
     assert "first send    2027-01-11 00:00 UTC  (Mon 2027-01-11 09:00 JST, Asia/Tokyo)" in out
     assert "short due     Mon 2027-02-01" in out
 
@@ -43,7 +43,7 @@ def test_start_then_status(runner: CliRunner, make_cohort: CohortFactory, databa
     assert payload["goals"]["short"] == {"open": 3, "done": 0, "waived": 0, "overdue": 0}
     for key in ("scheduled", "sent", "failed", "skipped", "cancelled"):
         assert isinstance(payload["deliveries"][key], int)
-    assert payload["deliveries"]["scheduled"] == 63  # 21 each: 15 steps and 6 check-ins
+    assert payload["deliveries"]["scheduled"] == 72  # 24 each: 18 steps (3 to the owners) and 6 check-ins
 
     listing = json.loads(run(runner, "status", "--format", "json", *NOW, db=database_url))
     assert [item["cohort"] for item in listing] == ["test-cohort"]
@@ -90,14 +90,14 @@ def test_plan_formats(runner: CliRunner, make_cohort: CohortFactory) -> None:
     assert "welcome" in table and "Mon 2027-01-11 09:00 JST" in table
 
     rows = list(csv.DictReader(io.StringIO(run(runner, "plan", folder, "--format", "csv", *NOW))))
-    assert len(rows) == 72  # 24 each: 18 steps and 6 monthly check-ins
+    assert len(rows) == 81  # 27 each: 21 steps (3 of them notes to the owners) and 6 monthly check-ins
     welcome = next(r for r in rows if r["email"] == "ana@example.com" and r["step"] == "welcome")
     assert welcome["local_time"] == "2027-01-11T09:00:00-05:00" and welcome["utc"] == "2027-01-11T14:00:00Z"
 
     data = json.loads(
         run(runner, "plan", folder, "--participant", "CLEO@example.com", "--format", "json", *NOW)
     )
-    assert {r["email"] for r in data} == {"cleo@example.com"} and len(data) == 24
+    assert {r["email"] for r in data} == {"cleo@example.com"} and len(data) == 27
     waiting = [r for r in data if r["status"] == "waiting"]
     assert [r["note"] for r in waiting] == [
         "sent when short is done",
@@ -134,7 +134,7 @@ def test_participant_remove(runner: CliRunner, make_cohort: CohortFactory, datab
     out = run(
         runner, "participant", "remove", "test-cohort", "ben@example.com", *NOW, "--backdate", db=database_url
     )
-    assert "ben@example.com removed; 24 pending emails cancelled." in out
+    assert "ben@example.com removed; 27 pending emails cancelled." in out
     payload = json.loads(run(runner, "status", "test-cohort", "--format", "json", *NOW, db=database_url))
     assert payload["participants"] == 2
 
@@ -145,7 +145,7 @@ def test_participant_commands_say_what_they_changed(
     run(runner, "start", str(make_cohort()), *NOW, db=database_url)
     ana = ["test-cohort", "ana@example.com", *NOW, "--backdate"]  # dated the day of the launch
     out = run(runner, "participant", "done", *ana, "--goal", "short", db=database_url)
-    assert "short marked done via admin; 4 pending emails cancelled; short-done planned for Tue 12 Jan" in out
+    assert "short marked done via admin; 5 pending emails cancelled; short-done planned for Tue 12 Jan" in out
     out = run(runner, "participant", "done", *ana, "--goal", "short", db=database_url)
     assert "short was already done" in out
     out = run(runner, "participant", "reopen", *ana, "--goal", "short", db=database_url)
@@ -153,7 +153,7 @@ def test_participant_commands_say_what_they_changed(
         r"short reopened \(undid the completion of 04 Jan 2027 12:00 UTC \(event \d+\) via admin\)", out
     )
     out = run(runner, "participant", "waive", *ana, "--goal", "mid", db=database_url)
-    assert "mid waived; 5 pending emails cancelled" in out
+    assert "mid waived; 6 pending emails cancelled" in out
     out = run(runner, "participant", "extend", *ana, "--goal", "short", "--to", "2027-02-10", db=database_url)
     assert "short deadline moved from 2027-02-01 to 2027-02-10" in out
     out = run(runner, "participant", "pause", *ana, db=database_url)

@@ -52,12 +52,12 @@ def test_start_stores_participants_goals_and_the_plan(
 ) -> None:
     report = sync(store, make_cohort(), now)
     assert report.created and report.enrolled == 3
-    # 24 each: 18 steps and the 6 monthly check-ins (sustain-1 to sustain-6); 3 wait for a goal
-    assert report.planned == {"scheduled": 63, "waiting": 9}
+    # 27 each: 21 steps (3 of them notes to the owners) and the 6 monthly check-ins; 3 wait for a goal
+    assert report.planned == {"scheduled": 72, "waiting": 9}
     assert (count(store, participant_table), count(store, goal_table), count(store, delivery_table)) == (
         3,
         9,
-        72,
+        81,
     )
     ana = deliveries(store, "ana@example.com")
     assert ana["welcome"]["due_at"] == dt.datetime(2027, 1, 11, 14, 0, tzinfo=UTC)  # 09:00 in New York
@@ -80,7 +80,7 @@ def test_running_start_again_duplicates_nothing(
     report = sync(store, folder, now + dt.timedelta(days=3))
     assert not report.created
     assert (report.enrolled, report.replanned, report.updated, report.unchanged) == (0, 0, 0, 3)
-    assert count(store, delivery_table) == 72
+    assert count(store, delivery_table) == 81
     assert deliveries(store, "ana@example.com") == before
 
 
@@ -90,7 +90,7 @@ def test_new_rows_are_enrolled(store: Store, make_cohort: CohortFactory, now: dt
     make_cohort(ROSTER + "dee@example.com,Dee Park,Europe/Paris,sales\n")
     report = sync(store, folder, now)
     assert (report.enrolled, report.unchanged) == (1, 3)
-    assert len(deliveries(store, "dee@example.com")) == 24
+    assert len(deliveries(store, "dee@example.com")) == 27
 
 
 def test_changed_deadline_replans_only_unsent_mail(
@@ -111,8 +111,9 @@ def test_changed_deadline_replans_only_unsent_mail(
     make_cohort("email,name,short_deadline\nana@example.com,Ana,2027-02-08\nben@example.com,Ben,\n")
     report = sync(store, folder, later)
     assert (report.replanned, report.unchanged) == (1, 1)
-    # short-reminder, short-due, short-overdue, and mid-kickoff (mid opens at the short deadline)
-    assert report.moved == 4 and sum(report.planned.values()) == 0
+    # short-reminder, short-due, short-overdue, the owners' short-escalation, and mid-kickoff (mid opens at
+    # the short deadline)
+    assert report.moved == 5 and sum(report.planned.values()) == 0
     ana = deliveries(store, "ana@example.com")
     assert ana["short-kickoff"]["due_at"] == dt.datetime(2027, 1, 12, 14, 0, tzinfo=UTC)  # due: dispatch's
     assert ana["mid-kickoff"]["due_at"] == dt.datetime(2027, 2, 9, 14, 0, tzinfo=UTC)
@@ -128,7 +129,7 @@ def test_changed_deadline_replans_only_unsent_mail(
             .where(participant_table.c.email == "ana@example.com", goal_table.c.goal == "short")
         ).one()
     assert deadline == (dt.date(2027, 2, 8), dt.datetime(2027, 2, 9, 5, 0, tzinfo=UTC))
-    assert count(store, delivery_table) == 48
+    assert count(store, delivery_table) == 54  # two people, 27 each
 
 
 def test_a_done_goal_keeps_its_steps_when_replanned(
@@ -220,7 +221,7 @@ def test_missing_rows_are_reported_and_stay_until_removed(
 
     with store.transaction() as conn:
         cancelled = remove(conn, "test-cohort", "BEN@example.com", now).cancelled
-    assert cancelled == 24
+    assert cancelled == 27
     with store.transaction() as conn:
         again = remove(conn, "test-cohort", "ben@example.com", now)
     assert not again.changed and again.cancelled == 0
@@ -272,7 +273,7 @@ def test_status_figures_count_overdue(store: Store, make_cohort: CohortFactory, 
         figures = cohort_figures(conn, 1, after_deadline)
     assert figures["goals"]["short"] == {"open": 2, "done": 1, "waived": 0, "overdue": 2}
     assert figures["goals"]["mid"] == {"open": 3, "done": 0, "waived": 0, "overdue": 0}
-    assert figures["deliveries"]["scheduled"] == 63 and figures["deliveries"]["waiting"] == 9
+    assert figures["deliveries"]["scheduled"] == 72 and figures["deliveries"]["waiting"] == 9
 
 
 def test_switching_program_is_refused(store: Store, make_cohort: CohortFactory, now: dt.datetime) -> None:
@@ -325,7 +326,7 @@ def test_two_starts_at_once_enrol_everyone_once(
         thread.join(timeout=60)
     assert errors == []
     assert sorted(r.enrolled for r in reports) == [0, 3]
-    assert count(store, participant_table) == 3 and count(store, delivery_table) == 72
+    assert count(store, participant_table) == 3 and count(store, delivery_table) == 81
 
 
 def test_a_step_put_back_in_the_program_comes_back(
@@ -388,8 +389,8 @@ def test_mail_of_a_done_goal_keeps_its_day(
     assert ana["short-done"]["due_at"] == congratulations
     scheduled = [
         d["due_at"].astimezone(ZoneInfo("America/New_York")).date()
-        for d in ana.values()
-        if d["status"] == "scheduled"
+        for step, d in ana.items()
+        if d["status"] == "scheduled" and not step.endswith("-escalation")  # the owners' notes are not hers
     ]
     assert len(scheduled) == len(set(scheduled))
 

@@ -26,11 +26,6 @@ from drip.storage.store import Store, delivery_table, participant_table
 
 ESCALATION = """
 [[steps]]
-key = "short-escalation"
-at = "short.deadline+2w"
-to = "owners"
-
-[[steps]]
 key = "short-assistant"
 at = "short.deadline+1w"
 to = "delegate"
@@ -51,11 +46,10 @@ ben@example.com,Ben Ito,Asia/Tokyo,
 
 @pytest.fixture
 def program(tmp_path: Path) -> Path:
-    """The shipped program with an escalation to the owners and a note to the delegate added."""
+    """The shipped program (with its escalations to the owners), and a note to the delegate added."""
     folder = tmp_path / "emails" / "crawl-walk-run"
     shutil.copytree(EMAILS / "crawl-walk-run", folder)
     (folder / "program.toml").write_text((folder / "program.toml").read_text() + ESCALATION)
-    (folder / "short-escalation.html").write_text(TEMPLATE)
     (folder / "short-assistant.html").write_text(TEMPLATE.replace("could use a word from you", "needs you"))
     return folder
 
@@ -65,7 +59,7 @@ def test_to_is_read_and_a_wrong_one_is_named_with_the_fix(program: Path) -> None
     assert steps["short-escalation"] is Audience.OWNERS and steps["short-assistant"] is Audience.DELEGATE
     assert steps["welcome"] is Audience.PARTICIPANT
     (program / "program.toml").write_text(
-        (program / "program.toml").read_text().replace('to = "owners"', 'to = "boss"')
+        (program / "program.toml").read_text().replace('to = "delegate"', 'to = "boss"')
     )
     with pytest.raises(CohortError) as caught:
         load_program(program)
@@ -76,7 +70,11 @@ def test_to_is_read_and_a_wrong_one_is_named_with_the_fix(program: Path) -> None
 def test_mail_to_others_takes_no_day_of_the_participants(program: Path, make_cohort: CohortFactory) -> None:
     """An owners' note on the day of the participant's own email moves neither."""
     toml = (program / "program.toml").read_text()
-    toml = toml.replace('at = "short.deadline+2w"\nto = "owners"', 'at = "short.deadline+3d"\nto = "owners"')
+    toml = toml.replace(
+        'key = "short-escalation"\nat = "short.deadline+2w"',
+        'key = "short-escalation"\nat = "short.deadline+3d"',
+    )
+    assert 'key = "short-escalation"\nat = "short.deadline+3d"' in toml
     (program / "program.toml").write_text(toml)  # the day of short-overdue
     cohort = load_cohort(make_cohort(ROSTER), [program.parent])
     person = cohort.participants[0]

@@ -194,7 +194,7 @@ def test_every_step_renders_for_a_non_ascii_name_and_for_empty_optional_columns(
         "email,name,timezone,objective,title\nzoe@example.com,Zoë Ñúñez-Øberg 田中,Asia/Tokyo,,\n"
     )
     built = list(emails(folder))
-    assert len(built) == 24  # 18 steps and 6 monthly check-ins
+    assert len(built) == 27  # 21 steps (3 to the owners) and 6 monthly check-ins
     for step, message in built:
         data = message.as_bytes()
         assert data.isascii()
@@ -202,7 +202,7 @@ def test_every_step_renders_for_a_non_ascii_name_and_for_empty_optional_columns(
     welcome = dict((s.key, b) for s, b in built)["welcome"].message
     assert "For you that goal is" not in welcome.text  # no objective: the general sentence instead
     bare = make_cohort("email,name\nbo@example.com,Bo\n", name="bare")
-    assert len(list(emails(bare))) == 24
+    assert len(list(emails(bare))) == 27
 
 
 def _golden_steps() -> list[str]:

@@ -7,17 +7,24 @@ import pytest
 
 from conftest import EMAILS, PROGRAM
 from drip.core.errors import CohortError
-from drip.core.program import Anchor, AnchorKind, Repeat, find_program, load_program, parse_anchor
+from drip.core.program import Anchor, AnchorKind, Audience, Repeat, find_program, load_program, parse_anchor
 from drip.core.values import InvalidValue
 
 
 def test_shipped_program() -> None:
     program = load_program(PROGRAM)
     assert program.goal_keys == ("short", "mid", "long")
-    assert len(program.steps) == 19
+    assert len(program.steps) == 22
     per_goal = {goal: [s.key for s in program.steps if s.goal == goal] for goal in program.goal_keys}
     for goal, keys in per_goal.items():
-        assert keys == [f"{goal}-{kind}" for kind in ("kickoff", "reminder", "due", "overdue", "done")]
+        assert keys == [
+            f"{goal}-{kind}" for kind in ("kickoff", "reminder", "due", "overdue", "escalation", "done")
+        ]
+    assert {s.key for s in program.steps if s.to is Audience.OWNERS} == {
+        "short-escalation",
+        "mid-escalation",
+        "long-escalation",
+    }
     # The closing email and the check-ins are anchored on the long deadline but go whatever became of it.
     ungoaled = [s.key for s in program.steps if s.goal is None]
     assert ungoaled == ["welcome", "policy", "closing", "sustain"]
@@ -204,32 +211,32 @@ def assert_refused(program_copy: Path, old: str, new: str, message: str, locatio
     assert str(problems[0]).startswith(f"{program_copy / 'program.toml'}, line ")
 
 
-# The shipped program's repeating step is its 19th: steps[18].
+# The shipped program's repeating step is its 22nd: steps[21].
 @pytest.mark.parametrize(
     ("old", "new", "message", "location"),
     [
-        ('\nevery = "30d"', '\nevery = "monthly"', "'monthly' is not an offset", "steps[18].every"),
-        ('\nevery = "30d"', "\nevery = 30", 'in quotes, e.g. "30d", not 30', "steps[18].every"),
+        ('\nevery = "30d"', '\nevery = "monthly"', "'monthly' is not an offset", "steps[21].every"),
+        ('\nevery = "30d"', "\nevery = 30", 'in quotes, e.g. "30d", not 30', "steps[21].every"),
         (
             '\nevery = "30d"',
             '\nevery = "0d"',
             'must be a positive interval, e.g. "30d" or "4w"',
-            "steps[18].every",
+            "steps[21].every",
         ),
-        ('\nevery = "30d"', '\nevery = "-2w"', "must be a positive interval", "steps[18].every"),
+        ('\nevery = "30d"', '\nevery = "-2w"', "must be a positive interval", "steps[21].every"),
         (
             '\nevery = "30d"',
             '\nevery = "1d"',
             "makes 153 occurrences (counted from the start with the program's default deadlines); "
             "at most 60 are allowed: repeat less often, or stop sooner with until",
-            "steps[18].every",
+            "steps[21].every",
         ),
         (
             'at = "long.deadline+30d"',
             'at = "long.completed"',
             "goes once, when the goal is done, and cannot repeat; anchor it on a day such as "
             '"long.deadline+30d", or remove every',
-            "steps[18].every",
+            "steps[21].every",
         ),
         (
             'until = "end"',
@@ -237,14 +244,14 @@ def assert_refused(program_copy: Path, old: str, new: str, message: str, locatio
             'until "long.deadline+14d" falls before the first occurrence, "long.deadline+30d" (day 98 '
             "against day 114, counted from the start with the program's default deadlines); move until "
             "later, or leave it out to repeat until the program ends",
-            "steps[18].until",
+            "steps[21].until",
         ),
-        ('until = "end"', 'until = "long.completed"', "completed cannot be used here", "steps[18].until"),
+        ('until = "end"', 'until = "long.completed"', "completed cannot be used here", "steps[21].until"),
         (
             'until = "end"',
             'until = "lng.deadline"',
             "unknown goal 'lng'; did you mean 'long'",
-            "steps[18].until",
+            "steps[21].until",
         ),
         (
             'at = "long.deadline+30d"',
@@ -252,38 +259,38 @@ def assert_refused(program_copy: Path, old: str, new: str, message: str, locatio
             'the first occurrence, "end+1d", falls after the program ends at "long.deadline+182d" (day 267 '
             "against day 266, counted from the start with the program's default deadlines); start it "
             'earlier, or set "ends" later',
-            "steps[18].at",
+            "steps[21].at",
         ),
         (
             'until = "end"',
             'until = "end"\nlate = "send"',
             "a repeating step cannot be sent late",
-            "steps[18].late",
+            "steps[21].late",
         ),
         (
             'at = "long.deadline+2w"',
             'at = "long.deadline+2w"\nuntil = "end"',
             'until only applies to a repeating step; add every = "30d", or remove until',
-            "steps[17].until",
+            "steps[18].until",
         ),
         (
             'key = "closing"',
             'key = "sustain-2"\ntemplate = "closing"',
             "step key 'sustain-2' has the form of an occurrence of the repeating step 'sustain' "
             "(sustain-1, sustain-2, ...); rename one of the two",
-            "steps[17].key",
+            "steps[20].key",
         ),
         (
             'key = "sustain"',
             f'key = "{"s" * 62}"\ntemplate = "sustain"',
             "a repeating step's key may have at most 61 characters",
-            "steps[18].key",
+            "steps[21].key",
         ),
         (
             "\ngoal = false",
             '\ngoal = "nope"',
             "unknown goal 'nope'; goals: short, mid, long, or false for none",
-            "steps[17].goal",
+            "steps[20].goal",
         ),
     ],
 )

@@ -105,19 +105,22 @@ def test_send_test_goes_to_the_tester_only_and_records_nothing(
         "--participant", "james.whitaker@northwind.example", *NOW, db=db, env={"DRIP_SMTP_URL": smtp_server.url},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert len(smtp_server.messages) == 19  # a repeating step: its first occurrence
+    assert len(smtp_server.messages) == 22  # a repeating step: its first occurrence
     for received in smtp_server.messages:
         assert received.recipients == ["tester@example.com"]  # not James, not his delegate
         message = received.message
         assert str(message["Subject"]).startswith("[TEST] ")
         assert message["Cc"] is None and message["To"].addresses[0].addr_spec == "tester@example.com"
     ids = {r.message["Message-ID"] for r in smtp_server.messages}
-    assert len(ids) == 19
+    assert len(ids) == 22
     from drip.core.tokens import TOKEN_LENGTH
 
     for received in smtp_server.messages:
         message = received.message
         assert message["Date"].datetime.date().isoformat() == "2027-01-04"  # dated when sent, not when due
+        if str(message["X-Drip-Step"]).endswith("-escalation"):  # to the owners: no unsubscribe link
+            assert message["List-Unsubscribe"] is None
+            continue
         unsubscribe = str(message["List-Unsubscribe"]).split("/unsubscribe/")[1][:TOKEN_LENGTH]
         # A proof's links carry no participant's id: pressing them can change nothing.
         assert unsubscribe.startswith("ouaaaaaaaaaaaaaaa")

@@ -38,11 +38,16 @@ def test_campaign_in_virtual_time_matches_the_plan(database_url: str, smtp_serve
         tally = service.run_once(settings, db, start, end, STEP, lambda message: None)
     received = {}
     digests = []
+    names = {person.name: person.email for person in cohort.participants}
     for message in (m.message for m in smtp_server.messages):
         if message["X-Drip-Step"] == "digest":  # the owners' weekly summary, not the participants' mail
             digests.append(email.utils.parsedate_to_datetime(str(message["Date"])))
             continue
-        key = (message["To"].addresses[0].addr_spec, str(message["X-Drip-Step"]))
+        step = str(message["X-Drip-Step"])
+        about = message["To"].addresses[0].addr_spec
+        if step.endswith("-escalation"):  # to the owner, about the participant its subject names
+            about = names[str(message["Subject"]).split(":")[0]]
+        key = (about, step)
         assert key not in received, f"{key} arrived twice"
         received[key] = email.utils.parsedate_to_datetime(str(message["Date"]))
     assert set(received) == set(planned)

@@ -18,7 +18,7 @@ from conftest import example_html
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
-STEPS = ("welcome", "short-kickoff", "short-overdue", "short-done", "policy")
+STEPS = ("welcome", "short-kickoff", "short-overdue", "short-done", "policy", "short-escalation")
 
 #: the contrast of a colour pair (WCAG 2), in the page, over every text-bearing element with its
 #: effective background: the first ancestor with a background colour that is not transparent
