@@ -26,15 +26,17 @@ def escape_text(value: str) -> str:
 
 
 def _common_name(name: str) -> str:
-    """Return ``;CN="..."`` for a display name (RFC 5545, 3.2).
+    """Return ``;CN="..."`` for a display name (RFC 5545, 3.2), quoted always: readers differ on
+    spaces, "=" and the like bare.
 
-    A parameter value cannot hold a double quote or a control character at all, and readers differ
-    on backslashes (some take them as escapes): those are dropped.
+    A double quote or a caret is written as RFC 6868 says (^' and ^^), which calendar readers decode;
+    control characters cannot be carried and backslashes are read as escapes by some readers: those
+    are dropped.
     """
-    name = "".join(char for char in name if char not in '"\\' and char.isprintable()).strip()
+    name = "".join(char for char in name if char != "\\" and char.isprintable()).strip()
     if not name:
         return ""
-    return f';CN="{name}"'  # quoted always: readers differ on spaces, "=" and the like bare
+    return ';CN="' + name.replace("^", "^^").replace('"', "^'") + '"'
 
 
 def fold(line: str) -> bytes:
