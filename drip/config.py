@@ -127,7 +127,7 @@ class Settings:
         if self.listen is not None:
             return self.listen
         parts = urlsplit(self.base_url)
-        if parts.hostname in _LOCAL_HOSTS:
+        if parts.hostname in LOOPBACK:
             return parts.hostname or "127.0.0.1", parts.port or 80
         return DEFAULT_LISTEN
 
@@ -320,7 +320,8 @@ def _smtp_url(value: str, label: str) -> str:
     return text
 
 
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+#: this machine's names: a server here may be reached without TLS
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _base_url(value: str, label: str) -> str:
@@ -328,7 +329,7 @@ def _base_url(value: str, label: str) -> str:
     parts = urlsplit(text)
     if not parts.hostname or parts.query or parts.fragment or re.search(r"""[\s<>"',\\]""", text):
         raise ConfigError(f"{label}: {text!r} must be the site's address only, e.g. https://drip.example.com")
-    if parts.scheme != "https" and parts.hostname not in _LOCAL_HOSTS:
+    if parts.scheme != "https" and parts.hostname not in LOOPBACK:
         raise ConfigError(
             f"{label}: {text!r} must use https:// (mail clients offer one-click unsubscribe only over "
             "https); plain http is for 127.0.0.1 or localhost"
@@ -464,7 +465,7 @@ def _check_oauth(parsed: Mapping[str, Any], origins: Mapping[str, str]) -> None:
 
 def _token_url(value: str, label: str) -> str:
     text = _url(value, label, ("https", "http"), "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token")
-    if urlsplit(text).scheme == "http" and urlsplit(text).hostname not in _LOCAL_HOSTS:
+    if urlsplit(text).scheme == "http" and urlsplit(text).hostname not in LOOPBACK:
         raise ConfigError(f"{label}: {text!r} would send drip's credentials in clear; use https://")
     return text
 

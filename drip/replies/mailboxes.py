@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from drip.config import DEFAULT_MAX_MESSAGE_BYTES, redact_url
+from drip.config import DEFAULT_MAX_MESSAGE_BYTES, LOOPBACK, redact_url
 from drip.core.errors import DripError, untrusted_certificate
 from drip.sending.oauth import (
-    LOOPBACK,
     OAuthError,
     TokenSource,
     choose_mechanism,
@@ -250,24 +249,20 @@ class IMAPSource:
                 f"it offers no OAuth2 login (AUTH={', AUTH='.join(sorted(offered)) or 'nothing'}); leave "
                 "DRIP_OAUTH_TOKEN_URL unset to log in with the password in DRIP_INBOX_URL"
             )
-        for last in (False, True):
-            token = tokens.token(s.username)
+
+        def attempt(token: str) -> None:
             response = initial_response(mechanism, s.username, token, s.host, s.port).encode()
             asked: list[bytes] = []
 
-            def answer(challenge: bytes, response: bytes = response, asked: list[bytes] = asked) -> bytes:
+            def answer(challenge: bytes) -> bytes:
                 # the first continuation asks for the response; a later one is the server's error report,
                 # which this reply ends
                 asked.append(challenge)
                 return response if len(asked) == 1 else error_reply(mechanism).encode()
 
-            try:
-                imap.authenticate(mechanism, answer)
-                return
-            except imaplib.IMAP4.error:
-                tokens.refused(s.username, token)
-                if last:
-                    raise
+            imap.authenticate(mechanism, answer)
+
+        tokens.log_in(s.username, attempt, imaplib.IMAP4.error)
 
     def _keyword(self) -> str:
         """Use drip's own keyword where the folder allows new keywords, else \\Seen."""

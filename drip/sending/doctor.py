@@ -15,7 +15,7 @@ from enum import StrEnum
 import dns.exception
 import dns.resolver
 
-from drip.config import Settings, redact_url
+from drip.config import LOOPBACK, Settings, redact_url
 from drip.core.errors import DripError
 from drip.sending import dkim, oauth
 from drip.sending.transport import SMTPTransport, open_transport
@@ -236,7 +236,7 @@ def check_relay(settings: Settings) -> Finding:
                 "relay", Verdict.OK, f"{redact_url(settings.smtp_url)} is a folder; nothing is sent"
             )
         s = transport.settings
-        if not (s.tls or s.starttls) and s.host not in oauth.LOOPBACK:  # said before any password goes
+        if not (s.tls or s.starttls) and s.host not in LOOPBACK:  # said before any password goes
             return Finding(
                 "relay", Verdict.FIX,
                 f"{s.host}:{s.port} would take mail and logins without TLS: add ?starttls=true (port 587) "

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drip.config import LOOPBACK
 from drip.core.errors import ConfigError, DripError
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ EARLY = 60.0
 TIMEOUT = 30.0
 #: how long a signed client assertion or JWT-bearer grant is good for
 ASSERTION_SECONDS = 300
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class OAuthError(DripError):
@@ -94,6 +94,19 @@ class TokenSource:
             token, expires = self._fetch(user)
             self._tokens[key] = (token, expires)
             return token
+
+    def log_in(self, user: str, attempt: Callable[[str], None], refusal: type[Exception]) -> None:
+        """Call ``attempt`` with a token for ``user``; when the server refuses it (``refusal`` raised),
+        forget it and try once more with a new one (expired or revoked early), then give up."""
+        for last in (False, True):
+            token = self.token(user)
+            try:
+                attempt(token)
+                return
+            except refusal:
+                self.refused(user, token)
+                if last:
+                    raise
 
     def refused(self, user: str, token: str) -> None:
         """Forget ``token`` after a server refused it, so the next ``token`` call fetches a new one."""

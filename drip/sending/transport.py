@@ -223,21 +223,17 @@ class SMTPTransport:
                 f"{', '.join(sorted(offered)) or 'no login at all'}); leave DRIP_OAUTH_TOKEN_URL unset "
                 "to log in with the password in DRIP_SMTP_URL"
             )
-        for last in (False, True):
-            token = tokens.token(user)
+
+        def attempt(token: str) -> None:
             response = initial_response(mechanism, user, token, s.host, s.port)
 
-            def answer(challenge: bytes | None = None, response: str = response) -> str:
+            def answer(challenge: bytes | None = None) -> str:
                 # a challenge after the response is the server's error report, which this reply ends
                 return response if challenge is None else error_reply(mechanism)
 
-            try:
-                connection.auth(mechanism, answer)
-                return
-            except smtplib.SMTPAuthenticationError:
-                tokens.refused(user, token)  # expired or revoked early: one new token, then give up
-                if last:
-                    raise
+            connection.auth(mechanism, answer)
+
+        tokens.log_in(user, attempt, smtplib.SMTPAuthenticationError)
 
     def send(self, sender: str, recipients: Sequence[str], data: bytes, message_id: str) -> dict[str, str]:
         """Hand one message over; return the recipients refused when others were accepted.
