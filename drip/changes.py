@@ -96,6 +96,13 @@ class Person:
     delegate_email: str | None = None
     #: the delegate address (case-folded) that bounced, if any
     delegate_bounced: str | None = None
+    #: the roster's language tag; None: the cohort's
+    language: str | None = None
+
+    @property
+    def reads(self) -> str:
+        """Return the language this person's email is written in: theirs, the cohort's or the program's."""
+        return self.language or self.cohort.settings.language or self.program.language
 
     @property
     def first_name(self) -> str:
@@ -143,7 +150,8 @@ class Outcome:
 # every message.
 _PEOPLE = """
 SELECT p.id, p.email, p.name, p.timezone, p.fields, p.status, c.id, c.slug, c.name, c.settings,
-       c.start_date, c.program_path, c.program, c.folder, c.status, p.delegate_email, p.delegate_bounced{goal}
+       c.start_date, c.program_path, c.program, c.folder, c.status, p.delegate_email, p.delegate_bounced,
+       p.language{goal}
 FROM participants p JOIN cohorts c ON c.id = p.cohort_id"""
 _PERSON = _PEOPLE.format(goal="") + " WHERE p.id = ?"
 _PERSON_OF_GOAL = _PEOPLE.format(goal=", g.goal") + " JOIN goals g ON g.participant_id = p.id WHERE g.id = ?"
@@ -165,7 +173,7 @@ def person_by_goal(conn: Connection, goal_id: int) -> tuple[Person, str] | None:
 
 def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
     ident, address, name, zone, fields, status, cohort_id, slug, cohort_name, settings, start, path = row[:12]
-    program_key, folder, cohort_status, delegate, delegate_bounced = row[12:17]
+    program_key, folder, cohort_status, delegate, delegate_bounced, language = row[12:18]
     program = program_at(path)
     cohort = StoredCohort(
         cohort_id, slug, cohort_name, program_key, path, folder, CohortStatus(cohort_status),
@@ -184,6 +192,7 @@ def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
         goals={key: by_key[key] for key in program.goal_keys if key in by_key},
         delegate_email=delegate,
         delegate_bounced=delegate_bounced,
+        language=language,
     )
 
 

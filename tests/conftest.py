@@ -47,13 +47,22 @@ cleo@example.com,Cleo Hart,Europe/London,customer service
 """
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keep the developer's own DRIP_* settings, and drip's cache folder, out of every test."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, _session_cache: Path) -> None:
+    """Keep the developer's own DRIP_* settings, and drip's cache folder, out of every test.
+
+    The tests share one cache folder: what it holds (inlined CSS, compiled templates) is keyed by
+    its whole input, and starting the example cohort compiles five languages' templates.
+    """
     for name in list(os.environ):
         if name.startswith("DRIP_") and not name.startswith("DRIP_TEST_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / ".cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
 
 
 @pytest.fixture
@@ -313,20 +322,21 @@ def store(database_url: str) -> Iterator[Store]:
         yield opened
 
 
-def example_html(done: dict[str, str] | None = None) -> dict[str, str]:
-    """Every step's HTML for the example cohort's second participant (the one with a delegate), as of
-    29 January 2027; ``done`` marks goals done by reply."""
+def example_html(done: dict[str, str] | None = None, reader: int = 1) -> dict[str, str]:
+    """Every step's HTML for one of the example cohort's participants (by default the second, the one
+    with a delegate; 5 reads German, 7 Japanese), as of 29 January 2027; ``done`` marks goals done by
+    reply."""
     from drip.core.message import build, cohort_view, links_for, recipient_of
     from drip.core.plan import expand_steps, program_end
     from drip.core.render import Templates
     from drip.launch.cohort import load_cohort
 
     cohort = load_cohort(ROOT / "cohorts" / "example", [EMAILS])
-    person = cohort.participants[1]
+    person = cohort.participants[reader]
     timing = cohort.timing(person)
     links = links_for("https://drip.example.com", ["k" * 32], "comms@northwind.example",
                       program_end(cohort.program, timing))  # fmt: skip
-    templates, view = Templates(cohort.program.path), cohort_view(cohort)
+    templates, view = Templates(cohort.program.path, cohort.program.language), cohort_view(cohort)
     recipient = recipient_of(person, cohort.program, timing, {"short": 1, "mid": 2, "long": 3}, done or {},
                              vias={key: "reply" for key in done or {}})  # fmt: skip
     when = dt.datetime(2027, 1, 29, 14, 0, tzinfo=dt.UTC)

@@ -98,7 +98,7 @@ def built(folder: Path, key: str, email: str = "ana@example.com"):
     )
     recipient = recipient_of(person, cohort.program, timing, {"short": 1, "mid": 2, "long": 3})
     when = dt.datetime(2027, 2, 15, 14, tzinfo=dt.UTC)
-    return build(Templates(cohort.program.path), cohort_view(cohort), recipient, step, when=when,
+    return build(Templates(cohort.program.path, cohort.program.language), cohort_view(cohort), recipient, step, when=when,
                  delivery_id="9", instance="ab12", links=links).as_bytes()  # fmt: skip
 
 

@@ -30,7 +30,7 @@ def emails(folder: Path, email: str | None = None):
     links = links_for(
         "https://drip.example.com", KEYS, "comms@northwind.example", program_end(cohort.program, timing)
     )
-    templates = Templates(cohort.program.path)
+    templates = Templates(cohort.program.path, cohort.program.language)
     view = cohort_view(cohort)
     for step in expand_steps(cohort.program, timing):
         yield (
@@ -118,7 +118,7 @@ def test_a_long_list_unsubscribe_folds_at_its_comma_without_encoded_words(make_c
     step = cohort.program.step("welcome")
     assert step is not None
     built = build(
-        Templates(cohort.program.path), cohort_view(cohort), recipient_of(person, cohort.program, timing, {}),
+        Templates(cohort.program.path, cohort.program.language), cohort_view(cohort), recipient_of(person, cohort.program, timing, {}),
         step, when=WHEN, delivery_id="42", instance="ab12", links=links,
     )  # fmt: skip
     head = built.as_bytes().split(b"\r\n\r\n")[0].decode()
@@ -164,7 +164,7 @@ def test_congratulations_on_a_done_from_a_reply_offer_to_reopen_it(via: str, reo
     step = cohort.program.step("short-done")
     assert step is not None
     built = build(
-        Templates(cohort.program.path), cohort_view(cohort), recipient, step, when=WHEN, delivery_id="42",
+        Templates(cohort.program.path, cohort.program.language), cohort_view(cohort), recipient, step, when=WHEN, delivery_id="42",
         instance="ab12", links=links,
     )  # fmt: skip
     text = built.message.text
@@ -249,7 +249,7 @@ def test_reply_to_and_reply_done_go_to_drips_mailbox(make_cohort: CohortFactory)
         "https://drip.example.com", KEYS, "replies@drip.example.com", program_end(cohort.program, timing)
     )
     step = next(s for s in cohort.program.steps if s.key == "short-due")
-    built = build(Templates(cohort.program.path), cohort_view(cohort), recipient_of(person, cohort.program, timing), step,
+    built = build(Templates(cohort.program.path, cohort.program.language), cohort_view(cohort), recipient_of(person, cohort.program, timing), step,
                   when=WHEN, delivery_id="1", instance="x", links=links)  # fmt: skip
     assert built.message.reply_to.address == "replies@drip.example.com"
     assert built.message.reply_to.name == "Comms"  # the cohort sender's name

@@ -2,6 +2,7 @@
 
 import json
 from email import message_from_bytes, policy
+from html import unescape
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -32,7 +33,10 @@ def test_preview_formats(runner: CliRunner, tmp_path: Path) -> None:
         db=db,
     )
     assert html.exit_code == 0, html.output
-    assert "<!DOCTYPE html>" in html.stdout and "Hi Yuki," in html.stdout and "Monday 8 March" in html.stdout
+    # Yuki reads Japanese (the roster's language column): her own deadline, written as Japanese writes it
+    shown = unescape(html.stdout)  # the template's own non-ASCII is written as character references
+    assert "<!DOCTYPE html>" in shown and "佐藤 由紀様" in shown and "3月8日月曜日" in shown
+    assert '<html lang="ja"' in html.stdout
     assert "for looking at only" in html.output  # not started yet: the links are not live
     text = invoke(runner, "preview", EXAMPLE, "--step", "mid-kickoff", "--format", "text", *NOW, db=db)
     assert text.stdout.startswith("Subject: Walk: five voices worth reading, by 1 March\n\n")

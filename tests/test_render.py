@@ -75,9 +75,12 @@ def test_a_hand_written_text_template_wins(folder: Path) -> None:
     assert Templates(folder).render("step", CONTEXT).text == "Hi Ana <b>&\nVIP\nBye\n"
 
 
-def test_inlining_happens_once_per_template(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inlining_happens_once_per_template(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import premailer
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "own"))  # not inlined by another test before
     calls = []
     real = premailer.Premailer
     monkeypatch.setattr(premailer, "Premailer", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -90,15 +93,20 @@ def test_inlining_happens_once_per_template(folder: Path, monkeypatch: pytest.Mo
 INLINE_IN_A_PROCESS = """
 import json, sys
 from pathlib import Path
+import jinja2.compiler
+generated = []
+original = jinja2.compiler.generate
+jinja2.compiler.generate = lambda *a, **k: generated.append(1) or original(*a, **k)
 from drip.core.render import Templates
 html = Templates(Path(sys.argv[1])).render("step", json.loads(sys.argv[2])).html
-print(json.dumps(["premailer" in sys.modules, html]))
+print(json.dumps(["premailer" in sys.modules or bool(generated), html]))
 """
 
 
 def test_inlined_markup_is_kept_for_the_next_process(folder: Path, tmp_path: Path) -> None:
-    """The first process to compile a template inlines its CSS; the next reuses that and never loads
-    premailer. A cache folder that cannot be written changes nothing but the time it takes."""
+    """The first process to compile a template inlines its CSS and compiles its Jinja; the next reuses
+    both, and neither loads premailer nor generates code. A cache folder that cannot be written
+    changes nothing but the time it takes."""
     import json
     import subprocess
     import sys
@@ -106,7 +114,8 @@ def test_inlined_markup_is_kept_for_the_next_process(folder: Path, tmp_path: Pat
     def compile_in_a_process(**env: str) -> tuple[bool, str]:
         done = subprocess.run(
             [sys.executable, "-c", INLINE_IN_A_PROCESS, str(folder), json.dumps(CONTEXT)],
-            capture_output=True, text=True, check=True, env={**os.environ, **env},
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / ".cache"), **env},
         )  # fmt: skip
         loaded, html = json.loads(done.stdout)
         return loaded, html
@@ -114,8 +123,9 @@ def test_inlined_markup_is_kept_for_the_next_process(folder: Path, tmp_path: Pat
     first, second = compile_in_a_process(), compile_in_a_process()
     assert first[0] is True and second[0] is False
     assert first[1] == second[1] and 'style="' in first[1]
-    kept = list((tmp_path / ".cache" / "drip" / "inlined").glob("*.html"))
-    assert len(kept) == 1 and not list(kept[0].parent.glob("*.tmp"))
+    kept = list((tmp_path / ".cache" / "drip" / "inlined").iterdir())
+    assert len(kept) == 1 and not kept[0].name.endswith(".tmp")
+    assert len(list((tmp_path / ".cache" / "drip" / "compiled").iterdir())) >= 3  # subject, html, text
 
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")

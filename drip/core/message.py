@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from drip.core import ics
+from drip.core.languages import Strings, own_strings
 from drip.core.mime import AUTO_RESPONSE_SUPPRESS, Attachment, Mailbox, Message, compose, phrase
 from drip.core.plan import GoalDates, Timing, goal_dates
 from drip.core.program import AnchorKind, Audience, Program, Step
@@ -58,6 +59,8 @@ class Recipient:
     fields: Mapping[str, str] = field(default_factory=dict)
     #: the participant row's id; 0 before the cohort is stored
     id: int = 0
+    #: the participant's language, a BCP 47 tag; None: the cohort's
+    language: str | None = None
 
     @property
     def first_name(self) -> str:
@@ -72,6 +75,13 @@ class CohortView:
     sender: Mailbox
     reply_to: Mailbox | None
     owners: tuple[str, ...]
+    #: the cohort's language (cohort.toml), for participants without one and the owners; None: the program's
+    language: str | None = None
+
+    def language_for(self, step: Step, recipient: Recipient) -> str:
+        """Return the language ``step`` is written in for ``recipient``: the owners read the cohort's."""
+        own = None if step.to is Audience.OWNERS else recipient.language
+        return own or self.language or self.program.language
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,9 @@ class Links:
             return f"mailto:{tagged.ascii}?subject={quote(subject)}"
         return f"mailto:{reply.tagged('').ascii.replace('+@', '@')}?subject={quote(f'{subject} [{token}]')}"
 
-    def reply_done_mailto(self, goal: GoalView) -> str:
-        return self._mailto(self._token(Action.DONE, goal.id, self.expires), "Done: " + goal.title)
+    def reply_done_mailto(self, goal: GoalView, subject: str | None = None) -> str:
+        """The mailto: of "reply done"; ``subject``: the goal's title with "Done:" in the email's language."""
+        return self._mailto(self._token(Action.DONE, goal.id, self.expires), subject or "Done: " + goal.title)
 
     def unsubscribe_mailto(self, recipient: Recipient) -> str:
         return self._mailto(self._token(Action.UNSUBSCRIBE, recipient.id, None), "unsubscribe")
@@ -137,16 +148,30 @@ class Built:
 
 
 def context(
-    cohort: CohortView, recipient: Recipient, step: Step, when: dt.datetime, links: Links
+    cohort: CohortView,
+    recipient: Recipient,
+    step: Step,
+    when: dt.datetime,
+    links: Links,
+    strings: Strings | None = None,
 ) -> dict[str, Any]:
     """Return what a step's templates may use; see the README for each name."""
-    return step_context(base_context(cohort, recipient, when, links), step)
+    return step_context(base_context(cohort, recipient, when, links, strings), step)
 
 
-def base_context(cohort: CohortView, recipient: Recipient, when: dt.datetime, links: Links) -> dict[str, Any]:
-    """Return the part of the context that is the same for every step of one participant."""
+def base_context(
+    cohort: CohortView, recipient: Recipient, when: dt.datetime, links: Links, strings: Strings | None = None
+) -> dict[str, Any]:
+    """Return the part of the context that is the same for every step of one participant written in
+    the language of ``strings`` (the program's fixed strings; None: as the program writes them)."""
     today = when.astimezone(ZoneInfo(recipient.timezone)).date()
-    views = {goal.key: goal for goal in recipient.goals}
+    said = strings or Strings(cohort.program.language)
+    views = {goal.key: translated(goal, said) for goal in recipient.goals}
+    ours = own_strings(said.language)
+
+    def reply_done(goal: Any) -> str:
+        shown = view(goal)
+        return links.reply_done_mailto(shown, ours.format("Done: {title}", title=shown.title))
 
     def view(goal: Any) -> GoalView:
         return views[goal if isinstance(goal, str) else goal["key"]]
@@ -159,8 +184,9 @@ def base_context(cohort: CohortView, recipient: Recipient, when: dt.datetime, li
             "email": recipient.email,
             "timezone": recipient.timezone,
             "delegate_email": recipient.delegate_email or "",
+            "language": recipient.language or "",
         },
-        "goals": [_goal_context(goal, today) for goal in recipient.goals],
+        "goals": [_goal_context(goal, today) for goal in views.values()],
         "cohort": {
             "name": cohort.name,
             "owners": list(cohort.owners),
@@ -170,7 +196,7 @@ def base_context(cohort: CohortView, recipient: Recipient, when: dt.datetime, li
         "today": today,
         "done_url": lambda goal: links.done_url(view(goal)),
         "snooze_url": lambda goal: links.snooze_url(view(goal)),
-        "reply_done_mailto": lambda goal: links.reply_done_mailto(view(goal)),
+        "reply_done_mailto": reply_done,
         "reopen_url": lambda goal: links.reopen_url(view(goal)),
         "unsubscribe_url": links.unsubscribe_url(recipient),
     }
@@ -196,6 +222,13 @@ def step_context(base: dict[str, Any], step: Step) -> dict[str, Any]:
         "occurrence": step.occurrence,
         "occurrences": step.occurrences,
     }
+
+
+def translated(goal: GoalView, strings: Strings) -> GoalView:
+    """Return ``goal`` with its title and description in the language of ``strings``."""
+    if not strings.table:
+        return goal
+    return replace(goal, title=strings.get(goal.title), description=strings.get(goal.description))
 
 
 def _goal_context(goal: GoalView, today: dt.date) -> dict[str, Any]:
@@ -229,7 +262,9 @@ def build(
     ``dated`` sets the Date header when it is not ``when`` (a proof sent today of
     an email due next month).
     """
-    rendered = templates.render(step.template, context(cohort, recipient, step, when, links))
+    reader = cohort.language_for(step, recipient)
+    strings = templates.strings(templates.choose(step.template, reader).language)
+    rendered = templates.render(step.template, context(cohort, recipient, step, when, links, strings), reader)
     check_subject(rendered.subject, recipient)
     subject = TEST_PREFIX + rendered.subject if test else rendered.subject
     domain = Address(cohort.sender.address).ascii_domain  # IDNA, for the Message-ID
@@ -245,6 +280,7 @@ def build(
         ]
     headers += [
         ("Auto-Submitted", "auto-generated"),
+        ("Content-Language", rendered.language),
         *mail_system_headers(cohort.slug, cohort.name, step.key, domain),
         ("X-Drip-Cohort", cohort.slug),
         ("X-Drip-Step", step.key),
@@ -266,7 +302,7 @@ def build(
         html=rendered.html,
         boundary_seed=f"{instance}{delivery_id}",
         headers=tuple(headers),
-        attachments=_calendar(cohort, recipient, step, when, links, domain),
+        attachments=_calendar(cohort, recipient, step, when, links, domain, strings),
     )
     return Built(message, rendered)
 
@@ -330,19 +366,26 @@ def check_subject(subject: str, recipient: Recipient) -> None:
 
 
 def _calendar(
-    cohort: CohortView, recipient: Recipient, step: Step, when: dt.datetime, links: Links, domain: str
+    cohort: CohortView,
+    recipient: Recipient,
+    step: Step,
+    when: dt.datetime,
+    links: Links,
+    domain: str,
+    strings: Strings,
 ) -> tuple[Attachment, ...]:
     """Return the deadline as a calendar entry, for the participant's steps about a deadline."""
     if not step.goal or step.at.kind not in (AnchorKind.OPENS, AnchorKind.DEADLINE):
         return ()
     if step.to is not Audience.PARTICIPANT:  # the entry carries the participant's own done link
         return ()
-    goal = next(goal for goal in recipient.goals if goal.key == step.goal)
+    goal = translated(next(goal for goal in recipient.goals if goal.key == step.goal), strings)
+    ours = own_strings(strings.language)
     person = hashlib.sha256(f"{cohort.slug}\0{recipient.email.casefold()}".encode()).hexdigest()[:16]
     data = ics.deadline_event(
         uid=f"drip-{person}-{goal.key}@{domain}",
-        summary=f"Due: {goal.title}",
-        description=f"{goal.description}\n\nMark it done: {links.done_url(goal)}",
+        summary=ours.format("Due: {title}", title=goal.title),
+        description=f"{goal.description}\n\n{ours.format('Mark it done: {url}', url=links.done_url(goal))}",
         day=goal.deadline,
         stamp=when,
         url=links.done_url(goal),
@@ -355,7 +398,13 @@ def cohort_view(cohort: Any) -> CohortView:
     """Return the CohortView of a loaded cohort folder."""
     reply_to = Mailbox(*cohort.reply_to) if cohort.reply_to else None
     return CohortView(
-        cohort.slug, cohort.name, cohort.program, Mailbox(*cohort.sender), reply_to, cohort.owners
+        cohort.slug,
+        cohort.name,
+        cohort.program,
+        Mailbox(*cohort.sender),
+        reply_to,
+        cohort.owners,
+        cohort.language,
     )
 
 
@@ -385,6 +434,7 @@ def recipient_of(
         delegate_email=current_delegate(participant),
         fields=dict(participant.fields),
         id=participant_id,
+        language=getattr(participant, "language", None),
         goals=tuple(
             GoalView(
                 g.key,

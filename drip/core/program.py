@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from drip.core.errors import CohortError, Problem
+from drip.core.languages import DEFAULT_LANGUAGE, language_tag
 from drip.core.values import InvalidValue, check_header_safe, parse_offset
 
 PROGRAM_FILE = "program.toml"
@@ -210,6 +211,8 @@ class Program:
     goals: tuple[Goal, ...]
     steps: tuple[Step, ...]
     ends: Anchor
+    #: the language the program's own templates (STEP.html) are written in, a BCP 47 tag
+    language: str = DEFAULT_LANGUAGE
 
     def goal(self, key: str) -> Goal:
         return next(goal for goal in self.goals if goal.key == key)
@@ -338,7 +341,15 @@ class _ProgramLoader:
         except OSError as exc:
             raise CohortError([Problem(self.label, f"cannot be read ({exc.strerror})")]) from None
 
-        self.check_keys(data, {"name", "description", "goals", "steps", "ends"}, "")
+        self.check_keys(data, {"name", "description", "goals", "steps", "ends", "language"}, "")
+        language = DEFAULT_LANGUAGE
+        if "language" in data:
+            try:
+                language = language_tag(data["language"]) if isinstance(data["language"], str) else ""
+            except InvalidValue as exc:
+                self.problem(str(exc), "language")
+            if not language:
+                self.problem('\'language\' must be a language tag in quotes, like "en" or "de"', "language")
         name = self.string(data, "name", "", required=True)
         goals = self.goals(data.get("goals"))
         goal_keys = [g.key for g in goals]
@@ -357,6 +368,7 @@ class _ProgramLoader:
             goals=tuple(goals),
             steps=tuple(steps),
             ends=ends,
+            language=language or DEFAULT_LANGUAGE,
         )
 
     def check_keys(self, table: dict[str, Any], known: set[str], where: str, line: int | None = None) -> None:

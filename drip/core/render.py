@@ -29,8 +29,10 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import marshal
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +42,23 @@ from types import BuiltinMethodType
 from typing import Any
 
 import jinja2
+import markupsafe
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from drip.core.errors import TemplateError
+from drip.core.languages import (
+    DEFAULT_LANGUAGE,
+    Strings,
+    base_language,
+    day_count,
+    fallbacks,
+    load_strings,
+    long_date,
+    short_date,
+    text_direction,
+    word_space,
+)
 from drip.core.memo import Memo
 
 logger = logging.getLogger(__name__)
@@ -59,6 +74,19 @@ class Rendered:
     subject: str
     html: str
     text: str
+    #: the email's language, a BCP 47 tag: the template's, with the participant's region when it is theirs
+    language: str = DEFAULT_LANGUAGE
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which template a step takes for one language, and the language the email is then in."""
+
+    #: the template's file name without ``.html``: ``welcome`` or ``welcome.de``
+    name: str
+    language: str
+    #: the participant's language had no template of its own: the email is in the program's
+    fallback: bool = False
 
 
 # --- flattening ------------------------------------------------------------------
@@ -292,20 +320,6 @@ def _restore(text: str, tags: list[str], comments: list[str] | None = None) -> s
 # --- environments and filters ---------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)  # a cohort's people share a few dozen dates; strftime is slow
-def long_date(value: dt.date) -> str:
-    return f"{value:%A} {value.day} {value:%B}"
-
-
-@functools.lru_cache(maxsize=4096)
-def _short_date(value: dt.date) -> str:
-    return f"{value.day} {value:%B}"
-
-
-def _days(count: int) -> str:
-    return "1 day" if count == 1 else f"{count} days"
-
-
 #: names a template's ``x.name`` finds on a dict before its items (``items``, ``keys`` ...)
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
@@ -339,7 +353,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
 
-def _environment(*, html: bool, trim: bool) -> ImmutableSandboxedEnvironment:
+def _environment(
+    *, html: bool, trim: bool, language: str = DEFAULT_LANGUAGE
+) -> ImmutableSandboxedEnvironment:
     env = _Sandbox(
         autoescape=html,
         undefined=StrictUndefined,
@@ -347,22 +363,95 @@ def _environment(*, html: bool, trim: bool) -> ImmutableSandboxedEnvironment:
         lstrip_blocks=trim,
         keep_trailing_newline=True,
     )
-    env.filters.update(longdate=long_date, shortdate=_short_date, days=_days)
+    env.filters.update(
+        longdate=functools.partial(_dated, long_date, language),
+        shortdate=functools.partial(_dated, short_date, language),
+        days=functools.partial(_counted, language),
+    )
     return env
 
 
-_HTML_ENV = _environment(html=True, trim=False)
-#: for hand-written .txt templates, where a tag on its own line should leave no blank line
-_TEXT_ENV = _environment(html=False, trim=True)
-#: for text made from the HTML, whose line breaks come from the markup, not from the tags
-_DERIVED_TEXT_ENV = _environment(html=False, trim=False)
+def _dated(write: Any, language: str, value: dt.date) -> str:
+    return str(write(value, language))
 
 
-def _compile(env: jinja2.Environment, source: str, label: str) -> jinja2.Template:
+def _counted(language: str, count: int) -> str:
+    return day_count(count, language)
+
+
+@dataclass(frozen=True)
+class _Environments:
+    """The three environments a step compiles in, their filters writing dates in one language."""
+
+    html: ImmutableSandboxedEnvironment
+    #: for hand-written .txt templates, where a tag on its own line should leave no blank line
+    text: ImmutableSandboxedEnvironment
+    #: for text made from the HTML, whose line breaks come from the markup, not from the tags
+    derived: ImmutableSandboxedEnvironment
+
+
+@functools.lru_cache(maxsize=64)
+def _environments(language: str) -> _Environments:
+    return _Environments(
+        _environment(html=True, trim=False, language=language),
+        _environment(html=False, trim=True, language=language),
+        _environment(html=False, trim=False, language=language),
+    )
+
+
+_TEXT_ENV = _environments(DEFAULT_LANGUAGE).text
+
+
+def _translator(strings: Strings) -> Any:
+    """Return the templates' ``_``: ``_("Mark it done")``, ``_("run by {sender}", sender=...)``.
+
+    The translation is text; in HTML it is escaped, and so is every value put into it.
+    """
+
+    @jinja2.pass_eval_context
+    def translate(eval_context: Any, text: str, **values: Any) -> str:
+        said = strings.get(text)
+        if eval_context.autoescape:
+            return markupsafe.Markup(markupsafe.escape(said)).format(**values)
+        return said.format(**{name: str(value) for name, value in values.items()})
+
+    return translate
+
+
+@functools.lru_cache(maxsize=1024)
+def _code(html: bool, trim: bool, source: str, label: str) -> Any:
+    """Compile, or take the code from drip's cache folder, where it is kept as Jinja's own bytecode
+    cache keeps it (``marshal``, under a hash of the source, the settings and both versions)."""
+    kept, found = _kept(
+        "compiled", f"{sys.version}\0jinja2 {jinja2.__version__}\0{html}\0{trim}\0{label}", source
+    )
+    if found is not None:
+        try:
+            return marshal.loads(found)
+        except (EOFError, ValueError, TypeError):
+            pass
+    code = _environment(html=html, trim=trim).compile(source, name=label, filename=label)
+    if kept is not None:
+        _keep(kept, marshal.dumps(code))
+    return code
+
+
+def _compiled(env: jinja2.Environment, source: str, label: str) -> Any:
+    """Return the code of ``source``, compiled once for all languages: the code looks its filters up
+    in the environment it is bound to, so a German and a British step share it where their text
+    is the same (en-GB, en-IN and en-AU readers of the English templates)."""
+    if isinstance(env, _Sandbox):
+        return _code(bool(env.autoescape), env.trim_blocks, source, label)
+    return env.compile(source, name=label, filename=label)
+
+
+def _compile(
+    env: jinja2.Environment, source: str, label: str, extra: Mapping[str, Any] | None = None
+) -> jinja2.Template:
     """Compile with a file name, so that runtime errors carry a template line."""
-    code = env.compile(source, name=label, filename=label)
+    code = _compiled(env, source, label)
     # A plain dict, not Jinja's ChainMap: every render copies the globals, and a ChainMap is slow to copy.
-    return env.template_class.from_code(env, code, dict(env.make_globals(None)), None)
+    return env.template_class.from_code(env, code, {**env.make_globals(None), **(extra or {})}, None)
 
 
 # --- compiled steps -------------------------------------------------------------------------
@@ -393,34 +482,88 @@ class CompiledStep:
 
 
 class Templates:
-    """The templates of one program folder, compiled on first use and when a file changes."""
+    """The templates of one program folder, compiled on first use and when a file changes.
+
+    ``language`` is the language the program's own templates (``STEP.html``) are written in.
+    """
 
     #: how often, at most, a step's files are checked for changes
     CHECK_EVERY = 1.0
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, language: str = DEFAULT_LANGUAGE) -> None:
         self.folder = folder
-        self._cache: dict[str, tuple[tuple[float, ...], CompiledStep]] = {}
-        self._checked: dict[str, float] = {}
+        self.language = language
+        self._cache: dict[tuple[str, str], tuple[tuple[float, ...], CompiledStep]] = {}
+        self._checked: dict[tuple[str, str], float] = {}
+        self._choices: dict[tuple[str, str], tuple[float, Choice]] = {}
+        self._strings: dict[str, tuple[float, tuple[float, ...], Strings]] = {}
 
-    def step(self, name: str) -> CompiledStep:
-        """Return the compiled templates of step template ``name`` (without extension)."""
-        cached = self._cache.get(name)
+    def choose(self, name: str, language: str | None) -> Choice:
+        """Return the template step ``name`` takes for a reader of ``language`` (None: the program's).
+
+        ``STEP.fr-CA.html``, then ``STEP.fr.html``, then ``STEP.html``; see drip.core.languages.
+        """
+        tag = language or self.language
+        now = time.monotonic()
+        cached = self._choices.get((name, tag))
+        if cached is not None and now - cached[0] < self.CHECK_EVERY:
+            return cached[1]
+        choice = next(
+            (
+                Choice(f"{name}.{candidate}", tag)
+                for candidate in fallbacks(tag)
+                if (self.folder / f"{name}.{candidate}.html").is_file()
+            ),
+            None,
+        )
+        if choice is None:
+            ours = base_language(tag) == base_language(self.language)
+            choice = Choice(name, tag if ours else self.language, fallback=not ours)
+        self._choices[(name, tag)] = (now, choice)
+        return choice
+
+    def strings(self, language: str) -> Strings:
+        """Return the fixed strings of ``language`` (``strings.LANG.toml``), read again when changed."""
+        now = time.monotonic()
+        cached = self._strings.get(language)
+        if cached is not None and now - cached[0] < self.CHECK_EVERY:
+            return cached[2]
+        if cached is not None:
+            files = tuple(self.folder / f"strings.{tag}.toml" for tag in fallbacks(language))
+            if _stamps(files) == cached[1]:
+                self._strings[language] = (now, cached[1], cached[2])
+                return cached[2]
+        files = tuple(self.folder / f"strings.{tag}.toml" for tag in fallbacks(language))
+        strings = load_strings(self.folder, language)
+        self._strings[language] = (now, _stamps(files), strings)
+        return strings
+
+    def step(self, name: str, language: str | None = None) -> CompiledStep:
+        """Return the compiled templates of template ``name`` (without extension), its dates and fixed
+        strings in ``language`` (None: the program's)."""
+        key = (name, language or self.language)
+        cached = self._cache.get(key)
         if cached is not None:
             now = time.monotonic()
-            if now - self._checked.get(name, 0.0) < self.CHECK_EVERY:
+            if now - self._checked.get(key, 0.0) < self.CHECK_EVERY:
                 return cached[1]
-            self._checked[name] = now
+            self._checked[key] = now
             if cached[0] == _stamps(cached[1].files):
                 return cached[1]
-        compiled = _compile_step(self.folder, name)
-        self._cache[name] = (_stamps(compiled.files), compiled)
-        self._checked[name] = time.monotonic()
+        strings = self.strings(key[1])
+        compiled = _compile_step(self.folder, name, key[1], strings)
+        self._cache[key] = (_stamps(compiled.files), compiled)
+        self._checked[key] = time.monotonic()
         return compiled
 
-    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
-        """Render step ``name``; a template mistake raises TemplateError naming file and line."""
-        step = self.step(name)
+    def render(self, name: str, context: Mapping[str, Any], language: str | None = None) -> Rendered:
+        """Render step template ``name`` for a reader of ``language`` (None: the program's); a template
+        mistake raises TemplateError naming file and line.
+
+        ``context`` should be made for the language of ``choose(name, language)``, which this takes.
+        """
+        choice = self.choose(name, language)
+        step = self.step(choice.name, choice.language)
         try:
             subject = _subject(step, context)
             html = step.html.render(context)
@@ -429,10 +572,10 @@ class Templates:
             raise _locate(step, context, exc) from None
         if not subject:
             path, line = (
-                step.subject_origins[0] if step.subject_origins else (self.folder / f"{name}.html", 1)
+                step.subject_origins[0] if step.subject_origins else (self.folder / f"{choice.name}.html", 1)
             )
             raise TemplateError(f"{path}, line {line}: the subject is empty")
-        return Rendered(subject, html, text)
+        return Rendered(subject, html, text, choice.language)
 
 
 def _subject(step: CompiledStep, context: Mapping[str, Any]) -> str:
@@ -472,14 +615,13 @@ def _inline_css(markup: str) -> str:
     """
     from importlib.metadata import version
 
-    versions = f"premailer {version('premailer')}, cssutils {version('cssutils')}"
-    key = hashlib.sha256(f"{versions}\0{markup}".encode()).hexdigest()
-    folder = _cache_folder()
-    kept = folder / "inlined" / f"{key}.html" if folder else None
-    if kept is not None:
+    kept, found = _kept(
+        "inlined", f"premailer {version('premailer')}, cssutils {version('cssutils')}", markup
+    )
+    if found is not None:
         try:
-            return kept.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            return found.decode("utf-8")
+        except UnicodeDecodeError:
             pass
     from premailer import Premailer  # only when the cache has not got it: it takes a while to import
 
@@ -493,16 +635,33 @@ def _inline_css(markup: str) -> str:
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
     ).transform(pretty_print=False)
-    if kept is None:
-        return inlined
+    if kept is not None:
+        _keep(kept, inlined.encode("utf-8"))
+    return inlined
+
+
+def _kept(kind: str, versions: str, source: str) -> tuple[Path | None, bytes | None]:
+    """Return where drip's cache folder keeps what ``source`` makes under ``versions``, and what is
+    kept there (None if nothing, or no cache folder)."""
+    folder = _cache_folder()
+    if folder is None:
+        return None, None
+    path = folder / kind / hashlib.sha256(f"{versions}\0{source}".encode()).hexdigest()
     try:
-        kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = kept.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(inlined, encoding="utf-8")
-        partial.replace(kept)  # whole or not at all, whichever process writes it
+        return path, path.read_bytes()
+    except OSError:
+        return path, None
+
+
+def _keep(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` in drip's cache folder whole or not at all; a failure is no matter."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        partial.replace(path)  # whole or not at all, whichever process writes it
     except OSError:
         pass
-    return inlined
 
 
 def _cache_folder() -> Path | None:
@@ -516,13 +675,24 @@ def _cache_folder() -> Path | None:
         return None
 
 
-def _compile_step(folder: Path, name: str) -> CompiledStep:
+def _compile_step(
+    folder: Path, name: str, language: str = DEFAULT_LANGUAGE, strings: Strings | None = None
+) -> CompiledStep:
+    envs = _environments(language)
+    extra = {
+        "_": _translator(strings or Strings(language)),
+        # what the layout's <html lang=... dir=...> says
+        "language": language,
+        "direction": text_direction(language),
+        # between two fixed strings: a space, or nothing where the language has none
+        "space": word_space(language),
+    }
     flattener = _Flattener(folder)
     tree = flattener.tree(f"{name}.html")
     pieces = tree.expand()
     flat, origins = _text(pieces), _origins(pieces)
     default = folder / f"{name}.html"
-    reference = _compile_checked(_HTML_ENV, flat, f"<drip:{name}>", origins, default)
+    reference = _compile_checked(envs.html, flat, f"<drip:{name}>", origins, default, extra)
     _refuse_unsupported(flat, origins, default)
 
     if "subject" not in tree.blocks:
@@ -530,12 +700,14 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
     subject_pieces = tree.expand(tree.blocks["subject"])
     subject_origins = _origins(subject_pieces)
     subject_source = _text(subject_pieces)
-    subject = _compile_checked(_TEXT_ENV, subject_source, f"<drip:{name}:subject>", subject_origins, default)
+    subject = _compile_checked(
+        envs.text, subject_source, f"<drip:{name}:subject>", subject_origins, default, extra
+    )
 
     hidden, tags, comments = _hide(flat)
     inlined = _inline_css(hidden)
     html = _compile_checked(
-        _HTML_ENV, _restore(_char_refs(inlined), tags, comments), f"<drip:{name}:inlined>", [], default
+        envs.html, _restore(_char_refs(inlined), tags, comments), f"<drip:{name}:inlined>", [], default, extra
     )
 
     files = list(dict.fromkeys(tree.files))
@@ -547,13 +719,13 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
         files += [f for f in text_tree.files if f not in files]
         text_origins = tuple(_origins(text_pieces))
         text = _compile_checked(
-            _TEXT_ENV, _text(text_pieces), f"<drip:{name}:text>", list(text_origins), text_file
+            envs.text, _text(text_pieces), f"<drip:{name}:text>", list(text_origins), text_file, extra
         )
     else:
         maker = _TextMaker(tags)
         maker.feed(hidden)
         maker.close()
-        text = _compile_checked(_DERIVED_TEXT_ENV, maker.text(), f"<drip:{name}:text>", [], default)
+        text = _compile_checked(envs.derived, maker.text(), f"<drip:{name}:text>", [], default, extra)
     if text_file not in files:
         files.append(text_file)  # watched, so that creating it later is noticed
     return CompiledStep(
@@ -568,6 +740,26 @@ def _compile_step(folder: Path, name: str) -> CompiledStep:
         text_origins,
         template_inputs(subject_source),
     )
+
+
+def fixed_strings(folder: Path) -> set[str]:
+    """Return the text of every ``_("...")`` in the templates of ``folder``: what strings files translate."""
+    found: set[str] = set()
+    for path in sorted(folder.glob("*.html")):
+        try:
+            tree = _TEXT_ENV.parse(path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+            continue  # reported where the template is compiled
+        for call in tree.find_all(jinja2.nodes.Call):
+            if (
+                isinstance(call.node, jinja2.nodes.Name)
+                and call.node.name == "_"
+                and call.args
+                and isinstance(call.args[0], jinja2.nodes.Const)
+                and isinstance(call.args[0].value, str)
+            ):
+                found.add(" ".join(call.args[0].value.split()))
+    return found
 
 
 # --- what a template reads ------------------------------------------------------------------
@@ -659,11 +851,16 @@ _OPENERS = re.compile(r"{%-?\s*(end)?(if|for|with|macro|call|filter|raw|autoesca
 
 
 def _compile_checked(
-    env: jinja2.Environment, source: str, label: str, origins: Sequence[tuple[Path, int]], default: Path
+    env: jinja2.Environment,
+    source: str,
+    label: str,
+    origins: Sequence[tuple[Path, int]],
+    default: Path,
+    extra: Mapping[str, Any] | None = None,
 ) -> jinja2.Template:
     """Compile, turning a syntax error into a TemplateError at the file and line it came from."""
     try:
-        return _compile(env, source, label)
+        return _compile(env, source, label, extra)
     except jinja2.TemplateSyntaxError as exc:
         lineno, message = exc.lineno, exc.message or str(exc)
         if "Unexpected end of template" in message:

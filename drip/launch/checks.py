@@ -33,7 +33,7 @@ from drip.core.message import (
 from drip.core.mime import Mailbox
 from drip.core.plan import Timing, expand_steps, plan_participant, program_end
 from drip.core.program import Program, Step
-from drip.core.render import Templates
+from drip.core.render import Choice, Templates
 from drip.core.values import InvalidValue, check_header_safe
 from drip.launch.cohort import COHORT_FILE, Cohort
 from drip.launch.roster import Participant
@@ -49,7 +49,7 @@ def check_cohort(cohort: Cohort, settings: Settings) -> None:
     reply_to = Mailbox(*cohort.reply_to) if cohort.reply_to else None
     check_rendering(
         cohort,
-        Templates(cohort.program.path),
+        Templates(cohort.program.path, cohort.program.language),
         (secrets.token_urlsafe(32),),
         settings.base_url,
         reply_address(settings, sender, reply_to),
@@ -64,7 +64,7 @@ def check_rendering(
     view = cohort_view(cohort)
     start = dt.datetime.combine(cohort.start, cohort.send_time, dt.UTC)
     seen_shapes: set[tuple[object, ...]] = set()
-    failed_templates: set[str] = set()
+    failed_templates: set[tuple[str, str]] = set()
     subjects = _Subjects(templates)
     steps_of: dict[tuple[object, ...], list[Step]] = {}
     for participant in cohort.participants:
@@ -72,19 +72,25 @@ def check_rendering(
         timing = cohort.timing(participant)
         recipient = recipient_of(participant, cohort.program, timing)
         links = links_for(base_url, keys, reply, program_end(cohort.program, timing))
-        shape = _shape(participant)
+        # one participant of each shape, in each language, is rendered in full
+        shape = (*_shape(participant), participant.language or cohort.language)
         full = shape not in seen_shapes
         seen_shapes.add(shape)
         moments = _moments(cohort, participant) if full else {}
-        base = None if full else base_context(view, recipient, start, links)
+        bases: dict[str, dict[str, object]] = {}
         if timing.key() not in steps_of:
             steps_of[timing.key()] = _steps(cohort.program, timing)
         for step in steps_of[timing.key()]:
-            if step.template in failed_templates or unreachable(step, view, recipient):
+            reader = view.language_for(step, recipient)
+            if (step.template, reader) in failed_templates or unreachable(step, view, recipient):
                 continue  # a step with nobody to go to is skipped when due, never built
             try:
-                if base is not None:
-                    subjects.check(step, base, recipient, fit)
+                if not full:
+                    choice = templates.choose(step.template, reader)
+                    if choice.language not in bases:
+                        strings = templates.strings(choice.language)
+                        bases[choice.language] = base_context(view, recipient, start, links, strings)
+                    subjects.check(step, choice, bases[choice.language], recipient, fit)
                     continue
                 # In full: at the step's own moment (days_left as it will be), with the goals
                 # still open and once more all done, down to the MIME bytes.
@@ -95,7 +101,7 @@ def check_rendering(
                     )  # fmt: skip
                     built.as_bytes()
             except TemplateError as exc:
-                failed_templates.add(step.template)
+                failed_templates.add((step.template, reader))
                 message = f"step {step.key!r} fails for {participant.email}: {exc}"
                 problems.append(Problem(str(cohort.roster_file), message, row=participant.row))
             except InvalidValue as exc:
@@ -114,17 +120,19 @@ class _Subjects:
 
     def __init__(self, templates: Templates) -> None:
         self.templates = templates
-        self.passed: set[tuple[str, tuple[object, ...]]] = set()
+        self.passed: set[tuple[str, str, tuple[object, ...]]] = set()
 
-    def check(self, step: Step, base: dict[str, object], recipient: Recipient, fit: bool) -> None:
-        compiled = self.templates.step(step.template)
+    def check(
+        self, step: Step, choice: Choice, base: dict[str, object], recipient: Recipient, fit: bool
+    ) -> None:
+        compiled = self.templates.step(choice.name, choice.language)
         context = None if compiled.subject_inputs == () else step_context(base, step)
         inputs = () if context is None else compiled.subject_key(context)
-        key = (step.template, inputs) if fit and inputs is not None else None
+        key = (choice.name, choice.language, inputs) if fit and inputs is not None else None
         if key is not None and key in self.passed:
             return
         values = context if context is not None else step_context(base, step)
-        _check_subject(self.templates, step.template, values, recipient)
+        _check_subject(self.templates, choice, values, recipient)
         if key is not None:
             self.passed.add(key)
 
@@ -177,13 +185,15 @@ def _shape(participant: Participant) -> tuple[object, ...]:
     return filled, bool(participant.delegate_email)
 
 
-def _check_subject(templates: Templates, name: str, values: dict[str, object], recipient: Recipient) -> None:
-    step = templates.step(name)
+def _check_subject(
+    templates: Templates, choice: Choice, values: dict[str, object], recipient: Recipient
+) -> None:
+    step = templates.step(choice.name, choice.language)
     try:
         subject = " ".join(step.subject.render(values).split())
     except Exception as exc:  # noqa: BLE001 - reported with its place, as a full render would
         path, line = (
-            step.subject_origins[0] if step.subject_origins else (templates.folder / f"{name}.html", 1)
+            step.subject_origins[0] if step.subject_origins else (templates.folder / f"{choice.name}.html", 1)
         )
         raise TemplateError(f"{path}, line {line}: {exc}") from None
     check_subject(subject, recipient)

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from drip.core.errors import CohortError, Problem
+from drip.core.languages import base_language, display_name, language_tag
 from drip.core.mime import Mailbox
 from drip.core.plan import Timing, repeat_warnings, timing_warnings
-from drip.core.program import Program, find_program, load_program
+from drip.core.program import Audience, Program, find_program, load_program
+from drip.core.render import Templates, fixed_strings
 from drip.core.states import CohortStatus
 from drip.core.values import (
     InvalidValue,
@@ -48,7 +50,7 @@ DEFAULT_SEND_TIME = dt.time(9, 0)
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KNOWN_FIELDS = {
     "name", "slug", "program", "start", "end", "timezone", "send_time", "skip_weekends",
-    "sender", "reply_to", "owners", "goals", "roster", "skip_steps", "digest",
+    "sender", "reply_to", "owners", "goals", "roster", "skip_steps", "digest", "language",
 }  # fmt: skip
 
 
@@ -75,6 +77,8 @@ class Cohort:
     slug_is_explicit: bool = False
     #: when the owners' weekly digest goes; None: no digest
     digest: DigestTime | None = DEFAULT_DIGEST
+    #: the language of participants without one in the roster, and of the owners' notes; None: the program's
+    language: str | None = None
 
     def timing(self, participant: Participant) -> Timing:
         """Return what places this participant's steps in time."""
@@ -100,6 +104,7 @@ class Cohort:
             deadlines=self.deadlines,
             end=self.end,
             roster=str(self.roster_file),
+            language=self.language,
         )
         return StoredCohort(
             id=NOT_STORED,
@@ -139,7 +144,18 @@ class _CohortLoader:
         self.warnings: list[str] = []
 
     def problem(self, key: str | None, message: str) -> None:
-        self.problems.append(Problem(self.label, message, key=key))
+        self.problems.append(Problem(self.label, message, key=key, line=self.line_of(key)))
+
+    def line_of(self, key: str | None) -> int | None:
+        """Return the line of cohort.toml where top-level ``key`` is set, to point at it."""
+        if not key:
+            return None
+        try:
+            text = self.file.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            return None
+        pattern = re.compile(rf"^\s*(?:{re.escape(key)}\s*=|\[\[?\s*{re.escape(key)}\b)")
+        return next((n for n, line in enumerate(text.splitlines(), 1) if pattern.match(line)), None)
 
     def value(
         self, data: Mapping[str, Any], key: str, parse: Any, default: Any = None, required: bool = False
@@ -194,6 +210,7 @@ class _CohortLoader:
         reply_to = self.value(data, "reply_to", lambda v: parse_mailbox(_text(v)), None)
         owners = self.value(data, "owners", _owners, ())
         digest = self.value(data, "digest", _digest, DEFAULT_DIGEST)
+        language = self.value(data, "language", lambda v: language_tag(_text(v)), None)
         if "name" in data:
             self.value(data, "name", lambda v: check_header_safe(_text(v)))
         deadlines = self.deadlines(data.get("goals", {}), program, start)
@@ -234,8 +251,14 @@ class _CohortLoader:
             roster_file=self.path / roster_name,
             slug_is_explicit="slug" in data,
             digest=digest,
+            language=language,
         )
-        warnings = (*self.warnings, *_timing_warnings(cohort), *_repeat_warnings(cohort))
+        warnings = (
+            *self.warnings,
+            *_timing_warnings(cohort),
+            *_repeat_warnings(cohort),
+            *_language_warnings(cohort),
+        )
         return replace(cohort, warnings=warnings)
 
     def deadlines_after_end(
@@ -332,6 +355,66 @@ def _timing_warnings(cohort: Cohort) -> list[str]:
             "Space the deadlines further apart"
         )
     return messages
+
+
+def _language_warnings(cohort: Cohort) -> list[str]:
+    """Say, once per language, which steps its readers get in the program's language instead, and
+    which of the layout's fixed strings and goal titles are not translated."""
+    program = cohort.program
+    readers: dict[str, list[int]] = {}
+    for participant in cohort.participants:
+        readers.setdefault(participant.language or cohort.language or program.language, []).append(
+            participant.row
+        )
+    if cohort.owners and any(step.to is Audience.OWNERS for step in program.steps):
+        readers.setdefault(cohort.language or program.language, [])
+    templates = Templates(program.path, program.language)
+    wanted = fixed_strings(program.path) | {
+        text for goal in program.goals for text in (goal.title, goal.description)
+    }
+    steps = list(dict.fromkeys(step.template for step in program.steps))
+    # the readers of one language (fr, fr-CA, fr-BE) are told about together: rows, and the emails they miss
+    missing: dict[str, tuple[list[int], list[str], set[str]]] = {}
+    written: set[str] = set()
+    for language, rows in sorted(readers.items()):
+        choices = [templates.choose(name, language) for name in steps]
+        fallen = [name for name, choice in zip(steps, choices, strict=True) if choice.fallback]
+        written |= {choice.language for choice in choices if not choice.fallback}
+        if fallen:
+            found = missing.setdefault(base_language(language), ([], [], set()))
+            found[0].extend(rows)
+            found[1].extend(name for name in fallen if name not in found[1])
+            found[2].add(language)
+    messages = []
+    for base, (rows, fallen, tags) in sorted(missing.items()):
+        listed = ", ".join(map(str, sorted(rows)[:8])) + (", ..." if len(rows) > 8 else "")
+        name = display_name(base)
+        who = (
+            f"{len(rows)} participant(s) (rows {listed}) reading {name} ({', '.join(sorted(tags))})"
+            if rows
+            else f"the owners, reading {name},"
+        )
+        shown = ", ".join(fallen[:6]) + (", ..." if len(fallen) > 6 else "")
+        messages.append(
+            f"{cohort.roster_file}: {who} get {len(fallen)} of {len(steps)} emails in "
+            f"{display_name(program.language)} ({shown}): {program.path} has no {name} version of them. "
+            f"Add {fallen[0]}.{base}.html and the others beside the program's templates"
+        )
+    for tag in sorted(written):
+        if base_language(tag) == base_language(program.language):
+            continue
+        strings = templates.strings(tag)
+        untranslated = sorted(text for text in wanted if not strings.has(text))
+        if untranslated:
+            shown = "; ".join(repr(text) for text in untranslated[:3]) + (
+                "; ..." if len(untranslated) > 3 else ""
+            )
+            messages.append(
+                f"{program.path / f'strings.{base_language(tag)}.toml'}: {len(untranslated)} fixed string(s) "
+                f"stay in {display_name(program.language)} in {display_name(tag)} emails ({shown}); "
+                "add their translations"
+            )
+    return list(dict.fromkeys(messages))
 
 
 def _repeat_warnings(cohort: Cohort) -> list[str]:

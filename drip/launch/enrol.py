@@ -217,6 +217,7 @@ def _participant_values(
         "delegate_email": participant.delegate_email,
         "delegate_key": email_key(participant.delegate_email) if participant.delegate_email else None,
         "fields": dict(participant.fields),
+        "language": participant.language,
         "plan_signature": (timing or cohort.timing(participant)).signature(cohort.program),
         "roster_row": participant.row,
     }

@@ -80,7 +80,7 @@ def proofs(
     test: bool = False,
 ) -> list[Proof]:
     """Build ``participant``'s emails for ``steps`` as they will be sent (``test``: as proofs)."""
-    templates = Templates(cohort.program.path)
+    templates = Templates(cohort.program.path, cohort.program.language)
     view = cohort_view(cohort)
     timing = cohort.timing(participant)
     stored = _stored(conn, cohort, participant)

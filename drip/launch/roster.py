@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from drip.config import DEFAULT_MAX_ROSTER_BYTES, DEFAULT_MAX_VALUE_CHARS
 from drip.core.errors import Problem
+from drip.core.languages import language_tag
 from drip.core.values import (
     InvalidValue,
     clean_cell,
@@ -35,7 +36,7 @@ from drip.core.values import (
 )
 
 #: columns with a meaning of their own; any other column is kept for templates
-KNOWN_COLUMNS = ("email", "name", "timezone", "delegate_email")
+KNOWN_COLUMNS = ("email", "name", "timezone", "delegate_email", "language")
 REQUIRED_COLUMNS = ("email", "name")
 DEADLINE_SUFFIX = "_deadline"
 T = TypeVar("T")
@@ -46,6 +47,7 @@ _ALIASES = {
     "full_name": "name",
     "time_zone": "timezone",
     "delegate_e_mail": "delegate_email",
+    "language_tag": "language",
 }
 
 
@@ -64,6 +66,8 @@ class Participant:
     own_deadlines: frozenset[str] = frozenset()
     #: every other roster column, by its normalised header
     fields: Mapping[str, str] = field(default_factory=dict)
+    #: the language the emails are written in, a BCP 47 tag; None: the cohort's
+    language: str | None = None
 
     @property
     def key(self) -> str:
@@ -87,8 +91,12 @@ _NEAR_MISSES = {
     "delegate": "delegate_email", "assistant": "delegate_email", "assistant_email": "delegate_email",
     "assistant_e_mail": "delegate_email", "cc": "delegate_email", "delegate_address": "delegate_email",
     "mail": "email", "address": "email", "email_adress": "email",
+    "lang": "language", "locale": "language", "languages": "language", "sprache": "language",
 }  # fmt: skip
-_MEANING = {"timezone": "time zones", "delegate_email": "assistants' addresses", "email": "addresses"}
+_MEANING = {
+    "timezone": "time zones", "delegate_email": "assistants' addresses", "email": "addresses",
+    "language": "language tags",
+}  # fmt: skip
 
 
 def _near_miss(name: str, goal_keys: tuple[str, ...]) -> tuple[str, str] | None:
@@ -395,6 +403,7 @@ class _RosterReader:
             self.field(row, "timezone", values.get("timezone", ""), parse_timezone) or self.default_timezone
         )
         delegate = self.field(row, "delegate_email", values.get("delegate_email", ""), parse_email)
+        language = self.field(row, "language", values.get("language", ""), language_tag)
         if delegate and email and delegate.casefold() == email.casefold():
             self.problem(
                 row,
@@ -430,7 +439,9 @@ class _RosterReader:
         if len(self.problems) > count:
             return None
         assert email is not None and name is not None
-        return Participant(row, email, name, timezone, delegate or None, deadlines, frozenset(own), fields)
+        return Participant(
+            row, email, name, timezone, delegate or None, deadlines, frozenset(own), fields, language or None
+        )
 
     def field(
         self, row: int, column: str, value: str, parse: Callable[[str], T], required: str | None = None

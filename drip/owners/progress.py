@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, and_, func, select
 
 from drip.core.errors import DripError
+from drip.core.languages import display_name
 from drip.core.program import program_at
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.storage import store
@@ -60,6 +61,8 @@ class Person:
     timezone: str
     status: str
     goals: dict[str, GoalState]
+    #: the language their email is written in (their own, else the cohort's), a BCP 47 tag; "" if not known
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,21 @@ class StepFigures:
 
 
 @dataclass(frozen=True)
+class LanguageFigures:
+    """The participants who read one language, and how many of them did each goal."""
+
+    tag: str
+    name: str
+    people: int
+    done: dict[str, int]
+
+
+def _status(person: Person, key: str) -> str | None:
+    state = person.goals.get(key)
+    return None if state is None else state.status
+
+
+@dataclass(frozen=True)
 class Progress:
     slug: str
     name: str
@@ -131,6 +149,24 @@ class Progress:
                 counts["overdue"] += state.overdue
                 counts["total"] += 1
         return counts
+
+    def languages(self) -> list[LanguageFigures]:
+        """Return how many participants read each language and did each goal, the most read first."""
+        found: dict[str, list[Person]] = {}
+        for person in self.people:
+            found.setdefault(person.language, []).append(person)
+        return [
+            LanguageFigures(
+                tag,
+                display_name(tag) if tag else "not known",
+                len(people),
+                {
+                    goal.key: sum(1 for person in people if _status(person, goal.key) == GoalStatus.DONE)
+                    for goal in self.goals
+                },
+            )
+            for tag, people in sorted(found.items(), key=lambda item: (-len(item[1]), item[0]))
+        ]
 
     def overdue(self, key: str) -> list[Person]:
         return [p for p in self.people if key in p.goals and p.goals[key].overdue]
@@ -183,7 +219,7 @@ def progress_of(
 ) -> Progress:
     """Return the progress at ``now`` of a stored cohort."""
     settings = cohort.settings
-    people = tuple(_people(conn, cohort.id, now))
+    people = tuple(_people(conn, cohort.id, now, settings.language or _program_language(cohort)))
     ids = {person.id: person for person in people}
     return Progress(
         slug=cohort.slug,
@@ -217,7 +253,15 @@ def _goals(cohort: StoredCohort) -> tuple[GoalInfo, ...]:
     return tuple(GoalInfo(key, titles.get(key, key), day) for key, day in deadlines.items())
 
 
-def _people(conn: Connection, cohort_id: int, now: dt.datetime) -> Iterator[Person]:
+def _program_language(cohort: StoredCohort) -> str:
+    try:
+        return program_at(cohort.program_path).language
+    except (OSError, DripError):  # logged by _goals
+        return ""
+
+
+def _people(conn: Connection, cohort_id: int, now: dt.datetime, language: str) -> Iterator[Person]:
+    """Yield the cohort's participants and their goals; ``language``: theirs when the roster gave none."""
     people, goals = store.participant_table, store.goal_table
     rows = conn.execute(
         select(
@@ -226,6 +270,7 @@ def _people(conn: Connection, cohort_id: int, now: dt.datetime) -> Iterator[Pers
             people.c.name,
             people.c.timezone,
             people.c.status,
+            people.c.language,
             goals.c.goal,
             goals.c.status.label("goal_status"),
             goals.c.deadline,
@@ -242,7 +287,9 @@ def _people(conn: Connection, cohort_id: int, now: dt.datetime) -> Iterator[Pers
         if person is None or person.id != row.id:
             if person is not None:
                 yield person
-            person = Person(row.id, row.email, row.name, row.timezone, row.status, {})
+            person = Person(
+                row.id, row.email, row.name, row.timezone, row.status, {}, row.language or language
+            )
         if row.goal is not None:
             person.goals[row.goal] = GoalState(
                 row.goal_status,

@@ -110,8 +110,16 @@ class CohortPartsCache:
         ):
             return parts
         sender, reply_to = cohort.settings.sender, cohort.settings.reply_to
-        view = CohortView(cohort.slug, cohort.name, program, sender, reply_to, cohort.settings.owners)
-        parts = CohortParts(cohort, program, view, Templates(program.path), reply_address)
+        view = CohortView(
+            cohort.slug,
+            cohort.name,
+            program,
+            sender,
+            reply_to,
+            cohort.settings.owners,
+            cohort.settings.language,
+        )
+        parts = CohortParts(cohort, program, view, Templates(program.path, program.language), reply_address)
         self._parts[cohort.id] = parts
         return parts
 

@@ -82,6 +82,8 @@ class CohortSettings:
     deadlines: Mapping[str, dt.date] = field(default_factory=dict)
     end: dt.date | None = None
     roster: str = ""
+    #: the language of participants without one, and of the owners' notes; None: the program's
+    language: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deadlines", _frozen(self.deadlines))
@@ -98,6 +100,7 @@ class CohortSettings:
             "deadlines": {key: day.isoformat() for key, day in self.deadlines.items()},
             "end": self.end.isoformat() if self.end else None,
             "roster": self.roster,
+            "language": self.language,
         }
 
     @classmethod
@@ -115,6 +118,7 @@ class CohortSettings:
             deadlines={key: dt.date.fromisoformat(day) for key, day in (data.get("deadlines") or {}).items()},
             end=dt.date.fromisoformat(data["end"]) if data.get("end") else None,
             roster=data.get("roster") or "",
+            language=data.get("language") or None,
         )
 
     def timing(self, start: dt.date, timezone: str, deadlines: Mapping[str, dt.date]) -> Timing:
@@ -204,6 +208,8 @@ class StoredParticipant:
     status: ParticipantStatus
     plan_signature: str
     roster_row: int | None
+    #: the language tag the roster gave; None: the cohort's
+    language: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", _frozen(self.fields))
@@ -211,7 +217,7 @@ class StoredParticipant:
     #: the columns :meth:`from_row` reads, in this order
     COLUMNS = (
         "id", "cohort_id", "email", "email_key", "name", "timezone", "delegate_email", "delegate_key",
-        "delegate_bounced", "fields", "status", "plan_signature", "roster_row",
+        "delegate_bounced", "fields", "status", "plan_signature", "roster_row", "language",
     )  # fmt: skip
 
     @classmethod
@@ -227,10 +233,10 @@ class StoredParticipant:
         """Decode :attr:`COLUMNS`, in order, as the database driver returns them (plain SQL)."""
 
         ident, cohort_id, email, email_key, name, zone, delegate, delegate_key, bounced = row[:9]
-        fields, status, signature, roster_row = row[9:]
+        fields, status, signature, roster_row, language = row[9:]
         return cls(
             ident, cohort_id, email, email_key, name, zone, delegate, delegate_key, bounced,
-            read_json(fields) or {}, ParticipantStatus(status), signature, roster_row,
+            read_json(fields) or {}, ParticipantStatus(status), signature, roster_row, language,
         )  # fmt: skip
 
     def to_row(self) -> dict[str, Any]:

@@ -134,6 +134,8 @@ class Participant(Base):
     delegate_bounced: Mapped[str | None] = mapped_column(String(320))
     #: every other roster column, available to templates
     fields: Mapped[dict[str, Any]]
+    #: the roster's language tag (BCP 47); NULL: the cohort's
+    language: Mapped[str | None] = mapped_column(String(35))
     status: Mapped[str] = mapped_column(String(16))
     #: digest of the inputs that placed this participant's plan (plan.Timing.signature)
     plan_signature: Mapped[str] = mapped_column(String(32))

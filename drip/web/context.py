@@ -112,6 +112,8 @@ class Page:
     note: str | None = None
     program: str = ""
     status: int = 200
+    #: the page's language, a BCP 47 tag
+    language: str = "en"
 
 
 def render(page: Page) -> tuple[str, int]:

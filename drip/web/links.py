@@ -18,7 +18,8 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,9 +28,18 @@ from sqlalchemy import Connection
 
 from drip import changes
 from drip.changes import Person
-from drip.core.errors import StoreBusy
+from drip.core.errors import CohortError, StoreBusy
+from drip.core.languages import (
+    DEFAULT_LANGUAGE,
+    SHIPPED_LANGUAGES,
+    Strings,
+    base_language,
+    load_strings,
+    long_date,
+    own_strings,
+    page_language,
+)
 from drip.core.plan import goal_dates, local_day
-from drip.core.render import long_date
 from drip.core.states import GoalStatus, ParticipantStatus
 from drip.core.tokens import Action, Claim, TokenError, TokenExpired, read_token
 from drip.storage.records import StoredGoal
@@ -109,11 +119,14 @@ def _act(action: Action, token: str) -> Any:
         kept = spool.Click(action.value, claim.object_id, moment.isoformat(), request.remote_addr, agent)
         spool.keep(here.spool, kept)
         logger.warning("the database is busy: a click (%s) is kept and will be recorded shortly", action.name)
+        language = request.accept_languages.best_match(SHIPPED_LANGUAGES) or DEFAULT_LANGUAGE
+        say = own_strings(language).get
         page = Page(
-            "Got it: one moment",
-            ["We could not save this just now, so we kept it: it will be recorded within a minute.",
-             "There is nothing more to do; you can close this page."],
+            say("Got it: one moment"),
+            [say("We could not save this just now, so we kept it: it will be recorded within a minute."),
+             say("There is nothing more to do; you can close this page.")],
             status=503,
+            language=language,
         )  # fmt: skip
         html, status = render(page)
         return html, status, {"Retry-After": str(RETRY_AFTER)}
@@ -124,48 +137,100 @@ def _act(action: Action, token: str) -> Any:
 
 
 def _bad_token(error: TokenError) -> tuple[str, int]:
+    # Nobody is known from a bad link: the page is in the browser's language, where drip has it.
+    language = request.accept_languages.best_match(SHIPPED_LANGUAGES) or DEFAULT_LANGUAGE
+    say = own_strings(language).get
+    # drip's reasons are in English: an English page gives the reason, the others say it plainly
+    sorry = f"Sorry: {error}." if base_language(language) == "en" else None
     if isinstance(error, TokenExpired):
         return render(
             Page(
-                "This link has expired",
-                [f"Sorry: {error}.", "If you meant to tell us a goal is done, reply to the email instead."],
+                say("This link has expired"),
+                [sorry or say("Sorry: this link is no longer valid."),
+                 say("If you meant to tell us a goal is done, reply to the email instead.")],
                 status=410,
+                language=language,
             )
-        )
+        )  # fmt: skip
     return render(
         Page(
-            "This link does not work",
-            [f"Sorry: {error}.", "Open the link from the email itself, or reply to the email instead."],
+            say("This link does not work"),
+            [sorry or say("Sorry: this link is not complete, or not one of ours."),
+             say("Open the link from the email itself, or reply to the email instead.")],
             status=400,
+            language=language,
         )
-    )
+    )  # fmt: skip
 
 
 # --- what each page says ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Words:
+    """A page's words in the participant's language: drip's own sentences, the program's goal titles."""
+
+    person: Person
+    language: str
+
+    @classmethod
+    def of(cls, person: Person) -> _Words:
+        return cls(person, page_language(person.reads))
+
+    def __call__(self, text: str, **values: str) -> str:
+        return own_strings(self.language).format(text, **values)
+
+    def date(self, day: dt.date) -> str:
+        return long_date(day, self.language)
+
+    def title(self, key: str) -> str:
+        return _program_strings(str(self.person.program.path), self.language).get(self.person.title(key))
+
+    def page(self, title: str, paragraphs: list[str], **more: Any) -> Page:
+        return Page(title, paragraphs, program=self.person.cohort.name, language=self.language, **more)
+
+
+@lru_cache(maxsize=256)
+def _program_strings(folder: str, language: str) -> Strings:
+    """The program's strings in ``language``; kept for the process, as the program is (``program_at``)."""
+    try:
+        return load_strings(Path(folder), language)
+    except CohortError:  # drip start refused these; the page goes on in the program's own words
+        return Strings(language)
+
+
+#: what a goal's state says on a page that cannot act on it
+_STATE = {
+    GoalStatus.OPEN: "“{title}” is open.",
+    GoalStatus.DONE: "“{title}” is already done.",
+    GoalStatus.WAIVED: "“{title}” was waived: there is nothing to do.",
+}
+
+
 def _ask_done(person: Person, key: str | None, now: dt.datetime) -> Page:
     assert key is not None
+    say = _Words.of(person)
     goal = person.goals[key]
     if goal.status is GoalStatus.DONE:
         return _already_done(person, key)
-    return Page(
-        f"{person.first_name}, is this one done?",
-        [f"“{person.title(key)}”", f"Due {long_date(goal.deadline)}."],
-        button="Yes, mark it done",
-        note="Not yet? Close this page: nothing has been recorded.",
-        program=person.cohort.name,
+    return say.page(
+        say("{name}, is this one done?", name=person.first_name),
+        [say("“{title}”", title=say.title(key)), say("Due {date}.", date=say.date(goal.deadline))],
+        button=say("Yes, mark it done"),
+        note=say("Not yet? Close this page: nothing has been recorded."),
     )
 
 
 def _already_done(person: Person, key: str) -> Page:
+    say = _Words.of(person)
     goal = person.goals[key]
-    when = f" on {long_date(goal.completed_at.date())}" if goal.completed_at else ""
-    return Page(
-        "Already recorded",
-        [f"“{person.title(key)}” was marked done{when}. Nothing more to do here."],
-        program=person.cohort.name,
+    title = say.title(key)
+    done = (
+        say("“{title}” was marked done on {date}.", title=title, date=say.date(goal.completed_at.date()))
+        if goal.completed_at
+        else say("“{title}” was marked done.", title=title)
     )
+    return say.page(say("Already recorded"), [done, say("Nothing more to do here.")])
 
 
 def _done(
@@ -174,42 +239,41 @@ def _done(
     assert key is not None
     if not changed:
         return _already_done(person, key)
-    paragraphs = [f"“{person.title(key)}” is recorded as done. Its reminders stop here."]
+    say = _Words.of(person)
+    paragraphs = [say("“{title}” is recorded as done. Its reminders stop here.", title=say.title(key))]
     upcoming = person.next_goal(key)
     if upcoming is None:
-        paragraphs.append("That was the last goal of the program: well done.")
+        paragraphs.append(say("That was the last goal of the program: well done."))
     else:
         opens = goal_dates(person.program, person.timing())[upcoming.goal].opens
         today = local_day(now, ZoneInfo(person.timezone))
-        start = "It is open now" if opens <= today else f"It opens {long_date(opens)}"
+        title, due = say.title(upcoming.goal), say.date(upcoming.deadline)
         paragraphs.append(
-            f"Next: “{person.title(upcoming.goal)}”. {start}, due {long_date(upcoming.deadline)}."
+            say("Next: “{title}”. It is open now, due {due}.", title=title, due=due)
+            if opens <= today
+            else say(
+                "Next: “{title}”. It opens {opens}, due {due}.", title=title, opens=say.date(opens), due=due
+            )
         )
-    return Page(f"Thank you, {person.first_name}", paragraphs, program=person.cohort.name)
+    return say.page(say("Thank you, {name}", name=person.first_name), paragraphs)
 
 
 def _ask_snooze(person: Person, key: str | None, now: dt.datetime) -> Page:
     assert key is not None
+    say = _Words.of(person)
     goal = person.goals[key]
-    title = person.title(key)
+    title = say.title(key)
     if goal.status is not GoalStatus.OPEN:
-        return Page("Nothing to snooze", [f"“{title}” is already {goal.status}."], program=person.cohort.name)
+        return say.page(say("Nothing to snooze"), [say(_STATE[goal.status], title=title)])
+    due = say("“{title}” is due {date}.", title=title, date=say.date(goal.deadline))
     if goal.snoozed_at is not None:
-        return Page(
-            "Already snoozed once",
-            [f"“{title}” is due {long_date(goal.deadline)}. A goal can be pushed back only once."],
-            program=person.cohort.name,
-        )
+        return say.page(say("Already snoozed once"), [due, say("A goal can be pushed back only once.")])
     today = local_day(now, ZoneInfo(person.timezone))
     new = max(goal.deadline, today) + changes.SNOOZE
-    return Page(
-        f"{person.first_name}, need another week?",
-        [
-            f"“{title}” is due {long_date(goal.deadline)}.",
-            f"Push it back to {long_date(new)}? You can do this once.",
-        ],
-        button="Yes, give me a week",
-        program=person.cohort.name,
+    return say.page(
+        say("{name}, need another week?", name=person.first_name),
+        [due, say("Push it back to {date}? You can do this once.", date=say.date(new))],
+        button=say("Yes, give me a week"),
     )
 
 
@@ -217,33 +281,43 @@ def _snoozed(
     person: Person, key: str | None, before: StoredGoal | None, changed: bool, now: dt.datetime
 ) -> Page:
     assert key is not None and before is not None
+    say = _Words.of(person)
+    title = say.title(key)
     if not changed:
-        return Page(
-            "Already snoozed once",
-            [f"“{person.title(key)}” is due {long_date(before.deadline)}."],
-            program=person.cohort.name,
+        return say.page(
+            say("Already snoozed once"),
+            [say("“{title}” is due {date}.", title=title, date=say.date(before.deadline))],
         )
-    goal = person.goals[key]
-    return Page(
-        "Done: one more week",
-        [f"“{person.title(key)}” is now due {long_date(goal.deadline)}. Reminders will follow the new date."],
-        program=person.cohort.name,
+    return say.page(
+        say("Done: one more week"),
+        [
+            say("“{title}” is now due {date}.", title=title, date=say.date(person.goals[key].deadline)),
+            say("Reminders will follow the new date."),
+        ],
     )
 
 
 def _ask_reopen(person: Person, key: str | None, now: dt.datetime) -> Page:
     assert key is not None
+    say = _Words.of(person)
     goal = person.goals[key]
-    title = person.title(key)
+    title = say.title(key)
     if goal.status is not GoalStatus.DONE:
-        return Page("Nothing to reopen", [f"“{title}” is {goal.status}."], program=person.cohort.name)
-    when = f" on {long_date(goal.completed_at.date())}" if goal.completed_at else ""
-    return Page(
-        f"{person.first_name}, not done after all?",
-        [f"“{title}” was marked done{when} from your reply.", "Reopen it, and its reminders pick up again."],
-        button="Yes, reopen it",
-        note="Done after all? Close this page: nothing changes.",
-        program=person.cohort.name,
+        return say.page(say("Nothing to reopen"), [say(_STATE[goal.status], title=title)])
+    done = (
+        say(
+            "“{title}” was marked done on {date} from your reply.",
+            title=title,
+            date=say.date(goal.completed_at.date()),
+        )
+        if goal.completed_at
+        else say("“{title}” was marked done from your reply.", title=title)
+    )
+    return say.page(
+        say("{name}, not done after all?", name=person.first_name),
+        [done, say("Reopen it, and its reminders pick up again.")],
+        button=say("Yes, reopen it"),
+        note=say("Done after all? Close this page: nothing changes."),
     )
 
 
@@ -251,43 +325,38 @@ def _reopened(
     person: Person, key: str | None, before: StoredGoal | None, changed: bool, now: dt.datetime
 ) -> Page:
     assert key is not None
+    say = _Words.of(person)
     goal = person.goals[key]
-    title = person.title(key)
+    title, due = say.title(key), say.date(goal.deadline)
     if not changed:
-        return Page(
-            "Already open",
-            [f"“{title}” is open, due {long_date(goal.deadline)}."],
-            program=person.cohort.name,
-        )
-    return Page(
-        "Reopened",
-        [f"“{title}” is open again, due {long_date(goal.deadline)}.", "Mark it done when it is."],
-        program=person.cohort.name,
+        return say.page(say("Already open"), [say("“{title}” is open, due {date}.", title=title, date=due)])
+    return say.page(
+        say("Reopened"),
+        [say("“{title}” is open again, due {date}.", title=title, date=due), say("Mark it done when it is.")],
     )
 
 
 def _ask_unsubscribe(person: Person, key: str | None, now: dt.datetime) -> Page:
     if person.status is ParticipantStatus.UNSUBSCRIBED:
         return _unsubscribed(person, key, None, False, now)
-    return Page(
-        "Stop these emails?",
-        [f"You will get no more emails from {person.cohort.name}."],
-        button="Unsubscribe",
+    say = _Words.of(person)
+    return say.page(
+        say("Stop these emails?"),
+        [say("You will get no more emails from {cohort}.", cohort=person.cohort.name)],
+        button=say("Unsubscribe"),
         fields=[("List-Unsubscribe", "One-Click")],  # RFC 8058 one-click: the same POST a mail client sends
-        program=person.cohort.name,
     )
 
 
 def _unsubscribed(
     person: Person, key: str | None, before: StoredGoal | None, changed: bool, now: dt.datetime
 ) -> Page:
+    say = _Words.of(person)
     owners = person.cohort.settings.owners
-    contact = f" If that was a mistake, write to {owners[0]}." if owners else ""
-    return Page(
-        "You are unsubscribed",
-        [f"You will get no more emails from {person.cohort.name}.{contact}"],
-        program=person.cohort.name,
-    )
+    paragraphs = [say("You will get no more emails from {cohort}.", cohort=person.cohort.name)]
+    if owners:
+        paragraphs.append(say("If that was a mistake, write to {owner}.", owner=owners[0]))
+    return say.page(say("You are unsubscribed"), paragraphs)
 
 
 #: every action's pages; an action without them fails here, at import

@@ -19,6 +19,12 @@ from conftest import example_html
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 STEPS = ("welcome", "short-kickoff", "short-overdue", "short-done", "policy", "short-escalation")
+#: the example cohort's readers checked: (participant, language, the button's words); the others in
+#: the steps whose layout differs most (a button, and the note after a reply)
+READERS = {"en-GB": (1, "Mark it done"), "de": (5, "Als erledigt markieren"), "ja": (7, "完了を報告する")}
+CASES = [("en-GB", step) for step in STEPS] + [
+    (language, step) for language in ("de", "ja") for step in ("short-kickoff", "short-done")
+]
 
 #: the contrast of a colour pair (WCAG 2), in the page, over every text-bearing element with its
 #: effective background: the first ancestor with a background colour that is not transparent
@@ -47,10 +53,12 @@ CONTRASTS = """
 """
 
 
-def rendered() -> dict[str, str]:
+def rendered() -> dict[tuple[str, str], str]:
     """The steps checked; the congratulations as after a reply, so that it offers to reopen."""
-    html = {key: value for key, value in example_html().items() if key in STEPS}
-    html["short-done"] = example_html({"short": "done"})["short-done"]
+    html = {}
+    for language, (reader, _) in READERS.items():
+        html |= {(language, key): value for key, value in example_html(reader=reader).items() if key in STEPS}
+        html[(language, "short-done")] = example_html({"short": "done"}, reader=reader)["short-done"]
     return html
 
 
@@ -78,32 +86,36 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", [375, 600])
-@pytest.mark.parametrize("step", STEPS)
-def test_an_email_reads_and_taps_well(browser, shots: Path, step: str, width: int, scheme: str) -> None:
+@pytest.mark.parametrize(("language", "step"), CASES)
+def test_an_email_reads_and_taps_well(
+    browser, shots: Path, language: str, step: str, width: int, scheme: str
+) -> None:
     context = browser.new_context(viewport={"width": width, "height": 800}, color_scheme=scheme)
+    done = READERS[language][1]
     try:
         page = context.new_page()
-        page.set_content(HTML[step])
-        assert page.evaluate("document.documentElement.lang") == "en"
+        page.set_content(HTML[(language, step)])
+        assert page.evaluate("document.documentElement.lang") == language
         assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scrolling"
         body = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert (body == "rgb(17, 24, 39)") is (scheme == "dark"), body
 
-        button = page.get_by_role("link", name="Mark it done")
+        button = page.get_by_role("link", name=done)
         if step in ("short-kickoff", "short-overdue"):
             box = button.bounding_box()
             assert box is not None and box["height"] >= 44 and box["width"] >= 120, box
         else:
             assert button.count() == 0
         for link in page.locator("a").all():
-            if (link.text_content() or "").strip() == "Mark it done":
+            if (link.text_content() or "").strip() == done:
                 continue
             box = link.bounding_box()
             assert box is not None and box["height"] >= 44, (link.text_content(), box)
 
         poor = [c for c in page.evaluate(CONTRASTS) if c["ratio"] < 4.5]
         assert poor == [], poor
-        page.screenshot(path=shots / f"{step}-{width}-{scheme}.png", full_page=True)
-        assert (shots / f"{step}-{width}-{scheme}.png").stat().st_size > 5_000
+        shot = shots / f"{step}-{language}-{width}-{scheme}.png"
+        page.screenshot(path=shot, full_page=True)
+        assert shot.stat().st_size > 5_000
     finally:
         context.close()
