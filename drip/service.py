@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -27,7 +30,7 @@ from drip.owners.digest import Send
 from drip.replies import mailboxes
 from drip.replies.handling import Forward, Ingester
 from drip.replies.handling import Tally as InboxTally
-from drip.sending import catcher, dkim, oauth
+from drip.sending import catcher, dkim, oauth, webhooks
 from drip.sending.dispatcher import Dispatcher, DispatchError, RelayPaused, Tally
 from drip.sending.transport import SMTPSettings, SMTPTransport, Transport, open_transport, signed
 from drip.storage.leader import Lead
@@ -194,15 +197,30 @@ def run_once(
             with db.lead("inbox") as lead:  # a reply may stop a reminder that is about to go
                 read_inbox(settings, db, moment, say, lead)
             digests = stack.enter_context(db.lead("digest"))
+            walked = [moment]  # the webhook thread posts as of the moment the walk has reached
+            poster = stack.enter_context(posting(db, lambda: walked[0]))
             while True:
+                walked[0] = moment
                 tally = dispatcher.run_until_idle(moment)
                 send_digests(settings, db, moment, factory, digests, say)
                 for name in ("sent", "deferred", "failed", "skipped", "cancelled"):
                     setattr(total, name, getattr(total, name) + getattr(tally, name))
                 total.problems += [p for p in tally.problems if p not in total.problems]
                 if moment >= end or dispatcher.stop.is_set():
+                    poster.finish()  # what is due at the end goes, within the posts' time-outs
                     return total
                 moment = min(moment + step, end)
+
+
+@contextmanager
+def posting(db: Store, clock: Callable[[], dt.datetime]) -> Iterator[webhooks.Poster]:
+    """Run the webhook thread while the block runs: it never holds up sending email."""
+    poster = webhooks.Poster(db, clock, f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    poster.start()
+    try:
+        yield poster
+    finally:
+        poster.stop()
 
 
 @contextmanager
@@ -241,6 +259,7 @@ def run_forever(
         dispatcher = Dispatcher(db, settings, factory)
         if web:
             stack.enter_context(serving(settings, say, clock.now))
+        stack.enter_context(posting(db, clock.now))
 
         def dispatch() -> None:
             if time.monotonic() < paused_until[0] or stopping.is_set():

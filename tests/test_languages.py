@@ -442,3 +442,25 @@ def test_start_renders_each_language_in_full_and_names_a_broken_variant(
     assert "step 'short-due' fails for ben@example.com" in result.output
     assert "short-due.ja.html, line" in result.output and "nme" in result.output
     assert "cleo@example.com" not in result.output, "the English emails are fine"
+
+
+#: how an executive answers each shipped language's emails: (reply, what drip must make of it)
+REPLIES = {
+    "de": [("Erledigt, vielen Dank!", "done"), ("Habe ich erledigt.", "done"),
+           ("Noch nicht erledigt.", "not done"), ("Ich bin fast fertig.", "in doubt")],
+    "fr": [("C'est fait, merci !", "done"), ("Terminé.", "done"), ("Pas encore terminé.", "not done"),
+           ("Presque fini.", "in doubt")],
+    "es": [("¡Hecho! Gracias.", "done"), ("Listo, gracias.", "done"), ("Todavía no está hecho.", "not done"),
+           ("Casi terminado.", "in doubt")],
+    "ja": [("完了しました。よろしくお願いいたします。", "done"), ("対応済みです。", "done"),
+           ("まだ完了していません。", "not done"), ("ほぼ完了です。", "in doubt")],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [pair for replies in REPLIES.values() for pair in replies],
+    ids=lambda v: str(v)[:24],
+)
+def test_the_reply_reader_reads_each_shipped_language(reply: str, verdict: str) -> None:
+    assert read(reply).verdict == verdict

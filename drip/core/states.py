@@ -113,6 +113,10 @@ class EventKind(StrEnum):
     #: the delegate's address bounced: they are left out of Cc, the participant keeps getting email
     DELEGATE_BOUNCED = "delegate_bounced"
     SNOOZED = "snoozed"
+    #: a goal's deadline day ended with the goal still open (noted once per deadline)
+    OVERDUE = "overdue"
+    #: every email the cohort had planned has gone out
+    COHORT_FINISHED = "cohort_finished"
     WAIVED = "waived"
     REOPENED = "reopened"
     EXTENDED = "extended"

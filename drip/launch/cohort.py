@@ -10,13 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from drip.config import LOOPBACK
 from drip.core.errors import CohortError, Problem
 from drip.core.languages import base_language, display_name, language_tag
 from drip.core.mime import Mailbox
@@ -38,10 +41,13 @@ from drip.launch.roster import DEFAULT_LIMITS, Limits, Participant, read_roster
 from drip.storage.records import (
     DEFAULT_DIGEST,
     NOT_STORED,
+    WEBHOOK_EVENTS,
+    WEBHOOK_FORMATS,
     WEEKDAYS,
     CohortSettings,
     DigestTime,
     StoredCohort,
+    Webhook,
 )
 
 COHORT_FILE = "cohort.toml"
@@ -50,8 +56,11 @@ DEFAULT_SEND_TIME = dt.time(9, 0)
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KNOWN_FIELDS = {
     "name", "slug", "program", "start", "end", "timezone", "send_time", "skip_weekends",
-    "sender", "reply_to", "owners", "goals", "roster", "skip_steps", "digest", "language",
+    "sender", "reply_to", "owners", "goals", "roster", "skip_steps", "digest", "language", "webhooks",
 }  # fmt: skip
+WEBHOOK_FIELDS = ("url", "events", "secret", "format")
+#: how a secret is named: the environment variable that holds it
+SECRET_REFERENCE = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]{0,127})$")
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,8 @@ class Cohort:
     digest: DigestTime | None = DEFAULT_DIGEST
     #: the language of participants without one in the roster, and of the owners' notes; None: the program's
     language: str | None = None
+    #: where events go (``[[webhooks]]``)
+    webhooks: tuple[Webhook, ...] = ()
 
     def timing(self, participant: Participant) -> Timing:
         """Return what places this participant's steps in time."""
@@ -105,6 +116,7 @@ class Cohort:
             end=self.end,
             roster=str(self.roster_file),
             language=self.language,
+            webhooks=self.webhooks,
         )
         return StoredCohort(
             id=NOT_STORED,
@@ -146,14 +158,75 @@ class _CohortLoader:
     def problem(self, key: str | None, message: str) -> None:
         self.problems.append(Problem(self.label, message, key=key, line=self.line_of(key)))
 
+    def webhooks(self, raw: object) -> tuple[Webhook, ...]:
+        """Read the ``[[webhooks]]`` entries, each problem named with its entry's line and the fix."""
+        if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
+            self.problem("webhooks", "write each webhook as a [[webhooks]] table with url, events and secret")
+            return ()
+        lines = [
+            n
+            for n, line in enumerate(self.text().splitlines(), 1)
+            if re.match(r"^\s*\[\[\s*webhooks\s*\]\]", line)
+        ]
+        hooks = []
+        for index, entry in enumerate(raw):
+            line = lines[index] if index < len(lines) else None
+            where = f"webhooks[{index + 1}]"
+
+            def problem(field: str, message: str, line: int | None = line, where: str = where) -> None:
+                self.problems.append(Problem(self.label, message, key=f"{where}.{field}", line=line))
+
+            for field in entry:
+                if field not in WEBHOOK_FIELDS:
+                    problem(field, f"unknown field {field!r}; {_hint(field, WEBHOOK_FIELDS)}")
+            url = entry.get("url")
+            try:
+                url = _webhook_url(url)
+            except InvalidValue as exc:
+                problem("url", str(exc))
+                url = None
+            events = entry.get("events")
+            if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
+                known = ", ".join(WEBHOOK_EVENTS)
+                problem(
+                    "events", f'list the events to send, e.g. events = ["goal.completed"]; known: {known}'
+                )
+                events = []
+            for event in events:
+                if event not in WEBHOOK_EVENTS:
+                    problem("events", f"unknown event {event!r}; {_hint(event, WEBHOOK_EVENTS)}")
+            secret = entry.get("secret")
+            if not isinstance(secret, str) or not SECRET_REFERENCE.match(secret.strip()):
+                problem(
+                    "secret",
+                    'secrets never live in this file: write secret = "env:NAME" and set the '
+                    "environment variable NAME where drip run runs (a long random string)",
+                )
+                secret = None
+            elif not os.environ.get(secret.strip()[4:]):
+                self.warnings.append(
+                    f"{self.label}, line {line}: {secret.strip()[4:]} is not set here; drip run "
+                    "needs it to sign this webhook's posts, and keeps them until it is"
+                )
+            shape = entry.get("format", "json")
+            if shape not in WEBHOOK_FORMATS:
+                problem("format", f"format must be one of {', '.join(WEBHOOK_FORMATS)}, not {shape!r}")
+                shape = "json"
+            if url and secret and events and all(e in WEBHOOK_EVENTS for e in events):
+                hooks.append(Webhook(url, tuple(dict.fromkeys(events)), secret.strip(), shape))
+        return tuple(hooks)
+
+    def text(self) -> str:
+        try:
+            return self.file.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            return ""
+
     def line_of(self, key: str | None) -> int | None:
         """Return the line of cohort.toml where top-level ``key`` is set, to point at it."""
         if not key:
             return None
-        try:
-            text = self.file.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError):
-            return None
+        text = self.text()
         pattern = re.compile(rf"^\s*(?:{re.escape(key)}\s*=|\[\[?\s*{re.escape(key)}\b)")
         return next((n for n, line in enumerate(text.splitlines(), 1) if pattern.match(line)), None)
 
@@ -187,9 +260,7 @@ class _CohortLoader:
 
         for key in data:
             if key not in KNOWN_FIELDS:
-                close = difflib.get_close_matches(key, sorted(KNOWN_FIELDS), n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(KNOWN_FIELDS))}"
-                self.problem(key, f"unknown field {key!r}; {hint}")
+                self.problem(key, f"unknown field {key!r}; {_hint(key, sorted(KNOWN_FIELDS))}")
 
         name = self.value(data, "name", _text, "", required=True)
         slug = self.value(data, "slug", _slug, None) or self.path.resolve().name
@@ -211,6 +282,7 @@ class _CohortLoader:
         owners = self.value(data, "owners", _owners, ())
         digest = self.value(data, "digest", _digest, DEFAULT_DIGEST)
         language = self.value(data, "language", lambda v: language_tag(_text(v)), None)
+        webhooks = self.webhooks(data.get("webhooks", []))
         if "name" in data:
             self.value(data, "name", lambda v: check_header_safe(_text(v)))
         deadlines = self.deadlines(data.get("goals", {}), program, start)
@@ -252,6 +324,7 @@ class _CohortLoader:
             slug_is_explicit="slug" in data,
             digest=digest,
             language=language,
+            webhooks=webhooks,
         )
         warnings = (
             *self.warnings,
@@ -476,6 +549,28 @@ def _digest(value: object) -> DigestTime | None:
         raise InvalidValue(f"digest day {day!r} is not a weekday; write one of {', '.join(WEEKDAYS)}")
     at = parse_clock(value["time"]) if "time" in value else DEFAULT_DIGEST.at
     return DigestTime(WEEKDAYS.index(day), at)
+
+
+def _hint(given: str, known: Sequence[str]) -> str:
+    """Return "did you mean 'x'?" for the nearest of ``known``, else the list of them."""
+    close = difflib.get_close_matches(given, known, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+
+
+def _webhook_url(value: object) -> str:
+    """Return a webhook's URL: https, or http to this machine only (participants' names go in it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue('write the receiver\'s address in quotes: url = "https://..."')
+    url = value.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidValue(f"{url!r} is not an http(s) address; write the receiver's full https:// URL")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        raise InvalidValue(
+            f"{url!r}: events name participants, so they go over https only (http only to this machine)"
+        )
+    check_header_safe(url)
+    return url
 
 
 def _text(value: object) -> str:

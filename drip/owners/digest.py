@@ -34,7 +34,7 @@ from drip.core.states import DigestStatus, GoalStatus
 from drip.core.values import Address
 from drip.owners import documents
 from drip.owners.progress import Person, Problem, Progress, progress_of
-from drip.storage import store
+from drip.storage import outbox, store
 from drip.storage.leases import Lease
 from drip.storage.records import StoredCohort
 
@@ -131,6 +131,8 @@ class Digest:
     sender: Mailbox
     #: delegates whose address bounced this week: they are no longer copied
     delegate_bounces: list[Problem] = field(default_factory=list)
+    #: webhook endpoints with posts given up on or being retried (``outbox.failing``)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def subject(self) -> str:
@@ -182,6 +184,7 @@ def read_digest(
         link,
         cohort.settings.sender,
         this_week(found.delegate_bounces),
+        outbox.failing(conn, cohort.id),
     )
 
 

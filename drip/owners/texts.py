@@ -20,7 +20,7 @@ from drip.launch.cohort import Cohort
 from drip.launch.enrol import SyncReport
 from drip.launch.roster import Participant
 from drip.owners import progress
-from drip.storage import store
+from drip.storage import outbox, store
 
 BAR_WIDTH = 20
 
@@ -237,6 +237,8 @@ def cohort_status(
                     "deliveries": figures["deliveries"],
                     "failures": [_problem(p) for p in failed],
                     "bounces": [_problem(p) for p in bounced],
+                    # webhook endpoints with posts given up on or being retried, and the last reason
+                    "webhooks": outbox.failing(conn, cohort.id),
                 }
             )
     return result
@@ -336,8 +338,20 @@ def format_status(figures: Sequence[dict[str, Any]], names: int = STATUS_NAMES) 
                 more = f", the {len(listed)} latest of {total}" if total > len(listed) else ""
                 out.append(f"  {label}{more}:")
                 out += [f"    {_problem_line(p)}" for p in listed]
+        for hook in item.get("webhooks", []):
+            out.append(f"  webhook {hook['url']}: {webhook_trouble(hook)}")
         out.append("")
     return "\n".join(out).rstrip()
+
+
+def webhook_trouble(hook: dict[str, Any]) -> str:
+    """Say what is wrong with one webhook endpoint: what was given up on, what is being retried, why."""
+    said = []
+    if hook["failed"]:
+        said.append(f"{hook['failed']} given up")
+    if hook["retrying"]:
+        said.append(f"{hook['retrying']} being retried")
+    return ", ".join(said) + (f"; last: {hook['reason']}" if hook["reason"] else "")
 
 
 def _problem_line(problem: dict[str, Any]) -> str:

@@ -66,6 +66,57 @@ def _pickle_frozen(view: MappingProxyType[str, Any]) -> tuple[Any, tuple[dict[st
 copyreg.pickle(MappingProxyType, _pickle_frozen)
 
 
+#: the events a webhook may ask for, in cohort.toml's ``[[webhooks]]`` ``events``
+WEBHOOK_EVENTS = (
+    "goal.completed", "goal.overdue", "participant.bounced", "participant.unsubscribed",
+    "reply.needs_person", "cohort.finished",
+)  # fmt: skip
+#: what a webhook's POST looks like: the event as JSON, or a Slack or Teams message
+WEBHOOK_FORMATS = ("json", "slack", "teams")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One ``[[webhooks]]`` entry of cohort.toml."""
+
+    url: str
+    events: tuple[str, ...]
+    #: ``env:NAME``: the environment variable that holds the signing secret; never the secret
+    secret: str
+    format: str = "json"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "events": list(self.events), "secret": self.secret, "format": self.format}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Webhook:
+        return cls(data["url"], tuple(data["events"]), data["secret"], data.get("format") or "json")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A row of ``webhook_outbox``, as a worker posts it."""
+
+    id: int
+    event_id: str
+    cohort_id: int
+    participant_id: int | None
+    type: str
+    url: str
+    format: str
+    secret: str
+    payload: Mapping[str, Any]
+    occurred_at: dt.datetime
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> OutboxRow:
+        return cls(
+            row.id, row.event_id, row.cohort_id, row.participant_id, row.type, row.url, row.format,
+            row.secret, read_json(row.payload) or {}, row.occurred_at, row.attempts,
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class CohortSettings:
     """What cohort.toml said, as a started cohort keeps it (the ``cohorts.settings`` column)."""
@@ -84,6 +135,8 @@ class CohortSettings:
     roster: str = ""
     #: the language of participants without one, and of the owners' notes; None: the program's
     language: str | None = None
+    #: where events go (cohort.toml ``[[webhooks]]``)
+    webhooks: tuple[Webhook, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deadlines", _frozen(self.deadlines))
@@ -101,6 +154,7 @@ class CohortSettings:
             "end": self.end.isoformat() if self.end else None,
             "roster": self.roster,
             "language": self.language,
+            "webhooks": [hook.to_json() for hook in self.webhooks],
         }
 
     @classmethod
@@ -119,6 +173,7 @@ class CohortSettings:
             end=dt.date.fromisoformat(data["end"]) if data.get("end") else None,
             roster=data.get("roster") or "",
             language=data.get("language") or None,
+            webhooks=tuple(Webhook.from_json(hook) for hook in data.get("webhooks") or ()),
         )
 
     def timing(self, start: dt.date, timezone: str, deadlines: Mapping[str, dt.date]) -> Timing:

@@ -48,6 +48,7 @@ from sqlalchemy.pool import StaticPool
 
 from drip.core.errors import StoreBusy, StoreError
 from drip.core.states import DeliveryStatus, GoalStatus, ParticipantStatus
+from drip.storage import outbox
 from drip.storage.leader import Lead
 from drip.storage.plainsql import Plain
 from drip.storage.records import StoredCohort, StoredDelivery, StoredEvent, StoredParticipant
@@ -697,6 +698,7 @@ def append_events(conn: Connection, events: Sequence[StoredEvent]) -> None:
         )  # fmt: skip
     else:
         insert_rows(conn, event_table, (event.to_row() for event in events))
+    outbox.queue(conn, events)  # what webhooks asked for, in the same transaction
 
 
 # --- meta -------------------------------------------------------------------------

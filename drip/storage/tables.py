@@ -109,6 +109,8 @@ class Cohort(Base):
     start_date: Mapped[dt.date] = mapped_column(Date)
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    #: when drip noted every planned email gone; before the last one's due time: not since then
+    finished_at: Mapped[dt.datetime | None]
 
 
 class Participant(Base):
@@ -162,6 +164,8 @@ class Goal(Base):
     deadline_override: Mapped[dt.date | None] = mapped_column(Date)
     #: when the participant pushed the deadline back a week (once only)
     snoozed_at: Mapped[dt.datetime | None]
+    #: when drip noted the goal overdue; before deadline_at: not for the deadline it has now
+    overdue_noted_at: Mapped[dt.datetime | None]
 
 
 class Delivery(Base):
@@ -197,6 +201,35 @@ class Delivery(Base):
     delivered_to: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+
+
+class Outbox(Base):
+    """Webhook events waiting to be posted, posted, or given up on (``drip.storage.outbox``)."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (Index(None, "status", "next_attempt_at", "id"), Index(None, "cohort_id", "status"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: the id receivers see, the same on every attempt
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    cohort_id: Mapped[int] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="CASCADE"))
+    participant_id: Mapped[int | None] = mapped_column(Id)
+    type: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(8))
+    #: "env:NAME": where the signing secret is; never the secret
+    secret: Mapped[str] = mapped_column(String(140))
+    payload: Mapped[dict[str, Any]]
+    occurred_at: Mapped[dt.datetime]
+    #: pending, delivered or failed
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
 
 
 class Event(Base):
