@@ -1,10 +1,12 @@
 """The mail catcher's inbox: what a comms person sees on their laptop, in a real browser too."""
 
 import dataclasses
+import re
 import shutil
 import subprocess
 import tempfile
 import threading
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,18 @@ def test_the_pages_say_nothing_of_the_server_software(tmp_path: Path) -> None:
     with service.serving(settings, lambda said: None):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
             assert answer.status == 200 and answer.headers.get("Server") is None
+
+
+def test_the_inbox_shows_the_example_cohort_in_its_readers_languages(mail_dir: Path) -> None:
+    """make demo's inbox: the example cohort's executives read English, Spanish, German, French and
+    Japanese, and each welcome is listed under its reader's subject."""
+    page = app_for(mail_dir).test_client().get("/inbox").get_data(as_text=True)
+    listed = " ".join(unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    for reader, subject in [
+        ("Margaret Okafor", "Margaret, three small steps start now"),
+        ("Sofia Márquez", "Sofia, hoy empiezan tres pasos sencillos"),
+        ("Thomas Becker", "Thomas, jetzt geht es los: drei kleine Schritte"),
+        ("Amélie Laurent", "Amélie, vos trois étapes commencent maintenant"),
+        ("田中 健二", "田中 健二様、本日から3つの小さなステップが始まります"),
+    ]:
+        assert f"{reader} <" in listed and subject in listed, subject
