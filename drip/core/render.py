@@ -49,6 +49,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from drip.core.errors import TemplateError
 from drip.core.languages import (
     DEFAULT_LANGUAGE,
+    STRINGS_FILE,
     Strings,
     base_language,
     day_count,
@@ -496,7 +497,6 @@ class Templates:
         self._cache: dict[tuple[str, str], tuple[tuple[float, ...], CompiledStep]] = {}
         self._checked: dict[tuple[str, str], float] = {}
         self._choices: dict[tuple[str, str], tuple[float, Choice]] = {}
-        self._strings: dict[str, tuple[float, tuple[float, ...], Strings]] = {}
 
     def choose(self, name: str, language: str | None) -> Choice:
         """Return the template step ``name`` takes for a reader of ``language`` (None: the program's).
@@ -524,19 +524,7 @@ class Templates:
 
     def strings(self, language: str) -> Strings:
         """Return the fixed strings of ``language`` (``strings.LANG.toml``), read again when changed."""
-        now = time.monotonic()
-        cached = self._strings.get(language)
-        if cached is not None and now - cached[0] < self.CHECK_EVERY:
-            return cached[2]
-        if cached is not None:
-            files = tuple(self.folder / f"strings.{tag}.toml" for tag in fallbacks(language))
-            if _stamps(files) == cached[1]:
-                self._strings[language] = (now, cached[1], cached[2])
-                return cached[2]
-        files = tuple(self.folder / f"strings.{tag}.toml" for tag in fallbacks(language))
-        strings = load_strings(self.folder, language)
-        self._strings[language] = (now, _stamps(files), strings)
-        return strings
+        return program_strings(self.folder, language, self.CHECK_EVERY)
 
     def step(self, name: str, language: str | None = None) -> CompiledStep:
         """Return the compiled templates of template ``name`` (without extension), its dates and fixed
@@ -576,6 +564,26 @@ class Templates:
             )
             raise TemplateError(f"{path}, line {line}: the subject is empty")
         return Rendered(subject, html, text, choice.language)
+
+
+#: the strings files read so far, by folder and language: when last checked, their stamps, what they say
+_STRINGS: dict[tuple[Path, str], tuple[float, tuple[float, ...], Strings]] = {}
+
+
+def program_strings(folder: Path, language: str, check_every: float = Templates.CHECK_EVERY) -> Strings:
+    """Return the fixed strings of ``language`` in ``folder``, read again when a file changes (looked at
+    most every ``check_every`` seconds): the emails and the link pages read them the same way."""
+    now = time.monotonic()
+    cached = _STRINGS.get((folder, language))
+    if cached is not None and now - cached[0] < check_every:
+        return cached[2]
+    stamps = _stamps(tuple(folder / STRINGS_FILE.format(tag) for tag in fallbacks(language)))
+    if cached is not None and stamps == cached[1]:
+        strings = cached[2]
+    else:
+        strings = load_strings(folder, language)
+    _STRINGS[(folder, language)] = (now, stamps, strings)
+    return strings
 
 
 def _subject(step: CompiledStep, context: Mapping[str, Any]) -> str:

@@ -151,6 +151,7 @@ class _CohortLoader:
         self.limits = limits
         self.file = path / COHORT_FILE
         self.label = str(self.file)
+        self._text: str | None = None
         self.emails_dirs = emails_dirs
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
@@ -217,10 +218,13 @@ class _CohortLoader:
         return tuple(hooks)
 
     def text(self) -> str:
-        try:
-            return self.file.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError):
-            return ""
+        """Return cohort.toml's text, read once (load reads it first), to point problems at lines."""
+        if self._text is None:
+            try:
+                self._text = self.file.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError):
+                self._text = ""
+        return self._text
 
     def line_of(self, key: str | None) -> int | None:
         """Return the line of cohort.toml where top-level ``key`` is set, to point at it."""
@@ -248,7 +252,8 @@ class _CohortLoader:
         if not self.path.is_dir():
             raise CohortError([Problem(str(self.path), "no such cohort folder")])
         try:
-            data = tomllib.loads(self.file.read_text(encoding="utf-8-sig"))
+            self._text = self.file.read_text(encoding="utf-8-sig")
+            data = tomllib.loads(self._text)
         except FileNotFoundError:
             raise CohortError(
                 [Problem(self.label, f"file not found; a cohort folder needs {COHORT_FILE}")]

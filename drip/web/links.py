@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,12 +34,12 @@ from drip.core.languages import (
     SHIPPED_LANGUAGES,
     Strings,
     base_language,
-    load_strings,
     long_date,
     own_strings,
     page_language,
 )
 from drip.core.plan import goal_dates, local_day
+from drip.core.render import program_strings
 from drip.core.states import GoalStatus, ParticipantStatus
 from drip.core.tokens import Action, Claim, TokenError, TokenExpired, read_token
 from drip.storage.records import StoredGoal
@@ -190,12 +190,11 @@ class _Words:
         return Page(title, paragraphs, program=self.person.cohort.name, language=self.language, **more)
 
 
-@lru_cache(maxsize=256)
 def _program_strings(folder: str, language: str) -> Strings:
-    """The program's strings in ``language``; kept for the process, as the program is (``program_at``)."""
+    """The program's strings in ``language``, as its emails read them."""
     try:
-        return load_strings(Path(folder), language)
-    except CohortError:  # drip start refused these; the page goes on in the program's own words
+        return program_strings(Path(folder), language)
+    except CohortError:  # a strings file edited into a mistake: the page goes on in the program's words
         return Strings(language)
 
 
