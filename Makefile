@@ -2,10 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_NOW ?= 2027-01-04T12:00Z
-DEMO_FROM ?= 2027-01-10T00:00Z
-DEMO_UNTIL ?= 2027-02-05T00:00Z
-DEMO_URL ?= http://127.0.0.1:8000
 
 .PHONY: demo test lint clean
 
@@ -17,15 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-## The whole loop on the example cohort, on this machine only: launch it, send its first four weeks in
-## virtual time to the built-in mail catcher, then serve the inbox page (Ctrl-C to stop).
+## The example cohort's first weeks in virtual time, on this machine only: executives click, reply,
+## bounce and snooze; then its status, its report, and the mail catcher's inbox (Ctrl-C to stop).
 demo: $(VENV)/.installed
-	$(BIN)/drip start cohorts/example --now $(DEMO_NOW)
-	$(BIN)/drip run --once --now $(DEMO_FROM) --until $(DEMO_UNTIL)
-	$(BIN)/drip status example --now $(DEMO_UNTIL)
-	$(BIN)/drip report example --now $(DEMO_UNTIL) --out example-report.html
-	@echo "Open $(DEMO_URL)/inbox to read what the executives (and, on Mondays, the owner) received."
-	$(BIN)/drip serve --now $(DEMO_UNTIL)
+	$(BIN)/drip demo cohorts/example
 
 ## Run the whole test suite.
 test: $(VENV)/.installed
@@ -38,4 +29,4 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) drip.db drip.db-shm drip.db-wal example-report.html .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) drip.db drip.db-shm drip.db-wal drip.db.demo-replies drip.db.spool drip-mail example-report.html .pytest_cache .mypy_cache .ruff_cache .hypothesis

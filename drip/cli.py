@@ -894,3 +894,43 @@ def init(folder: Path) -> None:
         f"  drip start {cohort_dir}             # enrol and plan\n"
         "  drip run                              # send as it falls due (set DRIP_SMTP_URL for a relay)"
     )
+
+
+@main.command()
+@click.argument(
+    "cohort_dir", default="cohorts/example", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option("--no-serve", is_flag=True, help="Stop after the story; do not serve the inbox.")
+@click.pass_context
+def demo(ctx: click.Context, cohort_dir: Path, no_serve: bool) -> None:
+    """Play COHORT_DIR's first weeks on this machine, with executives who click, reply and bounce.
+
+    Starts the cohort in a fresh SQLite database, sends its email to the built-in mail catcher in
+    virtual time, and at set moments has people tap links, reply from their mail programs, snooze
+    and bounce. Then shows the status, writes the report and serves the inbox. Run it again to
+    start over.
+    """
+    from drip import demo as story
+
+    app: App = ctx.obj
+    place = story.Place.of(app.settings)
+    place.start_afresh()
+    cohort = app.load_cohort(cohort_dir)
+    begin = dt.datetime.combine(cohort.start, dt.time(0), dt.UTC) - dt.timedelta(days=1)
+    end = begin + dt.timedelta(weeks=story.WEEKS, days=2)
+    place.open_replies().close()  # the demo's mark on the database: the next run may start over
+    ctx.invoke(start, cohort_dir=cohort_dir, now=begin - dt.timedelta(days=6), dry_run=False)
+    echo(f"\nThe first {story.WEEKS} weeks of {cohort.name!r}, in virtual time:")
+    with story.told(app.settings, app.store(), cohort.slug, echo) as told:
+        tally = told.walk(begin, end)
+        echo("\n" + "\n".join(told.epilogue()))
+    echo(f"\nIn all: {tally.summary()}. Here is where the cohort stands on {end:%a %d %b %Y}:\n")
+    ctx.invoke(status, cohort=cohort.slug, fmt="table", now=end)
+    ctx.invoke(report_command, cohort=cohort.slug, out=None, within=progress.DEFAULT_WITHIN.days, now=end)
+    echo(
+        f"Every email, reply and forward is in the inbox at {app.settings.base_url}/inbox; the owners' "
+        f"weekly digests are there too. See it again with: drip status {cohort.slug} "
+        f"--now {end:%Y-%m-%dT%H:%MZ}"
+    )
+    if not no_serve:
+        ctx.invoke(serve, listen=None, host=None, port=None, now=end)

@@ -203,9 +203,7 @@ def run_once(
                 walked[0] = moment
                 tally = dispatcher.run_until_idle(moment)
                 send_digests(settings, db, moment, factory, digests, say)
-                for name in ("sent", "deferred", "failed", "skipped", "cancelled"):
-                    setattr(total, name, getattr(total, name) + getattr(tally, name))
-                total.problems += [p for p in tally.problems if p not in total.problems]
+                total.merge(tally)
                 if moment >= end or dispatcher.stop.is_set():
                     poster.finish()  # what is due at the end goes, within the posts' time-outs
                     return total

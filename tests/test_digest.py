@@ -166,6 +166,18 @@ def test_the_digest_tells_the_week(walked: Walked) -> None:
     assert "<style" not in html and "<script" not in html
 
 
+def test_a_reply_kept_for_a_person_needs_a_look_in_its_week(walked: Walked) -> None:
+    week = read_week(walked, FEB_1)  # Ben replied on Sunday 31 January, without doing it
+    assert [(r.email, r.goal, r.outcome) for r in week.replies] == [("ben@example.com", "short", "reply")]
+    text, html = digest.render_digest(week)
+    assert (
+        'Ben Ito <ben@example.com> wrote about Crawl: your LinkedIn profile and 10 connections on 31 Jan 2027: '
+        '"Travelling this week, will get to it on Wednesday." drip left it for a person to answer.'
+    ) in text
+    assert "Ben Ito &lt;ben@example.com&gt; wrote about" in html and "Needs a look" in html
+    assert read_week(walked, FEB_1 + digest.WEEK).replies == [], "each reply is told in its own week only"
+
+
 def test_the_digest_message(walked: Walked) -> None:
     found = read_week(walked, FEB_1)
     data = digest.compose_digest(found, "owner@example.com", "<d.1@example.com>", FEB_1)

@@ -33,7 +33,7 @@ from drip.core.program import program_at
 from drip.core.states import DigestStatus, GoalStatus
 from drip.core.values import Address
 from drip.owners import documents
-from drip.owners.progress import Person, Problem, Progress, progress_of
+from drip.owners.progress import Person, Problem, Progress, Reply, progress_of
 from drip.storage import outbox, store
 from drip.storage.leases import Lease
 from drip.storage.records import StoredCohort
@@ -133,6 +133,12 @@ class Digest:
     delegate_bounces: list[Problem] = field(default_factory=list)
     #: webhook endpoints with posts given up on or being retried (``outbox.failing``)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    #: replies of this week that drip kept for a person to answer ("not yet", a question)
+    replies: list[Reply] = field(default_factory=list)
+
+    @property
+    def needs_a_look(self) -> bool:
+        return bool(self.failures or self.bounces or self.delegate_bounces or self.webhooks or self.replies)
 
     @property
     def subject(self) -> str:
@@ -185,6 +191,7 @@ def read_digest(
         cohort.settings.sender,
         this_week(found.delegate_bounces),
         outbox.failing(conn, cohort.id),
+        [r for r in found.replies if r.outcome == "reply" and week.since <= r.at < week.until][::-1],
     )
 
 

@@ -227,6 +227,7 @@ def cohort_status(
                     "participants": figures["participants"],
                     "participant_status": figures["participant_status"],
                     "goals": goals,
+                    "done_by": {key: figures["done_by"].get(key, {}) for key in order},
                     "overdue": {
                         key: [
                             {"name": row.name, "email": row.email, "deadline": row.deadline.isoformat()}
@@ -242,6 +243,15 @@ def cohort_status(
                 }
             )
     return result
+
+
+#: how each way of recording a goal done reads in the status table
+DONE_BY = {"link": "by link", "reply": "by reply", "admin": "by hand"}
+
+
+def _done_by(ways: dict[str, int]) -> str:
+    said = [f"{ways[way]} {DONE_BY[way]}" for way in DONE_BY if ways.get(way)]
+    return f" ({', '.join(said)})" if said else ""
 
 
 def _problem(problem: progress.Problem) -> dict[str, Any]:
@@ -319,6 +329,7 @@ def format_status(figures: Sequence[dict[str, Any]], names: int = STATUS_NAMES) 
             overdue = f", {counts['overdue']} overdue" if counts["overdue"] else ""
             out.append(
                 f"  {goal:<12}  {progress_bar(finished, total)} {counts['done']}/{total} done"
+                f"{_done_by(item.get('done_by', {}).get(goal, {}))}"
                 f"{', ' + str(counts['waived']) + ' waived' if counts['waived'] else ''}{overdue}"
             )
             late = item["overdue"].get(goal, [])

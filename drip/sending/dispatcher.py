@@ -83,6 +83,12 @@ class Tally:
         with self.lock:
             setattr(self, outcome, getattr(self, outcome) + 1)
 
+    def merge(self, other: Tally) -> None:
+        """Count ``other``'s outcomes and problems in this one too."""
+        for name in ("sent", "deferred", "failed", "skipped", "cancelled", "released"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.problems += [p for p in other.problems if p not in self.problems]
+
     def summary(self) -> str:
         parts = [(self.sent, "sent"), (self.deferred, "to retry"), (self.failed, "failed"),
                  (self.skipped, "skipped"), (self.cancelled, "cancelled")]  # fmt: skip

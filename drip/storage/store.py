@@ -820,26 +820,32 @@ def cohort_figures(conn: Connection, cohort_id: int, now: dt.datetime) -> dict[s
         select(
             goal_table.c.goal,
             goal_table.c.status,
+            goal_table.c.via,
             func.count(),
             func.sum((goal_table.c.deadline_at <= now).cast(Integer)),
         )
         .join(people, people.c.id == goal_table.c.participant_id)
         .where(people.c.cohort_id == cohort_id, counted)
-        .group_by(goal_table.c.goal, goal_table.c.status)
+        .group_by(goal_table.c.goal, goal_table.c.status, goal_table.c.via)
     ).all()
     by_goal: dict[str, dict[str, int]] = defaultdict(
         lambda: dict.fromkeys(["open", "done", "waived", "overdue"], 0)
     )
-    for goal, status, count, past_deadline in goal_rows:
-        by_goal[goal][status] = count
+    done_by: dict[str, dict[str, int]] = defaultdict(dict)
+    for goal, status, via, count, past_deadline in goal_rows:
+        by_goal[goal][status] += count
         if status == GoalStatus.OPEN.value:
-            by_goal[goal]["overdue"] = int(past_deadline or 0)
+            by_goal[goal]["overdue"] += int(past_deadline or 0)
+        elif status == GoalStatus.DONE.value:
+            done_by[goal][via or "unknown"] = done_by[goal].get(via or "unknown", 0) + count
     return {
         "participants": sum(
             n for status, n in by_status.items() if status != ParticipantStatus.REMOVED.value
         ),
         "participant_status": {s.value: by_status.get(s.value, 0) for s in ParticipantStatus},
         "goals": dict(by_goal),
+        #: per goal, how the goals done were recorded: link, reply or admin
+        "done_by": dict(done_by),
         "deliveries": delivery_counts(conn, cohort_id),
     }
 

@@ -1,0 +1,136 @@
+"""`drip demo`: the example cohort's story, from the starter files a new user gets with `drip init`."""
+
+from __future__ import annotations
+
+import json
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from conftest import _free_port
+from drip.cli import main
+from drip.sending import catcher
+from drip.storage.store import Store
+from drip.storage.tables import Delivery, Goal, Participant
+
+END = "2027-02-16T00:00Z"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runner: CliRunner) -> Path:
+    """A new user's folder: `drip init`'s files, the default settings, a free port for the catcher."""
+    assert runner.invoke(main, ["init", str(tmp_path)]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DRIP_CATCHER_PORT", str(_free_port()))
+    return tmp_path
+
+
+def status(runner: CliRunner) -> dict:
+    result = runner.invoke(main, ["status", "example", "--format", "json", "--now", END])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def caught(project: Path) -> list:
+    return [
+        message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in catcher.messages(project / "drip-mail")
+    ]
+
+
+def test_the_demo_tells_the_story_and_runs_again(project: Path, runner: CliRunner) -> None:
+    played = runner.invoke(main, ["demo", "--no-serve"])
+    assert played.exit_code == 0, played.output
+    figures = status(runner)
+
+    # Completions by link and by reply, for two goals; a bounce; the rest still open.
+    assert figures["done_by"]["short"] == {"link": 2, "reply": 3}
+    assert figures["done_by"]["mid"] == {"link": 1, "reply": 1}
+    assert figures["participant_status"]["bounced"] == 1
+    assert [b["email"] for b in figures["bounces"]] == ["robert.ellison@northwind.example"]
+    assert "5/12 done (2 by link, 3 by reply)" in played.output
+    assert "Wrote example-report.html" in played.output and (project / "example-report.html").is_file()
+
+    with Store("sqlite:///drip.db") as db, db.reading() as conn:
+        goals = {
+            (email, goal): (status, via, snoozed)
+            for email, goal, status, via, snoozed in conn.execute(
+                select(Participant.email, Goal.goal, Goal.status, Goal.via, Goal.snoozed_at).join(
+                    Participant, Participant.id == Goal.participant_id
+                )
+            )
+        }
+        sent = {
+            (email, step)
+            for email, step in conn.execute(
+                select(Participant.email, Delivery.step)
+                .join(Participant, Participant.id == Delivery.participant_id)
+                .where(Delivery.status == "sent")
+            )
+        }
+        stopped = dict(
+            conn.execute(
+                select(Delivery.step, Delivery.status)
+                .join(Participant, Participant.id == Delivery.participant_id)
+                .where(Participant.email == "margaret.okafor@northwind.example")
+            ).all()
+        )
+    margaret, james = "margaret.okafor@northwind.example", "james.whitaker@northwind.example"
+    assert goals[(margaret, "short")][:2] == ("done", "link") and goals[(james, "mid")][:2] == (
+        "done",
+        "reply",
+    )
+    assert goals[("sofia.marquez@northwind.example", "short")][:2] == ("done", "reply"), "¡Hecho! is done"
+    assert goals[("amelie.laurent@northwind.example", "short")][:2] == ("done", "reply")
+    assert goals[("david.chen@northwind.example", "short")][0] == "open", '"not yet" completes nothing'
+    assert goals[("kenji.tanaka@northwind.example", "short")][0] == "open", "an auto-reply does nothing"
+    assert goals[("eleanor.hughes@northwind.example", "short")][2] is not None, "she took another week"
+    # The congratulations went out, and the reminders of a goal done stopped.
+    assert {(margaret, "short-done"), (margaret, "mid-done"), (james, "short-done")} <= sent
+    assert stopped["short-reminder"] == "cancelled" and stopped["short-due"] == "cancelled"
+
+    inbox = caught(project)
+    digests = [m for m in inbox if m["X-Drip-Step"] == "digest"]
+    assert len(digests) == 5, "one each Monday"
+    week_of_reply = next(m for m in digests if m["Subject"].startswith("Week to 18 January"))
+    told = week_of_reply.get_body(("plain",)).get_content()
+    assert "Needs a look" in told and "David Chen <david.chen@northwind.example> wrote about Crawl" in told
+    assert "Not yet, I'm afraid" in told and "Robert Ellison" in told
+    report = (project / "example-report.html").read_text()
+    assert "travelling all week" in report and "done: &#39;hecho&#39; (Spanish)" in report
+
+    again = runner.invoke(main, ["demo", "--no-serve"])
+    assert again.exit_code == 0, again.output
+    assert status(runner) == figures, "a second run starts over and tells the same story"
+    assert len(caught(project)) == len(inbox)
+
+
+def test_the_demo_keeps_away_from_a_database_it_did_not_write(project: Path, runner: CliRunner) -> None:
+    assert runner.invoke(main, ["start", "cohorts/example", "--now", "2027-01-04T12:00Z"]).exit_code == 0
+    refused = runner.invoke(main, ["demo", "--no-serve"])
+    assert refused.exit_code == 1
+    assert "drip.db already holds drip's data" in refused.output and "DRIP_DATABASE_URL" in refused.output
+    assert status(runner)["deliveries"].get("sent", 0) == 0, "the database was left as it was"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("DRIP_SMTP_URL", "smtp://relay.example:587", "only to the built-in mail catcher"),
+        (
+            "DRIP_DATABASE_URL",
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+            "SQLite database of its own",
+        ),
+    ],
+)
+def test_the_demo_never_sends_real_mail_or_touches_a_server_database(
+    project: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, setting: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(setting, value)
+    refused = runner.invoke(main, ["demo", "--no-serve"])
+    assert refused.exit_code == 1 and said in refused.output
+    assert not catcher.messages(project / "drip-mail")
