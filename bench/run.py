@@ -48,6 +48,7 @@ SCRIPTS = [
     ("completion.py", "the done button under load", False),
     ("ingest.py", "reading replies", False),
     ("replies.py", "reading replies right: the reply and bounce corpora", False),
+    ("demo.py", "make demo's story, beside the plain walk", False),
 ]
 
 

@@ -17,6 +17,7 @@ ROWS = [
     "| POST /done under load, SQLite |",
     "| drip ingest --mbox, 200 replies, SQLite |",
     "| reply corpus, ",
+    "| make demo's story (drip demo), first run on a new folder |",
 ]
 POSTGRES_ROWS = [
     "| drip start, 60 participants (1,080 deliveries), PostgreSQL |",

@@ -101,7 +101,7 @@ def test_the_error_tree_in_errors_py_is_the_real_one() -> None:
 
 #: drip's parts from the bottom up: each may import only the ones before it (and itself)
 LAYERS = (
-    "core", "config", "storage", "launch", "changes", "sending", "replies", "owners", "web", "service", "cli",
+    "core", "config", "storage", "launch", "changes", "sending", "replies", "owners", "web", "service", "demo", "cli",
 )  # fmt: skip
 
 
