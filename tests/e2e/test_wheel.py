@@ -52,3 +52,12 @@ def test_the_wheel_installs_and_runs_a_cohort_end_to_end(tmp_path: Path) -> None
     caught = list((project / "drip-mail").glob("*.eml"))
     assert any(b"Auto-Submitted: auto-generated" in path.read_bytes() and b"Subject: Week to " in path.read_bytes()
                for path in caught), "the digest, with its text part, reached the mail catcher"  # fmt: skip
+
+    # A new user's first hour: `make demo` is the checkout's; from the wheel it is init, then demo.
+    project = tmp_path / "first-hour"
+    project.mkdir()
+    drip("init")
+    told = drip("demo", "--no-serve")
+    assert "taps “Mark it done”" in told and "replies to the short-kickoff email from Gmail" in told
+    assert "(2 by link, 3 by reply)" in told and "1 bounced" in told
+    assert (project / "example-report.html").is_file()
