@@ -1,42 +1,55 @@
 """The mail catcher's inbox at /inbox: every email drip kept on this machine, as a comms person reads it.
 
 It shows every participant's links, so it answers only to this machine, unless
-DRIP_INBOX_PASSWORD puts it behind a password (``drip.web.gate``). The catcher
-keeps whatever reaches it, not only drip's own mail: it is read leniently.
+DRIP_INBOX_PASSWORD puts it behind a password (``drip.web.gate``). Nothing here
+changes anything: the link check reads tokens without acting on them, and the
+spam score is worked out when asked and kept in memory.
+
+Its pages run one script, served from here (``web/static/inbox.js``): it asks
+``/inbox/updates.json`` every two seconds whether mail or replies arrived, and
+sizes each email's frame to the email. Everything works without it but those two.
 """
 
 from __future__ import annotations
 
-import email.utils
-from dataclasses import dataclass
-from email import message_from_bytes, policy
-from email.message import MIMEPart
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, jsonify, render_template, request
+from sqlalchemy import Connection, func, select
 
-from drip.sending import catcher
+from drip.storage.keyring import stored_keys
+from drip.storage.store import received_table
+from drip.web import replylog
+from drip.web.caught import Shelf, attachments, body_text, darkened, framed, headers, parse
+from drip.web.context import Site, site
 from drip.web.gate import Gate, is_loopback
+from drip.web.icsview import read_entries
+from drip.web.linkcheck import check_links, find_links
+from drip.web.spamcheck import SpamCheck
 
-
-@dataclass(frozen=True)
-class Caught:
-    name: str
-    sender: str
-    to: str
-    cc: str
-    subject: str
-    date: str
-    step: str
-    text: str
-    has_html: bool
+#: the most messages one list shows; a search finds the others
+SHOWN = 500
+#: the inbox's own pages: its script, from here alone; the email itself is framed from here
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+#: an email's HTML part: no scripts at all, its own styles, only inline images; framed by the inbox.
+#: The frame shares the inbox's origin (so the page can read its height), never its scripts.
+EMAIL_POLICY = (
+    "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+    "style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+)
+TABS = ("preview", "text", "headers", "source", "attachments", "links", "spam")
 
 
 def make_blueprint(mail_dir: Path, password: str | None) -> Blueprint:
     """Return the inbox of the mail kept in ``mail_dir``."""
-    blueprint = Blueprint("inbox", __name__, url_prefix="/inbox")
+    blueprint = Blueprint("inbox", __name__, url_prefix="/inbox", static_folder="static")
     gate = Gate(password, "drip inbox") if password else None
+    shelf = Shelf(mail_dir)
+    spam = SpamCheck()
 
     @blueprint.before_request
     def _guard() -> Any:
@@ -49,37 +62,116 @@ def make_blueprint(mail_dir: Path, password: str | None) -> Blueprint:
     @blueprint.after_request
     def _not_kept(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-store"
+        response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
         return response
 
     def load(name: str) -> bytes:
-        if not catcher.NAME.match(name):
-            abort(404)
-        path = mail_dir / name
-        if not path.is_file():
+        path = shelf.path(name)
+        if path is None:
             abort(404)
         return path.read_bytes()
 
+    def summary(name: str) -> Any:
+        if shelf.path(name) is None:
+            abort(404)
+        found = shelf.summaries([name])
+        if not found:
+            abort(404)
+        return found[0]
+
     @blueprint.get("")
     def listing() -> str:
-        found = [_summary(path.name, path.read_bytes()) for path in catcher.messages(mail_dir)]
-        return render_template("inbox.html", messages=found)
+        query = request.args.get("q", "").strip()
+        found, total = shelf.search(query)
+        return render_template(
+            "inbox.html", messages=found[:SHOWN], matched=len(found), total=total, query=query,
+            state=_state(shelf), tab="mail",
+        )  # fmt: skip
+
+    @blueprint.get("/replies")
+    def replies() -> str:
+        with replylog.reading(site()) as conn:
+            read = replylog.replies(conn) if conn is not None else []
+        names = shelf.names()
+        forwards = shelf.forwards(shelf.summaries(names, every=True)) if read else {}
+        return render_template(
+            "inbox_replies.html", replies=read, forwards=forwards, has_database=conn is not None,
+            total=len(names), state=_state(shelf), tab="replies",
+        )  # fmt: skip
+
+    @blueprint.get("/updates.json")
+    def updates() -> Response:
+        return jsonify(_state(shelf))
 
     @blueprint.get("/<name>")
     def message(name: str) -> str:
-        return render_template("message.html", m=_summary(name, load(name)))
+        view = request.args.get("view") if request.args.get("view") in ("phone", "desktop") else "desktop"
+        scheme = "dark" if request.args.get("scheme") == "dark" else "light"
+        parsed = parse(load(name))
+        return page(
+            name, "preview", has_html=parsed.get_body(("html",)) is not None, view=view, scheme=scheme,
+            text=body_text(parsed, "plain"),
+        )  # fmt: skip
+
+    @blueprint.get("/<name>/text")
+    def text(name: str) -> str:
+        return page(name, "text", text=body_text(parse(load(name)), "plain"))
+
+    @blueprint.get("/<name>/headers")
+    def header_list(name: str) -> str:
+        return page(name, "headers", headers=headers(parse(load(name))))
+
+    @blueprint.get("/<name>/source")
+    def source(name: str) -> str:
+        return page(name, "source", source=load(name).decode("utf-8", "replace"))
+
+    @blueprint.get("/<name>/attachments")
+    def attachment_list(name: str) -> str:
+        found = attachments(parse(load(name)))
+        entries = {a.index: read_entries(a.data) for a in found if a.is_calendar}
+        return page(name, "attachments", attachments=found, entries=entries)
+
+    @blueprint.get("/<name>/attachments/<int:index>")
+    def attachment(name: str, index: int) -> Response:
+        found = [a for a in attachments(parse(load(name))) if a.index == index]
+        if not found:
+            abort(404)
+        kept = found[0]
+        filename = "".join(c for c in kept.filename if c.isalnum() or c in "._- ") or f"attachment-{index}"
+        # Always a download, never shown here: an attachment is whatever its sender made it.
+        mimetype = "text/calendar" if kept.is_calendar else "application/octet-stream"
+        disposition = f'attachment; filename="{filename}"'
+        return Response(kept.data, mimetype=mimetype, headers={"Content-Disposition": disposition})
+
+    @blueprint.get("/<name>/links")
+    def link_check(name: str) -> str:
+        links = find_links(parse(load(name)))
+        here = site()
+        with replylog.reading(here) as conn:
+            keys = here.database.keys(conn) if conn is not None and _has_keys(here, conn) else ()
+            check_links(links, conn, keys, here.now().date())
+        return page(name, "links", links=links)
+
+    @blueprint.get("/<name>/spam")
+    def spam_score(name: str) -> str:
+        data = load(name)
+        score, problem = None, ""
+        if request.args.get("check") or spam.cached(name) is not None:
+            try:
+                score = spam.score(name, data)
+            except (OSError, ValueError) as exc:
+                problem = str(exc)
+        return page(name, "spam", score=score, problem=problem, installed=spam.installed)
 
     @blueprint.get("/<name>/html")
     def html_part(name: str) -> Response:
-        part = message_from_bytes(load(name), policy=policy.default).get_body(("html",))
-        if part is None:
+        html = body_text(parse(load(name)), "html")
+        if html is None:
             abort(404)
-        html = _content(part).replace("<head>", '<head><base target="_blank">', 1)
-        response = Response(html, mimetype="text/html")
-        # Shown in a sandboxed frame: the email's own styles, no scripts, links open a new tab.
-        response.headers["Content-Security-Policy"] = (
-            "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
-            "style-src 'unsafe-inline'; img-src data:"
-        )
+        if request.args.get("scheme") == "dark":
+            html = darkened(html)
+        response = Response(framed(html), mimetype="text/html")
+        response.headers["Content-Security-Policy"] = EMAIL_POLICY
         return response
 
     @blueprint.get("/<name>/raw")
@@ -90,37 +182,24 @@ def make_blueprint(mail_dir: Path, password: str | None) -> Blueprint:
             headers={"Content-Disposition": f"attachment; filename={name}"},
         )
 
+    def page(name: str, tab: str, **more: Any) -> str:
+        return render_template("message.html", m=summary(name), tab=tab, tabs=TABS, **more)
+
     return blueprint
 
 
-def _summary(name: str, data: bytes) -> Caught:
-    message = message_from_bytes(data, policy=policy.default)
-    text_part = message.get_body(("plain",))
-    return Caught(
-        name=name,
-        sender=str(message.get("From", "")),
-        to=str(message.get("To", "")),
-        cc=str(message.get("Cc", "")),
-        subject=str(message.get("Subject", "(no subject)")),
-        date=_when(message.get("Date")),
-        step=str(message.get("X-Drip-Step", "")),
-        text=_content(text_part) if text_part is not None else "",
-        has_html=message.get_body(("html",)) is not None,
-    )
+def _has_keys(here: Site, conn: Connection) -> bool:
+    return bool(here.settings.secret_key or stored_keys(conn))
 
 
-def _when(date: object) -> str:
-    if not date:
-        return ""
-    try:
-        return email.utils.parsedate_to_datetime(str(date)).strftime("%Y-%m-%d %H:%M %Z").strip()
-    except (TypeError, ValueError):
-        return str(date)
+def _state(shelf: Shelf) -> dict[str, Any]:
+    """What the inbox's script compares every two seconds: has mail, or a reply, arrived?"""
+    names = shelf.names()
+    return {"messages": len(names), "newest": names[0] if names else "", "replies": _replies_read()}
 
 
-def _content(part: MIMEPart) -> str:
-    try:
-        return str(part.get_content())
-    except (LookupError, UnicodeError):  # an unknown or lying charset
-        payload = part.get_payload(decode=True)
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+def _replies_read() -> int:
+    with replylog.reading(site()) as conn:
+        if conn is None:
+            return 0
+        return int(conn.execute(select(func.count()).select_from(received_table)).scalar_one())

@@ -8,7 +8,6 @@ person to look at.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -63,25 +62,6 @@ def rendered() -> dict[tuple[str, str], str]:
 
 
 HTML = rendered() if CHROMIUM else {}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("DRIP_TEST_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
