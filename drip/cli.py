@@ -237,8 +237,9 @@ def _dry_run(app: App, cohort: Cohort, now: dt.datetime, progress: Any) -> enrol
 @click.argument("cohort_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--participant", "email", type=EmailAddress(), help="Only this participant.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
+    "--format", "fmt", type=click.Choice(["table", "csv", "json", "svg"]), default="table", show_default=True,
+    help="svg: a drawing of each participant's line, a document of its own.",
+)  # fmt: skip
 @click.option(
     "--preview", is_flag=True, help="Plan from the folder as `drip start` would now, even if started."
 )
@@ -273,7 +274,14 @@ def plan(
         raise click.BadParameter(
             f"{email} is not in cohort {cohort.slug!r}{hint}", param_hint="--participant"
         )
-    echo(texts.format_timeline(entries, fmt), nl=fmt != "csv")
+    if fmt == "svg":
+        from drip.owners import timeline, timeline_svg
+
+        title = f"{cohort.name}: the plan"
+        drawn = timeline.plan_timeline(title, cohort.timezone, entries, cohort.deadlines, now)
+        echo(timeline_svg.draw(drawn, standalone=True), nl=False)
+    else:
+        echo(texts.format_timeline(entries, fmt), nl=fmt != "csv")
 
 
 @main.command()

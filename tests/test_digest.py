@@ -171,7 +171,7 @@ def test_a_reply_kept_for_a_person_needs_a_look_in_its_week(walked: Walked) -> N
     assert [(r.email, r.goal, r.outcome) for r in week.replies] == [("ben@example.com", "short", "reply")]
     text, html = digest.render_digest(week)
     assert (
-        'Ben Ito <ben@example.com> wrote about Crawl: your LinkedIn profile and 10 connections on 31 Jan 2027: '
+        "Ben Ito <ben@example.com> wrote about Crawl: your LinkedIn profile and 10 connections on 31 Jan 2027: "
         '"Travelling this week, will get to it on Wednesday." drip left it for a person to answer.'
     ) in text
     assert "Ben Ito &lt;ben@example.com&gt; wrote about" in html and "Needs a look" in html

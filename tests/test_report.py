@@ -5,17 +5,28 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import re
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from drip.cli import main
-from drip.owners import documents, progress
+from drip.core.states import CohortStatus
+from drip.owners import documents, progress, timeline, timeline_svg
 from drip.storage.store import Store
 from walked import ANA_DONE, AS_OF, BEN_DONE, Walked
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def marks(line: ElementTree.Element) -> Counter[str]:
+    """Count a participant's marks by what they show (their class)."""
+    return Counter(g.get("class", "").removeprefix("tl-") for g in line.iter(f"{SVG}g") if g.get("transform"))
 
 
 def read(walked: Walked, now: dt.datetime = AS_OF) -> progress.Progress:
@@ -80,7 +91,7 @@ def test_a_shorter_window_counts_fewer_completions(walked: Walked) -> None:
 
 def test_status_names_the_overdue_and_what_failed_or_bounced(walked: Walked, runner: CliRunner) -> None:
     out = cli(runner, walked, "status", "test-cohort", "--now", AS_OF.isoformat())
-    assert "short         ██████████░░░░░░░░░░ 2/4 done, 2 overdue" in out
+    assert "short         ██████████░░░░░░░░░░ 2/4 done (2 by link), 2 overdue" in out
     assert "overdue: Cleo Hart, =Dora <b>Diaz</b>" in out
     assert re.search(
         r"failed:\n    =Dora <b>Diaz</b> <dora@example.com>, welcome: the server refused dora@example.com: 550",
@@ -194,11 +205,67 @@ def test_report_refuses_an_unknown_cohort_and_writes_nothing(
 def test_chart_lines_rise_with_completions(walked: Walked) -> None:
     chart = documents.completion_chart(read(walked))
     short = chart.lines[0]
-    ys = [float(point.split(",")[1]) for point in short.points.split()]
-    assert ys[0] == chart.bottom and min(ys) == pytest.approx(chart.bottom - (chart.bottom - chart.top) / 2)
-    assert ys == sorted(ys, reverse=True), "a cumulative line never falls"
-    assert [tick.label for tick in chart.deadlines] == ["short"]
+    xs, ys = zip(*(map(float, point.split(",")) for point in short.points.split()), strict=True)
+    assert (xs[0], xs[-1]) == (0, 100), "the plot is stretched to the page; its points are percentages"
+    assert ys[0] == 100 and min(ys) == 50, "from none to half of them"
+    assert list(ys) == sorted(ys, reverse=True), "a cumulative line never falls"
+    assert [(tick.label, tick.align) for tick in chart.deadlines] == [("short due", "end")]
+    assert [(tick.at, tick.label) for tick in chart.levels][::4] == [(100, "0%"), (0, "100%")]
+    assert [(tick.label, tick.align) for tick in chart.dates] == [
+        ("11 Jan", "start"), ("17 Jan", "middle"), ("23 Jan", "middle"), ("29 Jan", "middle"), ("4 Feb", "end"),
+    ]  # fmt: skip
     assert "Crawl: your LinkedIn profile and 10 connections: 2 of 4 done" in chart.description
+
+
+def test_report_timeline_shows_what_became_of_each_participant_s_email(walked: Walked) -> None:
+    found = read(walked)
+    drawn = timeline_svg.draw(timeline.report_timeline(found))
+    svg = ElementTree.fromstring(str(drawn))
+    rows = svg.findall(f"{SVG}g[@role='img']")
+    said = {row.get("aria-label").split(" (")[0]: row for row in rows}
+    assert list(said) == ["Ana Ruiz", "Ben Ito", "Cleo Hart", "=Dora <b>Diaz</b>"]
+    for person, row in zip(found.people, rows, strict=True):
+        emails = Counter(e.status for e in found.emails[person.id] if e.at)
+        shown = marks(row)
+        assert shown["sent"] == emails["sent"] and shown["failed"] == emails["failed"]
+        assert shown["to-come"] == emails["scheduled"] and shown["cancelled"] == emails["cancelled"]
+    ana, ben, cleo, dora = (marks(row) for row in rows)
+    assert (ana["done"], ben["done"], cleo["done"], dora["done"]) == (1, 1, 0, 0)
+    assert (cleo["bounced"], dora["bounced"], dora["failed"]) == (1, 1, 1)
+    titles = [t.text for t in rows[0].iter(f"{SVG}title")]
+    assert "short done Sat 30 Jan 2027 10:00 EST via link" in titles
+    assert rows[2].get("aria-label").startswith("Cleo Hart (cleo@example.com, bounced): ")
+    assert "address bounced Tue 2 Feb 2027 12:00 GMT: 5.1.1 mailbox unavailable" in rows[2].get("aria-label")
+    # Cleo and Dora have left their short goal open past its deadline: a bar from it to now.
+    overdue = [len(list(row.iter(f"{SVG}rect"))) for row in rows]
+    assert overdue == [0, 0, 1 + 1, 1 + 1], "the overdue bar, and the bounce's square"
+    assert "short overdue, due 1 Feb 2027" in rows[3].get("aria-label")
+
+
+def test_report_has_the_timeline_with_its_legend(walked: Walked) -> None:
+    html = documents.report_html(read(walked))
+    assert html.count('<svg class="timeline" xmlns') == 1
+    assert "Each participant&#39;s emails" in html or "Each participant's emails" in html
+    for words in (
+        "sent",
+        "to come",
+        "failed",
+        "goal done",
+        "address bounced",
+        "overdue: deadline passed, goal open",
+    ):
+        assert f"{words}</li>" in html
+    assert "goal waived" not in html, "the legend names only the marks drawn"
+    assert "=Dora &lt;b&gt;Diaz&lt;/b&gt;" in html and "<b>Diaz</b>" not in html
+
+
+def test_a_large_cohort_s_timeline_is_cut_like_its_grid(walked: Walked, monkeypatch) -> None:
+    monkeypatch.setattr(progress, "TIMELINE_LIMIT", 2)
+    found = read(walked)
+    assert sorted(found.emails) == sorted(p.id for p in found.people[:2]), "only their emails are read"
+    html = documents.report_html(found)
+    assert html.count('<g role="img"') == 2
+    assert "The first 2 of 4 participants" in html and "--format svg</code> draws anyone" in html
 
 
 def test_a_large_cohort_s_grid_is_cut_with_a_pointer_to_the_export(walked: Walked, monkeypatch) -> None:
@@ -206,3 +273,22 @@ def test_a_large_cohort_s_grid_is_cut_with_a_pointer_to_the_export(walked: Walke
     html = documents.report_html(read(walked))
     assert html.count('<th scope="row">') == 3
     assert "The first 3 of 4 participants" in html and "drip export test-cohort" in html
+
+
+@pytest.mark.parametrize("days", [1, 2, 3, 5, 25, 90, 400])
+def test_the_chart_names_at_most_five_dates_a_quarter_apart(days: int) -> None:
+    start = dt.date(2027, 1, 11)
+    found = progress.Progress(
+        slug="c", name="C", program="p", status=CohortStatus.ACTIVE, start=start, end=None, timezone="UTC",
+        owners=(), now=dt.datetime.combine(start + dt.timedelta(days=days - 1), dt.time(12), dt.UTC),
+        within=progress.DEFAULT_WITHIN, goals=(progress.GoalInfo("g", "G", start + dt.timedelta(days=days // 2)),),
+        people=(), deliveries={}, steps=(), failures=(), bounces=(), replies=(),
+    )  # fmt: skip
+    chart = documents.completion_chart(found)
+    ats = [tick.at for tick in chart.dates]
+    assert ats[0] == 0 and chart.dates[0].align == "start", "the first date starts at the left edge"
+    if days > 1:
+        assert ats[-1] == 100 and chart.dates[-1].align == "end", "the last one ends at the right edge"
+    assert len(ats) <= 5 and all(b - a >= documents.DATES_APART for a, b in itertools.pairwise(ats)), ats
+    (deadline,) = chart.deadlines
+    assert deadline.align == ("start" if deadline.at <= 50 else "end"), "it reads towards the middle"

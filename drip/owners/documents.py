@@ -3,8 +3,8 @@
 The templates live in drip/templates and are rendered in a sandboxed,
 autoescaping Jinja environment: names and replies come from participants, so
 nothing they wrote is ever markup. The chart is inline SVG drawn from
-coordinates computed here, so the report loads nothing from anywhere and
-reads, prints and zooms the same offline.
+coordinates computed here, and the timeline is drawn by ``timeline_svg``, so the
+report loads nothing from anywhere and reads, prints and zooms the same offline.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import PackageLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from drip.owners import timeline, timeline_svg
 from drip.owners.progress import Progress
 
 #: line colours of the goals, in order; each has a 3:1 contrast or better on white and on the dark theme
@@ -26,17 +27,13 @@ GOAL_COLOURS = ("#0a66c2", "#c2410c", "#15803d", "#7c3aed", "#be185d", "#0f766e"
 #: participants shown in the report's grid; a larger cohort's full list is ``drip export``'s job
 GRID_LIMIT = 2000
 
-#: the chart's drawing area, in SVG user units
-WIDTH, HEIGHT = 480, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 24, 14, 28
-
 
 @dataclass(frozen=True)
 class Line:
     key: str
     title: str
     colour: str
-    #: "x,y x,y ..." for the SVG polyline
+    #: "x,y x,y ..." for the SVG polyline, both 0 to 100 across and down the plot
     points: str
     done: int
     total: int
@@ -44,23 +41,24 @@ class Line:
 
 @dataclass(frozen=True)
 class Tick:
-    x: float
+    #: where across the plot (or down it, for a level), 0 to 100
+    at: float
     label: str
+    #: which end of the label stands at ``at``: start, middle or end
+    align: str = "middle"
 
 
 @dataclass(frozen=True)
 class Chart:
-    """Completion over time: one line per goal, the share of participants who have done it."""
+    """Completion over time: one line per goal, the share of participants who have done it.
 
-    width: int
-    height: int
-    left: int
-    bottom: float
-    top: int
-    right: float
+    The plot stretches to the page's width, so its text is no part of it: the labels are placed
+    around it in percentages, and keep the page's own size at any width.
+    """
+
     lines: tuple[Line, ...]
-    #: horizontal grid lines: (y, label)
-    levels: tuple[tuple[float, str], ...]
+    #: horizontal grid lines, 0 at the top (100%)
+    levels: tuple[Tick, ...]
     #: goal deadlines as vertical markers
     deadlines: tuple[Tick, ...]
     #: dates along the bottom
@@ -68,17 +66,23 @@ class Chart:
     description: str
 
 
+#: the most intervals between the dates named along the chart's foot
+DATE_INTERVALS = 4
+#: how far apart those dates stay, in % of the plot: on a phone's plot, labels such as "30 Sep"
+#: this far apart cannot meet, even the first (which starts at the left edge) and the second
+DATES_APART = 24
+
+
 def completion_chart(progress: Progress) -> Chart:
     """Return the chart of ``progress``: per goal, the share done at the end of each day."""
     days = progress.days()
     span = max(len(days) - 1, 1)
-    bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
 
     def x(index: float) -> float:
-        return round(LEFT + (right - LEFT) * index / span, 1)
+        return round(100 * index / span, 2)
 
     def y(share: float) -> float:
-        return round(bottom - (bottom - TOP) * share, 1)
+        return round(100 - 100 * share, 2)
 
     lines = []
     for n, goal in enumerate(progress.goals):
@@ -91,26 +95,30 @@ def completion_chart(progress: Progress) -> Chart:
         lines.append(
             Line(goal.key, goal.title, GOAL_COLOURS[n % len(GOAL_COLOURS)], points, counts["done"], total)
         )
-    deadlines = tuple(
-        Tick(x((goal.deadline - days[0]).days), goal.key)
-        for goal in progress.goals
-        if goal.deadline and days[0] <= goal.deadline <= days[-1]
-    )
-    step = max(1, round(len(days) / 5))
-    dates = [Tick(x(i), f"{days[i].day} {days[i]:%b}") for i in range(0, len(days), step)]
-    if len(days) > 1 and (len(days) - 1) % step > step // 2:
-        dates.append(Tick(x(len(days) - 1), f"{days[-1].day} {days[-1]:%b}"))
+    deadlines = []
+    for goal in progress.goals:
+        if goal.deadline and days[0] <= goal.deadline <= days[-1]:
+            at = x((goal.deadline - days[0]).days)
+            deadlines.append(Tick(at, f"{goal.key} due", "start" if at <= 50 else "end"))
+    last = len(days) - 1
+    intervals = min(DATE_INTERVALS, last)
+    named: list[int] = []
+    for index in sorted({round(n * last / intervals) for n in range(intervals + 1)} if intervals else {0}):
+        if named and x(index) - x(named[-1]) < DATES_APART:  # whole days put it too close
+            if index != last:
+                continue
+            named.pop()  # the last day is always named
+        named.append(index)
+    ends = {0: "start", len(named) - 1: "end"} if len(named) > 1 else {0: "start"}
+    dates = [
+        Tick(x(index), f"{days[index].day} {days[index]:%b}", ends.get(n, "middle"))
+        for n, index in enumerate(named)
+    ]
     said = "; ".join(f"{line.title}: {line.done} of {line.total} done" for line in lines)
     return Chart(
-        WIDTH,
-        HEIGHT,
-        LEFT,
-        bottom,
-        TOP,
-        right,
         tuple(lines),
-        tuple((y(level / 4), f"{25 * level}%") for level in range(5)),
-        deadlines,
+        tuple(Tick(y(level / 4), f"{25 * level}%") for level in range(5)),
+        tuple(deadlines),
         tuple(dates),
         f"Share of participants who have done each goal, {days[0]:%d %b %Y} to {days[-1]:%d %b %Y}. {said}.",
     )
@@ -137,6 +145,7 @@ def render_page(template: str, **context: Any) -> str:
 
 def report_html(progress: Progress, *, link_back: str | None = None) -> str:
     """Return the cohort's report as one HTML document that needs nothing else."""
+    drawn = timeline.report_timeline(progress)
     return render_page(
         "report.html",
         p=progress,
@@ -145,6 +154,9 @@ def report_html(progress: Progress, *, link_back: str | None = None) -> str:
         within_days=progress.within.days,
         link_back=link_back,
         grid_limit=GRID_LIMIT,
+        timeline=timeline_svg.draw(drawn),
+        timeline_legend=[(timeline_svg.symbol(kind), words) for kind, words in timeline_svg.legend(drawn)],
+        timeline_rows=len(drawn.rows),
     )
 
 

@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 
 #: how soon after an email its goal must be done to count in the step's funnel
 DEFAULT_WITHIN = dt.timedelta(days=7)
+#: participants whose emails and events are read for the report's timeline, in roster order
+TIMELINE_LIMIT = 100
+#: the events a participant's timeline shows beside their emails and goals
+TIMELINE_EVENTS = (
+    EventKind.WAIVED, EventKind.SNOOZED, EventKind.EXTENDED, EventKind.BOUNCED, EventKind.UNSUBSCRIBED,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class GoalState:
     #: link, reply or admin
     via: str | None
     overdue: bool
+    #: when the deadline day ends in the participant's zone
+    deadline_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,29 @@ class Reply:
     text: str
     #: why a reply was kept for people rather than acted on, or the rule that completed the goal
     why: str = ""
+
+
+@dataclass(frozen=True)
+class Email:
+    """One email planned for one participant, as their timeline shows it."""
+
+    step: str
+    goal: str | None
+    status: str
+    #: when it went, or is due; None while it waits for its goal
+    at: dt.datetime | None
+    #: why it was cancelled, skipped or failed
+    reason: str
+
+
+@dataclass(frozen=True)
+class Happening:
+    """One of ``TIMELINE_EVENTS`` for one participant."""
+
+    at: dt.datetime
+    kind: str
+    goal: str | None
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -137,6 +168,10 @@ class Progress:
     replies: tuple[Reply, ...]
     #: delegates whose address bounced and who are no longer copied (email: the delegate's address)
     delegate_bounces: tuple[Problem, ...] = ()
+    #: the emails of the first ``TIMELINE_LIMIT`` participants, by participant id, in time order
+    emails: dict[int, tuple[Email, ...]] = field(default_factory=dict)
+    #: their ``TIMELINE_EVENTS``, oldest first
+    happenings: dict[int, tuple[Happening, ...]] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def counts(self, key: str) -> dict[str, int]:
@@ -221,6 +256,7 @@ def progress_of(
     settings = cohort.settings
     people = tuple(_people(conn, cohort.id, now, settings.language or _program_language(cohort)))
     ids = {person.id: person for person in people}
+    drawn = [person.id for person in people[:TIMELINE_LIMIT]]
     return Progress(
         slug=cohort.slug,
         name=cohort.name,
@@ -240,6 +276,8 @@ def progress_of(
         bounces=tuple(bounces(conn, cohort.id)),
         replies=tuple(_replies(conn, cohort.id, ids)),
         delegate_bounces=tuple(_delegate_bounces(conn, cohort.id, ids)),
+        emails=_emails(conn, drawn),
+        happenings=_happenings(conn, drawn),
     )
 
 
@@ -297,6 +335,7 @@ def _people(conn: Connection, cohort_id: int, now: dt.datetime, language: str) -
                 row.completed_at,
                 row.via,
                 overdue=row.goal_status == GoalStatus.OPEN and row.deadline_at <= now,
+                deadline_at=row.deadline_at,
             )
     if person is not None:
         yield person
@@ -325,6 +364,42 @@ def _steps(
     # In the order the cohort first met them: the program's order, repeated steps included.
     for step, (goal, count, completed, _) in sorted(figures.items(), key=lambda item: (item[1][3], item[0])):
         yield StepFigures(step, goal, count, completed if goal else None)
+
+
+def _emails(conn: Connection, ids: list[int]) -> dict[int, tuple[Email, ...]]:
+    """Return the emails of the participants ``ids``, sent or due, in time order (waiting ones last)."""
+    delivery = store.delivery_table
+    at = func.coalesce(delivery.c.sent_at, delivery.c.due_at)
+    rows = conn.execute(
+        select(
+            delivery.c.participant_id,
+            delivery.c.step,
+            delivery.c.goal,
+            delivery.c.status,
+            at.label("at"),
+            delivery.c.last_error,
+        )  # fmt: skip
+        .where(delivery.c.participant_id.in_(ids))
+        .order_by(delivery.c.participant_id, at.asc().nulls_last(), delivery.c.id)
+    )
+    found: dict[int, list[Email]] = defaultdict(list)
+    for row in rows:
+        email = Email(row.step, row.goal, row.status, row.at, row.last_error or "")
+        found[row.participant_id].append(email)
+    return {key: tuple(value) for key, value in found.items()}
+
+
+def _happenings(conn: Connection, ids: list[int]) -> dict[int, tuple[Happening, ...]]:
+    event = store.event_table
+    rows = conn.execute(
+        select(event.c.participant_id, event.c.at, event.c.kind, event.c.goal, event.c.data)
+        .where(event.c.participant_id.in_(ids), event.c.kind.in_([k.value for k in TIMELINE_EVENTS]))
+        .order_by(event.c.at, event.c.id)
+    )
+    found: dict[int, list[Happening]] = defaultdict(list)
+    for row in rows:
+        found[row.participant_id].append(Happening(row.at, row.kind, row.goal, row.data or {}))
+    return {key: tuple(value) for key, value in found.items()}
 
 
 def failures(conn: Connection, cohort_id: int, limit: int | None = None) -> list[Problem]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ import pytest
 
 from conftest import _free_port
 from drip.config import load_settings
+from drip.owners import documents, progress, timeline_svg
+from drip.storage.store import Store
 from drip.web.app import create_app
 from walked import AS_OF, Walked
 
@@ -44,49 +47,132 @@ def site(walked: Walked) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("screen", [LAPTOP, PHONE], ids=["laptop", "phone"])
-def test_dashboard_and_report_show_their_key_parts(site: str, screen: dict, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+def test_dashboard_and_report_show_their_key_parts(site: str, screen: dict, browser, tmp_path: Path) -> None:
+    context = browser.new_context(
+        viewport=screen, http_credentials={"username": "owner", "password": PASSWORD}
+    )
+    page = context.new_page()
+    page.goto(f"{site}/admin")
+    assert page.get_by_role("heading", name="Cohorts").is_visible()
+    assert page.get_by_role("heading", name="Test cohort").is_visible()
+    assert page.get_by_role("img", name="2 of 4 done").is_visible()
+    page.screenshot(path=tmp_path / "admin.png", full_page=True)
+    assert no_sideways_scroll(page, screen)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(
-                viewport=screen, http_credentials={"username": "owner", "password": PASSWORD}
-            )
-            page = context.new_page()
-            page.goto(f"{site}/admin")
-            assert page.get_by_role("heading", name="Cohorts").is_visible()
-            assert page.get_by_role("heading", name="Test cohort").is_visible()
-            assert page.get_by_role("img", name="2 of 4 done").is_visible()
-            page.screenshot(path=tmp_path / "admin.png", full_page=True)
-            assert no_sideways_scroll(page, screen)
-
-            with page.expect_navigation():
-                page.get_by_role("link", name="Open the report").click()
-            assert page.get_by_role("heading", name="Test cohort", level=1).is_visible()
-            chart = page.locator("svg[role=img]")
-            box = chart.bounding_box()
-            assert box is not None and box["width"] >= screen["width"] * 0.8 and box["height"] > 150
-            assert (
-                "2 of 4 done" in chart.get_attribute("aria-labelledby") or chart.locator("title").count() == 1
-            )
-            lines = page.locator("svg polyline")
-            assert lines.count() == 3 and lines.first.bounding_box()["width"] > box["width"] / 2
-            for heading in ("Participants", "Emails and what followed", "Failures and bounces", "Replies"):
-                assert page.get_by_role("heading", name=heading).is_visible()
-            grid = page.locator("table.grid-table")
-            assert grid.get_by_role("rowheader").count() == 4
-            assert grid.get_by_text("overdue").count() == 2
-            page.get_by_text("Travelling this week").scroll_into_view_if_needed()
-            assert page.get_by_text("Travelling this week").is_visible()
-            page.screenshot(path=tmp_path / "report.png", full_page=True)
-            assert no_sideways_scroll(page, screen), "wide tables scroll inside their box, not the page"
-            assert (tmp_path / "report.png").stat().st_size > 20_000
-            page.emulate_media(media="print")
-            assert page.evaluate("getComputedStyle(document.querySelector('a.back')).display") == "none"
-        finally:
-            browser.close()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Open the report").click()
+    assert page.get_by_role("heading", name="Test cohort", level=1).is_visible()
+    chart = page.get_by_role("img", name=re.compile(r"Share of participants who have done each goal"))
+    box = chart.bounding_box()
+    assert box is not None and box["width"] >= screen["width"] * 0.8 and box["height"] > 150
+    assert "2 of 4 done" in chart.get_attribute("aria-label")
+    lines = chart.locator("svg polyline")
+    assert lines.count() == 3 and lines.first.bounding_box()["width"] > box["width"] / 2
+    for heading in ("Participants", "Emails and what followed", "Failures and bounces", "Replies"):
+        assert page.get_by_role("heading", name=heading).is_visible()
+    grid = page.locator("table.grid-table")
+    assert grid.get_by_role("rowheader").count() == 4
+    assert grid.get_by_text("overdue").count() == 2
+    page.get_by_text("Travelling this week").scroll_into_view_if_needed()
+    assert page.get_by_text("Travelling this week").is_visible()
+    page.screenshot(path=tmp_path / "report.png", full_page=True)
+    assert no_sideways_scroll(page, screen), "wide tables scroll inside their box, not the page"
+    assert (tmp_path / "report.png").stat().st_size > 20_000
+    page.emulate_media(media="print")
+    assert page.evaluate("getComputedStyle(document.querySelector('a.back')).display") == "none"
 
 
 def no_sideways_scroll(page, screen: dict) -> bool:
     return page.evaluate("document.documentElement.scrollWidth") <= screen["width"]
+
+
+#: the report's widths checked: a phone, a tablet, a laptop
+WIDTHS = (375, 800, 1280)
+#: what the browser laid out: text sizes in CSS px as drawn (an SVG's text times its scale), boxes
+LAYOUT = """() => {
+  const box = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const px = (e) => parseFloat(getComputedStyle(e).fontSize) * (e.getScreenCTM ? e.getScreenCTM().a : 1);
+  const chart = document.querySelector('.chart');
+  const timeline = document.querySelector('svg.timeline');
+  const names = [...timeline.querySelectorAll('text.tl-name')];
+  return {
+    body: parseFloat(getComputedStyle(document.body).fontSize),
+    small: parseFloat(getComputedStyle(document.querySelector('th')).fontSize),
+    labels: [...chart.querySelectorAll('.label')].map((e) => ({text: e.textContent, px: px(e), box: box(e)})),
+    figure: box(chart.closest('figure')),
+    plot: box(chart.querySelector('.plot')),
+    timelineText: [...new Set([...timeline.querySelectorAll('text')].map((e) => Math.round(px(e) * 10) / 10))],
+    names: names.map((e) => e.textContent),
+    nameRight: Math.max(...names.map((e) => e.getBoundingClientRect().right - timeline.getBoundingClientRect().left)),
+    rows: timeline.querySelectorAll('g[role=img]').length,
+    timelineBox: box(timeline),
+    scrollBox: [timeline.parentElement.scrollWidth, timeline.parentElement.clientWidth],
+    pageWidth: document.documentElement.scrollWidth,
+    nameFill: getComputedStyle(names[0]).fill,
+  };
+}"""
+
+
+def test_the_report_s_text_is_the_same_size_at_every_width_and_on_paper(
+    walked: Walked, browser, shots: Path
+) -> None:
+    with Store(walked.url) as db, db.reading() as conn:
+        found = progress.read_progress(conn, "test-cohort", AS_OF)
+    assert found is not None
+    html = documents.report_html(found, link_back="/admin")
+    seen: dict[str, dict] = {}
+    for width in WIDTHS:
+        for media in ("screen", "print"):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.emulate_media(media=media)
+            page.set_content(html)
+            page.screenshot(path=shots / f"report-{width}-{media}.png", full_page=True)
+            for part, figure in (
+                ("chart", page.locator("figure").first),
+                ("timeline", page.locator("figure").nth(1)),
+            ):
+                figure.screenshot(path=shots / f"report-{width}-{media}-{part}.png")
+            seen[f"{width} {media}"] = laid = page.evaluate(LAYOUT)
+            assert_chart_reads(laid, width)
+            if media == "screen":
+                assert laid["pageWidth"] <= width, "no sideways scrolling"
+            assert laid["rows"] == 4, "a line per participant"
+            assert laid["names"] == ["Ana Ruiz", "Ben Ito", "Cleo Hart", "=Dora <b>Diaz</b>"]
+            assert laid["nameRight"] <= timeline_svg.NAME_WIDTH, "names keep to their column"
+            back = page.evaluate("getComputedStyle(document.querySelector('a.back')).display")
+            assert (back == "none") is (media == "print")
+            page.close()
+    dark = browser.new_page(viewport={"width": 800, "height": 900}, color_scheme="dark")
+    dark.set_content(html)
+    dark.screenshot(path=shots / "report-800-dark.png", full_page=True)
+    assert dark.evaluate(LAYOUT)["nameFill"] != seen["800 screen"]["nameFill"], "the page's dark colours"
+
+    screens = [seen[f"{width} screen"] for width in WIDTHS]
+    sizes = {label["px"] for laid in screens for label in laid["labels"]}
+    assert len(sizes) == 1, f"chart labels are one size at every width: {sizes}"
+    (size,) = sizes
+    assert size == screens[0]["small"] and 0.7 <= size / screens[0]["body"] <= 0.85, "the page's small text"
+    drawn = {tuple(sorted(laid["timelineText"])) for laid in screens}
+    assert drawn == {(12.0, 13.0)}, f"the timeline's text is one size at every width: {drawn}"
+    assert all(0.7 <= px / screens[0]["body"] <= 0.85 for px in (12.0, 13.0)), "and the page's small text"
+    phone, laptop = screens[0], screens[-1]
+    assert phone["scrollBox"][0] > phone["scrollBox"][1], "on a phone the timeline scrolls in its own box"
+    assert laptop["scrollBox"][0] <= laptop["scrollBox"][1], "on a laptop it fits"
+    for width in WIDTHS:
+        paper = seen[f"{width} print"]
+        assert paper["timelineBox"][2] <= paper["figure"][2] + 1, "printed, the timeline fits the page"
+
+
+def assert_chart_reads(laid: dict, width: int) -> None:
+    """No chart label overlaps another or leaves the chart's figure."""
+    labels = laid["labels"]
+    assert {"100%", "0%", "short due"} <= {label["text"] for label in labels}
+    left, top, right, bottom = laid["figure"]
+    for label in labels:
+        x1, y1, x2, y2 = label["box"]
+        assert left <= x1 and x2 <= right and top <= y1 and y2 <= bottom, f"{label['text']} is cut at {width}"
+    for n, one in enumerate(labels):
+        for other in labels[n + 1 :]:
+            a, b = one["box"], other["box"]
+            apart = a[2] <= b[0] + 0.5 or b[2] <= a[0] + 0.5 or a[3] <= b[1] + 0.5 or b[3] <= a[1] + 0.5
+            assert apart, f"{one['text']!r} overlaps {other['text']!r} at {width} px"
