@@ -72,6 +72,8 @@ class Evidence:
     sender: str | None = None
     matched: str | None = None
     rule: str | None = None
+    #: the participant's answer to the goal's question (``drip.core.answers``), kept with the event
+    answer: str | None = None
 
     def data(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -262,7 +264,7 @@ def complete(conn: Connection, person: Person, key: str, now: dt.datetime, evide
         return Outcome(person, False, said, key)
     current = store.deliveries_of_one(conn, person.id)
     data = _attested(evidence, current, key, now)
-    _settle_goal(conn, goal, GoalStatus.DONE, now, evidence.via)
+    _settle_goal(conn, goal, GoalStatus.DONE, now, evidence.via, evidence.answer)
     person.goals[key] = replace(goal, status=GoalStatus.DONE, completed_at=now, via=evidence.via)
     changes = _replan(conn, person, now, current)
     _event(conn, person, EventKind.COMPLETED, now, key, data)
@@ -610,15 +612,16 @@ def _replan(
     return changes
 
 
-_SETTLE_GOAL = "UPDATE goals SET status = ?, completed_at = ?, via = ? WHERE id = ?"
+_SETTLE_GOAL = "UPDATE goals SET status = ?, completed_at = ?, via = ?, answer = ? WHERE id = ?"
 
 
 def _settle_goal(
-    conn: Connection, goal: StoredGoal, status: GoalStatus, at: dt.datetime | None, via: str | None
-) -> None:
-    """Done, waived or reopened: the change a click makes."""
+    conn: Connection, goal: StoredGoal, status: GoalStatus, at: dt.datetime | None, via: str | None,
+    answer: str | None = None,
+) -> None:  # fmt: skip
+    """Done, waived or reopened: the change a click makes. Only a goal done keeps an answer."""
     sql = Plain(conn)
-    sql.run(_SETTLE_GOAL, (status.value, sql.instant(at), via, goal.id))
+    sql.run(_SETTLE_GOAL, (status.value, sql.instant(at), via, answer, goal.id))
 
 
 def _set_goal(conn: Connection, goal: StoredGoal, **values: Any) -> None:

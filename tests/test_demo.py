@@ -56,11 +56,11 @@ def test_the_demo_tells_the_story_and_runs_again(project: Path, runner: CliRunne
 
     with Store("sqlite:///drip.db") as db, db.reading() as conn:
         goals = {
-            (email, goal): (status, via, snoozed)
-            for email, goal, status, via, snoozed in conn.execute(
-                select(Participant.email, Goal.goal, Goal.status, Goal.via, Goal.snoozed_at).join(
-                    Participant, Participant.id == Goal.participant_id
-                )
+            (email, goal): (status, via, snoozed, answer)
+            for email, goal, status, via, snoozed, answer in conn.execute(
+                select(
+                    Participant.email, Goal.goal, Goal.status, Goal.via, Goal.snoozed_at, Goal.answer
+                ).join(Participant, Participant.id == Goal.participant_id)
             )
         }
         sent = {
@@ -88,6 +88,14 @@ def test_the_demo_tells_the_story_and_runs_again(project: Path, runner: CliRunne
     assert goals[("david.chen@northwind.example", "short")][0] == "open", '"not yet" completes nothing'
     assert goals[("kenji.tanaka@northwind.example", "short")][0] == "open", "an auto-reply does nothing"
     assert goals[("eleanor.hughes@northwind.example", "short")][2] is not None, "she took another week"
+    # What they answered: typed on the page, or in their reply's own words.
+    assert goals[(margaret, "short")][3] == "https://linkedin.com/in/margaret-okafor"
+    assert goals[(margaret, "mid")][3].startswith("Mary Meeker, Ben Thompson")
+    assert goals[(james, "short")][3] == "https://linkedin.com/in/james-whitaker", "the address in his reply"
+    assert (
+        "Scott Galloway" in goals[(james, "mid")][3]
+        and goals[("sofia.marquez@northwind.example", "short")][3] is None
+    )
     # The congratulations went out, and the reminders of a goal done stopped.
     assert {(margaret, "short-done"), (margaret, "mid-done"), (james, "short-done")} <= sent
     assert stopped["short-reminder"] == "cancelled" and stopped["short-due"] == "cancelled"

@@ -592,3 +592,45 @@ def test_messages_drip_will_not_read_are_set_aside_once(
     with started.reading() as conn:
         kept = conn.execute(select(received_table.c.outcome)).scalars().all()
     assert sorted(kept) == ["completed", "too_large", "unreadable"]
+
+
+def answer_of(db: Store, email: str = "ana@example.com", goal: str = "short") -> str | None:
+    with db.reading() as conn:
+        return conn.execute(
+            select(goal_table.c.answer)
+            .join(participant_table)
+            .where(participant_table.c.email == email, goal_table.c.goal == goal)
+        ).scalar_one()
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Done, here it is: https://www.linkedin.com/in/ana-ruiz/\r\n\r\n-- \r\nAna Ruiz\r\nVP Sales",
+         "https://www.linkedin.com/in/ana-ruiz/"),
+        ("Done! linkedin.com/in/ana-ruiz", "https://linkedin.com/in/ana-ruiz"),
+        ("Done!\r\n\r\n> On Monday, Comms wrote:\r\n> https://drip.example.com/done/x", None),
+        ("Done. javascript:alert(1)", None),
+    ],
+)  # fmt: skip
+def test_a_reply_that_completes_a_goal_answers_its_question(
+    started: Store, ingester: Ingester, text: str, kept: str | None
+) -> None:
+    """Crawl asks for the profile's address: the reply's own first good address is kept, never the
+    quoted email's, never a script."""
+    assert ingester.ingest(plain_reply("ana@example.com", KICKOFF_ID, text), READ)
+    assert goal_status(started) == ("done", "reply")
+    assert answer_of(started) == kept
+    [event] = events(started, "completed")
+    assert event.data.get("answer") == kept
+
+
+def test_a_reply_done_message_answers_with_its_words(started: Store, ingester: Ingester) -> None:
+    """Walk asks which five voices: a reply-done message's own words answer it, its quote does not."""
+    _, token = done_token(started, "mid")
+    words = "Done: Kara Swisher, Ben Thompson, Axios Pro Rata, FT Alphaville and <b>Stratechery</b>."
+    head, body = reply("mailto_done.eml", TOKEN=token).split(b"\n\n", 1)
+    message = head + f"\n\n{words}\n\n".encode() + body
+    assert ingester.ingest(message, READ)
+    assert goal_status(started, goal="mid") == ("done", "reply")
+    assert answer_of(started, goal="mid") == words  # kept as text: escaped wherever it is shown

@@ -427,7 +427,7 @@ def test_a_click_while_the_database_is_held_is_kept_and_recorded_later(
     try:
         with held(started, goals["short"]):
             began = time.monotonic()
-            answer = client.post(url, headers=IPHONE)
+            answer = client.post(url, data={"answer": "https://www.linkedin.com/in/ana"}, headers=IPHONE)
             assert time.monotonic() - began < 5 and answer.status_code == 503
             assert answer.headers["Retry-After"] == "30" and "it will be recorded within a minute" in text_of(
                 answer
@@ -462,6 +462,7 @@ def test_a_click_while_the_database_is_held_is_kept_and_recorded_later(
             conn.execute(select(event_table.c.data).where(event_table.c.kind == "completed")).scalars().all()
         )
     assert status == "done" and done_at == CLICKED, "recorded as of the click"
+    assert goal_row(started, goals["short"])[1] == "https://www.linkedin.com/in/ana", "with its answer"
     assert sum(1 for data in events if data.get("label") == "kept while busy") == 1
     assert any(data.get("user_agent") == IPHONE["User-Agent"] for data in events)
 
@@ -569,3 +570,97 @@ def test_every_link_an_email_carries_opens_its_page_and_only_the_button_acts(
     assert answered.status_code == 200
     assert snapshot(started) != before, "the button acts"
     assert client.get(f"/{action.path}/not-a-token").status_code == 400
+
+
+# --- the goal's question, asked when it is marked done ------------------------------------------
+
+
+def goal_row(db: Store, goal_id: int) -> tuple:
+    with db.reading() as conn:
+        return conn.execute(
+            select(goal_table.c.status, goal_table.c.answer).where(goal_table.c.id == goal_id)
+        ).one()
+
+
+def completed_events(db: Store) -> list[dict]:
+    with db.reading() as conn:
+        return list(
+            conn.execute(select(event_table.c.data).where(event_table.c.kind == "completed")).scalars()
+        )
+
+
+def test_the_done_page_asks_the_goals_question_and_keeps_the_answer(
+    started: Store, client: FlaskClient
+) -> None:
+    _, goals = ids(started)
+    url = f"/done/{token(started, Action.DONE, goals['short'])}"
+    page = client.get(url, headers=IPHONE).get_data(as_text=True)
+    assert "Your LinkedIn profile&#39;s address" in page and "(optional)" in page
+    assert 'name="answer"' in page and 'inputmode="url"' in page and 'maxlength="280"' in page
+    assert page.index('name="answer"') < page.index("Yes, mark it done"), "the question comes first"
+
+    done = client.post(url, data={"answer": "linkedin.com/in/ana-ruiz"}, headers=IPHONE)
+    assert done.status_code == 200 and "Thank you, Ana" in text_of(done)
+    assert goal_row(started, goals["short"]) == ("done", "https://linkedin.com/in/ana-ruiz")
+    assert completed_events(started)[0]["answer"] == "https://linkedin.com/in/ana-ruiz"
+
+
+def test_the_question_is_optional(started: Store, client: FlaskClient) -> None:
+    _, goals = ids(started)
+    for key, data in (("short", {}), ("mid", {"answer": "   "})):
+        url = f"/done/{token(started, Action.DONE, goals[key])}"
+        assert client.post(url, data=data).status_code == 200
+        assert goal_row(started, goals[key]) == ("done", None)
+    assert all("answer" not in data for data in completed_events(started))
+
+
+@pytest.mark.parametrize(
+    ("goal", "typed", "says"),
+    [
+        ("short", "javascript:alert(document.cookie)", "starts with https://"),
+        ("short", "https://ana:hunter2@evil.example/", "name or password"),
+        ("mid", "x" * 10_000, "This is 10000 characters; the answer takes at most 280."),
+    ],
+)
+def test_an_answer_drip_cannot_keep_is_asked_again_and_nothing_is_recorded(
+    started: Store, client: FlaskClient, goal: str, typed: str, says: str
+) -> None:
+    _, goals = ids(started)
+    url = f"/done/{token(started, Action.DONE, goals[goal])}"
+    before = snapshot(started)
+    again = client.post(url, data={"answer": typed}, headers=IPHONE)
+    assert again.status_code == 422 and says in text_of(again)
+    html = again.get_data(as_text=True)
+    assert 'aria-invalid="true"' in html and 'role="alert"' in html and "Yes, mark it done" in html
+    assert "<script" not in html.split("<body>", 1)[1]
+    assert snapshot(started) == before
+
+
+def test_a_hostile_text_answer_is_kept_as_inert_text(started: Store, client: FlaskClient) -> None:
+    _, goals = ids(started)
+    url = f"/done/{token(started, Action.DONE, goals['mid'])}"
+    typed = '<img src=x onerror="alert(1)">\u202egnp.exe\x00\x1b[2J Kara Swisher'
+    assert client.post(url, data={"answer": typed}).status_code == 200
+    assert goal_row(started, goals["mid"]) == (
+        "done",
+        '<img src=x onerror="alert(1)">gnp.exe[2J Kara Swisher',
+    )
+
+
+def test_a_goal_asks_in_its_readers_language(started: Store, database_url: str) -> None:
+    with started.transaction() as conn:
+        conn.execute(
+            participant_table.update()
+            .where(participant_table.c.email == "ana@example.com")
+            .values(language="de")
+        )
+    app = create_app(settings(database_url), clock=lambda: CLICKED)
+    try:
+        _, goals = ids(started)
+        client = app.test_client()
+        url = f"/done/{token(started, Action.DONE, goals['short'])}"
+        assert "Die Adresse Ihres LinkedIn-Profils (optional)" in text_of(client.get(url))
+        again = client.post(url, data={"answer": "ftp://example.com/ana"})
+        assert again.status_code == 422 and "die mit https:// (oder http://) beginnt" in text_of(again)
+    finally:
+        app.extensions["drip"].database.close()

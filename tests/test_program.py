@@ -7,7 +7,17 @@ import pytest
 
 from conftest import EMAILS, PROGRAM
 from drip.core.errors import CohortError
-from drip.core.program import Anchor, AnchorKind, Audience, Repeat, find_program, load_program, parse_anchor
+from drip.core.program import (
+    Anchor,
+    AnchorKind,
+    AnswerKind,
+    Ask,
+    Audience,
+    Repeat,
+    find_program,
+    load_program,
+    parse_anchor,
+)
 from drip.core.values import InvalidValue
 
 
@@ -29,6 +39,9 @@ def test_shipped_program() -> None:
     ungoaled = [s.key for s in program.steps if s.goal is None]
     assert ungoaled == ["welcome", "policy", "closing", "sustain"]
     assert program.goal("mid").opens == Anchor(AnchorKind.DEADLINE, "short")
+    assert program.goal("short").ask == Ask("Your LinkedIn profile's address", AnswerKind.URL, 280)
+    assert program.goal("mid").ask == Ask("Which five voices did you pick?", AnswerKind.TEXT, 280)
+    assert program.goal("long").ask is not None and "Which five voices did you pick?" in program.goal_texts
     assert program.ends == Anchor(AnchorKind.DEADLINE, "long", 26 * 7)
     sustain = program.step("sustain")
     assert sustain is not None and sustain.template == "sustain"
@@ -178,6 +191,32 @@ def edit(folder: Path, old: str, new: str) -> None:
             "steps[2].templat",
         ),
         ('deadline = "+3w"', 'deadline = "-3w"', "must be after the start", "goals[0].deadline"),
+        ('answer = "url"', 'answer = "link"', 'answer must be "text" or "url"', "goals[0].answer"),
+        (
+            'answer = "url"',
+            'answer = "url"\nanswer_limit = 0',
+            "answer_limit must be a whole number",
+            "goals[0].answer_limit",
+        ),
+        ('answer = "url"', 'answer = "url"\nanswer_limit = "long"', "1 to 2000", "goals[0].answer_limit"),
+        (
+            'ask = "Your LinkedIn profile\'s address"\n',
+            "",
+            'answer goes with a question: add ask = "..."',
+            "goals[0].answer",
+        ),
+        (
+            'ask = "Which five voices did you pick?"',
+            "ask = 5",
+            "must be a non-empty string in quotes",
+            "goals[1].ask",
+        ),
+        (
+            'ask = "Which five voices did you pick?"',
+            'asks = "Which?"',
+            "unknown field 'asks'; did you mean 'ask'",
+            "goals[1].asks",
+        ),
         ('deadline = "+3w"', "deadline = 2027-01-01", "offset from the start", "goals[0].deadline"),
         (
             'opens = "short.deadline"',

@@ -157,6 +157,7 @@ def test_export_csv_has_a_row_per_participant_and_no_formulas(walked: Walked, ru
     assert ana["short_status"] == "done" and ana["short_completed_at"] == "2027-01-30T15:00:00Z"
     assert ana["short_via"] == "link" and ana["short_overdue"] == "no" and ana["mid_deadline"] == "2027-03-01"
     assert ben["short_completed_at"] == "2027-02-03T10:00:00Z"
+    assert ana["short_answer"] == "https://www.linkedin.com/in/ana-ruiz" and ben["short_answer"] == ""
     assert cleo["status"] == "bounced" and cleo["short_overdue"] == "yes"
     assert dora["name"] == "'=Dora <b>Diaz</b>", "a spreadsheet must not take a name for a formula"
 

@@ -2,6 +2,7 @@
 HTTP server on loopback, retries after 500s and time-outs, Slack and Teams shapes, failures shown
 to owners, and no event posted twice by two workers (SQLite and PostgreSQL)."""
 
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -144,6 +145,19 @@ def test_an_event_reaches_the_outbox_with_its_change_or_not_at_all(
         "goal.completed", "ana@example.com", "short",
     )  # fmt: skip
     assert row.secret == "env:DRIP_TEST_HOOK_SECRET" and SECRET not in json.dumps(row.payload)
+    assert "answer" not in row.payload, "no answer given, none told"
+
+
+def test_an_answer_given_with_a_goal_done_goes_with_its_event(
+    store: Store, make_cohort: CohortFactory, receiver: Receiver
+) -> None:
+    _started(store, make_cohort, hooks_toml(receiver.url()))
+    answered = dataclasses.replace(ADMIN, via="link", answer="https://www.linkedin.com/in/ana-ruiz")
+    with store.transaction() as conn:
+        complete(conn, person_by_id(conn, _ana(store)), "short", NOW, answered)
+    assert webhooks.deliver_due(store, NOW, "worker-1") == webhooks.Posted(delivered=1)
+    event = _verified(receiver.requests[0])
+    assert (event["via"], event["answer"]) == ("link", "https://www.linkedin.com/in/ana-ruiz")
 
 
 def _ana_done(store: Store, make_cohort: CohortFactory, receiver: Receiver) -> None:

@@ -68,7 +68,8 @@ def walked(database_url: str, smtp_server: SMTPServer, make_cohort: CohortFactor
         service.run_once(settings, db, dt.datetime(2027, 1, 10, tzinfo=UTC), ANA_DONE, step, say)
         with db.transaction() as conn:
             ana = changes.find_person(conn, "test-cohort", "ana@example.com")
-            changes.complete(conn, ana, "short", ANA_DONE, changes.Evidence("link"))
+            evidence = changes.Evidence("link", answer="https://www.linkedin.com/in/ana-ruiz")
+            changes.complete(conn, ana, "short", ANA_DONE, evidence)
         reminder = next(
             m.message
             for m in smtp_server.messages

@@ -9,6 +9,7 @@ crash. The family, and where each member lives::
     ├── ConfigError          a setting is missing or wrong                      drip.core.errors
     ├── CohortError          a cohort or program folder's problems, all of them drip.core.errors
     ├── InvalidValue         one value drip cannot use (also a ValueError)      drip.core.values
+    │   └── AnswerError      a participant's answer drip cannot keep            drip.core.answers
     ├── TemplateError        a template cannot be loaded or rendered            drip.core.errors
     ├── TokenError           a link's token is malformed, forged or misused     drip.core.tokens
     │   └── TokenExpired     a genuine token whose time is over                 drip.core.tokens

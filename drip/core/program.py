@@ -133,6 +133,28 @@ def parse_anchor(text: str) -> Anchor:
     return Anchor(AnchorKind(goal_kind), goal, days)
 
 
+class AnswerKind(StrEnum):
+    """What a goal's question takes: a few words, or a web address."""
+
+    TEXT = "text"
+    URL = "url"
+
+
+#: the longest answer a goal takes unless its answer_limit says otherwise, in characters
+DEFAULT_ANSWER_LIMIT = 280
+#: the longest answer_limit a program may set
+MAX_ANSWER_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class Ask:
+    """The one optional question a goal asks when it is marked done (program.toml ``ask``)."""
+
+    question: str
+    kind: AnswerKind = AnswerKind.TEXT
+    limit: int = DEFAULT_ANSWER_LIMIT
+
+
 @dataclass(frozen=True)
 class Goal:
     key: str
@@ -141,6 +163,7 @@ class Goal:
     #: default deadline, in days after the cohort's start
     deadline_days: int
     opens: Anchor
+    ask: Ask | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +239,17 @@ class Program:
 
     def goal(self, key: str) -> Goal:
         return next(goal for goal in self.goals if goal.key == key)
+
+    @property
+    def goal_texts(self) -> set[str]:
+        """Return the goals' words a reader sees (titles, descriptions, questions): what strings files
+        translate besides the templates' own."""
+        return {
+            text
+            for goal in self.goals
+            for text in (goal.title, goal.description, goal.ask.question if goal.ask else "")
+            if text
+        }
 
     def step(self, key: str) -> Step | None:
         """Return the step declared as ``key`` (a repeating one as declared), or None."""
@@ -453,7 +487,7 @@ class _ProgramLoader:
     def goals(self, raw: object) -> list[Goal]:
         goals: list[Goal] = []
         pending_opens: list[tuple[str, object, str, int | None]] = []
-        fields = {"key", "title", "description", "deadline", "opens"}
+        fields = {"key", "title", "description", "deadline", "opens", "ask", "answer", "answer_limit"}
         for item, where, line, key in self.entries(raw, "goal", fields, GOAL_KEY_PATTERN):
             title = self.string(item, "title", where, required=True, line=line)
             try:
@@ -478,6 +512,7 @@ class _ProgramLoader:
                     self.string(item, "description", where),
                     deadline_days,
                     Anchor(AnchorKind.START),
+                    self.ask(item, where, line),
                 )
             )
 
@@ -496,9 +531,30 @@ class _ProgramLoader:
                 opens[key] = anchor
         if self._has_cycle(opens):
             self.problem("the goals' 'opens' fields refer to each other in a circle", "goals")
-        return [
-            Goal(g.key, g.title, g.description, g.deadline_days, opens.get(g.key, g.opens)) for g in goals
-        ]
+        return [replace(g, opens=opens.get(g.key, g.opens)) for g in goals]
+
+    def ask(self, item: dict[str, Any], where: str, line: int | None) -> Ask | None:
+        """Return a goal's question (``ask``, ``answer``, ``answer_limit``), or None when it asks none."""
+        question = self.string(item, "ask", where, line=line).strip()
+        if not question:
+            for key in ("answer", "answer_limit"):
+                if key in item:
+                    said = f'{key} goes with a question: add ask = "...", or remove {key}'
+                    self.problem(said, where + key, line)
+            return None
+        kind = item.get("answer", AnswerKind.TEXT.value)
+        if kind not in {k.value for k in AnswerKind}:
+            self.problem(f'answer must be "text" or "url", not {kind!r}', f"{where}answer", line)
+            kind = AnswerKind.TEXT.value
+        limit = item.get("answer_limit", DEFAULT_ANSWER_LIMIT)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ANSWER_LIMIT:
+            self.problem(
+                f"answer_limit must be a whole number of characters, 1 to {MAX_ANSWER_LIMIT}, not {limit!r}",
+                f"{where}answer_limit",
+                line,
+            )
+            limit = DEFAULT_ANSWER_LIMIT
+        return Ask(question, AnswerKind(kind), limit)
 
     @staticmethod
     def _has_cycle(opens: dict[str, Anchor]) -> bool:

@@ -58,6 +58,8 @@ class Reading:
     verdict: Verdict
     #: the rule that decided, for the event log: "done: 'erledigt' (German)"
     rule: str
+    #: for a reply read as done, the words that said so, as written ("erledigt")
+    said: str | None = None
 
 
 def normalize(text: str) -> str:
@@ -203,7 +205,7 @@ class Rules:
         ):
             return Reading(Verdict.EMPTY, "no words of their own")
         doubt = "question: a question mark" if "?" in text or "¿" in text else None
-        done: str | None = None
+        done: _Hit | None = None
         for sentence in sentences:
             hits = list(self._done_in(sentence, wide))
             for hit in hits:
@@ -221,11 +223,11 @@ class Rules:
                     found = self.categories[category].first(sentence.tokens, sentence.text, wide)
                     doubt = self._rule(category, found) if found is not None else None
             if hits and done is None:
-                done = self._rule("done", hits[0])
+                done = hits[0]
         if doubt is not None:
             return Reading(Verdict.DOUBT, doubt)
         if done is not None:
-            return Reading(Verdict.DONE, done)
+            return Reading(Verdict.DONE, self._rule("done", done), done.said)
         return Reading(Verdict.OTHER, "no done phrase")
 
     def away(self, subject: str) -> str | None:

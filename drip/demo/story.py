@@ -90,7 +90,7 @@ def _hours(n: float) -> dt.timedelta:
 
 STORY = (
     Act(11, "welcome", _hours(0.1), Doing.BOUNCE),
-    Act(0, "short-kickoff", _hours(3), Doing.TAP_DONE),
+    Act(0, "short-kickoff", _hours(3), Doing.TAP_DONE, says="profile"),
     Act(7, "short-kickoff", _hours(1), Doing.AWAY, says="away"),
     Act(1, "short-kickoff", _hours(26), Doing.REPLY, Client.GMAIL, "done"),
     Act(2, "short-kickoff", _hours(29), Doing.REPLY, Client.IPHONE, "done"),
@@ -98,21 +98,27 @@ STORY = (
     Act(5, "short-reminder", _hours(4), Doing.TAP_DONE),
     Act(6, "short-due", _hours(2), Doing.REPLY_DONE, says="done"),
     Act(4, "short-overdue", _hours(3), Doing.TAP_SNOOZE),
-    Act(0, "mid-kickoff", _hours(24), Doing.TAP_DONE),
+    Act(0, "mid-kickoff", _hours(24), Doing.TAP_DONE, says="voices"),
     Act(1, "mid-kickoff", _hours(50), Doing.REPLY, Client.OUTLOOK, "done mid"),
 )
 
-#: what people write, in their own language (English where the story has no words in theirs)
+#: what people write or type, in their own language (English where the story has none in theirs);
+#: {profile} is their own profile's address
 WORDS = {
     "done": {
-        "en": "Done! My profile is up and I've connected with 14 people on the team.",
+        "en": "Done! My profile is up and I've connected with 14 people on the team: {profile}",
         "es": "¡Hecho! Ya tengo mi perfil y 12 contactos del equipo.",
         "de": "Erledigt! Mein Profil steht, und ich bin mit 11 Kollegen vernetzt.",
         "fr": "C'est fait ! Mon profil est en ligne et j'ai 12 relations dans l'équipe.",
         "ja": "完了しました。プロフィールを作成し、同僚12人とつながりました。",
     },
     "not yet": {"en": "Not yet, I'm afraid: I'm travelling all week. I'll get to it on Monday."},
-    "done mid": {"en": "Done. I now read five of them every morning before my first meeting."},
+    "done mid": {
+        "en": "Done. I now read these five every morning before my first meeting: Scott Galloway, "
+        "Ann Handley, Ben Thompson, Kara Swisher and Seth Godin."
+    },
+    "profile": {"en": "{profile}"},
+    "voices": {"en": "Mary Meeker, Ben Thompson, Azeem Azhar, the FT's Lex column and Benedict Evans"},
     "away": {
         "en": "I am out of the office until 25 January with limited access to email.",
         "ja": "1月25日まで出張のため不在にしております。ご不便をおかけします。",
@@ -267,10 +273,11 @@ class Story:
         if found is None:
             return f"would answer the {act.after} email, but it was not sent (nothing to answer)"
         original, raw = found
-        words = _words(act.says, person.language)
+        words = _words(act.says, person)
         if act.does in (Doing.TAP_DONE, Doing.TAP_SNOOZE):
             path = "/done/" if act.does is Doing.TAP_DONE else "/snooze/"
-            return f"{act.does} in the {act.after} email: {self._tap(original, path)}"
+            typed = f", typing “{words}”" if words else ""
+            return f"{act.does} in the {act.after} email{typed}: {self._tap(original, path, words)}"
         if act.does is Doing.BOUNCE:
             message = bounce(original, raw, planned.at, MTA)
             return f"{act.does}: {MTA} answers 550 5.1.1, user unknown. {self._ingest(message)}"
@@ -299,7 +306,7 @@ class Story:
         tally.outcomes.pop("seen", None)  # the Maildir keeps what was read before, as a mailbox does
         return f"drip reads it: {tally.summary()}."
 
-    def _tap(self, original: EmailMessage, path: str) -> str:
+    def _tap(self, original: EmailMessage, path: str, typed: str) -> str:
         link = _link(original, path)
         if link is None:
             return "no such link in it"
@@ -309,7 +316,8 @@ class Story:
         form = _Form.read(page.get_data(as_text=True))
         if page.status_code != 200 or not form.fields_found:
             return f"the page answers {page.status_code}"
-        answer = client.post(target, data=dict(form.fields), headers={**PHONE, "Referer": link})
+        fields = dict(form.fields) | ({"answer": typed} if typed and form.asks else {})
+        answer = client.post(target, data=fields, headers={**PHONE, "Referer": link})
         heading = _Form.read(answer.get_data(as_text=True)).heading
         return f"the page says “{heading}” ({answer.status_code})"
 
@@ -335,9 +343,11 @@ class Story:
         return str(settings.get("language") or "en")
 
 
-def _words(key: str, language: str) -> str:
+def _words(key: str, person: Person) -> str:
     said = WORDS.get(key, {})
-    return said.get(base_language(language)) or said.get("en", "")
+    words = said.get(base_language(person.language)) or said.get("en", "")
+    handle = person.email.partition("@")[0].replace(".", "-")
+    return words.format(profile=f"linkedin.com/in/{handle}")
 
 
 def _link(message: EmailMessage, start: str) -> str | None:
@@ -358,6 +368,8 @@ class _Form(HTMLParser):
         super().__init__()
         self.fields: list[tuple[str, str]] = []
         self.fields_found = False
+        #: whether the form asks a question (the goal's ``ask``)
+        self.asks = False
         self.links: list[str] = []
         self.heading = ""
         self._in_heading = False
@@ -375,6 +387,8 @@ class _Form(HTMLParser):
             self.fields_found = True
         elif tag == "input" and values.get("type") == "hidden":
             self.fields.append((values.get("name", ""), values.get("value", "")))
+        elif tag in ("input", "textarea") and values.get("name") == "answer":
+            self.asks = True
         elif tag == "a" and values.get("href"):
             self.links.append(values["href"])
         elif tag == "h1":

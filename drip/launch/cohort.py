@@ -447,9 +447,7 @@ def _language_warnings(cohort: Cohort) -> list[str]:
     if cohort.owners and any(step.to is Audience.OWNERS for step in program.steps):
         readers.setdefault(cohort.language or program.language, [])
     templates = Templates(program.path, program.language)
-    wanted = fixed_strings(program.path) | {
-        text for goal in program.goals for text in (goal.title, goal.description)
-    }
+    wanted = fixed_strings(program.path) | program.goal_texts
     steps = list(dict.fromkeys(step.template for step in program.steps))
     # the readers of one language (fr, fr-CA, fr-BE) are told about together: rows, and the emails they miss
     missing: dict[str, tuple[list[int], list[str], set[str]]] = {}

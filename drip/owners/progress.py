@@ -59,6 +59,8 @@ class GoalState:
     overdue: bool
     #: when the deadline day ends in the participant's zone
     deadline_at: dt.datetime | None = None
+    #: their answer to the goal's question, given when it was done (plain text, never markup)
+    answer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,7 @@ def _people(conn: Connection, cohort_id: int, now: dt.datetime, language: str) -
             goals.c.deadline_at,
             goals.c.completed_at,
             goals.c.via,
+            goals.c.answer,
         )  # fmt: skip
         .outerjoin(goals, goals.c.participant_id == people.c.id)
         .where(people.c.cohort_id == cohort_id, people.c.status != ParticipantStatus.REMOVED.value)
@@ -336,6 +339,7 @@ def _people(conn: Connection, cohort_id: int, now: dt.datetime, language: str) -
                 row.via,
                 overdue=row.goal_status == GoalStatus.OPEN and row.deadline_at <= now,
                 deadline_at=row.deadline_at,
+                answer=row.answer,
             )
     if person is not None:
         yield person

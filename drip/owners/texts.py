@@ -383,6 +383,7 @@ def export_columns(goals: Sequence[str]) -> list[str]:
             f"{goal}_completed_at",
             f"{goal}_via",
             f"{goal}_overdue",
+            f"{goal}_answer",
         ]
     return columns
 
@@ -405,6 +406,7 @@ def export_rows(found: progress.Progress) -> list[dict[str, Any]]:
                 f"{goal.key}_completed_at": _iso(state.completed_at) if state and state.completed_at else "",
                 f"{goal.key}_via": (state.via or "") if state and state.completed_at else "",
                 f"{goal.key}_overdue": ("yes" if state.overdue else "no") if state else "",
+                f"{goal.key}_answer": (state.answer or "") if state else "",
             }
         rows.append(row)
     return rows

@@ -46,7 +46,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from drip import changes
 from drip.config import Settings
-from drip.core import mime, reading
+from drip.core import answers, mime, reading
 from drip.core.bounces import Severity
 from drip.core.errors import DripError
 from drip.core.mime import Mailbox, compose_forward
@@ -55,7 +55,7 @@ from drip.core.senders import Vouch, address_forms, domain_of, same_address, tru
 from drip.core.states import EventKind, ParticipantStatus
 from drip.core.tokens import Action, TokenError, read_thread_index, read_token
 from drip.core.values import Address, email_key
-from drip.core.wording import Verdict
+from drip.core.wording import Reading, Verdict
 from drip.replies.mailboxes import Data, Oversize, Source
 from drip.storage import store
 from drip.storage.keyring import reply_address, signing_keys
@@ -391,6 +391,7 @@ class Ingester:
         reading = incoming.reading(self.done_words)
         if why is None and delivery.goal and reading.verdict is Verdict.DONE:
             evidence = self._evidence(incoming, matched, f"a reply {who}; {reading.rule}")
+            evidence = _answering(evidence, person, delivery.goal, incoming, reading)
             done = changes.complete(conn, person, delivery.goal, now, evidence)
             if done.changed:
                 return _Outcome("completed", person), None
@@ -458,6 +459,7 @@ class Ingester:
                 evidence = self._evidence(
                     incoming, "token", f"the reply-done address of {goal}; {reading.rule}"
                 )
+                evidence = _answering(evidence, person, goal, incoming, reading)
                 done = changes.complete(conn, person, goal, now, evidence)
                 return _Outcome("completed" if done.changed else "already", person), None
             why = f"it went to the reply-done address of {goal}, but their words are {reading.verdict}"
@@ -644,6 +646,16 @@ class Ingester:
             return False
         tally.forwarded += 1
         return True
+
+
+def _answering(
+    evidence: changes.Evidence, person: changes.Person, goal: str, incoming: Incoming, reading: Reading
+) -> changes.Evidence:
+    """Keep the reply's own words (quotes and signature cut) as the answer to the goal's question."""
+    ask = person.program.goal(goal).ask
+    if ask is None:
+        return evidence
+    return replace(evidence, answer=answers.from_reply(incoming.new_text, ask, reading.said))
 
 
 def own_links(base_url: str) -> tuple[str, ...]:

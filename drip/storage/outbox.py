@@ -111,6 +111,8 @@ def _payload(event: StoredEvent, kind: str, cohort: Any, person: Any) -> dict[st
         payload["goal"] = {"key": event.goal, "title": _title(cohort.program_path, event.goal)}
     if kind == "goal.completed":
         payload["via"] = data.get("via")
+        if data.get("answer"):
+            payload["answer"] = data["answer"]  # plain text: a receiver shows it escaped, as drip does
     elif kind == "goal.overdue":
         payload["deadline"] = data.get("deadline")
     elif kind == "participant.bounced":

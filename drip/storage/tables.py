@@ -166,6 +166,8 @@ class Goal(Base):
     snoozed_at: Mapped[dt.datetime | None]
     #: when drip noted the goal overdue; before deadline_at: not for the deadline it has now
     overdue_noted_at: Mapped[dt.datetime | None]
+    #: the participant's answer to the goal's question, given when it was done (also in its event)
+    answer: Mapped[str | None] = mapped_column(Text)
 
 
 class Delivery(Base):

@@ -101,6 +101,21 @@ def site() -> Site:
 
 
 @dataclass(frozen=True)
+class Question:
+    """The one optional field above a page's button: a goal's question (program.toml ``ask``)."""
+
+    label: str
+    #: "text" (a few lines) or "url" (one line, a web address)
+    kind: str
+    limit: int
+    #: the word after the label that says it may be left empty
+    optional: str
+    #: what was typed, shown again with ``error`` when it could not be kept
+    value: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Page:
     """One page for a participant: a heading, a few sentences, and at most one button."""
 
@@ -114,6 +129,7 @@ class Page:
     status: int = 200
     #: the page's language, a BCP 47 tag
     language: str = "en"
+    question: Question | None = None
 
 
 def render(page: Page) -> tuple[str, int]:

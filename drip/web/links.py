@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 
 from drip import changes
 from drip.changes import Person
+from drip.core import answers
 from drip.core.errors import CohortError, StoreBusy
 from drip.core.languages import (
     DEFAULT_LANGUAGE,
@@ -44,7 +45,7 @@ from drip.core.states import GoalStatus, ParticipantStatus
 from drip.core.tokens import Action, Claim, TokenError, TokenExpired, read_token
 from drip.storage.records import StoredGoal
 from drip.web import spool
-from drip.web.context import Page, render, site
+from drip.web.context import Page, Question, render, site
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,13 @@ def _ask(action: Action, token: str) -> tuple[str, int]:
 def _act(action: Action, token: str) -> Any:
     here = site()
     agent = request.headers.get("User-Agent", "")[:MAX_AGENT]
-    evidence = changes.Evidence("link", ip=request.remote_addr, user_agent=agent)
+    answer: str | None = None
+    if action is Action.DONE and request.form.get("answer", "").strip():
+        given = _answer(token, request.form["answer"])
+        if isinstance(given, Page):
+            return render(given)  # typed but not kept: asked again, nothing recorded
+        answer = given
+    evidence = changes.Evidence("link", ip=request.remote_addr, user_agent=agent, answer=answer)
 
     def change(conn: Connection) -> Page:
         claim, person, key = _claimed(conn, token, action)
@@ -116,7 +123,9 @@ def _act(action: Action, token: str) -> Any:
         here.busy.trip()
         with here.database.store().reading() as conn:
             claim = read_token(here.database.keys(conn), token, action, moment.date())
-        kept = spool.Click(action.value, claim.object_id, moment.isoformat(), request.remote_addr, agent)
+        kept = spool.Click(
+            action.value, claim.object_id, moment.isoformat(), request.remote_addr, agent, answer
+        )
         spool.keep(here.spool, kept)
         logger.warning("the database is busy: a click (%s) is kept and will be recorded shortly", action.name)
         language = request.accept_languages.best_match(SHIPPED_LANGUAGES) or DEFAULT_LANGUAGE
@@ -134,6 +143,22 @@ def _act(action: Action, token: str) -> Any:
     if spool.waiting(here.spool):
         spool.replay(here.database.store(), here.spool)  # clicks kept while it was busy go first chance
     return render(page)
+
+
+def _answer(token: str, typed: str) -> str | Page | None:
+    """Return the answer to keep with a goal marked done, or its page asked again with what to fix."""
+    here = site()
+    with here.database.store().reading() as conn:
+        _, person, key = _claimed(conn, token, Action.DONE)
+    ask = person.program.goal(key).ask if key is not None else None
+    if ask is None or key is None or person.goals[key].status is not GoalStatus.OPEN:
+        return None  # no question (or nothing to record): the field is not the goal's
+    try:
+        return answers.clean(typed, ask)
+    except answers.AnswerError as exc:
+        say = _Words.of(person)
+        again = _question(person, key, typed[: ask.limit * 2], say(exc.template, **exc.values))
+        return replace(_ask_done(person, key, here.now()), question=again, status=422)
 
 
 def _bad_token(error: TokenError) -> tuple[str, int]:
@@ -184,7 +209,11 @@ class _Words:
         return long_date(day, self.language)
 
     def title(self, key: str) -> str:
-        return _program_strings(str(self.person.program.path), self.language).get(self.person.title(key))
+        return self.program(self.person.title(key))
+
+    def program(self, text: str) -> str:
+        """Return the program's own ``text`` (a goal's title or question) in this page's language."""
+        return _program_strings(str(self.person.program.path), self.language).get(text)
 
     def page(self, title: str, paragraphs: list[str], **more: Any) -> Page:
         return Page(title, paragraphs, program=self.person.cohort.name, language=self.language, **more)
@@ -217,7 +246,17 @@ def _ask_done(person: Person, key: str | None, now: dt.datetime) -> Page:
         [say("“{title}”", title=say.title(key)), say("Due {date}.", date=say.date(goal.deadline))],
         button=say("Yes, mark it done"),
         note=say("Not yet? Close this page: nothing has been recorded."),
+        question=_question(person, key),
     )
+
+
+def _question(person: Person, key: str, value: str = "", error: str = "") -> Question | None:
+    """The goal's question as the done page asks it, optional, in the participant's language."""
+    ask = person.program.goal(key).ask
+    if ask is None:
+        return None
+    say = _Words.of(person)
+    return Question(say.program(ask.question), ask.kind.value, ask.limit, say("(optional)"), value, error)
 
 
 def _already_done(person: Person, key: str) -> Page:

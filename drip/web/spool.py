@@ -47,6 +47,8 @@ class Click:
     at: str
     ip: str | None = None
     user_agent: str | None = None
+    #: the answer to the goal's question, already checked, for a goal marked done
+    answer: str | None = None
 
     @property
     def moment(self) -> dt.datetime:
@@ -111,7 +113,9 @@ def replay(db: Store, folder: Path) -> int:
 
 def apply(conn: Connection, click: Click) -> None:
     """Do what a click asked, dated when it was made."""
-    evidence = changes.Evidence("link", ip=click.ip, user_agent=click.user_agent, label="kept while busy")
+    evidence = changes.Evidence(
+        "link", ip=click.ip, user_agent=click.user_agent, label="kept while busy", answer=click.answer
+    )
     claim = Claim(Action(click.action), click.object_id, None)
     found = changes.person_of(conn, claim)
     if found is None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from conftest import EMAILS, CohortFactory, SMTPServer, _free_port
 from drip.config import load_settings
@@ -106,3 +107,43 @@ def test_done_from_a_phone_stops_the_reminders(site: tuple) -> None:
     assert "short-done" in received
     assert not {"short-reminder", "short-due", "short-overdue"} & set(received)
     assert {"short-reminder", "short-due"} <= set(steps_received(smtp_server, "ben@example.com"))
+
+
+def test_the_goals_question_on_a_phone_is_optional_asked_again_when_wrong_and_kept(
+    site: tuple, browser
+) -> None:
+    _, smtp_server = site
+    kickoff = next(
+        m.message
+        for m in smtp_server.messages
+        if m.recipients[0] == "ben@example.com" and m.message["X-Drip-Step"] == "short-kickoff"
+    )
+    done_link = re.search(
+        r'href="(http://127\.0\.0\.1:\d+/done/[a-z0-9]+)"', kickoff.get_body(("html",)).get_content()
+    )
+    page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    page.goto(done_link.group(1))
+    field = page.get_by_label("Your LinkedIn profile's address (optional)")
+    box = field.bounding_box()
+    assert box is not None and box["height"] >= 44 and box["width"] >= 300, "easy to tap and type in"
+    assert field.get_attribute("inputmode") == "url"
+
+    field.fill("javascript:alert(document.cookie)")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Yes, mark it done").tap()
+    assert "starts with https://" in page.get_by_role("alert").inner_text()
+    field = page.get_by_label("Your LinkedIn profile's address (optional)")
+    assert field.input_value() == "javascript:alert(document.cookie)", "what was typed is kept to fix"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    field.fill("linkedin.com/in/ben-ito")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Yes, mark it done").tap()
+    assert page.get_by_role("heading").inner_text() == "Thank you, Ben"
+    page.close()
+    with site[0].db.reading() as conn:
+        kept = conn.execute(
+            text("SELECT g.answer FROM goals g JOIN participants p ON p.id = g.participant_id "
+                 "WHERE p.email = 'ben@example.com' AND g.goal = 'short'")
+        ).scalar_one()  # fmt: skip
+    assert kept == "https://linkedin.com/in/ben-ito"
