@@ -22,10 +22,10 @@ from sqlalchemy import Connection, func, select, update
 
 from drip.core.errors import DripError
 from drip.core.plan import Timing, goal_dates, local_day
-from drip.core.program import Program, program_at
+from drip.core.program import Program, Step, program_at
 from drip.core.replan import PARTICIPANT_REMOVED, Changes, replan
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
-from drip.core.tokens import Action, Claim
+from drip.core.tokens import Action, Claim, read_answer_object
 from drip.core.values import email_key, first_name
 from drip.storage import store
 from drip.storage.plainsql import Plain
@@ -74,6 +74,8 @@ class Evidence:
     rule: str | None = None
     #: the participant's answer to the goal's question (``drip.core.answers``), kept with the event
     answer: str | None = None
+    #: for a check-in answered by reply: the reply's own words, as the event keeps them
+    excerpt: str | None = None
 
     def data(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -198,12 +200,36 @@ def _person(sql: Plain, row: tuple[Any, ...]) -> Person:
     )
 
 
+_SENT_TO = "SELECT participant_id, step FROM deliveries WHERE id = ? AND sent_at IS NOT NULL"
+
+
 def person_of(conn: Connection, claim: Claim) -> tuple[Person, str | None] | None:
-    """Return whom a genuine link's token is about, and the goal for a goal's link; None if gone."""
+    """Return whom a genuine link's token is about, and the goal for a goal's link (for an answer's,
+    the step of the email it answers); None if gone."""
+    if claim.action is Action.ANSWER:
+        delivery_id, _ = read_answer_object(claim.object_id)
+        rows = Plain(conn).rows(_SENT_TO, (delivery_id,))
+        person = person_by_id(conn, rows[0][0]) if rows else None
+        return None if person is None else (person, rows[0][1])
     if not claim.action.on_goal:
         person = person_by_id(conn, claim.object_id)
         return None if person is None else (person, None)
     return person_by_goal(conn, claim.object_id)
+
+
+def chosen(person: Person, step_key: str, claim: Claim) -> tuple[Step, str]:
+    """Return the check-in an answer link is for and the answer it gives, as the program stands."""
+    step = check_in_step(person.program, step_key)
+    _, index = read_answer_object(claim.object_id)
+    if step is None or step.choices is None or index >= len(step.choices.keys):
+        raise ActionError(f"{step_key} no longer asks this question: the program was changed")
+    return step, step.choices.keys[index]
+
+
+def check_in_step(program: Program, step_key: str) -> Step | None:
+    """Return the step (an occurrence, for a repeating step) that ``step_key`` names, or None."""
+    found = program.occurrence_of(step_key)
+    return found[0].nth(found[1], found[1]) if found is not None else program.step(step_key)
 
 
 def act(
@@ -212,7 +238,10 @@ def act(
     """Do what a link's action means, for the link pages, kept clicks and unsubscribe replies alike."""
     if claim.action is Action.UNSUBSCRIBE:
         return unsubscribe(conn, person, now, evidence)
-    assert key is not None, "a goal's link names its goal"
+    assert key is not None, "a goal's link names its goal, an answer's its email's step"
+    if claim.action is Action.ANSWER:
+        step, choice = chosen(person, key, claim)
+        return answer(conn, person, step.key, choice, read_answer_object(claim.object_id)[0], now, evidence)
     change = {Action.DONE: complete, Action.SNOOZE: snooze, Action.REOPEN: reopen}[claim.action]
     return change(conn, person, key, now, evidence)
 
@@ -329,6 +358,88 @@ def _described(event: Any) -> str:
     if data.get("rule"):
         said += f", {data['rule']}"
     return said
+
+
+# --- check-ins ----------------------------------------------------------------------
+
+
+_ANSWER_OF = "SELECT answer, answered_at, via FROM check_ins WHERE participant_id = ? AND step = ?"
+_ANSWER_NEW = (
+    "INSERT INTO check_ins (cohort_id, participant_id, step, delivery_id, answer, answered_at, via) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_ANSWER_AGAIN = (
+    "UPDATE check_ins SET answer = ?, answered_at = ?, via = ?, delivery_id = ? WHERE participant_id = ? "
+    "AND step = ?"
+)
+
+
+@dataclass(frozen=True)
+class Given:
+    """A participant's answer to one check-in, as it stands."""
+
+    answer: str
+    at: dt.datetime
+    via: str
+
+
+def sent_at(conn: Connection, delivery_id: int) -> dt.datetime | None:
+    """Return when the email ``delivery_id`` went out, or None."""
+    sql = Plain(conn)
+    rows = sql.rows("SELECT sent_at FROM deliveries WHERE id = ?", (delivery_id,))
+    return sql.read_instant(rows[0][0]) if rows else None
+
+
+def given(conn: Connection, person: Person, step: str) -> Given | None:
+    """Return the participant's answer to check-in ``step`` (an occurrence's key), or None."""
+    sql = Plain(conn)
+    rows = sql.rows(_ANSWER_OF, (person.id, step))
+    if not rows:
+        return None
+    answer, at, via = rows[0]
+    instant = sql.read_instant(at)
+    assert instant is not None
+    return Given(answer, instant, via)
+
+
+def answer(
+    conn: Connection,
+    person: Person,
+    step: str,
+    choice: str,
+    delivery_id: int,
+    now: dt.datetime,
+    evidence: Evidence,
+) -> Outcome:
+    """Record ``choice`` as the participant's answer to check-in ``step``; a later answer replaces an
+    earlier one, and the event log keeps both. Answering plans and cancels nothing."""
+    if person.status is ParticipantStatus.REMOVED:
+        raise ActionError(f"{person.email} was removed from {person.cohort.slug!r}; nothing is recorded")
+    before = given(conn, person, step)
+    if before is not None and before.answer == choice:
+        said = (
+            f"{person.email}: {step} was already answered {choice} ({before.at:%Y-%m-%d}, via {before.via})."
+        )
+        return Outcome(person, False, said)
+    sql = Plain(conn)
+    if before is None:
+        values = (person.cohort.id, person.id, step, delivery_id, choice, sql.instant(now), evidence.via)
+        sql.run(_ANSWER_NEW, values)
+    else:
+        sql.run(_ANSWER_AGAIN, (choice, sql.instant(now), evidence.via, delivery_id, person.id, step))
+    data = {**_attested(evidence, {}, None, now), "step": step, "answer": choice}
+    if before is not None:
+        data["replaced"] = before.answer
+    store.append_events(
+        conn,
+        [
+            StoredEvent(
+                person.cohort.id, EventKind.ANSWERED, now, person.id, delivery_id=delivery_id, data=data
+            )
+        ],
+    )
+    replaced = f" (was {before.answer})" if before is not None else ""
+    return Outcome(person, True, f"{person.email}: {step} answered {choice}{replaced} via {evidence.via}.")
 
 
 def snooze(conn: Connection, person: Person, key: str, now: dt.datetime, evidence: Evidence) -> Outcome:

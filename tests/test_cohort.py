@@ -367,6 +367,29 @@ def test_cohort_toml_mistakes_name_the_field(
     assert message in problem.message
 
 
+def test_link_answers_is_off_unless_the_owner_opts_in(make_cohort: CohortFactory) -> None:
+    from drip.storage.records import CohortSettings
+
+    assert load(make_cohort()).link_answers is False
+    cohort = load(make_cohort(extra_toml="link_answers = true\n"))
+    assert cohort.link_answers is True and cohort.stored().settings.link_answers is True
+    kept = cohort.stored().settings.to_json()
+    assert CohortSettings.from_json(kept).link_answers is True
+    del kept["link_answers"]
+    assert CohortSettings.from_json(kept).link_answers is False, "a cohort started before it shows text"
+
+
+@pytest.mark.parametrize("value", ['"true"', '"yes"', "1", "[true]"])
+def test_link_answers_must_be_true_or_false(make_cohort: CohortFactory, value: str) -> None:
+    folder = make_cohort(extra_toml=f"link_answers = {value}\n")
+    problem = only_problem(folder)
+    assert (problem.file, problem.key) == (str(folder / "cohort.toml"), "link_answers")
+    assert problem.line == len(COHORT_TOML.splitlines()) + 1
+    assert "must be true or false (without quotes)" in problem.message
+    assert "as links in the owners' report" in problem.message, "what each value does"
+    assert f"cohort.toml, line {problem.line}, link_answers: " in str(problem)
+
+
 def test_own_deadline_after_the_end(make_cohort: CohortFactory) -> None:
     folder = make_cohort(
         "email,name,long_deadline\nana@example.com,Ana,2027-05-10\n", extra_toml="end = 2027-05-01\n"

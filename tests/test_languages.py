@@ -202,7 +202,7 @@ def test_every_shipped_language_has_every_step_with_the_same_logic(language: str
 @pytest.mark.parametrize("language", [tag for tag in SHIPPED_LANGUAGES if tag != "en"])
 def test_every_fixed_string_the_program_and_drip_use_is_translated(language: str) -> None:
     program = load_strings(PROGRAM, language)
-    wanted = fixed_strings(PROGRAM) | load_cohort_program().goal_texts
+    wanted = fixed_strings(PROGRAM) | load_cohort_program().reader_texts
     assert sorted(wanted - set(program.table)) == []
     # the titles keep the stage name before an ASCII colon: the escalation names the stage by it
     for goal in load_cohort_program().goals:

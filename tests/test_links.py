@@ -12,18 +12,26 @@ from html import unescape
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from conftest import EMAILS, CohortFactory, SMTPServer
 from drip.config import load_settings
-from drip.core.tokens import Action, make_token
+from drip.core.tokens import Action, answer_object, make_token
 from drip.launch import enrol
 from drip.launch.cohort import load_cohort
 from drip.sending.dispatcher import Dispatcher
 from drip.sending.transport import open_transport
 from drip.storage import keyring
 from drip.storage.keyring import signing_keys
-from drip.storage.store import Store, delivery_table, event_table, goal_table, meta_table, participant_table
+from drip.storage.store import (
+    Store,
+    check_in_table,
+    delivery_table,
+    event_table,
+    goal_table,
+    meta_table,
+    participant_table,
+)
 from drip.web.app import create_app
 
 UTC = dt.UTC
@@ -73,7 +81,7 @@ def token(db: Store, action: Action, object_id: int, expires: dt.date | None = L
 
 def snapshot(db: Store) -> dict[str, list]:
     """Every row that a click could change."""
-    tables = (participant_table, goal_table, delivery_table, event_table, meta_table)
+    tables = (participant_table, goal_table, delivery_table, event_table, meta_table, check_in_table)
     with db.reading() as conn:
         return {
             table.name: sorted(map(tuple, conn.execute(select(table)).all()), key=repr) for table in tables
@@ -556,6 +564,21 @@ def test_every_link_an_email_carries_opens_its_page_and_only_the_button_acts(
         keys = signing_keys(load_settings(environ={}), conn)
     links = Links("https://drip.example.com", tuple(keys), "comms@example.com", LINK_END)
     target = goals["short"] if action.on_goal else person
+    if action is Action.ANSWER:  # a check-in's first answer, once its email went out
+        with started.transaction() as conn:
+            check_in = conn.execute(
+                select(delivery_table.c.id).where(
+                    delivery_table.c.participant_id == person, delivery_table.c.step == "sustain-1"
+                )
+            ).scalar_one()
+            conn.execute(
+                update(delivery_table)
+                .where(delivery_table.c.id == check_in)
+                .values(
+                    status="sent", sent_at=CLICKED - dt.timedelta(days=1), message_id="<drip.1.t@example.com>"
+                )
+            )
+        target = answer_object(check_in, 0)
     url = links.url(action, target)
     assert url.startswith(f"https://drip.example.com/{action.path}/")
     path = url.removeprefix("https://drip.example.com")

@@ -41,7 +41,7 @@ def test_shipped_program() -> None:
     assert program.goal("mid").opens == Anchor(AnchorKind.DEADLINE, "short")
     assert program.goal("short").ask == Ask("Your LinkedIn profile's address", AnswerKind.URL, 280)
     assert program.goal("mid").ask == Ask("Which five voices did you pick?", AnswerKind.TEXT, 280)
-    assert program.goal("long").ask is not None and "Which five voices did you pick?" in program.goal_texts
+    assert program.goal("long").ask is not None and "Which five voices did you pick?" in program.reader_texts
     assert program.ends == Anchor(AnchorKind.DEADLINE, "long", 26 * 7)
     sustain = program.step("sustain")
     assert sustain is not None and sustain.template == "sustain"
@@ -334,6 +334,70 @@ def assert_refused(program_copy: Path, old: str, new: str, message: str, locatio
     ],
 )
 def test_repeating_step_errors_name_the_file_line_step_and_fix(
+    program_copy: Path, old: str, new: str, message: str, location: str
+) -> None:
+    assert_refused(program_copy, old, new, message, location)
+
+
+def test_the_shipped_check_in_offers_two_answers_with_labels() -> None:
+    step = load_program(PROGRAM).step("sustain")
+    assert step is not None and step.choices is not None
+    assert step.choices.keys == ("shared", "not_shared") and step.choices.attention == "not_shared"
+    assert step.choices.labels == ("Yes, I shared something", "Not this month")
+    assert step.choices.yes_no == ("shared", "not_shared")
+    assert {"Yes, I shared something", "Not this month"} <= load_program(PROGRAM).reader_texts
+
+
+def test_an_answer_without_a_label_reads_as_its_words(program_copy: Path) -> None:
+    edit(
+        program_copy,
+        'answer_labels = { shared = "Yes, I shared something", not_shared = "Not this month" }\n',
+        "",
+    )
+    step = load_program(program_copy).step("sustain")
+    assert step is not None and step.choices is not None
+    assert step.choices.labels == ("Shared", "Not shared")
+
+
+ANSWERS = 'answers = ["shared", "not_shared"]'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message", "location"),
+    [
+        (ANSWERS, 'answers = ["shared"]', "2 to 6 keys in quotes", "steps[21].answers"),
+        (ANSWERS, 'answers = "shared"', "2 to 6 keys in quotes", "steps[21].answers"),
+        (ANSWERS, 'answers = ["a", "b", "c", "d", "e", "f", "g"]', "2 to 6 keys", "steps[21].answers"),
+        (ANSWERS, 'answers = ["Shared!", "not_shared"]', "'Shared!' is not a key", "steps[21].answers"),
+        (ANSWERS, 'answers = ["shared", "shared"]', "a key is repeated", "steps[21].answers"),
+        (
+            'attention = "not_shared"',
+            'attention = "nope"',
+            "attention must be one of answers (shared, not_shared), not 'nope'",
+            "steps[21].attention",
+        ),
+        (
+            'not_shared = "Not this month" }',
+            'not_shared = "Not this month", later = "Later" }',
+            "answer_labels names 'later', which is not one of answers",
+            "steps[21].answer_labels.later",
+        ),
+        (
+            'not_shared = "Not this month" }',
+            'not_shared = "" }',
+            "the label of 'not_shared' must be a string of 1 to 80 characters",
+            "steps[21].answer_labels.not_shared",
+        ),
+        (ANSWERS + "\n", "", "attention goes with answers", "steps[21].attention"),
+        (
+            'key = "mid-escalation"',
+            'key = "mid-escalation"\nanswers = ["yes", "no"]',
+            "answers are the participant's to give; this step goes to the owners",
+            "steps[12].answers",
+        ),
+    ],
+)
+def test_check_in_answer_errors_name_the_file_line_step_and_fix(
     program_copy: Path, old: str, new: str, message: str, location: str
 ) -> None:
     assert_refused(program_copy, old, new, message, location)

@@ -17,12 +17,12 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from drip.core import ics
-from drip.core.languages import Strings, own_strings
+from drip.core.languages import DEFAULT_LANGUAGE, Strings, own_strings
 from drip.core.mime import AUTO_RESPONSE_SUPPRESS, Attachment, Mailbox, Message, compose, phrase
 from drip.core.plan import GoalDates, Timing, goal_dates
 from drip.core.program import AnchorKind, Audience, Program, Step
 from drip.core.render import Rendered, Templates
-from drip.core.tokens import Action, make_token, message_tag, thread_index
+from drip.core.tokens import Action, answer_object, make_token, message_tag, thread_index
 from drip.core.values import Address, InvalidValue, check_header_safe, first_name
 
 #: goal links keep working this long after the cohort's last day
@@ -99,7 +99,7 @@ class Links:
 
     def url(self, action: Action, object_id: int) -> str:
         """The signed link to ``action``'s page for a goal (or, to unsubscribe, a participant)."""
-        expires = self.expires if action.on_goal else None  # unsubscribing never expires
+        expires = None if action is Action.UNSUBSCRIBE else self.expires  # unsubscribing never expires
         return f"{self.base_url}/{action.path}/{self._token(action, object_id, expires)}"
 
     # What templates call:
@@ -115,6 +115,10 @@ class Links:
 
     def unsubscribe_url(self, recipient: Recipient) -> str:
         return self.url(Action.UNSUBSCRIBE, recipient.id)
+
+    def answer_url(self, delivery_id: int, choice: int) -> str:
+        """The signed link that gives answer number ``choice`` (from 0) to the email ``delivery_id``."""
+        return self.url(Action.ANSWER, answer_object(delivery_id, choice))
 
     def _mailto(self, token: str, subject: str) -> str:
         """Return a mailto: the token plus-addressed, or in the subject if the address would grow too long."""
@@ -154,9 +158,11 @@ def context(
     when: dt.datetime,
     links: Links,
     strings: Strings | None = None,
+    delivery_id: int = 0,
 ) -> dict[str, Any]:
     """Return what a step's templates may use; see the README for each name."""
-    return step_context(base_context(cohort, recipient, when, links, strings), step)
+    base = base_context(cohort, recipient, when, links, strings)
+    return step_context(base, step, choices_context(step, links, delivery_id, strings))
 
 
 def base_context(
@@ -202,8 +208,34 @@ def base_context(
     }
 
 
-def step_context(base: dict[str, Any], step: Step) -> dict[str, Any]:
-    """Add the step's own goal, and the one after it, to a participant's base context."""
+def choices_context(
+    step: Step, links: Links, delivery_id: int, strings: Strings | None = None
+) -> list[dict[str, str]]:
+    """Return the answers ``step``'s email offers: each one's key, label (in the email's language)
+    and signed link, in the order program.toml declares them; none for a step that asks nothing."""
+    if step.choices is None:
+        return []
+    said = strings or Strings(DEFAULT_LANGUAGE)
+    return [
+        {"key": key, "label": said.get(label), "url": links.answer_url(delivery_id, index)}
+        for index, (key, label) in enumerate(zip(step.choices.keys, step.choices.labels, strict=True))
+    ]
+
+
+def step_context(
+    base: dict[str, Any], step: Step, answers: Sequence[Mapping[str, str]] = ()
+) -> dict[str, Any]:
+    """Add the step's own goal, the one after it, and its answers, to a participant's base context."""
+    by_key = {answer["key"]: answer["url"] for answer in answers}
+
+    def answer_url(key: str) -> str:
+        if key not in by_key:
+            offered = ", ".join(by_key) or "none: add answers to the step in program.toml"
+            raise InvalidValue(
+                f"answer_url({key!r}): {step.key} offers no such answer (its answers: {offered})"
+            )
+        return by_key[key]
+
     goals = base["goals"]
     index = next((i for i, goal in enumerate(goals) if goal["key"] == step.goal), None)
     current = goals[index] if index is not None else None
@@ -221,6 +253,9 @@ def step_context(base: dict[str, Any], step: Step) -> dict[str, Any]:
         # Which occurrence of a repeating step this is, from 1, and of how many; None otherwise.
         "occurrence": step.occurrence,
         "occurrences": step.occurrences,
+        # a check-in's answers, each {key, label, url}; answer_url(key) is one of their links
+        "answers": list(answers),
+        "answer_url": answer_url,
     }
 
 
@@ -264,7 +299,9 @@ def build(
     """
     reader = cohort.language_for(step, recipient)
     strings = templates.strings(templates.choose(step.template, reader).language)
-    rendered = templates.render(step.template, context(cohort, recipient, step, when, links, strings), reader)
+    number = int(delivery_id) if delivery_id.isdigit() else 0  # a preview's id is not a delivery's
+    values = context(cohort, recipient, step, when, links, strings, number)
+    rendered = templates.render(step.template, values, reader)
     check_subject(rendered.subject, recipient)
     subject = TEST_PREFIX + rendered.subject if test else rendered.subject
     domain = Address(cohort.sender.address).ascii_domain  # IDNA, for the Message-ID

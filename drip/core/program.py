@@ -155,6 +155,38 @@ class Ask:
     limit: int = DEFAULT_ANSWER_LIMIT
 
 
+#: the most answers one step may offer: each is a link of its own, and a choice fits in a token's 4 bits
+MAX_CHOICES = 6
+CHOICE_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The answers a step's email offers, each a one-tap signed link (program.toml ``answers``).
+
+    ``labels`` are what readers see, translated like goal titles. A reply saying plainly "yes" is
+    read as the first answer and one saying "no" as the second, when there are two.
+    """
+
+    keys: tuple[str, ...]
+    labels: tuple[str, ...]
+    #: owners hear in the digest of a participant who gives this answer twice in a row
+    attention: str | None = None
+
+    def label(self, key: str) -> str:
+        return self.labels[self.keys.index(key)]
+
+    @property
+    def yes_no(self) -> tuple[str, str] | None:
+        """The answers a plain "yes" and a plain "no" stand for, or None when there are more than two."""
+        return (self.keys[0], self.keys[1]) if len(self.keys) == 2 else None
+
+
+def humane(key: str) -> str:
+    """Return a key as words, for an answer without a label: "not_shared" -> "Not shared"."""
+    return key.replace("_", " ").capitalize()
+
+
 @dataclass(frozen=True)
 class Goal:
     key: str
@@ -192,6 +224,8 @@ class Step:
     occurrences: int | None = None
     #: whom the email goes to
     to: Audience = Audience.PARTICIPANT
+    #: the answers its email offers as links (a check-in), or None
+    choices: Choices | None = None
 
     @property
     def waits_for_completion(self) -> bool:
@@ -241,15 +275,16 @@ class Program:
         return next(goal for goal in self.goals if goal.key == key)
 
     @property
-    def goal_texts(self) -> set[str]:
-        """Return the goals' words a reader sees (titles, descriptions, questions): what strings files
-        translate besides the templates' own."""
-        return {
+    def reader_texts(self) -> set[str]:
+        """Return the program's own words a reader sees (goals' titles, descriptions and questions,
+        answers' labels): what strings files translate besides the templates' own."""
+        goals = {
             text
             for goal in self.goals
             for text in (goal.title, goal.description, goal.ask.question if goal.ask else "")
             if text
         }
+        return goals | {label for step in self.steps if step.choices for label in step.choices.labels}
 
     def step(self, key: str) -> Step | None:
         """Return the step declared as ``key`` (a repeating one as declared), or None."""
@@ -569,7 +604,7 @@ class _ProgramLoader:
 
     def steps(self, raw: object, goal_keys: list[str]) -> list[Step]:
         steps: list[Step] = []
-        fields = {"key", "goal", "at", "template", "late", "every", "until", "to"}
+        fields = {"key", "goal", "at", "template", "late", "every", "until", "to"} | _CHOICE_FIELDS
         for index, (item, where, line, key) in enumerate(self.entries(raw, "step", fields, KEY_PATTERN)):
             self.places.setdefault(key, (where, line))
             anchor = self.anchor(item.get("at"), f"{where}at", goal_keys, line)
@@ -614,6 +649,7 @@ class _ProgramLoader:
                         index,
                         repeat,
                         to=Audience(audience),
+                        choices=self.choices(item, where, line, Audience(audience)),
                     )
                 )
         self.check_occurrence_keys(steps)
@@ -675,6 +711,69 @@ class _ProgramLoader:
                 return None
         return Repeat(every, until) if every is not None else None
 
+    def choices(self, item: dict[str, Any], where: str, line: int | None, to: Audience) -> Choices | None:
+        """Return the answers a step offers (``answers``, ``answer_labels``, ``attention``), or None."""
+        if "answers" not in item:
+            for key in sorted(_CHOICE_FIELDS & set(item)):
+                self.problem(
+                    f'{key} goes with answers: add answers = ["yes", "no"], or remove {key}',
+                    where + key,
+                    line,
+                )
+            return None
+        keys = item["answers"]
+        fix = f'write answers as 2 to {MAX_CHOICES} keys in quotes, e.g. ["shared", "not_shared"]'
+        if not isinstance(keys, list) or not 2 <= len(keys) <= MAX_CHOICES:
+            self.problem(f"{fix}, not {keys!r}", f"{where}answers", line)
+            return None
+        bad = [key for key in keys if not isinstance(key, str) or not CHOICE_KEY_PATTERN.match(key)]
+        if bad or len(set(keys)) < len(keys):
+            why = (
+                f"{bad[0]!r} is not a key of lower-case letters, digits and _" if bad else "a key is repeated"
+            )
+            self.problem(f"{why}; {fix}", f"{where}answers", line)
+            return None
+        if to is not Audience.PARTICIPANT:
+            self.problem(
+                f"answers are the participant's to give; this step goes to the {to}: remove answers",
+                f"{where}answers",
+                line,
+            )
+        labels = item.get("answer_labels", {})
+        if not isinstance(labels, dict):
+            self.problem(
+                'write answer_labels as a table, e.g. { shared = "Yes, I shared something" }',
+                f"{where}answer_labels",
+                line,
+            )
+            labels = {}
+        for key, label in labels.items():
+            if key not in keys:
+                self.problem(
+                    f"answer_labels names {key!r}, which is not one of answers ({', '.join(keys)})",
+                    f"{where}answer_labels.{key}",
+                    line,
+                )
+            elif not isinstance(label, str) or not label.strip() or len(label) > 80:
+                self.problem(
+                    f"the label of {key!r} must be a string of 1 to 80 characters",
+                    f"{where}answer_labels.{key}",
+                    line,
+                )
+        attention = item.get("attention")
+        if attention is not None and attention not in keys:
+            self.problem(
+                f"attention must be one of answers ({', '.join(keys)}), not {attention!r}",
+                f"{where}attention",
+                line,
+            )
+            attention = None
+        said = [
+            labels[key].strip() if isinstance(labels.get(key), str) and labels[key].strip() else humane(key)
+            for key in keys
+        ]
+        return Choices(tuple(keys), tuple(label[:80] for label in said), attention)
+
     def check_occurrence_keys(self, steps: list[Step]) -> None:
         """Refuse a step key that an occurrence of a repeating step would also have."""
         for repeating in (step for step in steps if step.repeat is not None):
@@ -728,6 +827,7 @@ class _ProgramLoader:
 
 
 _FIXED_KINDS = frozenset({AnchorKind.START, AnchorKind.OPENS, AnchorKind.DEADLINE})
+_CHOICE_FIELDS = {"answers", "answer_labels", "attention"}
 
 
 #: any day: the program's defaults are counted in days from a start, and this stands for it

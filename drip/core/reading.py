@@ -22,10 +22,13 @@ from drip.core import quotes, wording
 from drip.core.bounces import Bounce, read_bounce
 from drip.core.errors import DripError
 from drip.core.quotes import Cut
+from drip.core.tokens import TOKEN_LENGTH
 from drip.core.wording import Reading, Verdict
 
-_TOKEN_IN_SUBJECT = re.compile(r"\[([a-z2-7]{34})\]", re.IGNORECASE)
-_PLUS_TOKEN = re.compile(r"^[^@+]+\+([a-z2-7]{34})@", re.IGNORECASE)
+#: a token in a subject, as a "reply done" link writes it when the address would grow too long
+TOKEN_IN_SUBJECT = re.compile(rf"\[([a-z2-7]{{{TOKEN_LENGTH}}})\]", re.IGNORECASE)
+#: a token as the plus part of an address: comms+TOKEN@...
+PLUS_TOKEN = re.compile(rf"^[^@+]+\+([a-z2-7]{{{TOKEN_LENGTH}}})@", re.IGNORECASE)
 _MESSAGE_IDS = re.compile(r"<[^<>\s]+>")
 
 
@@ -175,10 +178,10 @@ def _tokens(headers: _Headers, subject: str) -> tuple[str, ...]:
     values = [value for name in names for value in headers.all(name)]
     plus_addressed = any("+" in value for value in values)
     for _, address in getaddresses(values) if plus_addressed else ():
-        match = _PLUS_TOKEN.match(address.strip())
+        match = PLUS_TOKEN.match(address.strip())
         if match:
             found.append(match.group(1).lower())
-    found += [token.lower() for token in _TOKEN_IN_SUBJECT.findall(subject)]
+    found += [token.lower() for token in TOKEN_IN_SUBJECT.findall(subject)]
     return tuple(dict.fromkeys(found))
 
 

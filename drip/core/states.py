@@ -119,6 +119,8 @@ class EventKind(StrEnum):
     COHORT_FINISHED = "cohort_finished"
     WAIVED = "waived"
     REOPENED = "reopened"
+    #: a check-in answered (data: the step, the answer, and the answer it replaced, if any)
+    ANSWERED = "answered"
     EXTENDED = "extended"
     PAUSED = "paused"
     RESUMED = "resumed"

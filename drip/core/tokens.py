@@ -54,6 +54,8 @@ class Action(StrEnum):
     UNSUBSCRIBE = "u"
     #: take back a goal recorded done from a reply ("Not right? Reopen")
     REOPEN = "r"
+    #: give one of a check-in's answers: the token names the email and the answer (``answer_object``)
+    ANSWER = "a"
 
     @property
     def path(self) -> str:
@@ -62,8 +64,8 @@ class Action(StrEnum):
 
     @property
     def on_goal(self) -> bool:
-        """Whether the token names a goal (else it names a participant)."""
-        return self is not Action.UNSUBSCRIBE
+        """Whether the token names a goal (else a participant, or for an answer an email)."""
+        return self in (Action.DONE, Action.SNOOZE, Action.REOPEN)
 
 
 _PATHS = {
@@ -71,7 +73,23 @@ _PATHS = {
     Action.SNOOZE: "snooze",
     Action.UNSUBSCRIBE: "unsubscribe",
     Action.REOPEN: "reopen",
+    Action.ANSWER: "answer",
 }
+
+#: the low bits of an answer token's object id: which of the email's answers (program.MAX_CHOICES fits)
+_CHOICE_BITS = 4
+
+
+def answer_object(delivery_id: int, choice: int) -> int:
+    """Return the object id an answer link signs: the email (a delivery's id) and the answer's index."""
+    if not 0 <= choice < 1 << _CHOICE_BITS:
+        raise ValueError(f"answer index {choice} does not fit in a token")
+    return delivery_id << _CHOICE_BITS | choice
+
+
+def read_answer_object(object_id: int) -> tuple[int, int]:
+    """Return the delivery id and the answer's index an answer token's object id names."""
+    return object_id >> _CHOICE_BITS, object_id & ((1 << _CHOICE_BITS) - 1)
 
 
 @dataclass(frozen=True)
@@ -79,7 +97,8 @@ class Claim:
     """What a genuine token allows."""
 
     action: Action
-    #: a goal row's id for done, snooze and reopen, a participant's id for unsubscribe
+    #: a goal row's id for done, snooze and reopen, a participant's id for unsubscribe, and for an
+    #: answer the email and the answer (``read_answer_object``)
     object_id: int
     #: last valid day (UTC), or None for a token that never expires
     expires: dt.date | None

@@ -57,6 +57,7 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KNOWN_FIELDS = {
     "name", "slug", "program", "start", "end", "timezone", "send_time", "skip_weekends",
     "sender", "reply_to", "owners", "goals", "roster", "skip_steps", "digest", "language", "webhooks",
+    "link_answers",
 }  # fmt: skip
 WEBHOOK_FIELDS = ("url", "events", "secret", "format")
 #: how a secret is named: the environment variable that holds it
@@ -90,6 +91,8 @@ class Cohort:
     language: str | None = None
     #: where events go (``[[webhooks]]``)
     webhooks: tuple[Webhook, ...] = ()
+    #: whether the owners' report shows web-address answers as links (else as text)
+    link_answers: bool = False
 
     def timing(self, participant: Participant) -> Timing:
         """Return what places this participant's steps in time."""
@@ -117,6 +120,7 @@ class Cohort:
             roster=str(self.roster_file),
             language=self.language,
             webhooks=self.webhooks,
+            link_answers=self.link_answers,
         )
         return StoredCohort(
             id=NOT_STORED,
@@ -288,6 +292,7 @@ class _CohortLoader:
         digest = self.value(data, "digest", _digest, DEFAULT_DIGEST)
         language = self.value(data, "language", lambda v: language_tag(_text(v)), None)
         webhooks = self.webhooks(data.get("webhooks", []))
+        link_answers = self.value(data, "link_answers", _link_answers, False)
         if "name" in data:
             self.value(data, "name", lambda v: check_header_safe(_text(v)))
         deadlines = self.deadlines(data.get("goals", {}), program, start)
@@ -330,6 +335,7 @@ class _CohortLoader:
             digest=digest,
             language=language,
             webhooks=webhooks,
+            link_answers=link_answers,
         )
         warnings = (
             *self.warnings,
@@ -447,7 +453,7 @@ def _language_warnings(cohort: Cohort) -> list[str]:
     if cohort.owners and any(step.to is Audience.OWNERS for step in program.steps):
         readers.setdefault(cohort.language or program.language, [])
     templates = Templates(program.path, program.language)
-    wanted = fixed_strings(program.path) | program.goal_texts
+    wanted = fixed_strings(program.path) | program.reader_texts
     steps = list(dict.fromkeys(step.template for step in program.steps))
     # the readers of one language (fr, fr-CA, fr-BE) are told about together: rows, and the emails they miss
     missing: dict[str, tuple[list[int], list[str], set[str]]] = {}
@@ -592,6 +598,15 @@ def _slug(value: object) -> str:
 def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise InvalidValue(f"{value!r} must be true or false (without quotes)")
+    return value
+
+
+def _link_answers(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidValue(
+            f"{value!r} must be true or false (without quotes): true shows the web addresses "
+            "participants gave as links in the owners' report, false (the default) as text"
+        )
     return value
 
 

@@ -1,31 +1,43 @@
 """The owners' documents: the cohort report (one self-contained HTML file) and the dashboard's pages.
 
 The templates live in drip/templates and are rendered in a sandboxed,
-autoescaping Jinja environment: names and replies come from participants, so
-nothing they wrote is ever markup. The chart is inline SVG drawn from
-coordinates computed here, and the timeline is drawn by ``timeline_svg``, so the
-report loads nothing from anywhere and reads, prints and zooms the same offline.
+autoescaping Jinja environment: names, replies and answers come from
+participants, so nothing they wrote is ever markup. The chart is inline SVG
+drawn from coordinates computed here, the check-ins' by ``sustain_chart`` and
+the timeline by ``timeline_svg``, so the report loads nothing from anywhere and
+reads, prints and zooms the same offline. It runs no script: it is also a file
+attached to the owners' digest, and the dashboard's policy allows none.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2 import PackageLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from drip.core.answers import AnswerError, web_address
 from drip.owners import timeline, timeline_svg
 from drip.owners.progress import Progress
+from drip.owners.sustain_chart import sustain_chart
+
+logger = logging.getLogger(__name__)
 
 #: line colours of the goals, in order; each has a 3:1 contrast or better on white and on the dark theme
 GOAL_COLOURS = ("#0a66c2", "#c2410c", "#15803d", "#7c3aed", "#be185d", "#0f766e")
 
-#: participants shown in the report's grid; a larger cohort's full list is ``drip export``'s job
+#: participants shown in the report's grid, and answers per goal; a larger cohort's are ``drip export``'s job
 GRID_LIMIT = 2000
+#: what a web-address answer may start with to be shown as a link, when the cohort allows links
+LINK_SCHEMES = ("http", "https")
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,72 @@ def completion_chart(progress: Progress) -> Chart:
     )
 
 
+@dataclass(frozen=True)
+class Said:
+    """One participant's answer to a goal's question, as "What they said" lists it."""
+
+    name: str
+    email: str
+    at: dt.datetime | None
+    #: plain text, shown escaped
+    text: str
+    #: where a link goes: the answer itself, when it is a web address and the cohort shows them as links
+    href: str | None = None
+
+
+@dataclass(frozen=True)
+class GoalAnswers:
+    key: str
+    title: str
+    #: how many gave an answer; the newest ``GRID_LIMIT`` of them are ``shown``
+    total: int
+    shown: tuple[Said, ...]
+
+
+def goal_answers(progress: Progress, linked: Collection[str] = (), query: str = "") -> list[GoalAnswers]:
+    """Return each goal's answers, newest first: the goals of ``linked`` show web addresses as links.
+
+    ``query``: only the answers whose words, participant's name or address hold it (any case).
+    """
+    found = []
+    wanted = query.strip().casefold()
+    for goal in progress.goals:
+        given = [
+            (person, state)
+            for person in progress.people
+            if (state := person.goals.get(goal.key)) is not None
+            and state.answer
+            and (not wanted or wanted in f"{state.answer}\n{person.name}\n{person.email}".casefold())
+        ]
+        given.sort(key=lambda item: item[1].completed_at or _EARLIEST, reverse=True)  # ties: roster order
+        shown = tuple(
+            Said(
+                person.name,
+                person.email,
+                state.completed_at,
+                str(state.answer),
+                web_link(str(state.answer)) if goal.key in linked else None,
+            )
+            for person, state in given[:GRID_LIMIT]
+        )
+        if given:
+            found.append(GoalAnswers(goal.key, goal.title, len(given), shown))
+    return found
+
+
+def web_link(text: str) -> str | None:
+    """Return ``text`` if it is an http or https address fit to link to, else None.
+
+    Answers were checked when they were given; an answer is checked again here, where it would
+    become a link, so that nothing stored some other way (an older drip, a hand-edited row) does.
+    """
+    try:
+        checked = web_address(text, max(len(text), 1))
+    except AnswerError:
+        return None
+    return text if checked == text and urlsplit(text).scheme in LINK_SCHEMES else None
+
+
 @functools.cache
 def _environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(
@@ -143,13 +221,29 @@ def render_page(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(**context)
 
 
-def report_html(progress: Progress, *, link_back: str | None = None) -> str:
-    """Return the cohort's report as one HTML document that needs nothing else."""
+def report_html(
+    progress: Progress,
+    *,
+    link_back: str | None = None,
+    linked: Collection[str] | None = None,
+    query: str | None = None,
+) -> str:
+    """Return the cohort's report as one HTML document that needs nothing else.
+
+    ``linked``: the goals whose web-address answers are links; by default the cohort's own choice
+    (``Progress.linked``, from ``outcomes.linked_goals``). Other answers are text. ``query``: the
+    report is served (the dashboard), and "What they said" gets a search form showing the answers
+    that hold it ("" for all); None for a file, which has no server to ask.
+    """
     drawn = timeline.report_timeline(progress)
+    occurrences = progress.check_ins.occurrences
     return render_page(
         "report.html",
         p=progress,
         chart=completion_chart(progress),
+        sustain=sustain_chart(occurrences, progress.timezone) if occurrences else None,
+        said=goal_answers(progress, progress.linked if linked is None else linked, query or ""),
+        query=query,
         zone=ZoneInfo(progress.timezone),
         within_days=progress.within.days,
         link_back=link_back,

@@ -26,6 +26,7 @@ from drip.core.errors import DripError
 from drip.core.languages import display_name
 from drip.core.program import program_at
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
+from drip.owners.outcomes import CheckIns, linked_goals, read_check_ins
 from drip.storage import store
 from drip.storage.records import StoredCohort
 
@@ -93,7 +94,8 @@ class Reply:
     email: str
     name: str
     goal: str | None
-    #: what drip made of it: "completed" the goal, a "reply" kept for people, or an "auto-reply"
+    #: what drip made of it: "completed" the goal, "answered" a check-in, a "reply" kept for people, or an
+    #: "auto-reply"
     outcome: str
     text: str
     #: why a reply was kept for people rather than acted on, or the rule that completed the goal
@@ -174,6 +176,10 @@ class Progress:
     emails: dict[int, tuple[Email, ...]] = field(default_factory=dict)
     #: their ``TIMELINE_EVENTS``, oldest first
     happenings: dict[int, tuple[Happening, ...]] = field(default_factory=dict)
+    #: the check-ins sent so far, and every answer given to them
+    check_ins: CheckIns = field(default_factory=CheckIns)
+    #: the goals whose web-address answers the owners show as links (cohort.toml ``link_answers``)
+    linked: frozenset[str] = frozenset()
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def counts(self, key: str) -> dict[str, int]:
@@ -280,6 +286,8 @@ def progress_of(
         delegate_bounces=tuple(_delegate_bounces(conn, cohort.id, ids)),
         emails=_emails(conn, drawn),
         happenings=_happenings(conn, drawn),
+        check_ins=read_check_ins(conn, cohort.id, cohort.program_path),
+        linked=linked_goals(cohort),
     )
 
 
@@ -454,23 +462,27 @@ def _delegate_bounces(conn: Connection, cohort_id: int, people: dict[int, Person
 
 
 def _replies(conn: Connection, cohort_id: int, people: dict[int, Person]) -> Iterator[Reply]:
-    """Yield the replies drip read, newest first: those that completed a goal and those kept for people."""
+    """Yield the replies drip read, newest first: those that completed a goal or answered a check-in,
+    and those kept for people."""
     event = store.event_table
     rows = conn.execute(
         select(event.c.participant_id, event.c.goal, event.c.kind, event.c.at, event.c.data)
         .where(
             event.c.cohort_id == cohort_id,
-            event.c.kind.in_([EventKind.REPLIED.value, EventKind.COMPLETED.value]),
+            event.c.kind.in_([EventKind.REPLIED.value, EventKind.COMPLETED.value, EventKind.ANSWERED.value]),
         )
         .order_by(event.c.at.desc(), event.c.id.desc())
     )
     for row in rows:
         person = people.get(row.participant_id)
         data = row.data or {}
-        if person is None or (row.kind == EventKind.COMPLETED and data.get("via") != "reply"):
+        if person is None or (row.kind != EventKind.REPLIED and data.get("via") != "reply"):
             continue
         if row.kind == EventKind.COMPLETED:
             outcome, text, why = "completed", data.get("excerpt", ""), data.get("rule", "")
+        elif row.kind == EventKind.ANSWERED:
+            outcome, text = "answered", data.get("excerpt", "")
+            why = f"{data.get('step', '')}: {data.get('answer', '')}; {data.get('rule', '')}"
         else:
             outcome = "auto-reply" if data.get("auto") else "reply"
             text, why = data.get("excerpt") or data.get("subject", ""), data.get("why", "")

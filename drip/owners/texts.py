@@ -19,7 +19,7 @@ from drip.core.states import CohortStatus, DeliveryStatus
 from drip.launch.cohort import Cohort
 from drip.launch.enrol import SyncReport
 from drip.launch.roster import Participant
-from drip.owners import progress
+from drip.owners import outcomes, progress
 from drip.storage import outbox, store
 
 BAR_WIDTH = 20
@@ -228,6 +228,10 @@ def cohort_status(
                     "participant_status": figures["participant_status"],
                     "goals": goals,
                     "done_by": {key: figures["done_by"].get(key, {}) for key in order},
+                    # each check-in sent so far: how many gave each answer, and how many none yet
+                    "sustain": outcomes.read_check_ins(
+                        conn, cohort.id, cohort.program_path, answers=False
+                    ).sustain(),
                     "overdue": {
                         key: [
                             {"name": row.name, "email": row.email, "deadline": row.deadline.isoformat()}
@@ -337,6 +341,7 @@ def format_status(figures: Sequence[dict[str, Any]], names: int = STATUS_NAMES) 
                 shown = ", ".join(person["name"] for person in late[:names])
                 more = counts["overdue"] - min(len(late), names)
                 out.append(f"  {'':<12}  overdue: {shown}" + (f" and {more} more" if more > 0 else ""))
+        out += [f"  {key:<12}  {check_in_line(counts)}" for key, counts in item.get("sustain", {}).items()]
         deliveries = item["deliveries"]
         shown = ", ".join(f"{n} {s}" for s, n in deliveries.items() if n)
         out.append(f"  emails        {shown or 'none'}")
@@ -353,6 +358,28 @@ def format_status(figures: Sequence[dict[str, Any]], names: int = STATUS_NAMES) 
             out.append(f"  webhook {hook['url']}: {webhook_trouble(hook)}")
         out.append("")
     return "\n".join(out).rstrip()
+
+
+#: the marks of a check-in's stacked bar: its first answer, its second, any other, and no answer
+CHECK_IN_MARKS = "█▓▒"
+
+
+def check_in_line(counts: dict[str, int], width: int = BAR_WIDTH) -> str:
+    """Return one check-in's answers as a stacked bar and in words: "█▓░ 6/10 shared, 2 not_shared ..."."""
+    total = sum(counts.values())
+    given = [(answer, n) for answer, n in counts.items() if answer != outcomes.NO_ANSWER]
+    bar, used = "", 0
+    for index, (_, n) in enumerate(given):
+        cells = round(width * n / total) if total else 0
+        cells = min(cells, width - used)
+        bar += CHECK_IN_MARKS[min(index, len(CHECK_IN_MARKS) - 1)] * cells
+        used += cells
+    bar += "░" * (width - used)
+    said = [
+        f"{n}/{total} {answer}" if index == 0 else f"{n} {answer}" for index, (answer, n) in enumerate(given)
+    ]
+    missing = counts.get(outcomes.NO_ANSWER, 0)
+    return f"{bar} {', '.join(said)}" + (f", {missing} no answer" if missing else "")
 
 
 def webhook_trouble(hook: dict[str, Any]) -> str:
@@ -374,7 +401,8 @@ def _problem_line(problem: dict[str, Any]) -> str:
 # --- exports ------------------------------------------------------------------------------------
 
 
-def export_columns(goals: Sequence[str]) -> list[str]:
+def export_columns(goals: Sequence[str], check_ins: Sequence[str] = ()) -> list[str]:
+    """The export's columns: each goal's, then one per check-in sent so far (its key: sustain-1 ...)."""
     columns = ["email", "name", "timezone", "status"]
     for goal in goals:
         columns += [
@@ -385,12 +413,15 @@ def export_columns(goals: Sequence[str]) -> list[str]:
             f"{goal}_overdue",
             f"{goal}_answer",
         ]
-    return columns
+    return columns + list(check_ins)
 
 
 def export_rows(found: progress.Progress) -> list[dict[str, Any]]:
-    """Return one row per participant with each goal's status and dates (``drip export --format csv``)."""
+    """Return one row per participant with each goal's status, dates and answer, and their answer to
+    each check-in (blank: none given) (``drip export --format csv``)."""
     rows = []
+    given = {(answer.participant_id, answer.occurrence): answer.answer for answer in found.check_ins.answers}
+    sent = [occurrence.key for occurrence in found.check_ins.occurrences]
     for person in found.people:
         row: dict[str, Any] = {
             "email": person.email,
@@ -408,6 +439,7 @@ def export_rows(found: progress.Progress) -> list[dict[str, Any]]:
                 f"{goal.key}_overdue": ("yes" if state.overdue else "no") if state else "",
                 f"{goal.key}_answer": (state.answer or "") if state else "",
             }
+        row |= {key: given.get((person.id, key), "") for key in sent}
         rows.append(row)
     return rows
 

@@ -4,6 +4,9 @@
   goal is done, unless the message's own words take it back or hedge ("not
   yet", "I'll do it tomorrow"). Sent to the List-Unsubscribe address: the
   participant is unsubscribed.
+- A reply to a check-in (a step with ``answers``) answers it when the sender may speak for the
+  participant and their words plainly say yes (the first of two answers) or no (the second);
+  anything else is kept and forwarded, as below.
 - A reply in the thread of one of drip's emails (In-Reply-To / References, or
   Outlook's Thread-Index) completes that email's goal only when its From (or
   Sender) is the participant or their delegate, the receiving server does not
@@ -46,16 +49,17 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from drip import changes
 from drip.config import Settings
-from drip.core import answers, mime, reading
+from drip.core import answers, mime, reading, wording
 from drip.core.bounces import Severity
 from drip.core.errors import DripError
 from drip.core.mime import Mailbox, compose_forward
+from drip.core.program import Choices
 from drip.core.reading import Incoming, Kind
 from drip.core.senders import Vouch, address_forms, domain_of, same_address, trusted_results
 from drip.core.states import EventKind, ParticipantStatus
 from drip.core.tokens import Action, TokenError, read_thread_index, read_token
 from drip.core.values import Address, email_key
-from drip.core.wording import Reading, Verdict
+from drip.core.wording import Reading, Said, Verdict
 from drip.replies.mailboxes import Data, Oversize, Source
 from drip.storage import store
 from drip.storage.keyring import reply_address, signing_keys
@@ -70,7 +74,7 @@ EXCERPT = 500
 #: messages acted on per transaction
 BATCH = 200
 #: the link pages whose addresses only drip's own emails hold
-_LINK_PAGES = ("done", "snooze", "unsubscribe", "reopen")
+_LINK_PAGES = tuple(action.path for action in Action)
 
 # Built once and reused: a message costs a handful of statements, and building them was a third of it.
 _SEEN = select(
@@ -171,6 +175,7 @@ class Tally:
 
 _LABELS = {
     "completed": "completed a goal",
+    "answered": "answered a check-in",
     "already": "about a goal already done",
     "unsubscribed": "unsubscribed",
     "bounced": "bounced",
@@ -386,8 +391,13 @@ class Ingester:
         data: bytes,
         now: dt.datetime,
     ) -> _Result:
-        """A reply in the thread of one of drip's emails: done, or for a person."""
+        """A reply in the thread of one of drip's emails: done, a check-in's answer, or for a person."""
         why, who = self._sender(person, incoming)
+        step = changes.check_in_step(person.program, delivery.step)
+        if step is not None and step.choices is not None:
+            return self._check_in(
+                conn, person, delivery, step.choices, matched, incoming, data, now, why, who
+            )
         reading = incoming.reading(self.done_words)
         if why is None and delivery.goal and reading.verdict is Verdict.DONE:
             evidence = self._evidence(incoming, matched, f"a reply {who}; {reading.rule}")
@@ -404,6 +414,38 @@ class Ingester:
             why = f"it answers the '{delivery.step}' email, which is about no goal"
         elif why is None:
             why = f"their words are {reading.verdict} ({reading.rule})"
+        self._keep(conn, person, delivery, incoming, now, why, matched)
+        return _Outcome("replied", person), self._forward(person, delivery.step, incoming, data, why)
+
+    def _check_in(
+        self,
+        conn: Connection,
+        person: changes.Person,
+        delivery: Any,
+        choices: Choices,
+        matched: str,
+        incoming: Incoming,
+        data: bytes,
+        now: dt.datetime,
+        why: str | None,
+        who: str,
+    ) -> _Result:
+        """A reply to a check-in: a plain yes or no answers one with two answers; the rest is for a person."""
+        pair = choices.yes_no
+        read = wording.read_answer(incoming.new_text)
+        if why is None and person.status is ParticipantStatus.REMOVED:
+            why = "they were removed from the cohort"
+        if why is None and pair is not None and read.said in (Said.YES, Said.NO):
+            choice = pair[0] if read.said is Said.YES else pair[1]
+            evidence = self._evidence(incoming, matched, f"a reply {who}; {read.rule}")
+            evidence = replace(evidence, excerpt=incoming.new_text[:EXCERPT])
+            done = changes.answer(conn, person, delivery.step, choice, delivery.id, now, evidence)
+            return _Outcome("answered" if done.changed else "already", person), None
+        if why is None and pair is None:
+            offers = f"the '{delivery.step}' email offers {len(choices.keys)} answers"
+            why = f"{offers}; a reply is read as one only when there are two, a yes and a no"
+        elif why is None:
+            why = f"their words are {read.said} ({read.rule})"
         self._keep(conn, person, delivery, incoming, now, why, matched)
         return _Outcome("replied", person), self._forward(person, delivery.step, incoming, data, why)
 

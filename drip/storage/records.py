@@ -137,6 +137,8 @@ class CohortSettings:
     language: str | None = None
     #: where events go (cohort.toml ``[[webhooks]]``)
     webhooks: tuple[Webhook, ...] = ()
+    #: whether the report shows web-address answers as links (cohort.toml ``link_answers``); else text
+    link_answers: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deadlines", _frozen(self.deadlines))
@@ -155,6 +157,7 @@ class CohortSettings:
             "roster": self.roster,
             "language": self.language,
             "webhooks": [hook.to_json() for hook in self.webhooks],
+            "link_answers": self.link_answers,
         }
 
     @classmethod
@@ -174,6 +177,7 @@ class CohortSettings:
             roster=data.get("roster") or "",
             language=data.get("language") or None,
             webhooks=tuple(Webhook.from_json(hook) for hook in data.get("webhooks") or ()),
+            link_answers=data.get("link_answers") is True,
         )
 
     def timing(self, start: dt.date, timezone: str, deadlines: Mapping[str, dt.date]) -> Timing:

@@ -53,6 +53,7 @@ from drip.storage.leader import Lead
 from drip.storage.plainsql import Plain
 from drip.storage.records import StoredCohort, StoredDelivery, StoredEvent, StoredParticipant
 from drip.storage.tables import (
+    CheckIn,
     Cohort,
     Delivery,
     Digest,
@@ -75,6 +76,7 @@ event_table = cast(Table, Event.__table__)
 meta_table = cast(Table, Meta.__table__)
 received_table = cast(Table, Received.__table__)
 digest_table = cast(Table, Digest.__table__)
+check_in_table = cast(Table, CheckIn.__table__)
 
 #: how long a SQLite connection waits for another writer before giving up
 SQLITE_BUSY_TIMEOUT_MS = 30_000

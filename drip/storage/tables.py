@@ -205,6 +205,30 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime]
 
 
+class CheckIn(Base):
+    """A participant's answer to one check-in email (an occurrence of a step with ``answers``).
+
+    One row per participant and step: a later answer replaces the earlier one here, and the event
+    log keeps both.
+    """
+
+    __tablename__ = "check_ins"
+    __table_args__ = (UniqueConstraint("participant_id", "step"), Index(None, "cohort_id", "step"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    cohort_id: Mapped[int] = mapped_column(Id, ForeignKey("cohorts.id", ondelete="CASCADE"))
+    participant_id: Mapped[int] = mapped_column(Id, ForeignKey("participants.id", ondelete="CASCADE"))
+    #: the occurrence's step key: sustain-1, sustain-2 ...
+    step: Mapped[str] = mapped_column(String(64))
+    #: the email it answers
+    delivery_id: Mapped[int] = mapped_column(Id)
+    #: one of the step's answers, as program.toml names it
+    answer: Mapped[str] = mapped_column(String(24))
+    answered_at: Mapped[dt.datetime]
+    #: link or reply
+    via: Mapped[str] = mapped_column(String(16))
+
+
 class Outbox(Base):
     """Webhook events waiting to be posted, posted, or given up on (``drip.storage.outbox``)."""
 

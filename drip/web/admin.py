@@ -7,7 +7,7 @@ the README says).
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort
+from flask import Blueprint, Response, abort, request
 
 from drip.config import Settings
 from drip.owners import documents, progress, texts
@@ -45,6 +45,8 @@ def make_blueprint(settings: Settings) -> Blueprint:
             found = progress.read_progress(conn, slug, site().now())
         if found is None:
             abort(404, f"No cohort {slug!r} here.")
-        return documents.report_html(found, link_back="/admin")
+        # "What they said" is searched here, on the server: the report runs no script.
+        query = request.args.get("said", "")[:200]
+        return documents.report_html(found, link_back="/admin", query=query)
 
     return blueprint

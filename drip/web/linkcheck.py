@@ -17,12 +17,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import Connection
 
 from drip import changes
-from drip.core.tokens import Action, TokenError, TokenExpired, read_token
+from drip.core.reading import PLUS_TOKEN, TOKEN_IN_SUBJECT
+from drip.core.tokens import Action, Claim, TokenError, TokenExpired, read_token
 from drip.web.caught import body_text, header
 
 _URL = re.compile(r"(?:https?://|mailto:)[^\s<>\"')\]]+", re.IGNORECASE)
-_PLUS = re.compile(r"^[^@+]+\+([a-z2-7]{34})@", re.IGNORECASE)
-_SUBJECT_TOKEN = re.compile(r"\[([a-z2-7]{34})\]", re.IGNORECASE)
 _BY_PATH = {action.path: action for action in Action}
 #: what each action's link does, in words
 DOES = {
@@ -30,6 +29,7 @@ DOES = {
     Action.SNOOZE: "snoozes a goal",
     Action.REOPEN: "reopens a goal",
     Action.UNSUBSCRIBE: "unsubscribes",
+    Action.ANSWER: "gives a check-in's answer",
 }
 
 
@@ -99,7 +99,7 @@ def _classify(link: Link) -> None:
     if scheme == "mailto":
         address = unquote(parts.path)
         subject = " ".join(parse_qs(parts.query).get("subject", []))
-        found = _PLUS.match(address) or _SUBJECT_TOKEN.search(subject)
+        found = PLUS_TOKEN.match(address) or TOKEN_IN_SUBJECT.search(subject)
         if found:
             link.kind, link.token = "reply", found.group(1)
             link.does = "writes an email that drip reads"
@@ -138,13 +138,25 @@ def _verify(link: Link, conn: Connection, keys: Sequence[str], today: dt.date, a
         if found is None:
             link.verdict, link.detail = "not-found", "its goal or participant is no longer in the database"
             return
-        person, goal = found
+        person, key = found
         link.verdict = "valid"
-        link.detail = f"for {person.name} <{person.email}>" + (f", goal {goal}" if goal else "")
+        about = f", {_about(person, key, claim)}" if key else ""
+        link.detail = f"for {person.name} <{person.email}>{about}"
         if claim.expires is not None:
             link.detail += f"; valid until {claim.expires:%d %B %Y}"
         return
     link.verdict, link.detail = "bad", failure
+
+
+def _about(person: changes.Person, key: str, claim: Claim) -> str:
+    """What a valid link is about: its goal, or the check-in and the answer it gives."""
+    if claim.action is not Action.ANSWER:
+        return f"goal {key}"
+    try:
+        step, choice = changes.chosen(person, key, claim)
+    except changes.ActionError as exc:
+        return str(exc)
+    return f"check-in {step.key}, answer {choice}"
 
 
 def _name_mail_link(link: Link, action: Action) -> None:

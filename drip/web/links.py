@@ -1,4 +1,4 @@
-"""The pages behind the links in the emails: done, snooze, reopen, unsubscribe.
+"""The pages behind the links in the emails: done, snooze, reopen, unsubscribe, and a check-in's answers.
 
 A GET or HEAD never changes anything: mail security scanners open every link
 in every email. Each link shows a page whose one button POSTs to the same
@@ -40,9 +40,10 @@ from drip.core.languages import (
     page_language,
 )
 from drip.core.plan import goal_dates, local_day
+from drip.core.program import Choices
 from drip.core.render import program_strings
 from drip.core.states import GoalStatus, ParticipantStatus
-from drip.core.tokens import Action, Claim, TokenError, TokenExpired, read_token
+from drip.core.tokens import Action, Claim, TokenError, TokenExpired, read_answer_object, read_token
 from drip.storage.records import StoredGoal
 from drip.web import spool
 from drip.web.context import Page, Question, render, site
@@ -93,8 +94,25 @@ def _claimed(conn: Connection, token: str, action: Action) -> tuple[Claim, Perso
 def _ask(action: Action, token: str) -> tuple[str, int]:
     here = site()
     with here.database.store().reading() as conn:
-        _, person, key = _claimed(conn, token, action)
-    return render(PAGES[action].ask(person, key, here.now()))
+        claim, person, key = _claimed(conn, token, action)
+        pages = _pages(conn, claim, person, key)
+    return render(pages.ask(person, key, here.now()))
+
+
+def _pages(conn: Connection, claim: Claim, person: Person, key: str | None) -> LinkPages:
+    """The pages of a link: an action's own, or for an answer those of the check-in and answer it names."""
+    if claim.action is not Action.ANSWER:
+        return PAGES[claim.action]
+    assert key is not None
+    try:
+        step, choice = changes.chosen(person, key, claim)
+    except changes.ActionError:
+        raise TokenExpired("this question is no longer asked") from None
+    if person.status is ParticipantStatus.REMOVED:
+        raise TokenExpired("this link belongs to a program that is no longer running")
+    assert step.choices is not None
+    sent = changes.sent_at(conn, read_answer_object(claim.object_id)[0])
+    return _answer_pages(step.choices, choice, sent, changes.given(conn, person, step.key))
 
 
 def _act(action: Action, token: str) -> Any:
@@ -110,9 +128,10 @@ def _act(action: Action, token: str) -> Any:
 
     def change(conn: Connection) -> Page:
         claim, person, key = _claimed(conn, token, action)
-        before = person.goals[key] if key is not None else None
+        pages = _pages(conn, claim, person, key)
+        before = person.goals[key] if action.on_goal and key is not None else None
         outcome = changes.act(conn, claim, person, key, here.now(), evidence)
-        return PAGES[action].answer(person, key, before, outcome.changed, here.now())
+        return pages.answer(person, key, before, outcome.changed, here.now())
 
     moment = here.now()
     try:
@@ -397,12 +416,71 @@ def _unsubscribed(
     return say.page(say("You are unsubscribed"), paragraphs)
 
 
-#: every action's pages; an action without them fails here, at import
+def _answer_pages(
+    choices: Choices, choice: str, sent: dt.datetime | None, before: changes.Given | None
+) -> LinkPages:
+    """The pages of one answer to one check-in, given the answer that stands (if any)."""
+
+    def sent_on(say: _Words, person: Person) -> list[str]:
+        if sent is None:
+            return []
+        day = local_day(sent, ZoneInfo(person.timezone))
+        return [say("Your answer to the check-in email of {date}.", date=say.date(day))]
+
+    def recorded(say: _Words, person: Person) -> Page:
+        assert before is not None
+        label = say.program(choices.label(before.answer))
+        day = say.date(local_day(before.at, ZoneInfo(person.timezone)))
+        said = say("You answered “{answer}” on {date}.", answer=label, date=day)
+        return say.page(say("Already recorded"), [said, say("Nothing more to do here.")])
+
+    def ask(person: Person, key: str | None, now: dt.datetime) -> Page:
+        say = _Words.of(person)
+        label = say.program(choices.label(choice))
+        if before is not None and before.answer == choice:
+            return recorded(say, person)
+        if before is not None:
+            earlier = say.program(choices.label(before.answer))
+            day = say.date(local_day(before.at, ZoneInfo(person.timezone)))
+            return say.page(
+                say("{name}, change your answer?", name=person.first_name),
+                [say("You answered “{answer}” on {date}.", answer=earlier, date=day),
+                 say("Change it to “{answer}”?", answer=label)],
+                button=say("Yes, change it"),
+                note=say("Not right? Close this page: nothing changes."),
+            )  # fmt: skip
+        return say.page(
+            say("{name}, is this your answer?", name=person.first_name),
+            [say("“{title}”", title=label), *sent_on(say, person)],
+            button=say("Yes, that is my answer"),
+            note=say("Not right? Close this page: nothing has been recorded."),
+        )
+
+    def answered(
+        person: Person, key: str | None, goal: StoredGoal | None, changed: bool, now: dt.datetime
+    ) -> Page:
+        say = _Words.of(person)
+        if not changed:
+            return recorded(say, person)
+        label = say.program(choices.label(choice))
+        return say.page(
+            say("Thank you, {name}", name=person.first_name),
+            [
+                say("“{answer}” is recorded.", answer=label),
+                say("There is nothing more to do; you can close this page."),
+            ],
+        )
+
+    return LinkPages(ask, answered)
+
+
+#: every action's pages; an action without them fails here, at import. An answer's pages are made for
+#: the check-in and the answer its link names (``_answer_pages``).
 PAGES: dict[Action, LinkPages] = {
     Action.DONE: LinkPages(_ask_done, _done),
     Action.SNOOZE: LinkPages(_ask_snooze, _snoozed),
     Action.REOPEN: LinkPages(_ask_reopen, _reopened),
     Action.UNSUBSCRIBE: LinkPages(_ask_unsubscribe, _unsubscribed),
 }
-if set(PAGES) != set(Action):
+if set(PAGES) | {Action.ANSWER} != set(Action):
     raise RuntimeError(f"no pages for {sorted(set(Action) - set(PAGES))}: every action needs its pages")

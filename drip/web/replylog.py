@@ -23,6 +23,7 @@ from drip.web.context import Site
 LIMIT = 300
 _KINDS = [
     EventKind.COMPLETED.value,
+    EventKind.ANSWERED.value,
     EventKind.REPLIED.value,
     EventKind.UNSUBSCRIBED.value,
     EventKind.BOUNCED.value,
@@ -131,6 +132,7 @@ def _did(outcome: str, goal: str, forward_to: str | None, data: dict[str, Any]) 
         return "ignored an automatic reply" + (f" ({reason})" if reason else "")
     said = {
         "completed": f"completed goal{named}",
+        "answered": f"answered {data.get('step', 'a check-in')}: {data.get('answer', '')}",
         "already": f"nothing: goal{named} was already done",
         "unsubscribed": "unsubscribed them",
         "bounced": "marked the address bounced",

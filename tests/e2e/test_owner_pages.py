@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 import shutil
 import threading
@@ -176,3 +177,185 @@ def assert_chart_reads(laid: dict, width: int) -> None:
             a, b = one["box"], other["box"]
             apart = a[2] <= b[0] + 0.5 or b[2] <= a[0] + 0.5 or a[3] <= b[1] + 0.5 or b[3] <= a[1] + 0.5
             assert apart, f"{one['text']!r} overlaps {other['text']!r} at {width} px"
+
+
+# --- Sustained use and What they said ------------------------------------------------------------
+
+SHARED = (("shared", "Yes, I shared something"), ("not_shared", "Not this month"))
+OFTEN = (("often", "Every week"), ("sometimes", "Now and then"), ("never", "Not at all"))
+#: what the browser laid out of the outcomes: each chart's labels, rows and bars; the answers' rows
+OUTCOMES = """() => {
+  const box = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const charts = [...document.querySelectorAll('.sustain')].map((chart) => ({
+    labels: [...chart.querySelectorAll('.label')].map((e) => ({
+      text: e.textContent, px: parseFloat(getComputedStyle(e).fontSize), box: box(e),
+      colour: getComputedStyle(e).color,
+    })),
+    days: [...chart.querySelectorAll('.day')].map(box),
+    bars: [...chart.querySelectorAll('g.sc-bar')].map((g) => [...g.querySelectorAll('rect')].map((r) => ({
+      kind: r.getAttribute('class'), box: box(r), fill: getComputedStyle(r).fill,
+      stroke: getComputedStyle(r).stroke, strokeWidth: getComputedStyle(r).strokeWidth,
+    }))),
+    plot: box(chart.querySelector('.plot')),
+    figure: box(chart.closest('figure')),
+    card: getComputedStyle(chart.closest('figure')).backgroundColor,
+  }));
+  return {
+    charts,
+    small: parseFloat(getComputedStyle(document.querySelector('th')).fontSize),
+    pageWidth: document.documentElement.scrollWidth,
+    answers: [...document.querySelectorAll('section.answers tbody tr')].filter((r) => r.offsetParent).length,
+  };
+}"""
+
+
+def with_outcomes(found: progress.Progress) -> progress.Progress:
+    """The walked cohort as it may stand in the autumn: six monthly check-ins of one step, two of a
+    second, and each participant's answer to the mid goal."""
+    from drip.owners.outcomes import NO_ANSWER, CheckIns, Occurrence
+
+    def occurrence(step: str, number: int, answers: tuple, counts: list[int], month: int) -> Occurrence:
+        keys = [key for key, _ in answers] + [NO_ANSWER]
+        sent = dt.datetime(2027, month, 8, 13, tzinfo=dt.UTC)
+        return Occurrence(
+            f"{step}-{number}", step, number, answers, dict(zip(keys, counts, strict=True)), sent
+        )
+
+    check_ins = tuple(
+        occurrence("sustain", n, SHARED, [6 - n % 3, n % 3 + 1, 3 - n % 2], 5 + n) for n in range(1, 7)
+    ) + (occurrence("pulse", 1, OFTEN, [2, 3, 4, 1], 7), occurrence("pulse", 2, OFTEN, [10, 0, 0, 0], 9))
+    typed = ["Ada Lovelace, Grace Hopper, Alan Kay, Barbara Liskov, Edsger Dijkstra. " * 3, "Five", "x" * 280]
+    people = tuple(
+        dataclasses.replace(
+            person,
+            goals={
+                **person.goals,
+                "mid": dataclasses.replace(
+                    person.goals["mid"],
+                    status="done",
+                    answer=text,
+                    completed_at=dt.datetime(2027, 3, 1 + n, tzinfo=dt.UTC),
+                ),
+            },
+        )
+        for n, (person, text) in enumerate(
+            zip(found.people, [*typed, "https://example.com/feed"], strict=True)
+        )
+    )
+    return dataclasses.replace(found, check_ins=CheckIns(check_ins, ()), people=people)
+
+
+def contrast(one: str, two: str) -> float:
+    """The WCAG contrast ratio of two CSS rgb() colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"\d+", colour)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(one), luminance(two)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_sustained_use_reads_the_same_at_every_width_on_paper_and_in_the_dark(
+    walked: Walked, browser, shots: Path
+) -> None:
+    with Store(walked.url) as db, db.reading() as conn:
+        found = progress.read_progress(conn, "test-cohort", AS_OF)
+    assert found is not None
+    html = documents.report_html(with_outcomes(found))
+    seen: dict[str, dict] = {}
+    for width in WIDTHS:
+        for media in ("screen", "print"):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.emulate_media(media=media)
+            page.set_content(html)
+            page.locator("section[aria-labelledby=sustained]").screenshot(
+                path=shots / f"report-{width}-{media}-sustained.png"
+            )
+            seen[f"{width} {media}"] = laid = page.evaluate(OUTCOMES)
+            assert [len(chart["bars"]) for chart in laid["charts"]] == [6, 2], "a bar per check-in, per step"
+            for chart in laid["charts"]:
+                assert_sustain_reads(chart, width, media)
+            if media == "screen":
+                assert laid["pageWidth"] <= width, "no sideways scrolling"
+            assert laid["answers"] == 5, "every answer shown: Ana's profile, and four mid goals"
+            plot, first = laid["charts"][0]["plot"], laid["charts"][0]["bars"][0][0]["box"]
+            share = (first[2] - first[0]) / (plot[2] - plot[0])
+            assert abs(share - 5 / 9) < 0.01, "sustain-1's first part is its 5 of 9 of the plot"
+            page.close()
+
+    sizes = {label["px"] for laid in seen.values() for chart in laid["charts"] for label in chart["labels"]}
+    assert sizes == {seen["375 screen"]["small"]}, (
+        f"the page's small text at every width and on paper: {sizes}"
+    )
+    widths = {
+        rect["strokeWidth"]
+        for laid in seen.values()
+        for chart in laid["charts"]
+        for bar in chart["bars"]
+        for rect in bar
+        if rect["kind"] == "sc-none"
+    }
+    assert widths == {"1.5px"}, "strokes keep their width however wide the bar"
+
+    dark = browser.new_page(viewport={"width": 800, "height": 900}, color_scheme="dark")
+    dark.set_content(html)
+    dark.locator("section[aria-labelledby=sustained]").screenshot(
+        path=shots / "report-800-dark-sustained.png"
+    )
+    night, day = dark.evaluate(OUTCOMES)["charts"][0], seen["800 screen"]["charts"][0]
+    dark.close()
+    for chart in (night, day):
+        card = chart["card"]
+        first = next(r for bar in chart["bars"] for r in bar if r["kind"] == "sc-first")
+        other = next(r for bar in chart["bars"] for r in bar if r["kind"] == "sc-other")
+        none = next(r for bar in chart["bars"] for r in bar if r["kind"] == "sc-none")
+        assert contrast(first["fill"], card) >= 3, "the first answer stands out from the card"
+        assert contrast(other["stroke"], card) >= 3 and contrast(none["stroke"], card) >= 3
+        assert all(contrast(label["colour"], card) >= 4.5 for label in chart["labels"]), "labels are readable"
+    assert night["card"] != day["card"] and night["bars"][0][0]["fill"] != day["bars"][0][0]["fill"]
+
+
+def assert_sustain_reads(chart: dict, width: int, media: str) -> None:
+    """Labels keep to the figure and off each other; each row's date stands beside its bar; the bars'
+    parts are as long as their shares of the plot."""
+    left, top, right, bottom = chart["figure"]
+    labels = chart["labels"]
+    for label in labels:
+        x1, y1, x2, y2 = label["box"]
+        assert left <= x1 and x2 <= right and top <= y1 and y2 <= bottom, (
+            f"{label['text']} cut at {width} {media}"
+        )
+    for n, one in enumerate(labels):
+        for other in labels[n + 1 :]:
+            a, b = one["box"], other["box"]
+            apart = a[2] <= b[0] + 0.5 or b[2] <= a[0] + 0.5 or a[3] <= b[1] + 0.5 or b[3] <= a[1] + 0.5
+            assert apart, f"{one['text']!r} overlaps {other['text']!r} at {width} {media}"
+    plot_left, _, plot_right, _ = chart["plot"]
+    for day, bar in zip(chart["days"], chart["bars"], strict=True):
+        middle = (bar[0]["box"][1] + bar[0]["box"][3]) / 2
+        assert abs((day[1] + day[3]) / 2 - middle) < 2, f"a date beside its bar at {width} {media}"
+        assert abs(bar[0]["box"][0] - plot_left) < 1 and abs(bar[-1]["box"][2] - plot_right) < 1
+    assert plot_right - plot_left > (right - left) / 2, "the bars keep most of the width"
+
+
+def test_each_goal_s_answers_fold_away_and_show_whole_without_script(walked: Walked, browser) -> None:
+    with Store(walked.url) as db, db.reading() as conn:
+        found = progress.read_progress(conn, "test-cohort", AS_OF)
+    assert found is not None
+    html = documents.report_html(with_outcomes(found))
+    assert "<script" not in html, "the report runs no script"
+    context = browser.new_context(viewport={"width": 375, "height": 800}, java_script_enabled=False)
+    page = context.new_page()
+    page.set_content(html)
+    answers = page.locator("section.answers")
+    rows = answers.locator("tbody tr")
+    assert rows.count() == 5 and all(rows.nth(n).is_visible() for n in range(5)), "all shown at first"
+    assert answers.get_by_role("heading", name="Walk: five voices worth reading daily").is_visible()
+    answers.get_by_text("4 answers").click()
+    assert [rows.nth(n).is_visible() for n in range(5)] == [True, False, False, False, False]
+    answers.get_by_text("4 answers").click()
+    assert rows.nth(4).is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375, "long answers wrap"
+    context.close()
