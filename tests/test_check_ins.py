@@ -396,3 +396,18 @@ def test_the_catchers_link_check_names_the_check_in_and_the_answer(started: Stor
         check_links([link], conn, keys, CLICKED.date())
     assert link.verdict == "valid"
     assert link.detail.startswith("for Ana Ruiz <ana@example.com>, check-in sustain-1, answer not_shared;")
+
+
+def test_a_removed_participant_leaves_the_counts_and_the_answers(started: Store, client: FlaskClient) -> None:
+    answer_as(started, client, "sustain-1", "ana@example.com", 0, CLICKED)
+    answer_as(started, client, "sustain-1", "ben@example.com", 1, CLICKED)
+    sent_check_in(started, "sustain-1", "cleo@example.com")
+    with started.transaction() as conn:
+        changes.remove(conn, changes.find_person(conn, "test-cohort", "ben@example.com"), CLICKED)
+    [figures] = texts.cohort_status(started, "test-cohort", CLICKED)
+    assert figures["sustain"] == {"sustain-1": {"shared": 1, "not_shared": 0, "no_answer": 1}}
+    with started.reading() as conn:
+        cohort = store_module.find_cohort(conn, "test-cohort")
+        assert cohort is not None
+        found = progress.progress_of(conn, cohort, CLICKED)
+    assert [a.email for a in found.check_ins.answers] == ["ana@example.com"]

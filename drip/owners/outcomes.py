@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -27,17 +27,30 @@ logger = logging.getLogger(__name__)
 #: the count of participants a check-in went to who have not answered it
 NO_ANSWER = "no_answer"
 
-_SENT = """
-SELECT d.step, c.answer, COUNT(*), MIN(d.sent_at)
-FROM deliveries d JOIN participants p ON p.id = d.participant_id
-LEFT JOIN check_ins c ON c.participant_id = d.participant_id AND c.step = d.step
-WHERE d.cohort_id = ? AND d.sent_at IS NOT NULL AND p.status <> '{removed}' AND d.step IN ({steps})
-GROUP BY d.step, c.answer""".replace("{removed}", ParticipantStatus.REMOVED.value)
-_GIVEN = """
+_REMOVED = ParticipantStatus.REMOVED.value
+# Counted whole, less those of removed participants (few, and usually none), as
+# store.delivery_counts does: the sent check-ins come from the deliveries' (cohort_id, status, step,
+# sent_at) index alone, and the removed participants' rows by their ids, whatever the planner knows.
+_SENT = (
+    "SELECT step, COUNT(*), MIN(sent_at) FROM deliveries "
+    "WHERE cohort_id = ? AND status = 'sent' AND step IN ({steps}) GROUP BY step"
+)
+_ANSWERED = "SELECT step, answer, COUNT(*) FROM check_ins WHERE cohort_id = ? GROUP BY step, answer"
+_REMOVED_IDS = f"SELECT id FROM participants WHERE cohort_id = ? AND status = '{_REMOVED}'"
+_SENT_TO = (
+    "SELECT step, COUNT(*) FROM deliveries WHERE participant_id IN ({ids}) AND status = 'sent' "
+    "AND step IN ({steps}) GROUP BY step"
+)
+_ANSWERED_BY = (
+    "SELECT step, answer, COUNT(*) FROM check_ins WHERE participant_id IN ({ids}) GROUP BY step, answer"
+)
+#: removed participants' ids per statement
+_IDS_AT_ONCE = 500
+_GIVEN = f"""
 SELECT c.participant_id, p.email, p.name, c.step, c.answer, c.answered_at, c.via
 FROM check_ins c JOIN participants p ON p.id = c.participant_id
-WHERE c.cohort_id = ? AND p.status <> '{removed}'
-ORDER BY c.answered_at, c.id""".replace("{removed}", ParticipantStatus.REMOVED.value)
+WHERE c.cohort_id = ? AND p.status <> '{_REMOVED}'
+ORDER BY c.answered_at, c.id"""
 
 
 @dataclass(frozen=True)
@@ -151,31 +164,38 @@ def read_check_ins(conn: Connection, cohort_id: int, program_path: str, *, answe
         return CheckIns()
     named = {key: step for step in steps for key in occurrence_keys(step)}
     sql = Plain(conn)
-    rows = sql.rows(_SENT.format(steps=", ".join("?" * len(named))), [cohort_id, *named])
     given = tuple(_answers(sql, cohort_id, named)) if answers else ()
-    return CheckIns(tuple(_occurrences(sql, rows, named)), given)
+    return CheckIns(tuple(_occurrences(sql, cohort_id, named)), given)
 
 
-def _occurrences(sql: Plain, rows: Iterable[Sequence[object]], named: dict[str, Step]) -> list[Occurrence]:
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
-    first: dict[str, dt.datetime] = {}
-    for key, answer, count, sent in rows:
-        step = named[str(key)]
-        assert step.choices is not None
-        known = str(answer) if answer in step.choices.keys else NO_ANSWER  # an answer the program dropped
-        counts[str(key)][known] = counts[str(key)].get(known, 0) + int(count)  # type: ignore[call-overload]
-        at = sql.read_instant(sent)
-        if at is not None:
-            first[str(key)] = min(first.get(str(key), at), at)
+def _occurrences(sql: Plain, cohort_id: int, named: dict[str, Step]) -> list[Occurrence]:
+    """Each check-in sent: to how many, and how many gave each answer."""
+    marks = ", ".join("?" * len(named))
+    sent: Counter[str] = Counter()
+    first: dict[str, dt.datetime | None] = {}
+    for key, count, at in sql.rows(_SENT.format(steps=marks), [cohort_id, *named]):
+        sent[key] += int(count)
+        first[key] = sql.read_instant(at)
+    answered: Counter[tuple[str, str]] = Counter()
+    for key, answer, count in sql.rows(_ANSWERED, (cohort_id,)):
+        answered[key, answer] += int(count)
+    removed = [row[0] for row in sql.rows(_REMOVED_IDS, (cohort_id,))]
+    for start in range(0, len(removed), _IDS_AT_ONCE):
+        ids = removed[start : start + _IDS_AT_ONCE]
+        places = ", ".join("?" * len(ids))
+        for key, count in sql.rows(_SENT_TO.format(ids=places, steps=marks), [*ids, *named]):
+            sent[key] -= int(count)
+        for key, answer, count in sql.rows(_ANSWERED_BY.format(ids=places), ids):
+            answered[key, answer] -= int(count)
     found = []
-    for key, counted in counts.items():
+    for key, total in sent.items():
         step = named[key]
-        assert step.choices is not None
-        answers = tuple(zip(step.choices.keys, step.choices.labels, strict=True))
-        full = {answer: counted.get(answer, 0) for answer, _ in answers} | {
-            NO_ANSWER: counted.get(NO_ANSWER, 0)
-        }
-        found.append(Occurrence(key, step.key, _number(key, step), answers, full, first.get(key)))
+        if total <= 0 or step.choices is None:
+            continue
+        pairs = tuple(zip(step.choices.keys, step.choices.labels, strict=True))
+        counts = {answer: max(answered[key, answer], 0) for answer, _ in pairs}
+        counts[NO_ANSWER] = max(total - sum(counts.values()), 0)  # an answer the program dropped: none
+        found.append(Occurrence(key, step.key, _number(key, step), pairs, counts, first.get(key)))
     return sorted(found, key=lambda item: (item.step, item.number))
 
 

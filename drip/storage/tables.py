@@ -177,7 +177,9 @@ class Delivery(Base):
         # The claim's order, id included: PostgreSQL then reads due email in order and stops at the
         # batch size, where (status, due_at) alone made it sort every row due at the same time.
         Index(None, "status", "due_at", "id"),
-        Index(None, "cohort_id", "status"),
+        # A cohort's counts by status, and its check-ins sent by step with the first sending, are
+        # read from this index alone (migration 0016).
+        Index(None, "cohort_id", "status", "step", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

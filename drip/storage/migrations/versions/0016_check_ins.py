@@ -2,6 +2,9 @@
 
 One row per participant and step, replaced by a later answer; the event log keeps every answer.
 
+The deliveries' (cohort_id, status) index gains step and sent_at, so that the check-ins sent, by
+step, are counted from the index alone, as the counts by status already were.
+
 Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-05
@@ -42,8 +45,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("participant_id", "step", name=op.f("uq_check_ins_participant_id_step")),
     )
     op.create_index(op.f("ix_check_ins_cohort_id_step"), "check_ins", ["cohort_id", "step"])
+    op.drop_index("ix_deliveries_cohort_id_status", table_name="deliveries")
+    op.create_index(
+        op.f("ix_deliveries_cohort_id_status_step_sent_at"),
+        "deliveries",
+        ["cohort_id", "status", "step", "sent_at"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_deliveries_cohort_id_status_step_sent_at"), table_name="deliveries")
+    op.create_index("ix_deliveries_cohort_id_status", "deliveries", ["cohort_id", "status"])
     op.drop_index(op.f("ix_check_ins_cohort_id_step"), table_name="check_ins")
     op.drop_table("check_ins")
