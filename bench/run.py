@@ -49,6 +49,7 @@ SCRIPTS = [
     ("ingest.py", "reading replies", False),
     ("replies.py", "reading replies right: the reply and bounce corpora", False),
     ("demo.py", "make demo's story, beside the plain walk", False),
+    ("outcomes.py", "drip status and export once check-ins are answered", True),
 ]
 
 

@@ -934,6 +934,11 @@ def demo(ctx: click.Context, cohort_dir: Path, no_serve: bool) -> None:
     echo(f"\nThe first {story.WEEKS} weeks of {cohort.name!r}, in virtual time:")
     with story.told(app.settings, app.store(), cohort.slug, echo) as told:
         tally = told.walk(begin, end)
+        later = told.later()
+        if later is not None:
+            echo("\nThen the rest of the training, and the months after it, with a check-in a month:")
+            tally.merge(told.walk(end, later, story.LATER_STEP))
+            end = later
         echo("\n" + "\n".join(told.epilogue()))
     echo(f"\nIn all: {tally.summary()}. Here is where the cohort stands on {end:%a %d %b %Y}:\n")
     ctx.invoke(status, cohort=cohort.slug, fmt="table", now=end)

@@ -18,11 +18,13 @@ ROWS = [
     "| drip ingest --mbox, 200 replies, SQLite |",
     "| reply corpus, ",
     "| make demo's story (drip demo), first run on a new folder |",
+    "| drip status with answered check-ins, 200 participants, SQLite |",
 ]
 POSTGRES_ROWS = [
     "| drip start, 60 participants (1,080 deliveries), PostgreSQL |",
     "| drip status, 60 participants, PostgreSQL |",
     ": two workers, one PostgreSQL database |",
+    "| drip status with answered check-ins, 200 participants, PostgreSQL |",
 ]
 
 

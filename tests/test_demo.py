@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -14,9 +15,10 @@ from conftest import _free_port
 from drip.cli import main
 from drip.sending import catcher
 from drip.storage.store import Store
-from drip.storage.tables import Delivery, Goal, Participant
+from drip.storage.tables import Delivery, Event, Goal, Participant
 
-END = "2027-02-16T00:00Z"
+#: where the story ends: a few days after the second monthly check-in went to the last participant
+END = "2027-06-15T00:00Z"
 
 
 @pytest.fixture
@@ -44,14 +46,27 @@ def caught(project: Path) -> list:
 def test_the_demo_tells_the_story_and_runs_again(project: Path, runner: CliRunner) -> None:
     played = runner.invoke(main, ["demo", "--no-serve"])
     assert played.exit_code == 0, played.output
+    assert f"--now {END}" in played.output
     figures = status(runner)
 
-    # Completions by link and by reply, for two goals; a bounce; the rest still open.
-    assert figures["done_by"]["short"] == {"link": 2, "reply": 3}
-    assert figures["done_by"]["mid"] == {"link": 1, "reply": 1}
+    # Completions by link and by reply, for every goal; a bounce; the rest still open.
+    assert figures["done_by"] == {
+        "short": {"link": 3, "reply": 3},
+        "mid": {"link": 2, "reply": 1},
+        "long": {"link": 1, "reply": 1},
+    }
     assert figures["participant_status"]["bounced"] == 1
     assert [b["email"] for b in figures["bounces"]] == ["robert.ellison@northwind.example"]
-    assert "5/12 done (2 by link, 3 by reply)" in played.output
+    assert "6/12 done (3 by link, 3 by reply)" in played.output
+    # The check-ins: taps, and replies read as yes or no; a question left for a person.
+    assert figures["sustain"] == {
+        "sustain-1": {"shared": 5, "not_shared": 2, "no_answer": 4},
+        "sustain-2": {"shared": 4, "not_shared": 1, "no_answer": 6},
+    }
+    assert (
+        "sustain-1     " + "█" * 9 + "▓" * 4 + "░" * 7 + " 5/11 shared, 2 not_shared, 4 no answer"
+        in played.output
+    )
     assert "Wrote example-report.html" in played.output and (project / "example-report.html").is_file()
 
     with Store("sqlite:///drip.db") as db, db.reading() as conn:
@@ -85,7 +100,7 @@ def test_the_demo_tells_the_story_and_runs_again(project: Path, runner: CliRunne
     )
     assert goals[("sofia.marquez@northwind.example", "short")][:2] == ("done", "reply"), "¡Hecho! is done"
     assert goals[("amelie.laurent@northwind.example", "short")][:2] == ("done", "reply")
-    assert goals[("david.chen@northwind.example", "short")][0] == "open", '"not yet" completes nothing'
+    assert goals[("david.chen@northwind.example", "short")][:2] == ("done", "link"), "later, by the nudge"
     assert goals[("kenji.tanaka@northwind.example", "short")][0] == "open", "an auto-reply does nothing"
     assert goals[("eleanor.hughes@northwind.example", "short")][2] is not None, "she took another week"
     # What they answered: typed on the page, or in their reply's own words.
@@ -96,17 +111,47 @@ def test_the_demo_tells_the_story_and_runs_again(project: Path, runner: CliRunne
         "Scott Galloway" in goals[(james, "mid")][3]
         and goals[("sofia.marquez@northwind.example", "short")][3] is None
     )
+    assert goals[(margaret, "long")][3].startswith("Feedly: 38 sources")
+    assert goals[(james, "long")][3].startswith("Done: Inoreader now collects"), "his reply's own words"
     # The congratulations went out, and the reminders of a goal done stopped.
     assert {(margaret, "short-done"), (margaret, "mid-done"), (james, "short-done")} <= sent
     assert stopped["short-reminder"] == "cancelled" and stopped["short-due"] == "cancelled"
 
+    with Store("sqlite:///drip.db") as db, db.reading() as conn:
+        answered = [
+            (data["step"], data["answer"], data.get("replaced"), data["via"])
+            for data in conn.execute(
+                select(Event.data)
+                .join(Participant, Participant.id == Event.participant_id)
+                .where(Event.kind == "answered", Participant.email == "thomas.becker@northwind.example")
+                .order_by(Event.id)
+            ).scalars()
+        ]
+    assert answered == [
+        ("sustain-1", "shared", None, "link"),
+        ("sustain-2", "not_shared", None, "link"),
+        ("sustain-2", "shared", "not_shared", "link"),
+    ], "a later answer replaces the earlier one, and the log keeps both"
+
     inbox = caught(project)
     digests = [m for m in inbox if m["X-Drip-Step"] == "digest"]
-    assert len(digests) == 5, "one each Monday"
+    mondays = (dt.date(2027, 6, 14) - dt.date(2027, 1, 18)).days // 7 + 1
+    assert len(digests) == mondays, "one each Monday, from the first after the start"
     week_of_reply = next(m for m in digests if m["Subject"].startswith("Week to 18 January"))
     told = week_of_reply.get_body(("plain",)).get_content()
     assert "Needs a look" in told and "David Chen <david.chen@northwind.example> wrote about Crawl" in told
     assert "Not yet, I'm afraid" in told and "Robert Ellison" in told
+    june = next(m for m in digests if m["Subject"].startswith("Week to 7 June"))
+    told = june.get_body(("plain",)).get_content()
+    assert (
+        "Sustained use" in told
+        and "sustain-1 (" in told
+        and '5 of 11 "Yes, I shared something" (45%)' in told
+    )
+    assert (
+        'Sofia Márquez <sofia.marquez@northwind.example> answered "Not this month" to sustain-1 and sustain-2'
+        in told
+    )
     report = (project / "example-report.html").read_text()
     assert "travelling all week" in report and "done: &#39;hecho&#39; (Spanish)" in report
 

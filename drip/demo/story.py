@@ -1,4 +1,5 @@
-"""``drip demo``: a cohort's first five weeks in virtual time, with executives who answer.
+"""``drip demo``: a cohort's first five weeks in virtual time, with executives who answer, then the
+months after the training, with the first two monthly check-ins and their answers.
 
 drip sends the cohort's emails to the built-in mail catcher as the weeks pass, and at set moments
 the people on the roster act on the email in front of them, as they would in life:
@@ -9,7 +10,10 @@ the people on the roster act on the email in front of them, as they would in lif
   "Reply done" (a mailto: link), which writes a new message to a signed address;
 - one writes "not yet", which drip forwards to a person; one is out of the office;
 - one address bounces, as Postfix reports it;
-- one takes another week from the overdue nudge.
+- one takes another week from the overdue nudge;
+- after the training, most tap an answer to each monthly check-in ("Yes, I shared something", "Not
+  this month"), two reply in words instead, one gives "Not this month" twice in a row (which the
+  owners' digest flags), and one changes his answer the next day.
 
 Replies and bounces are written to a Maildir beside the database and read with the code behind
 ``drip ingest``. Everything happens on this machine: the demo refuses a relay (DRIP_SMTP_URL) and
@@ -40,6 +44,7 @@ from drip import service
 from drip.config import Settings
 from drip.core.errors import ConfigError
 from drip.core.languages import base_language
+from drip.core.program import program_at
 from drip.demo.clients import Client, address, bounce, out_of_office, reply, reply_done_mailto
 from drip.replies.handling import Ingester
 from drip.replies.mailboxes import MaildirSource
@@ -48,10 +53,14 @@ from drip.sending.dispatcher import Tally
 from drip.storage.store import Store
 from drip.storage.tables import Cohort, Delivery, Participant
 
-#: how long the story runs after the cohort's start
+#: how long the story runs after the cohort's start, hour by hour
 WEEKS = 5
 #: the step of the walk between two acts
 STEP = dt.timedelta(hours=1)
+#: the check-ins the story follows after the training, up to this one's, a few days after it went
+LAST_CHECK_IN = "sustain-2"
+#: the step of the walk through the months after the training, when a few emails a week go
+LATER_STEP = dt.timedelta(hours=3)
 #: the mail server that reports the bounce
 MTA = "mx1.northwind.example"
 #: a phone's browser, as the link pages see it
@@ -67,6 +76,8 @@ class Doing(StrEnum):
     TAP_SNOOZE = "taps the link for another week"
     REPLY = "replies"
     REPLY_DONE = 'taps Reply "done"'
+    #: taps one of a check-in's answers; ``says`` is the answer's key
+    TAP_ANSWER = "taps an answer"
     AWAY = "is away"
     BOUNCE = "bounces"
 
@@ -100,6 +111,26 @@ STORY = (
     Act(4, "short-overdue", _hours(3), Doing.TAP_SNOOZE),
     Act(0, "mid-kickoff", _hours(24), Doing.TAP_DONE, says="voices"),
     Act(1, "mid-kickoff", _hours(50), Doing.REPLY, Client.OUTLOOK, "done mid"),
+    # the rest of the training
+    Act(3, "short-overdue", _hours(20), Doing.TAP_DONE, says="profile"),
+    Act(2, "mid-due", _hours(6), Doing.TAP_DONE, says="voices"),
+    Act(0, "long-reminder", _hours(30), Doing.TAP_DONE, says="feed"),
+    Act(1, "long-due", _hours(4), Doing.REPLY, Client.GMAIL, "done long"),
+    # the months after the training: a check-in a month
+    Act(0, "sustain-1", _hours(2), Doing.TAP_ANSWER, says="shared"),
+    Act(1, "sustain-1", _hours(20), Doing.REPLY, Client.GMAIL, "posted"),
+    Act(2, "sustain-1", _hours(5), Doing.TAP_ANSWER, says="not_shared"),
+    Act(3, "sustain-1", _hours(30), Doing.REPLY, Client.OUTLOOK, "not this month"),
+    Act(5, "sustain-1", _hours(4), Doing.TAP_ANSWER, says="shared"),
+    Act(6, "sustain-1", _hours(6), Doing.TAP_ANSWER, says="shared"),
+    Act(7, "sustain-1", _hours(9), Doing.TAP_ANSWER, says="shared"),
+    Act(0, "sustain-2", _hours(1), Doing.TAP_ANSWER, says="shared"),
+    Act(1, "sustain-2", _hours(26), Doing.REPLY, Client.IPHONE, "question"),
+    Act(2, "sustain-2", _hours(3), Doing.TAP_ANSWER, says="not_shared"),
+    Act(3, "sustain-2", _hours(8), Doing.TAP_ANSWER, says="shared"),
+    Act(5, "sustain-2", _hours(5), Doing.TAP_ANSWER, says="not_shared"),
+    Act(5, "sustain-2", _hours(29), Doing.TAP_ANSWER, says="shared"),
+    Act(6, "sustain-2", _hours(7), Doing.TAP_ANSWER, says="shared"),
 )
 
 #: what people write or type, in their own language (English where the story has none in theirs);
@@ -117,6 +148,16 @@ WORDS = {
         "en": "Done. I now read these five every morning before my first meeting: Scott Galloway, "
         "Ann Handley, Ben Thompson, Kara Swisher and Seth Godin."
     },
+    "feed": {"en": "Feedly: 38 sources in three folders, read with coffee at seven"},
+    "done long": {
+        "en": "Done: Inoreader now collects the five voices, our competitors' newsrooms and two "
+        "analysts' blogs in one place."
+    },
+    "posted": {
+        "en": "Yes, I posted twice this month: a note on our Q2 numbers and a comment on a customer's launch."
+    },
+    "not this month": {"en": "Not this month, sorry. The quarter close took every evening."},
+    "question": {"en": "Does a post on our intranet count? I wrote one for the whole sales team."},
     "profile": {"en": "{profile}"},
     "voices": {"en": "Mary Meeker, Ben Thompson, Azeem Azhar, the FT's Lex column and Benedict Evans"},
     "away": {
@@ -198,13 +239,28 @@ class Story:
         self.app = create_app(settings, clock=lambda: self.moment)
         self.replies = self.place.open_replies()
         self.caught: dict[tuple[str, str], Path] = {}
+        self.step = STEP
 
     def close(self) -> None:
         self.app.extensions["drip"].database.close()
         self.replies.close()
 
-    def walk(self, begin: dt.datetime, end: dt.datetime) -> Tally:
-        """Send everything due from ``begin`` to ``end``, stopping for each act on the way."""
+    def later(self) -> dt.datetime | None:
+        """Return the end of the months after the training: a few days after ``LAST_CHECK_IN`` went to
+        the last participant it goes to; None for a program without it."""
+        with self.db.reading() as conn:
+            last = conn.execute(
+                select(func.max(Delivery.due_at))
+                .join(Cohort, Cohort.id == Delivery.cohort_id)
+                .where(Cohort.slug == self.slug, Delivery.step == LAST_CHECK_IN)
+            ).scalar_one_or_none()
+        if last is None:
+            return None
+        return dt.datetime.combine(last.date() + dt.timedelta(days=4), dt.time(), dt.UTC)
+
+    def walk(self, begin: dt.datetime, end: dt.datetime, step: dt.timedelta = STEP) -> Tally:
+        """Send everything due from ``begin`` to ``end``, ``step`` by step, stopping for each act."""
+        self.step = step
         total = Tally()
         moment = begin
         for planned in self.moments():
@@ -274,6 +330,8 @@ class Story:
             return f"would answer the {act.after} email, but it was not sent (nothing to answer)"
         original, raw = found
         words = _words(act.says, person)
+        if act.does is Doing.TAP_ANSWER:
+            return self._tap_answer(original, act)
         if act.does in (Doing.TAP_DONE, Doing.TAP_SNOOZE):
             path = "/done/" if act.does is Doing.TAP_DONE else "/snooze/"
             typed = f", typing “{words}”" if words else ""
@@ -296,7 +354,7 @@ class Story:
         return f"replies to the {act.after} email from {act.client}: “{words}” {self._ingest(message)}"
 
     def _send(self, begin: dt.datetime, end: dt.datetime) -> Tally:
-        return service.run_once(self.settings, self.db, begin, end, STEP, lambda _said: None)
+        return service.run_once(self.settings, self.db, begin, end, self.step, lambda _said: None)
 
     def _ingest(self, message: bytes) -> str:
         self.replies.add(message)
@@ -307,7 +365,8 @@ class Story:
         return f"drip reads it: {tally.summary()}."
 
     def _tap(self, original: EmailMessage, path: str, typed: str) -> str:
-        link = _link(original, path)
+        """Open the email's link to ``path`` (or that very link) on a phone, and tap the page's button."""
+        link = path if "://" in path else _link(original, path)
         if link is None:
             return "no such link in it"
         target = urlsplit(link).path
@@ -320,6 +379,19 @@ class Story:
         answer = client.post(target, data=fields, headers={**PHONE, "Referer": link})
         heading = _Form.read(answer.get_data(as_text=True)).heading
         return f"the page says “{heading}” ({answer.status_code})"
+
+    def _tap_answer(self, original: EmailMessage, act: Act) -> str:
+        """Tap the check-in's answer ``act.says``: its link is the one in that answer's place."""
+        links = _links(original, "/answer/")
+        with self.db.reading() as conn:
+            path = conn.execute(select(Cohort.program_path).where(Cohort.slug == self.slug)).scalar_one()
+        found = program_at(path).occurrence_of(act.after)
+        choices = found[0].choices if found is not None else None
+        if choices is None or act.says not in choices.keys or len(links) != len(choices.keys):
+            return f"would answer the {act.after} email, but it offers no answer “{act.says}”"
+        label = choices.label(act.says)
+        said = self._tap(original, links[choices.keys.index(act.says)], "")
+        return f"taps “{label}” in the {act.after} email: {said}"
 
     def _email(self, to: str, step: str) -> tuple[EmailMessage, bytes] | None:
         """Return the caught email ``step`` sent to ``to``, and its bytes."""
@@ -352,13 +424,16 @@ def _words(key: str, person: Person) -> str:
 
 def _link(message: EmailMessage, start: str) -> str | None:
     """Return the first link in the email's HTML whose address, or path, starts with ``start``."""
+    return next(iter(_links(message, start)), None)
+
+
+def _links(message: EmailMessage, start: str) -> list[str]:
+    """Return the links in the email's HTML whose address, or path, starts with ``start``, in order."""
     part = message.get_body(("html",))
     if part is None:
-        return None
-    for href in _Form.read(str(part.get_content())).links:
-        if href.startswith(start) or urlsplit(href).path.startswith(start):
-            return href
-    return None
+        return []
+    found = _Form.read(str(part.get_content())).links
+    return [href for href in found if href.startswith(start) or urlsplit(href).path.startswith(start)]
 
 
 class _Form(HTMLParser):

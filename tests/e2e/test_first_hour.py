@@ -24,7 +24,7 @@ from drip.web.app import create_app
 
 CHROMIUM = shutil.which("chromium")
 #: where the demo's story ends
-END = dt.datetime(2027, 2, 16, tzinfo=dt.UTC)
+END = dt.datetime(2027, 6, 15, tzinfo=dt.UTC)
 DESKTOP = {"width": 1280, "height": 860}
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
@@ -65,23 +65,23 @@ def test_the_demos_inbox_shows_the_mail_the_digests_and_the_replies(demo, browse
     page = browser.new_context(viewport=DESKTOP).new_page()
     page.goto(f"{site}/inbox")
     rows = page.locator("tbody tr")
-    assert rows.count() > 80, "every email of five weeks, the digests and the escalations"
-    assert page.get_by_role(
-        "link", name="Week to 15 February: Northwind leadership, winter 2027"
-    ).is_visible()
-    assert page.get_by_role("link", name="Replies drip read (7)").is_visible()
+    assert rows.count() > 200, (
+        "every email of the training and two check-ins, the digests and the escalations"
+    )
+    assert page.get_by_role("link", name="Week to 7 June: Northwind leadership, winter 2027").is_visible()
+    assert page.get_by_role("link", name="Replies drip read (11)").is_visible()
     page.screenshot(path=shots / "demo-inbox.png")
 
     page.get_by_role("searchbox").fill("step:short-done")
     with page.expect_navigation():
         page.keyboard.press("Enter")
     congratulated = page.locator("tbody tr td.to").all_inner_texts()
-    assert len(congratulated) == 5 and any("Margaret Okafor" in name for name in congratulated)
+    assert len(congratulated) == 6 and any("Margaret Okafor" in name for name in congratulated)
 
-    page.get_by_role("link", name="Replies drip read (7)").click()
+    page.get_by_role("link", name="Replies drip read (11)").click()
     page.wait_for_load_state()
     said = page.locator("main").inner_text()
-    for words in ("Not yet, I'm afraid", "1月25日まで", "bounce", "David Chen"):
+    for words in ("Not yet, I'm afraid", "1月25日まで", "bounce", "David Chen", "answered sustain-1: shared"):
         assert words in said, words
     page.screenshot(path=shots / "demo-replies.png")
 
@@ -92,7 +92,23 @@ def test_the_demos_report_shows_progress_by_link_and_by_reply(demo, browser, sho
     page.goto((folder / "example-report.html").as_uri())
     assert page.get_by_role("heading", name="Northwind leadership, winter 2027", level=1).is_visible()
     chart = page.locator("figure svg").first
-    assert chart.is_visible() and "5 of 12" in page.locator("figure").first.inner_text()
+    assert chart.is_visible() and "6 of 12" in page.locator("figure").first.inner_text()
     replies = page.get_by_role("heading", name="Replies").locator("xpath=..").inner_text()
     assert "travelling all week" in replies and "hecho" in replies
     page.screenshot(path=shots / "demo-report.png")
+
+
+def test_the_demos_report_shows_sustained_use_and_what_they_said(demo, browser, shots: Path) -> None:
+    _, folder = demo
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    page.goto((folder / "example-report.html").as_uri())
+    sustained = page.locator("section", has=page.get_by_role("heading", name="Sustained use"))
+    words = sustained.inner_text()
+    assert (
+        "sustain-1" in words and "5 of 11, 45%" in words and "sustain-2" in words and "4 of 11, 36%" in words
+    )
+    assert sustained.locator("svg").first.is_visible()
+    said = page.locator("section", has=page.get_by_role("heading", name="What they said")).inner_text()
+    for answer in ("https://linkedin.com/in/margaret-okafor", "Feedly: 38 sources", "Inoreader now collects"):
+        assert answer in said, answer
+    sustained.screenshot(path=shots / "demo-sustained.png")

@@ -59,5 +59,6 @@ def test_the_wheel_installs_and_runs_a_cohort_end_to_end(tmp_path: Path) -> None
     drip("init")
     told = drip("demo", "--no-serve")
     assert "taps “Mark it done”" in told and "replies to the short-kickoff email from Gmail" in told
-    assert "(2 by link, 3 by reply)" in told and "1 bounced" in told
+    assert "(3 by link, 3 by reply)" in told and "1 bounced" in told
+    assert "taps “Yes, I shared something” in the sustain-1 email" in told and "1 answered a check-in" in told
     assert (project / "example-report.html").is_file()
