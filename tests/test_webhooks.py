@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from webhook_server import Receiver, running_receiver
 
 from conftest import COHORT_TOML, EMAILS, CohortFactory
-from drip.changes import ADMIN, Evidence, bounce, complete, person_by_id, unsubscribe
+from drip.changes import ADMIN, Evidence, answer, bounce, complete, person_by_id, unsubscribe
 from drip.cli import main
 from drip.core.errors import CohortError
 from drip.core.states import EventKind
@@ -158,6 +158,35 @@ def test_an_answer_given_with_a_goal_done_goes_with_its_event(
     assert webhooks.deliver_due(store, NOW, "worker-1") == webhooks.Posted(delivered=1)
     event = _verified(receiver.requests[0])
     assert (event["via"], event["answer"]) == ("link", "https://www.linkedin.com/in/ana-ruiz")
+
+
+def test_a_check_in_answered_and_changed_is_an_event_each_time(
+    store: Store, make_cohort: CohortFactory, receiver: Receiver
+) -> None:
+    from test_check_ins import sent_check_in
+
+    _started(store, make_cohort, hooks_toml(receiver.url(), '["check_in.answered"]', 'format = "slack"'))
+    delivery = sent_check_in(store)
+    with store.transaction() as conn:
+        ana = person_by_id(conn, _ana(store))
+        answer(conn, ana, "sustain-1", "not_shared", delivery, NOW, Evidence("link"))
+        answer(conn, ana, "sustain-1", "shared", delivery, NOW + dt.timedelta(hours=2), Evidence("reply"))
+    [first, second] = sorted(_outbox(store), key=lambda row: row.occurred_at)
+    assert first.payload == {
+        "cohort": {"slug": "test-cohort", "name": "Test cohort"},
+        "participant": {"email": "ana@example.com", "name": "Ana Ruiz"},
+        "step": "sustain-1", "answer": "not_shared", "via": "link", "label": "Not this month",
+    }  # fmt: skip
+    assert second.payload["replaced"] == "not_shared" and second.payload["via"] == "reply"
+    assert webhooks.summary(second) == (
+        "Check-in answered",
+        "Ana Ruiz answered “Yes, I shared something” to sustain-1 (it was “not_shared”).",
+    )
+    assert webhooks.deliver_due(store, NOW + dt.timedelta(hours=3), "worker-1") == webhooks.Posted(
+        delivered=2
+    )
+    texts = [_verified(request, event=False)["text"] for request in receiver.requests]
+    assert "Check-in answered: Ana Ruiz answered “Not this month” to sustain-1." in texts
 
 
 def _ana_done(store: Store, make_cohort: CohortFactory, receiver: Receiver) -> None:

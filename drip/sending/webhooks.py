@@ -1,8 +1,8 @@
 """Webhooks: what drip tells the tools owners use, from an outbox, signed, at least once.
 
 An event worth telling (``goal.completed``, ``goal.overdue``, ``participant.bounced``,
-``participant.unsubscribed``, ``reply.needs_person``, ``cohort.finished``) is written to the
-``webhook_outbox`` table in the same transaction as the change it reports
+``participant.unsubscribed``, ``reply.needs_person``, ``cohort.finished``, ``check_in.answered``)
+is written to the ``webhook_outbox`` table in the same transaction as the change it reports
 (``drip.storage.store.append_events``): one row per endpoint of the cohort's cohort.toml that
 asks for it. ``drip run`` posts them from a thread of its own, so a slow or dead receiver never
 holds up email:
@@ -123,6 +123,12 @@ def summary(row: OutboxRow) -> tuple[str, str]:
     if row.type == "cohort.finished":
         return "Cohort finished", f"{cohort} has finished: {data.get('completed_all', 0)} of " \
             f"{data.get('participants', 0)} participants did every goal."  # fmt: skip
+    if row.type == "check_in.answered":
+        was = f" (it was “{data['replaced']}”)" if data.get("replaced") else ""
+        return (
+            "Check-in answered",
+            f"{who} answered “{data.get('label', '')}” to {data.get('step', '')}{was}.",
+        )
     return row.type, f"{row.type} in {cohort}."
 
 

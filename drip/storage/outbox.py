@@ -33,6 +33,7 @@ KINDS = {
     EventKind.UNSUBSCRIBED: "participant.unsubscribed",
     EventKind.REPLIED: "reply.needs_person",
     EventKind.COHORT_FINISHED: "cohort.finished",
+    EventKind.ANSWERED: "check_in.answered",
 }
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -121,7 +122,22 @@ def _payload(event: StoredEvent, kind: str, cohort: Any, person: Any) -> dict[st
         payload |= {"why": data.get("why"), "subject": data.get("subject"), "step": data.get("step")}
     elif kind == "cohort.finished":
         payload |= {key: data.get(key) for key in ("participants", "completed_all", "goals")}
+    elif kind == "check_in.answered":
+        payload |= {"step": data.get("step"), "answer": data.get("answer"), "via": data.get("via")}
+        payload["label"] = _label(cohort.program_path, str(data.get("step")), str(data.get("answer")))
+        if data.get("replaced"):
+            payload["replaced"] = data["replaced"]
     return payload
+
+
+def _label(program_path: str, step: str, answer: str) -> str:
+    """The words readers saw for a check-in's answer, or its key when the program no longer has it."""
+    try:
+        found = program_at(program_path).occurrence_of(step)
+    except Exception:  # noqa: BLE001 - a moved program: the key still says which answer
+        return answer
+    choices = found[0].choices if found is not None else None
+    return choices.label(answer) if choices is not None and answer in choices.keys else answer
 
 
 def _title(program_path: str, key: str) -> str:

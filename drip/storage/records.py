@@ -69,7 +69,7 @@ copyreg.pickle(MappingProxyType, _pickle_frozen)
 #: the events a webhook may ask for, in cohort.toml's ``[[webhooks]]`` ``events``
 WEBHOOK_EVENTS = (
     "goal.completed", "goal.overdue", "participant.bounced", "participant.unsubscribed",
-    "reply.needs_person", "cohort.finished",
+    "reply.needs_person", "cohort.finished", "check_in.answered",
 )  # fmt: skip
 #: what a webhook's POST looks like: the event as JSON, or a Slack or Teams message
 WEBHOOK_FORMATS = ("json", "slack", "teams")
