@@ -387,9 +387,10 @@ def export_command(app: App, cohort: str, fmt: str, out: Path | None, now: dt.da
     """Export COHORT's participants and goals (csv) or its events (jsonl), for a spreadsheet or an archive."""
     if fmt == "csv":
         found = _progress(app, cohort, now, progress.DEFAULT_WITHIN)
+        check_ins = [c.key for c in found.check_ins.occurrences]
+        sent = texts.check_ins_sent(app.store(), cohort, check_ins)
         text = texts.write_csv(
-            texts.export_rows(found),
-            texts.export_columns([g.key for g in found.goals], [c.key for c in found.check_ins.occurrences]),
+            texts.export_rows(found, sent), texts.export_columns([g.key for g in found.goals], check_ins)
         )
     else:
         store = app.existing_store()

@@ -370,9 +370,11 @@ def test_the_export_has_a_column_per_check_in_sent(started: Store, client: Flask
         found = progress.progress_of(conn, cohort, CLICKED + dt.timedelta(days=31))
     columns = texts.export_columns([g.key for g in found.goals], [c.key for c in found.check_ins.occurrences])
     assert columns[-3:] == ["long_answer", "sustain-1", "sustain-2"]
-    lines = texts.write_csv(texts.export_rows(found), columns).splitlines()
+    sent = texts.check_ins_sent(started, "test-cohort", ["sustain-1", "sustain-2"])
+    lines = texts.write_csv(texts.export_rows(found, sent), columns).splitlines()
     assert lines[1].startswith("ana@example.com,") and lines[1].endswith(",shared,not_shared")
-    assert lines[2].startswith("ben@example.com,") and lines[2].endswith(",,")
+    assert lines[2].startswith("ben@example.com,") and lines[2].endswith(",no_answer,"), "sent, not sent"
+    assert lines[3].startswith("cleo@example.com,") and lines[3].endswith(",,"), "neither went to her"
 
 
 def test_a_check_in_records_only_the_answer_its_link_signs(started: Store, client: FlaskClient) -> None:

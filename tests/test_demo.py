@@ -67,6 +67,13 @@ def test_the_demo_tells_the_story_and_runs_again(project: Path, runner: CliRunne
         "sustain-1     " + "█" * 9 + "▓" * 4 + "░" * 7 + " 5/11 shared, 2 not_shared, 4 no answer"
         in played.output
     )
+    exported = runner.invoke(main, ["export", "example", "--now", END])
+    assert exported.exit_code == 0, exported.output
+    rows = {line.split(",")[0]: line for line in exported.output.splitlines()}
+    assert rows["email"].endswith(",sustain-1,sustain-2")
+    assert rows["thomas.becker@northwind.example"].endswith(",shared,shared"), "his later answer"
+    assert rows["eleanor.hughes@northwind.example"].endswith(",no_answer,no_answer")
+    assert rows["robert.ellison@northwind.example"].endswith(",,"), "bounced: no check-in went to him"
     assert "Wrote example-report.html" in played.output and (project / "example-report.html").is_file()
 
     with Store("sqlite:///drip.db") as db, db.reading() as conn:

@@ -177,10 +177,11 @@ def test_a_check_in_answered_and_changed_is_an_event_each_time(
         "participant": {"email": "ana@example.com", "name": "Ana Ruiz"},
         "step": "sustain-1", "answer": "not_shared", "via": "link", "label": "Not this month",
     }  # fmt: skip
-    assert second.payload["replaced"] == "not_shared" and second.payload["via"] == "reply"
+    assert second.payload["replaced"] == "not_shared" and second.payload["replaced_label"] == "Not this month"
+    assert second.payload["via"] == "reply"
     assert webhooks.summary(second) == (
         "Check-in answered",
-        "Ana Ruiz answered “Yes, I shared something” to sustain-1 (it was “not_shared”).",
+        "Ana Ruiz answered “Yes, I shared something” to sustain-1 (it was “Not this month”).",
     )
     assert webhooks.deliver_due(store, NOW + dt.timedelta(hours=3), "worker-1") == webhooks.Posted(
         delivered=2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -197,6 +197,22 @@ def _occurrences(sql: Plain, cohort_id: int, named: dict[str, Step]) -> list[Occ
         counts[NO_ANSWER] = max(total - sum(counts.values()), 0)  # an answer the program dropped: none
         found.append(Occurrence(key, step.key, _number(key, step), pairs, counts, first.get(key)))
     return sorted(found, key=lambda item: (item.step, item.number))
+
+
+_SENT_PAIRS = (
+    "SELECT participant_id, step FROM deliveries "
+    "WHERE cohort_id = ? AND status = 'sent' AND step IN ({steps})"
+)
+
+
+def sent_to(conn: Connection, cohort_id: int, keys: Sequence[str]) -> set[tuple[int, str]]:
+    """Return (participant id, check-in) of each of the check-ins ``keys`` that went out: whom each
+    was sent to, for the export to tell an unanswered check-in from one never sent."""
+    if not keys:
+        return set()
+    sql = Plain(conn)
+    rows = sql.rows(_SENT_PAIRS.format(steps=", ".join("?" * len(keys))), [cohort_id, *keys])
+    return {(int(participant), str(step)) for participant, step in rows}
 
 
 def _answers(sql: Plain, cohort_id: int, named: dict[str, Step]) -> Iterable[Answer]:

@@ -7,7 +7,7 @@ import datetime as dt
 import io
 import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -416,12 +416,14 @@ def export_columns(goals: Sequence[str], check_ins: Sequence[str] = ()) -> list[
     return columns + list(check_ins)
 
 
-def export_rows(found: progress.Progress) -> list[dict[str, Any]]:
+def export_rows(found: progress.Progress, sent: Collection[tuple[int, str]] = ()) -> list[dict[str, Any]]:
     """Return one row per participant with each goal's status, dates and answer, and their answer to
-    each check-in (blank: none given) (``drip export --format csv``)."""
+    each check-in (``drip export --format csv``): its key, ``no_answer`` for a check-in ``sent`` to
+    them (participant id, check-in) that they have not answered, blank for one never sent to them."""
     rows = []
+    went = set(sent)
     given = {(answer.participant_id, answer.occurrence): answer.answer for answer in found.check_ins.answers}
-    sent = [occurrence.key for occurrence in found.check_ins.occurrences]
+    occurrences = [occurrence.key for occurrence in found.check_ins.occurrences]
     for person in found.people:
         row: dict[str, Any] = {
             "email": person.email,
@@ -439,9 +441,18 @@ def export_rows(found: progress.Progress) -> list[dict[str, Any]]:
                 f"{goal.key}_overdue": ("yes" if state.overdue else "no") if state else "",
                 f"{goal.key}_answer": (state.answer or "") if state else "",
             }
-        row |= {key: given.get((person.id, key), "") for key in sent}
+        for key in occurrences:
+            unanswered = outcomes.NO_ANSWER if (person.id, key) in went else ""
+            row[key] = given.get((person.id, key), unanswered)
         rows.append(row)
     return rows
+
+
+def check_ins_sent(db: store.Store, slug: str, keys: Sequence[str]) -> set[tuple[int, str]]:
+    """Return whom each of cohort ``slug``'s check-ins ``keys`` went to, for the export."""
+    with db.reading() as conn:
+        cohort = store.find_cohort(conn, slug)
+        return outcomes.sent_to(conn, cohort.id, keys) if cohort is not None else set()
 
 
 def event_lines(db: store.Store, slug: str) -> list[str] | None:

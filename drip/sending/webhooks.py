@@ -124,7 +124,8 @@ def summary(row: OutboxRow) -> tuple[str, str]:
         return "Cohort finished", f"{cohort} has finished: {data.get('completed_all', 0)} of " \
             f"{data.get('participants', 0)} participants did every goal."  # fmt: skip
     if row.type == "check_in.answered":
-        was = f" (it was “{data['replaced']}”)" if data.get("replaced") else ""
+        earlier = data.get("replaced_label") or data.get("replaced")
+        was = f" (it was “{earlier}”)" if earlier else ""
         return (
             "Check-in answered",
             f"{who} answered “{data.get('label', '')}” to {data.get('step', '')}{was}.",

@@ -127,6 +127,9 @@ def _payload(event: StoredEvent, kind: str, cohort: Any, person: Any) -> dict[st
         payload["label"] = _label(cohort.program_path, str(data.get("step")), str(data.get("answer")))
         if data.get("replaced"):
             payload["replaced"] = data["replaced"]
+            payload["replaced_label"] = _label(
+                cohort.program_path, str(data.get("step")), str(data["replaced"])
+            )
     return payload
 
 
