@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, select, update
 
 from drip.core.errors import DripError
 from drip.core.plan import Timing, goal_dates, local_day
-from drip.core.program import Program, Step, program_at
+from drip.core.program import Choices, Program, program_at
 from drip.core.replan import PARTICIPANT_REMOVED, Changes, replan
 from drip.core.states import CohortStatus, DeliveryStatus, EventKind, GoalStatus, ParticipantStatus
 from drip.core.tokens import Action, Claim, read_answer_object
@@ -217,19 +217,14 @@ def person_of(conn: Connection, claim: Claim) -> tuple[Person, str | None] | Non
     return person_by_goal(conn, claim.object_id)
 
 
-def chosen(person: Person, step_key: str, claim: Claim) -> tuple[Step, str]:
-    """Return the check-in an answer link is for and the answer it gives, as the program stands."""
-    step = check_in_step(person.program, step_key)
+def chosen(person: Person, step_key: str, claim: Claim) -> tuple[Choices, str]:
+    """Return the answers of the check-in an answer link is for and the one it gives, as the program
+    stands."""
+    choices = person.program.choices_of(step_key)
     _, index = read_answer_object(claim.object_id)
-    if step is None or step.choices is None or index >= len(step.choices.keys):
+    if choices is None or index >= len(choices.keys):
         raise ActionError(f"{step_key} no longer asks this question: the program was changed")
-    return step, step.choices.keys[index]
-
-
-def check_in_step(program: Program, step_key: str) -> Step | None:
-    """Return the step (an occurrence, for a repeating step) that ``step_key`` names, or None."""
-    found = program.occurrence_of(step_key)
-    return found[0].nth(found[1], found[1]) if found is not None else program.step(step_key)
+    return choices, choices.keys[index]
 
 
 def act(
@@ -240,8 +235,8 @@ def act(
         return unsubscribe(conn, person, now, evidence)
     assert key is not None, "a goal's link names its goal, an answer's its email's step"
     if claim.action is Action.ANSWER:
-        step, choice = chosen(person, key, claim)
-        return answer(conn, person, step.key, choice, read_answer_object(claim.object_id)[0], now, evidence)
+        _, choice = chosen(person, key, claim)
+        return answer(conn, person, key, choice, read_answer_object(claim.object_id)[0], now, evidence)
     change = {Action.DONE: complete, Action.SNOOZE: snooze, Action.REOPEN: reopen}[claim.action]
     return change(conn, person, key, now, evidence)
 

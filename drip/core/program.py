@@ -301,6 +301,12 @@ class Program:
             return None
         return step, number
 
+    def choices_of(self, key: str) -> Choices | None:
+        """Return the answers the step, or repeating step's occurrence, keyed ``key`` offers, or None."""
+        found = self.occurrence_of(key)
+        step = found[0] if found is not None else self.step(key)
+        return step.choices if step is not None else None
+
     @cached_property
     def _steps_by_key(self) -> dict[str, Step]:
         return {step.key: step for step in self.steps}

@@ -385,8 +385,7 @@ class Story:
         links = _links(original, "/answer/")
         with self.db.reading() as conn:
             path = conn.execute(select(Cohort.program_path).where(Cohort.slug == self.slug)).scalar_one()
-        found = program_at(path).occurrence_of(act.after)
-        choices = found[0].choices if found is not None else None
+        choices = program_at(path).choices_of(act.after)
         if choices is None or act.says not in choices.keys or len(links) != len(choices.keys):
             return f"would answer the {act.after} email, but it offers no answer “{act.says}”"
         label = choices.label(act.says)

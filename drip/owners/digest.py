@@ -29,11 +29,11 @@ from drip.core.errors import DripError, StoreError
 from drip.core.message import mail_system_headers
 from drip.core.mime import Attachment, Mailbox, Message, compose
 from drip.core.plan import local_day, local_instant, program_end
-from drip.core.program import Program, program_at
+from drip.core.program import program_at
 from drip.core.states import DigestStatus, GoalStatus
 from drip.core.values import Address
 from drip.owners import documents
-from drip.owners.outcomes import Attention, Occurrence, read_check_ins
+from drip.owners.outcomes import Attention, Occurrence
 from drip.owners.progress import Person, Problem, Progress, Reply, progress_of
 from drip.storage import outbox, store
 from drip.storage.leases import Lease
@@ -189,8 +189,6 @@ def read_digest(
         return [p for p in problems if week.since <= p.at < week.until]
 
     link = f"{settings.base_url}/admin/cohorts/{slug}" if settings.admin_password else None
-    check_ins = read_check_ins(conn, cohort.id, cohort.program_path)
-    program = _program(cohort) if check_ins.answers else None
     return Digest(
         found,
         week,
@@ -202,16 +200,9 @@ def read_digest(
         this_week(found.delegate_bounces),
         outbox.failing(conn, cohort.id),
         [r for r in found.replies if r.outcome == "reply" and week.since <= r.at < week.until][::-1],
-        check_ins.occurrences,
-        [a for a in check_ins.attention(program) if week.since <= a.at < week.until],
+        found.check_ins.occurrences,
+        [a for a in found.check_ins.attention() if week.since <= a.at < week.until],
     )
-
-
-def _program(cohort: StoredCohort) -> Program | None:
-    try:
-        return program_at(cohort.program_path)
-    except (OSError, DripError):  # logged when its check-ins were read
-        return None
 
 
 def render_digest(digest: Digest) -> tuple[str, str]:

@@ -91,6 +91,8 @@ class Answer:
     label: str
     at: dt.datetime
     via: str
+    #: whether it is its step's ``attention`` answer ("not_shared")
+    attention: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,19 +119,16 @@ class CheckIns:
         """Each check-in sent so far: its count per answer and of those who gave none."""
         return {item.key: dict(item.counts) for item in self.occurrences}
 
-    def attention(self, program: Program | None) -> list[Attention]:
-        """Participants whose last two answers in a row to a step were its ``attention`` answer."""
-        steps = {step.key: step for step in (program.steps if program else ()) if step.choices}
+    def attention(self) -> list[Attention]:
+        """Participants who gave a step's ``attention`` answer to two of its check-ins in a row."""
         by_person: dict[tuple[int, str], dict[int, Answer]] = defaultdict(dict)
         for answer in self.answers:
             by_person[answer.participant_id, answer.step][answer.number] = answer
         found = []
-        for (_, key), given in by_person.items():
-            step = steps.get(key)
-            wanted = step.choices.attention if step is not None and step.choices is not None else None
-            for number in sorted(given):
-                earlier, later = given.get(number - 1), given[number]
-                if wanted and earlier and earlier.answer == wanted and later.answer == wanted:
+        for given in by_person.values():
+            for number, later in sorted(given.items()):
+                earlier = given.get(number - 1)
+                if earlier is not None and earlier.attention and later.attention:
                     pair = (earlier.occurrence, later.occurrence)
                     found.append(
                         Attention(later.email, later.name, later.label, pair, max(earlier.at, later.at))
@@ -222,10 +221,9 @@ def _answers(sql: Plain, cohort_id: int, named: dict[str, Step]) -> Iterable[Ans
             continue  # a check-in the program no longer asks
         instant = sql.read_instant(at)
         assert instant is not None
-        label = step.choices.label(answer)
-        yield Answer(
-            participant_id, email, name, key, step.key, _number(key, step), answer, label, instant, via
-        )
+        label, flagged = step.choices.label(answer), answer == step.choices.attention
+        number = _number(key, step)
+        yield Answer(participant_id, email, name, key, step.key, number, answer, label, instant, via, flagged)
 
 
 def _number(key: str, step: Step) -> int:

@@ -393,11 +393,9 @@ class Ingester:
     ) -> _Result:
         """A reply in the thread of one of drip's emails: done, a check-in's answer, or for a person."""
         why, who = self._sender(person, incoming)
-        step = changes.check_in_step(person.program, delivery.step)
-        if step is not None and step.choices is not None:
-            return self._check_in(
-                conn, person, delivery, step.choices, matched, incoming, data, now, why, who
-            )
+        choices = person.program.choices_of(delivery.step)
+        if choices is not None:
+            return self._check_in(conn, person, delivery, choices, matched, incoming, data, now, why, who)
         reading = incoming.reading(self.done_words)
         if why is None and delivery.goal and reading.verdict is Verdict.DONE:
             evidence = self._evidence(incoming, matched, f"a reply {who}; {reading.rule}")

@@ -153,10 +153,10 @@ def _about(person: changes.Person, key: str, claim: Claim) -> str:
     if claim.action is not Action.ANSWER:
         return f"goal {key}"
     try:
-        step, choice = changes.chosen(person, key, claim)
+        _, choice = changes.chosen(person, key, claim)
     except changes.ActionError as exc:
         return str(exc)
-    return f"check-in {step.key}, answer {choice}"
+    return f"check-in {key}, answer {choice}"
 
 
 def _name_mail_link(link: Link, action: Action) -> None:

@@ -105,14 +105,13 @@ def _pages(conn: Connection, claim: Claim, person: Person, key: str | None) -> L
         return PAGES[claim.action]
     assert key is not None
     try:
-        step, choice = changes.chosen(person, key, claim)
+        choices, choice = changes.chosen(person, key, claim)
     except changes.ActionError:
         raise TokenExpired("this question is no longer asked") from None
     if person.status is ParticipantStatus.REMOVED:
         raise TokenExpired("this link belongs to a program that is no longer running")
-    assert step.choices is not None
     sent = changes.sent_at(conn, read_answer_object(claim.object_id)[0])
-    return _answer_pages(step.choices, choice, sent, changes.given(conn, person, step.key))
+    return _answer_pages(choices, choice, sent, changes.given(conn, person, key))
 
 
 def _act(action: Action, token: str) -> Any:

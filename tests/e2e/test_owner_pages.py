@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_report import read
 
 from conftest import _free_port
 from drip.config import load_settings
 from drip.owners import documents, progress, timeline_svg
-from drip.storage.store import Store
 from drip.web.app import create_app
 from walked import AS_OF, Walked
 
@@ -117,9 +117,7 @@ LAYOUT = """() => {
 def test_the_report_s_text_is_the_same_size_at_every_width_and_on_paper(
     walked: Walked, browser, shots: Path
 ) -> None:
-    with Store(walked.url) as db, db.reading() as conn:
-        found = progress.read_progress(conn, "test-cohort", AS_OF)
-    assert found is not None
+    found = read(walked)
     html = documents.report_html(found, link_back="/admin")
     seen: dict[str, dict] = {}
     for width in WIDTHS:
@@ -260,9 +258,7 @@ def contrast(one: str, two: str) -> float:
 def test_sustained_use_reads_the_same_at_every_width_on_paper_and_in_the_dark(
     walked: Walked, browser, shots: Path
 ) -> None:
-    with Store(walked.url) as db, db.reading() as conn:
-        found = progress.read_progress(conn, "test-cohort", AS_OF)
-    assert found is not None
+    found = read(walked)
     html = documents.report_html(with_outcomes(found))
     seen: dict[str, dict] = {}
     for width in WIDTHS:
@@ -341,9 +337,7 @@ def assert_sustain_reads(chart: dict, width: int, media: str) -> None:
 
 
 def test_each_goal_s_answers_fold_away_and_show_whole_without_script(walked: Walked, browser) -> None:
-    with Store(walked.url) as db, db.reading() as conn:
-        found = progress.read_progress(conn, "test-cohort", AS_OF)
-    assert found is not None
+    found = read(walked)
     html = documents.report_html(with_outcomes(found))
     assert "<script" not in html, "the report runs no script"
     context = browser.new_context(viewport={"width": 375, "height": 800}, java_script_enabled=False)
